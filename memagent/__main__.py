@@ -1,0 +1,5 @@
+"""`python -m memagent` runs the CLI."""
+
+from memagent.cli import main
+
+main()

@@ -1,0 +1,252 @@
+"""Typer commands: parse, call the service, render. Thin on purpose."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, time
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import typer
+
+from memagent.cli import render
+from memagent.config import Settings, get_settings
+from memagent.errors import InputError, MemagentError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+app = typer.Typer(
+    name="memagent",
+    help="Persistent long-term memory for AI agents, in PostgreSQL with pgvector.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+_state = {"debug": False}
+
+
+@app.callback()
+def _root(
+    debug: Annotated[
+        bool, typer.Option("--debug", envvar="MEMAGENT_DEBUG", help="Show tracebacks on errors.")
+    ] = False,
+) -> None:
+    """Persistent long-term memory for AI agents, in PostgreSQL with pgvector.
+
+    With no MEMAGENT_DATABASE_URL an embedded PostgreSQL is started on demand; with no OPENAI_API_KEY
+    texts are embedded by the bundled local model.
+    """
+    _state["debug"] = debug
+
+
+def handled(func: Callable[P, R]) -> Callable[P, R]:
+    """Map MemagentError (and Ctrl-C) to one red line on stderr and a non-zero exit."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except MemagentError as exc:
+            if _state["debug"]:
+                import traceback
+
+                traceback.print_exc(file=sys.stderr)
+            render.error_line(str(exc))
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            render.error_line("interrupted.")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+@contextmanager
+def _service(settings: Settings) -> Iterator[Any]:
+    from memagent.service import open_memory
+
+    with open_memory(settings) as service:
+        yield service
+
+
+def _settings() -> Settings:
+    return get_settings()
+
+
+def _parse_before(value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise InputError(f"--before {value!r} is not a date; use YYYY-MM-DD or YYYY-MM-DDTHH:MM.") from None
+    if parsed.tzinfo is None:  # a bare date or time means the user's local time
+        if len(value) <= 10:
+            parsed = datetime.combine(parsed.date(), time.min)
+        parsed = parsed.astimezone()
+    return parsed
+
+
+def _read_stdin() -> str:
+    if sys.stdin is None or sys.stdin.isatty():
+        raise InputError("give the text as an argument, or pipe it on stdin.")
+    raw = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"stdin is not valid UTF-8 (byte {exc.start}).") from None
+
+
+NamespaceOpt = Annotated[
+    str | None, typer.Option("--namespace", "-n", help="Namespace (default: MEMAGENT_NAMESPACE or 'default').")
+]
+SessionOpt = Annotated[str | None, typer.Option("--session", "-s", help="Only this session.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON to stdout instead of a table.")]
+
+
+@app.command()
+@handled
+def remember(
+    text: Annotated[str | None, typer.Argument(help="The text to remember; '-' or nothing reads stdin.")] = None,
+    namespace: NamespaceOpt = None,
+    session: Annotated[
+        str | None, typer.Option("--session", "-s", help="Session id to store (default: MEMAGENT_SESSION).")
+    ] = None,
+    metadata: Annotated[str | None, typer.Option("--metadata", "-m", help="A JSON object stored alongside.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Embed a text and store it as a memory."""
+    body = _read_stdin() if text in (None, "-") else text
+    assert body is not None
+    meta: Any = None
+    if metadata is not None:
+        try:
+            meta = json.loads(metadata)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"--metadata is not valid JSON: {exc.msg} at position {exc.pos}.") from None
+    settings = _settings()
+    with _service(settings) as service:
+        result = service.remember(body, namespace=namespace, session_id=session, metadata=meta)
+    if as_json:
+        render.print_json({"id": result.id, "created": result.created, "namespace": result.namespace,
+                           "session_id": result.session_id})
+    elif result.created:
+        render.message(f"Remembered as memory {result.id} in namespace {result.namespace!r}.")
+    else:
+        render.message(f"Already remembered as memory {result.id} in namespace {result.namespace!r}.")
+
+
+@app.command()
+@handled
+def recall(
+    query: Annotated[str, typer.Argument(help="What to look for.")],
+    k: Annotated[int | None, typer.Option("--k", "-k", help="How many memories (default: MEMAGENT_TOP_K, 5).")] = None,
+    namespace: NamespaceOpt = None,
+    session: SessionOpt = None,
+    max_distance: Annotated[
+        float | None,
+        typer.Option("--max-distance", help="Drop memories farther than this cosine distance (0-2)."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show the memories most similar to a query, most similar first."""
+    settings = _settings()
+    with _service(settings) as service:
+        memories = service.recall(query, k=k, namespace=namespace, session_id=session, max_distance=max_distance)
+    if as_json:
+        render.print_json([memory.to_json() for memory in memories])
+    elif not memories:
+        render.message("No memories found.")
+    else:
+        render.recall_table(query, memories)
+
+
+@app.command()
+@handled
+def inspect(
+    limit: Annotated[int, typer.Option("--limit", "-l", help="How many of the newest memories.")] = 5,
+    namespace: NamespaceOpt = None,
+    session: SessionOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the newest memories."""
+    settings = _settings()
+    with _service(settings) as service:
+        memories = service.recent(limit=limit, namespace=namespace, session_id=session)
+        total = service.count(namespace=namespace, session_id=session)
+    if as_json:
+        render.print_json([memory.to_json() for memory in memories])
+        return
+    scope = namespace or settings.namespace
+    render.memory_table(f"{len(memories)} newest of {total} memories in namespace {scope!r}", memories)
+
+
+@app.command()
+@handled
+def purge(
+    namespace: Annotated[
+        str | None, typer.Option("--namespace", "-n", help="Purge in this namespace (alone: the whole namespace).")
+    ] = None,
+    session: Annotated[str | None, typer.Option("--session", "-s", help="Only this session.")] = None,
+    before: Annotated[
+        str | None, typer.Option("--before", help="Only memories older than this date (YYYY-MM-DD[THH:MM]).")
+    ] = None,
+    everything: Annotated[bool, typer.Option("--all", help="Every memory in the namespace.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete memories by session, namespace or date; shows the count and asks first."""
+    if not (everything or session or before or namespace):
+        raise InputError("say what to purge: --session, --before, --namespace or --all.")
+    cutoff = _parse_before(before) if before else None
+    settings = _settings()
+    scope = namespace or settings.namespace
+    with _service(settings) as service:
+        count = service.count(namespace=namespace, session_id=session, before=cutoff)
+        if count == 0:
+            render.message(f"Nothing to purge in namespace {scope!r}.")
+            return
+        if not yes:
+            if sys.stdin is None or not sys.stdin.isatty():
+                raise InputError(f"{count} memories would be deleted; pass --yes to confirm without a terminal.")
+            if not typer.confirm(f"Delete {count} memories from namespace {scope!r}?", err=True):
+                render.message("Nothing deleted.")
+                raise typer.Exit(1)
+        deleted = service.purge(namespace=namespace, session_id=session, before=cutoff)
+    render.message(f"Deleted {deleted} memories from namespace {scope!r}.")
+
+
+@app.command()
+@handled
+def config(as_json: JsonOpt = False) -> None:
+    """Show the effective settings (secrets masked)."""
+    from memagent.cli.settings_view import settings_rows
+
+    rows = settings_rows(_settings())
+    if as_json:
+        render.print_json({name: value for name, value, _ in rows})
+    else:
+        render.settings_table(rows)
+
+
+@app.command()
+@handled
+def migrate(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+) -> None:
+    """Upgrade the database schema (what `alembic upgrade head` does, without alembic.ini)."""
+    from memagent.db import Database
+
+    settings = _settings()
+    with Database(settings) as db:
+        db.upgrade(revision)
+        current, _ = db.schema_state()
+    render.message(f"Schema at {', '.join(sorted(current)) or 'base'} ({db.describe()}).")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    app()

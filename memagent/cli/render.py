@@ -1,0 +1,82 @@
+"""Rendering for the CLI: Rich tables to stdout, messages to stderr, JSON for --json."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from memagent.records import MemoryRecord, RecalledMemory
+
+
+def out() -> Console:
+    """Console for data (stdout)."""
+    return Console(file=sys.stdout, soft_wrap=False)
+
+
+def err() -> Console:
+    """Console for messages and progress (stderr)."""
+    return Console(file=sys.stderr, soft_wrap=True, highlight=False)
+
+
+def message(text: str) -> None:
+    """A plain status line on stderr."""
+    err().print(text, markup=False)
+
+
+def error_line(text: str) -> None:
+    """The one red line an error gets."""
+    err().print(f"Error: {text}", style="bold red", markup=False)
+
+
+def print_json(data: Any) -> None:
+    """JSON to stdout, one document."""
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+    sys.stdout.flush()
+
+
+def _when(value: datetime) -> str:
+    return value.astimezone().strftime("%Y-%m-%d %H:%M")
+
+
+def recall_table(query: str, memories: Sequence[RecalledMemory]) -> None:
+    """The recalled memories, nearest first."""
+    table = Table(title=f"Recalled for: {query}", title_justify="left", expand=False)
+    table.add_column("#", justify="right", style="dim")
+    table.add_column("similarity", justify="right")
+    table.add_column("session")
+    table.add_column("date", no_wrap=True)
+    table.add_column("memory", overflow="fold")
+    for rank, memory in enumerate(memories, start=1):
+        table.add_row(
+            str(rank), f"{memory.similarity:.3f}", memory.session_id, _when(memory.created_at), memory.content
+        )
+    out().print(table)
+
+
+def memory_table(title: str, memories: Sequence[MemoryRecord]) -> None:
+    """Stored memories, newest first."""
+    table = Table(title=title, title_justify="left", expand=False)
+    table.add_column("id", justify="right", style="dim")
+    table.add_column("session")
+    table.add_column("date", no_wrap=True)
+    table.add_column("memory", overflow="fold")
+    for memory in memories:
+        table.add_row(str(memory.id), memory.session_id, _when(memory.created_at), memory.content)
+    out().print(table)
+
+
+def settings_table(rows: Sequence[tuple[str, str, str]]) -> None:
+    """Effective settings: name, value, where it came from."""
+    table = Table(title="memagent settings", title_justify="left")
+    table.add_column("setting")
+    table.add_column("value", overflow="fold")
+    table.add_column("source", style="dim")
+    for name, value, source in rows:
+        table.add_row(name, value, source)
+    out().print(table)

@@ -1,0 +1,50 @@
+"""The rows `memagent config` shows: every setting's effective value, secrets masked, and its source."""
+
+from __future__ import annotations
+
+import os
+
+from pydantic import SecretStr
+
+from memagent.config import Settings
+from memagent.errors import MemagentError
+
+
+def _source(settings: Settings, name: str) -> str:
+    field = Settings.model_fields[name]
+    names = [f"MEMAGENT_{name.upper()}"]
+    alias = field.validation_alias
+    if alias is not None and hasattr(alias, "choices"):
+        names = [str(choice) for choice in alias.choices]
+    for env in names:
+        if env in os.environ:
+            return env
+    return ".env" if name in settings.model_fields_set else "default"
+
+
+def settings_rows(settings: Settings) -> list[tuple[str, str, str]]:
+    """(setting, shown value, source) for each setting, plus the resolved embedding model and database."""
+    from memagent.db import Database
+
+    rows: list[tuple[str, str, str]] = []
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if name == "database_url" and value is not None:
+            from memagent.db import masked_url, normalise_url
+
+            shown = masked_url(normalise_url(value.get_secret_value()))
+        elif isinstance(value, SecretStr):
+            shown = "**** (set)"
+        elif value is None:
+            shown = "-"
+        else:
+            shown = str(value)
+        rows.append((name, shown, _source(settings, name)))
+    rows.append(("home (resolved)", str(settings.home_path()), "derived"))
+    try:
+        spec = settings.embedding_spec()
+        rows.append(("embedding (resolved)", f"{spec.provider}: {spec.model}, {spec.dim} dimensions", "derived"))
+    except MemagentError as exc:
+        rows.append(("embedding (resolved)", f"invalid: {exc}", "derived"))
+    rows.append(("database (resolved)", Database(settings).describe(), "derived"))
+    return rows

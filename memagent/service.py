@@ -1,0 +1,208 @@
+"""MemoryService: the verbs (remember, recall, recent, purge, count), one unit of work per call."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from memagent.config import Settings, validate_name
+from memagent.db import Database, translate_errors
+from memagent.embeddings import Embedder, make_embedder
+from memagent.errors import EmbeddingMismatchError, InputError
+from memagent.records import MemoryRecord, RecalledMemory, RememberResult
+from memagent.repository import MemoryRepository, NewMemory, Scope
+
+
+def clean_text(text: str, what: str = "text") -> str:
+    """Validate a text to embed and store: not empty, no NUL bytes (PostgreSQL text cannot hold them)."""
+    if not isinstance(text, str):
+        raise InputError(f"the {what} must be a string, not {type(text).__name__}.")
+    stripped = text.strip()
+    if not stripped:
+        raise InputError(f"the {what} is empty.")
+    if "\x00" in stripped:
+        raise InputError(f"the {what} contains NUL bytes, which PostgreSQL cannot store.")
+    return stripped
+
+
+def clean_name(value: str, what: str) -> str:
+    """Validate a namespace or session id, as an InputError."""
+    try:
+        return validate_name(value, what)
+    except ValueError as exc:
+        raise InputError(f"invalid {what}: {exc}.") from None
+
+
+def clean_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Metadata must be a JSON object."""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise InputError("metadata must be a JSON object.")
+    try:
+        text = json.dumps(dict(metadata), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"metadata is not JSON-serialisable: {exc}.") from None
+    if "\\u0000" in text:
+        raise InputError("metadata contains NUL characters, which PostgreSQL cannot store.")
+    return dict(json.loads(text))
+
+
+class MemoryService:
+    """Long-term memory over one database and one embedder; each call is one transaction."""
+
+    def __init__(self, sessions: Callable[[], Session], embedder: Embedder, settings: Settings) -> None:
+        self._sessions = sessions
+        self.embedder = embedder
+        self.settings = settings
+
+    @contextmanager
+    def _unit(self) -> Iterator[MemoryRepository]:
+        session = self._sessions()
+        with translate_errors(), session, session.begin():
+            yield MemoryRepository(session)
+
+    def _scope(self, namespace: str | None, session_id: str | None, before: datetime | None = None) -> Scope:
+        return Scope(
+            namespace=clean_name(namespace if namespace is not None else self.settings.namespace, "namespace"),
+            session_id=clean_name(session_id, "session") if session_id is not None else None,
+            before=before,
+        )
+
+    def _check_space(self, repo: MemoryRepository, *, claim: bool) -> bool:
+        """Refuse a model the database was not built for; returns False if nothing was ever stored."""
+        model, dim = self.embedder.model, self.embedder.dim
+        space = repo.embedding_space()
+        if space is None:
+            column_dim = repo.column_dimension()
+            if column_dim is not None and column_dim != dim:
+                raise EmbeddingMismatchError(
+                    f"this database was set up for {column_dim}-dimension vectors, but embedding model "
+                    f"{model} makes {dim}-dimension vectors.",
+                    hint="Configure a model of that dimension, or use a fresh database.",
+                )
+            if not claim:
+                return False
+            space = repo.claim_embedding_space(model, dim)
+        if space != (model, dim):
+            raise EmbeddingMismatchError(
+                f"this database holds embeddings from {space[0]} ({space[1]} dimensions), but the configured "
+                f"embedding model is {model} ({dim} dimensions).",
+                hint=f"Set MEMAGENT_EMBEDDING_MODEL={space[0]} (and its provider), or use another database.",
+            )
+        return True
+
+    # -- verbs ------------------------------------------------------------------------------------------------
+
+    def remember(
+        self,
+        text: str,
+        *,
+        namespace: str | None = None,
+        session_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        created_at: datetime | None = None,
+    ) -> RememberResult:
+        """Embed and store one text; identical text already in the namespace is not stored twice."""
+        return self.remember_many(
+            [text], namespace=namespace, session_id=session_id, metadata=metadata, created_at=created_at
+        )[0]
+
+    def remember_many(
+        self,
+        texts: list[str],
+        *,
+        namespace: str | None = None,
+        session_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        created_at: datetime | None = None,
+    ) -> list[RememberResult]:
+        """Embed texts in batches and store them in one transaction."""
+        contents = [clean_text(text) for text in texts]
+        scope = self._scope(namespace, session_id or self.settings.session)
+        assert scope.session_id is not None
+        meta = clean_metadata(metadata)
+        with self._unit() as repo:  # fail fast on a model mismatch, before any embedding work
+            self._check_space(repo, claim=False)
+        vectors = self.embedder.embed(contents)
+        results = []
+        with self._unit() as repo:
+            self._check_space(repo, claim=True)
+            for content, vector in zip(contents, vectors, strict=True):
+                new_id, created = repo.add(
+                    NewMemory(
+                        namespace=scope.namespace,
+                        session_id=scope.session_id,
+                        content=content,
+                        embedding=vector,
+                        embedding_model=self.embedder.model,
+                        metadata=meta,
+                        created_at=created_at,
+                    )
+                )
+                results.append(RememberResult(new_id, created, scope.namespace, scope.session_id))
+        return results
+
+    def recall(
+        self,
+        query: str,
+        *,
+        k: int | None = None,
+        namespace: str | None = None,
+        session_id: str | None = None,
+        max_distance: float | None = None,
+    ) -> list[RecalledMemory]:
+        """The memories nearest to the query (cosine), nearest first; k rows whenever the scope holds k."""
+        query = clean_text(query, "query")
+        k = k if k is not None else self.settings.top_k
+        if not 1 <= k <= 1000:
+            raise InputError(f"k must be between 1 and 1000, not {k}.")
+        max_distance = max_distance if max_distance is not None else self.settings.max_distance
+        if max_distance is not None and not 0.0 <= max_distance <= 2.0:
+            raise InputError(f"max distance must be between 0 and 2 (cosine distance), not {max_distance}.")
+        scope = self._scope(namespace, session_id)
+        with self._unit() as repo:
+            if not self._check_space(repo, claim=False):
+                return []  # nothing was ever stored: no need to load or call the model
+        vector = self.embedder.embed([query])[0]
+        with self._unit() as repo:
+            return repo.search(
+                vector, scope=scope, k=k, max_distance=max_distance, ef_search=self.settings.ef_search
+            )
+
+    def recent(
+        self, *, limit: int = 5, namespace: str | None = None, session_id: str | None = None
+    ) -> list[MemoryRecord]:
+        """The newest memories in scope, newest first."""
+        if not 1 <= limit <= 10000:
+            raise InputError(f"limit must be between 1 and 10000, not {limit}.")
+        with self._unit() as repo:
+            return repo.recent(self._scope(namespace, session_id), limit=limit)
+
+    def count(
+        self, *, namespace: str | None = None, session_id: str | None = None, before: datetime | None = None
+    ) -> int:
+        """How many memories are in scope."""
+        with self._unit() as repo:
+            return repo.count(self._scope(namespace, session_id, before))
+
+    def purge(
+        self, *, namespace: str | None = None, session_id: str | None = None, before: datetime | None = None
+    ) -> int:
+        """Delete the memories in scope (one namespace; optionally one session, older than a date)."""
+        with self._unit() as repo:
+            return repo.purge(self._scope(namespace, session_id, before))
+
+
+@contextmanager
+def open_memory(settings: Settings, *, embedder: Embedder | None = None) -> Iterator[MemoryService]:
+    """Open the configured database (schema at head) and yield a MemoryService over it."""
+    embedder = embedder or make_embedder(settings)
+    with Database(settings) as db:
+        db.ensure_schema(embedding_dim=embedder.dim)
+        yield MemoryService(db.sessions, embedder, settings)
