@@ -126,10 +126,10 @@ class EmbeddedPostgres:
             if self._running():
                 self._stop()
 
-    def url(self, socket_dir: Path | None = None) -> str:
-        """SQLAlchemy URL of the cluster's memagent database (socket only)."""
+    def url(self, socket_dir: Path | None = None, database: str = DATABASE) -> str:
+        """SQLAlchemy URL of a database in the cluster (socket only)."""
         socket_dir = socket_dir or self._socket_dir()
-        return f"postgresql+psycopg2://postgres@/{DATABASE}?host={socket_dir}&port={PORT}"
+        return f"postgresql+psycopg2://postgres@/{database}?host={socket_dir}&port={PORT}"
 
     # -- setup --------------------------------------------------------------------------------------------
 

@@ -1,0 +1,142 @@
+"""Fixtures: one embedded PostgreSQL for the run, a test database built by `alembic upgrade head`, a
+transaction rolled back after each test, and a loopback server speaking the OpenAI API."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy.orm import Session
+
+from memagent.config import Settings
+from memagent.db import Database
+from memagent.embedded import EmbeddedPostgres
+from memagent.embeddings import OpenAIEmbedder
+from memagent.service import MemoryService
+from tests.fake_openai import FakeOpenAI
+
+DIM = 384
+FAKE_MODEL = f"fake-embed-{DIM}"
+TEST_DB = "memagent_test"
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Tests never see the developer's settings or .env."""
+    for name in list(os.environ):
+        if name.startswith(("MEMAGENT_", "OPENAI_")):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
+    """The embedded server for the whole run, in a fresh memagent home; removed afterwards."""
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("home"))
+    server.acquire()
+    yield server
+    server.release()
+    server.stop()
+    shutil.rmtree(server.paths.base, ignore_errors=True)
+
+
+def make_database(embedded: EmbeddedPostgres, name: str) -> str:
+    """(Re)create an empty database in the embedded cluster; returns its URL."""
+    admin = create_engine(embedded.url(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return embedded.url(database=name)
+
+
+@pytest.fixture(scope="session")
+def db_url(embedded: EmbeddedPostgres) -> str:
+    """A test database migrated with the real Alembic scripts."""
+    url = make_database(embedded, TEST_DB)
+    with Database(Settings(), url=url) as db:
+        db.upgrade("head", embedding_dim=DIM)
+    return url
+
+
+@pytest.fixture(scope="session")
+def engine(db_url: str) -> Iterator[Engine]:
+    eng = create_engine(db_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def connection(engine: Engine) -> Iterator[Connection]:
+    """A connection in a transaction that is rolled back after the test."""
+    with engine.connect() as conn:
+        trans = conn.begin()
+        yield conn
+        trans.rollback()
+
+
+@pytest.fixture
+def sessions(connection: Connection) -> Callable[[], Session]:
+    """Session factory whose commits become savepoints of the test's transaction."""
+    return lambda: Session(bind=connection, join_transaction_mode="create_savepoint")
+
+
+@pytest.fixture(scope="session")
+def fake_openai() -> Iterator[FakeOpenAI]:
+    server = FakeOpenAI().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake(fake_openai: FakeOpenAI) -> FakeOpenAI:
+    """The loopback OpenAI server, with its records and failures cleared."""
+    fake_openai.reset()
+    return fake_openai
+
+
+def fake_embedder(fake: FakeOpenAI, model: str = FAKE_MODEL, **kwargs: object) -> OpenAIEmbedder:
+    """An OpenAI embedder pointed at the loopback server."""
+    return OpenAIEmbedder(
+        model=model,
+        dim=int(kwargs.pop("dim", DIM)),  # type: ignore[call-overload]
+        base_url=fake.base_url,
+        api_key=fake.api_key,
+        max_retries=int(kwargs.pop("max_retries", 0)),  # type: ignore[call-overload]
+        timeout=5.0,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def service(sessions: Callable[[], Session], fake: FakeOpenAI) -> MemoryService:
+    """MemoryService over the rolled-back transaction and the loopback embedder."""
+    return MemoryService(sessions, fake_embedder(fake), Settings(namespace="test"))
+
+
+@pytest.fixture
+def cli_env(
+    monkeypatch: pytest.MonkeyPatch, db_url: str, fake: FakeOpenAI, engine: Engine
+) -> Iterator[dict[str, str]]:
+    """Environment for CLI runs against the test database, in a namespace of its own (deleted after)."""
+    namespace = f"cli-{uuid.uuid4().hex[:10]}"
+    env = {
+        "MEMAGENT_DATABASE_URL": db_url,
+        "MEMAGENT_EMBEDDING_PROVIDER": "openai",
+        "MEMAGENT_OPENAI_BASE_URL": fake.base_url,
+        "OPENAI_API_KEY": fake.api_key,
+        "MEMAGENT_EMBEDDING_MODEL": FAKE_MODEL,
+        "MEMAGENT_EMBEDDING_DIM": str(DIM),
+        "MEMAGENT_NAMESPACE": namespace,
+        "MEMAGENT_MAX_RETRIES": "0",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    yield env
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM memories WHERE namespace LIKE 'cli-%'"))

@@ -1,0 +1,157 @@
+"""A real HTTP server on 127.0.0.1 that speaks the parts of the OpenAI API memagent uses.
+
+Embeddings are deterministic bags of hashed words, so texts sharing words are near each other. Every request
+is recorded; failures can be queued (status code, optional Retry-After, or a delay).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import numpy as np
+
+WORD = re.compile(r"[a-z0-9]+")
+
+
+def fake_embedding(text: str, dim: int) -> np.ndarray:
+    """Hashed bag of words, L2-normalised; never the zero vector."""
+    vector = np.zeros(dim, dtype=np.float32)
+    words = WORD.findall(text.lower()) or ["<empty>"]
+    for word in words:
+        digest = hashlib.sha256(word.encode()).digest()
+        bucket = int.from_bytes(digest[:4], "little") % dim
+        vector[bucket] += 1.0 if digest[4] % 2 == 0 else -1.0
+        vector[(bucket + 1) % dim] += 0.25
+    return vector / np.linalg.norm(vector)
+
+
+def model_dim(model: str) -> int:
+    """fake-embed-384 makes 384 dimensions; any name's trailing number is its dimension."""
+    match = re.search(r"(\d+)$", model)
+    return int(match.group(1)) if match else 384
+
+
+@dataclass
+class Failure:
+    """A scripted failure for the next matching request."""
+
+    status: int = 500
+    retry_after: float | None = None
+    delay: float = 0.0
+    body: dict[str, Any] = field(default_factory=lambda: {"error": {"message": "scripted failure"}})
+
+
+class FakeOpenAI:
+    """Start with `start()`, point clients at `.base_url`, read `.requests`."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.failures: list[Failure] = []
+        self.chat_reply = "I remember."
+        self.api_key = "sk-test-secret-key-1234567890"
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def start(self) -> FakeOpenAI:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            disable_nagle_algorithm = True
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                with fake._lock:
+                    fake.requests.append(
+                        {"path": self.path, "body": body, "auth": self.headers.get("Authorization", "")}
+                    )
+                    failure = fake.failures.pop(0) if fake.failures else None
+                if failure is not None:
+                    time.sleep(failure.delay)
+                    headers = {}
+                    if failure.retry_after is not None:
+                        headers["Retry-After"] = str(failure.retry_after)
+                    self._send(failure.status, failure.body, headers)
+                    return
+                if self.path.endswith("/embeddings"):
+                    self._send(200, fake._embeddings(body))
+                elif self.path.endswith("/chat/completions"):
+                    self._send(200, fake._chat(body))
+                else:
+                    self._send(404, {"error": {"message": f"no route {self.path}"}})
+
+            def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.requests.clear()
+            self.failures.clear()
+
+    def embedding_requests(self) -> list[dict[str, Any]]:
+        return [r for r in self.requests if r["path"].endswith("/embeddings")]
+
+    def _embeddings(self, body: dict[str, Any]) -> dict[str, Any]:
+        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        dim = int(body.get("dimensions") or model_dim(body["model"]))
+        data = []
+        for index, text in enumerate(texts):
+            vector = fake_embedding(text, dim)
+            if body.get("encoding_format") == "base64":
+                embedding: Any = base64.b64encode(vector.astype("<f4").tobytes()).decode()
+            else:
+                embedding = vector.tolist()
+            data.append({"object": "embedding", "index": index, "embedding": embedding})
+        return {
+            "object": "list",
+            "data": data,
+            "model": body["model"],
+            "usage": {"prompt_tokens": len(texts), "total_tokens": len(texts)},
+        }
+
+    def _chat(self, body: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", "fake-chat"),
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": self.chat_reply}, "finish_reason": "stop"}
+            ],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        }

@@ -1,0 +1,162 @@
+"""MemoryRepository against the real schema: writes, reads, filters, and the scoped-recall guarantee."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+from sqlalchemy import Connection, insert, text
+from sqlalchemy.orm import Session
+
+from memagent.models import Memory
+from memagent.repository import MemoryRepository, NewMemory, Scope, content_hash
+from tests.conftest import DIM
+
+
+def unit(seed: int) -> np.ndarray:
+    vector = np.random.default_rng(seed).normal(size=DIM).astype(np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+def new(content: str, vector: np.ndarray, namespace: str = "ns", session_id: str = "s1", **kw: object) -> NewMemory:
+    return NewMemory(
+        namespace=namespace,
+        session_id=session_id,
+        content=content,
+        embedding=vector,
+        embedding_model="fake-embed-384",
+        metadata=dict(kw.pop("metadata", {})),  # type: ignore[call-overload]
+        created_at=kw.pop("created_at", None),  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def repo(sessions: Callable[[], Session]) -> MemoryRepository:
+    return MemoryRepository(sessions())
+
+
+def test_add_stores_row_and_identical_content_once_per_namespace(repo: MemoryRepository) -> None:
+    first_id, created = repo.add(new("hello", unit(1), metadata={"source": "test"}))
+    again_id, created_again = repo.add(new("hello", unit(2), session_id="s2"))
+    other_ns_id, created_other = repo.add(new("hello", unit(1), namespace="other"))
+
+    assert created and not created_again and created_other
+    assert again_id == first_id != other_ns_id
+    assert repo.count(Scope("ns")) == 1
+    row = repo.session.execute(text("SELECT content_hash, metadata FROM memories WHERE id = :id"), {"id": first_id})
+    stored_hash, metadata = row.one()
+    assert stored_hash == content_hash("hello")
+    assert metadata == {"source": "test"}
+
+
+def test_search_orders_by_cosine_distance_and_respects_scope(repo: MemoryRepository) -> None:
+    query = unit(10)
+    near = query + 0.1 * unit(11)
+    far = unit(12)
+    repo.add(new("far", far))
+    repo.add(new("near", near / np.linalg.norm(near)))
+    repo.add(new("other session", query, session_id="s2"))
+    repo.add(new("other namespace", query, namespace="elsewhere"))
+
+    found = repo.search(query, scope=Scope("ns"), k=5)
+    assert [m.content for m in found] == ["other session", "near", "far"]
+    assert found[0].distance == pytest.approx(0.0, abs=1e-5)
+    assert found[0].similarity == pytest.approx(1.0, abs=1e-5)
+    assert all(a.distance <= b.distance for a, b in zip(found, found[1:], strict=False))
+
+    in_session = repo.search(query, scope=Scope("ns", session_id="s1"), k=5)
+    assert [m.content for m in in_session] == ["near", "far"]
+
+
+def test_max_distance_filters_after_the_nearest_k(repo: MemoryRepository) -> None:
+    query = unit(20)
+    repo.add(new("same", query))
+    repo.add(new("unrelated", unit(21)))
+    found = repo.search(query, scope=Scope("ns"), k=5, max_distance=0.5)
+    assert [m.content for m in found] == ["same"]
+
+
+def test_recent_count_and_purge_by_session_and_date(repo: MemoryRepository) -> None:
+    now = datetime.now(UTC)
+    repo.add(new("old", unit(30), created_at=now - timedelta(days=10)))
+    repo.add(new("mid", unit(31), created_at=now - timedelta(days=5), session_id="s2"))
+    repo.add(new("new", unit(32), created_at=now))
+
+    assert [m.content for m in repo.recent(Scope("ns"), limit=2)] == ["new", "mid"]
+    assert repo.count(Scope("ns", before=now - timedelta(days=1))) == 2
+
+    assert repo.purge(Scope("ns", session_id="s2")) == 1
+    assert repo.purge(Scope("ns", before=now - timedelta(days=7))) == 1
+    assert [m.content for m in repo.recent(Scope("ns"), limit=10)] == ["new"]
+    remaining = repo.session.execute(text("SELECT count(*) FROM memories WHERE namespace = 'ns'")).scalar_one()
+    assert remaining == 1
+
+
+def test_embedding_space_first_writer_wins(repo: MemoryRepository) -> None:
+    repo.session.execute(text("DELETE FROM embedding_space"))
+    assert repo.embedding_space() is None
+    assert repo.column_dimension() == DIM
+    assert repo.claim_embedding_space("model-a", DIM) == ("model-a", DIM)
+    assert repo.claim_embedding_space("model-b", 99) == ("model-a", DIM)
+
+
+def _clustered(count: int, seed: int) -> np.ndarray:
+    """Vectors around a few centres, like real embeddings (uniform noise would make HNSW meaningless)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(8, DIM))
+    points = centres[rng.integers(0, 8, size=count)] + 0.35 * rng.normal(size=(count, DIM))
+    return (points / np.linalg.norm(points, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_scoped_recall_returns_k_rows_through_the_hnsw_index(connection: Connection, repo: MemoryRepository) -> None:
+    """A namespace holding 1% of 3,000 rows still gets k rows: the fix is the iterative index scan."""
+    total, k = 3000, 10
+    vectors = _clustered(total, seed=7)
+    rows = [
+        {
+            "namespace": "scoped" if i % 100 == 0 else "crowd",
+            "session_id": "s",
+            "content": f"memory {i}",
+            "embedding": vectors[i],
+            "embedding_model": "fake-embed-384",
+            "content_hash": content_hash(f"memory {i}"),
+        }
+        for i in range(total)
+    ]
+    connection.execute(insert(Memory), rows)
+    query = vectors[1] + 0.05 * _clustered(1, seed=8)[0]
+
+    # Make the planner take the HNSW index, as it does on a large table.
+    connection.execute(text("SET LOCAL enable_seqscan = off"))
+    connection.execute(text("SET LOCAL enable_sort = off"))
+    plan = "\n".join(
+        connection.execute(
+            text(
+                "EXPLAIN SELECT id FROM memories WHERE namespace = 'scoped' "
+                "ORDER BY embedding <=> CAST(:q AS vector) LIMIT 10"
+            ),
+            {"q": str(query.tolist())},
+        ).scalars()
+    )
+    assert "ix_memories_embedding_hnsw" in plan
+
+    # Without the fix: a plain filtered ANN query over the default 40-candidate scan comes up short.
+    connection.execute(text("SET LOCAL hnsw.iterative_scan = off"))
+    connection.execute(text("SET LOCAL hnsw.ef_search = 40"))
+    naive = connection.execute(
+        text(
+            "SELECT id FROM memories WHERE namespace = 'scoped' "
+            "ORDER BY embedding <=> CAST(:q AS vector) LIMIT :k"
+        ),
+        {"q": str(query.tolist()), "k": k},
+    ).all()
+    assert len(naive) < k
+
+    found = repo.search(query, scope=Scope("scoped"), k=k)
+    assert len(found) == k
+    assert all(m.namespace == "scoped" for m in found)
+    scoped_ids = np.arange(0, total, 100)
+    exact = scoped_ids[np.argsort(1 - vectors[scoped_ids] @ query)[:k]]
+    assert len({int(m.content.split()[1]) for m in found} & set(exact.tolist())) >= k - 1
