@@ -1,0 +1,171 @@
+"""The zero-setup path in real processes: a fresh memagent home, the embedded server, and real-life faults."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from memagent.embedded import EmbeddedPostgres
+from tests.fake_openai import FakeOpenAI
+
+IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Iterator[Path]:
+    """A fresh memagent home; its embedded cluster is stopped and removed afterwards."""
+    path = tmp_path / "memagent-home"
+    yield path
+    server = EmbeddedPostgres(path)
+    if server.paths.data.exists():
+        server.stop()
+    shutil.rmtree(server.paths.base, ignore_errors=True)
+
+
+def cli_env(home: Path, fake: FakeOpenAI | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MEMAGENT_", "OPENAI_"))}
+    env["MEMAGENT_HOME"] = str(home)
+    if fake is not None:
+        env |= {
+            "MEMAGENT_OPENAI_BASE_URL": fake.base_url,
+            "OPENAI_API_KEY": fake.api_key,
+            "MEMAGENT_EMBEDDING_MODEL": "fake-embed-384",
+            "MEMAGENT_EMBEDDING_DIM": "384",
+        }
+    return env
+
+
+def memagent(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "memagent", *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def server_running(home: Path) -> bool:
+    pidfile = EmbeddedPostgres(home).paths.data / "postmaster.pid"
+    if not pidfile.exists():
+        return False
+    return psutil.pid_exists(int(pidfile.read_text().split()[0]))
+
+
+def test_remember_then_recall_in_two_processes_with_the_local_model(home: Path) -> None:
+    """The README story: nothing configured, two processes, the memory lives in Postgres."""
+    env = cli_env(home)
+    first = memagent(env, "remember", "My name is Priya and I'm building a Rust compiler for embedded targets")
+    assert first.returncode == 0, first.stderr
+    memagent(env, "remember", "I had pancakes for breakfast on Sunday")
+    assert not server_running(home), "the last client stops the embedded server"
+
+    second = memagent(env, "recall", "what project am I working on?", "--json")
+    assert second.returncode == 0, second.stderr
+    found = json.loads(second.stdout)
+    assert found[0]["content"].startswith("My name is Priya")
+    assert found[0]["embedding_model"] == "all-MiniLM-L6-v2"
+    assert found[0]["similarity"] > found[1]["similarity"]
+
+    table = memagent(env, "recall", "what project am I working on?")
+    assert "Rust compiler" in table.stdout and "similarity" in table.stdout
+    assert table.stderr == ""  # no progress bars or warnings leak onto stderr
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="root-only behaviour")
+def test_as_root_no_home_permissions_change_and_the_socket_is_private(home: Path, fake: FakeOpenAI) -> None:
+    home.mkdir(mode=0o700)
+    watched = [home, home.parent, Path.home()]
+    before = {p: stat.S_IMODE(p.stat().st_mode) for p in watched}
+
+    server = EmbeddedPostgres(home)
+    server.acquire()
+    try:
+        assert {p: stat.S_IMODE(p.stat().st_mode) for p in watched} == before
+        sock = server.paths.data / ".s.PGSQL.5432"
+        assert stat.S_IMODE(sock.stat().st_mode) == 0o700
+        assert stat.S_IMODE(server.paths.base.stat().st_mode) == 0o700
+        assert stat.S_IMODE(server.paths.data.stat().st_mode) == 0o700
+        # Another local user cannot reach the socket.
+        # (The system Python: a virtualenv under /root is out of another user's reach by design.)
+        system_python = shutil.which("python3", path="/usr/bin:/bin")
+        assert system_python is not None
+        probe = subprocess.run(
+            [system_python, "-c",
+             "import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])", str(sock)],
+            user="nobody", capture_output=True, text=True, cwd="/",
+        )
+        assert probe.returncode != 0 and "Permission denied" in probe.stderr
+        # And nothing listens on TCP.
+        postmaster = psutil.Process(int((server.paths.data / "postmaster.pid").read_text().split()[0]))
+        assert all(c.type != socket.SOCK_STREAM or c.status != "LISTEN" or c.family == socket.AF_UNIX
+                   for c in postmaster.net_connections(kind="all"))
+    finally:
+        server.release()
+
+
+def test_a_client_killed_with_kill_9_does_not_keep_the_server_forever(home: Path, fake: FakeOpenAI) -> None:
+    env = cli_env(home, fake)
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys,time; from pathlib import Path; from memagent.embedded import EmbeddedPostgres;"
+         "EmbeddedPostgres(Path(sys.argv[1])).acquire(); print('ready', flush=True); time.sleep(600)", str(home)],
+        env=env, stdout=subprocess.PIPE, text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    assert server_running(home)
+
+    result = memagent(env, "remember", "after the crash")
+    assert result.returncode == 0, result.stderr
+    assert not server_running(home), "the dead client was pruned and the last live one stopped the server"
+
+
+def test_a_dead_postmaster_is_restarted(home: Path, fake: FakeOpenAI) -> None:
+    env = cli_env(home, fake)
+    assert memagent(env, "remember", "before the crash").returncode == 0
+    server = EmbeddedPostgres(home)
+    server.acquire()
+    pid = int((server.paths.data / "postmaster.pid").read_text().split()[0])
+    os.kill(pid, signal.SIGKILL)
+    psutil.Process(pid).wait(timeout=10) if psutil.pid_exists(pid) else None
+    try:
+        result = memagent(env, "recall", "crash", "--json")
+        assert result.returncode == 0, result.stderr
+        assert [m["content"] for m in json.loads(result.stdout)] == ["before the crash"]
+    finally:
+        server.release()
+
+
+def test_two_processes_at_once_on_a_fresh_home(home: Path, fake: FakeOpenAI) -> None:
+    env = cli_env(home, fake)
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "memagent", "remember", f"parallel memory {i}"], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(2)
+    ]
+    outcomes = [p.communicate(timeout=180) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outcomes
+    listed = memagent(env, "inspect", "--json")
+    assert sorted(m["content"] for m in json.loads(listed.stdout)) == ["parallel memory 0", "parallel memory 1"]
+
+
+def test_a_server_that_cannot_start_gives_one_line_with_the_log_path(home: Path, fake: FakeOpenAI) -> None:
+    env = cli_env(home, fake)
+    assert memagent(env, "inspect").returncode == 0
+    server = EmbeddedPostgres(home)
+    with open(server.paths.data / "postgresql.conf", "a") as conf:
+        conf.write("\nshared_buffers = 'plenty'\n")
+    result = memagent(env, "inspect")
+    assert result.returncode == 3
+    assert result.stderr.strip().count("\n") == 0
+    assert str(server.paths.log) in result.stderr

@@ -1,0 +1,81 @@
+"""The schema comes only from Alembic: upgrade, downgrade, the at-head check, and the `alembic` command."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, inspect, text
+
+from memagent.config import Settings
+from memagent.db import Database
+from memagent.embedded import EmbeddedPostgres
+from memagent.errors import SchemaError
+from tests.conftest import make_database
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_head_schema_has_table_and_indexes(db_url: str) -> None:
+    engine = create_engine(db_url)
+    with engine.connect() as conn:
+        insp = inspect(conn)
+        columns = {c["name"] for c in insp.get_columns("memories")}
+        assert columns == {
+            "id", "namespace", "session_id", "content", "embedding", "embedding_model",
+            "content_hash", "metadata", "created_at",
+        }
+        indexdef = conn.execute(
+            text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_memories_embedding_hnsw'")
+        ).scalar_one()
+        assert "USING hnsw (embedding vector_cosine_ops)" in indexdef
+        assert "m='16'" in indexdef and "ef_construction='64'" in indexdef
+        assert conn.execute(text("SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+                                 "WHERE attrelid = 'memories'::regclass AND attname = 'embedding'")).scalar_one() \
+            == "vector(384)"
+        assert "embedding_space" in insp.get_table_names()
+    engine.dispose()
+
+
+def test_upgrade_downgrade_upgrade(embedded: EmbeddedPostgres) -> None:
+    url = make_database(embedded, "memagent_migrations")
+    with Database(Settings(), url=url) as db:
+        db.upgrade("head", embedding_dim=1536)
+        assert db.schema_state()[0] == db.schema_state()[1]
+        with db.engine.connect() as conn:
+            assert conn.execute(text("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE "
+                                     "attrelid = 'memories'::regclass AND attname = 'embedding'")).scalar_one() \
+                == "vector(1536)"
+        db.downgrade("base")
+        with db.engine.connect() as conn:
+            assert "memories" not in inspect(conn).get_table_names()
+        assert db.schema_state()[0] == set()
+        db.upgrade("head", embedding_dim=384)
+        db.ensure_schema()  # at head: no error
+
+
+def test_external_database_behind_head_gets_a_clear_message(embedded: EmbeddedPostgres) -> None:
+    url = make_database(embedded, "memagent_empty")
+    settings = Settings(database_url=url)
+    with Database(settings) as db, pytest.raises(SchemaError, match="alembic upgrade head"):
+        db.ensure_schema()
+
+
+def test_alembic_command_line_with_a_plain_postgresql_url(embedded: EmbeddedPostgres) -> None:
+    url = make_database(embedded, "memagent_alembic_cli").replace("postgresql+psycopg2://", "postgresql://")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MEMAGENT_", "OPENAI_"))}
+    env |= {"MEMAGENT_DATABASE_URL": url, "MEMAGENT_EMBEDDING_PROVIDER": "local"}
+    alembic = [sys.executable, "-m", "alembic"]
+    up = subprocess.run([*alembic, "upgrade", "head"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert up.returncode == 0, up.stderr
+    current = subprocess.run([*alembic, "current"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert "0001 (head)" in current.stdout
+    down = subprocess.run([*alembic, "downgrade", "base"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert down.returncode == 0, down.stderr
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg2://"))
+    with engine.connect() as conn:
+        assert "memories" not in inspect(conn).get_table_names()
+    engine.dispose()
