@@ -1,10 +1,10 @@
-"""Alembic environment: the URL comes from memagent's settings (or the embedded server), never from the ini."""
+"""Alembic environment: the URL comes from memagent's settings (or the embedded server), not the ini."""
 
 from __future__ import annotations
 
-from alembic import context
 from sqlalchemy.engine import Connection
 
+from alembic import context
 from memagent.models import Base
 
 config = context.config

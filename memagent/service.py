@@ -69,7 +69,9 @@ class MemoryService:
 
     def _scope(self, namespace: str | None, session_id: str | None, before: datetime | None = None) -> Scope:
         return Scope(
-            namespace=clean_name(namespace if namespace is not None else self.settings.namespace, "namespace"),
+            namespace=clean_name(
+                namespace if namespace is not None else self.settings.namespace, "namespace"
+            ),
             session_id=clean_name(session_id, "session") if session_id is not None else None,
             before=before,
         )
@@ -97,7 +99,7 @@ class MemoryService:
             )
         return True
 
-    # -- verbs ------------------------------------------------------------------------------------------------
+    # -- verbs -----------------------------------------------------------------------------------------
 
     def remember(
         self,

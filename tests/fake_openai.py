@@ -64,6 +64,7 @@ class FakeOpenAI:
     def base_url(self) -> str:
         assert self._server is not None
         host, port = self._server.server_address[:2]
+        assert isinstance(host, str)
         return f"http://{host}:{port}/v1"
 
     def start(self) -> FakeOpenAI:
@@ -98,7 +99,9 @@ class FakeOpenAI:
                 else:
                     self._send(404, {"error": {"message": f"no route {self.path}"}})
 
-            def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+            def _send(
+                self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
+            ) -> None:
                 data = json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -151,7 +154,11 @@ class FakeOpenAI:
             "created": int(time.time()),
             "model": body.get("model", "fake-chat"),
             "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": self.chat_reply}, "finish_reason": "stop"}
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": self.chat_reply},
+                    "finish_reason": "stop",
+                }
             ],
             "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
         }

@@ -19,14 +19,17 @@ def rows(engine: Engine, namespace: str) -> list[tuple[str, str]]:
         return [
             (r.content, r.session_id)
             for r in conn.execute(
-                text("SELECT content, session_id FROM memories WHERE namespace = :ns ORDER BY id"), {"ns": namespace}
+                text("SELECT content, session_id FROM memories WHERE namespace = :ns ORDER BY id"),
+                {"ns": namespace},
             )
         ]
 
 
 def test_remember_recall_inspect(cli_env: dict[str, str], engine: Engine) -> None:
     ns = cli_env["MEMAGENT_NAMESPACE"]
-    result = runner.invoke(app, ["remember", "My name is Priya and I'm building a Rust compiler", "-s", "chat-1"])
+    result = runner.invoke(
+        app, ["remember", "My name is Priya and I'm building a Rust compiler", "-s", "chat-1"]
+    )
     assert result.exit_code == 0, result.output
     assert "Remembered as memory" in result.stderr
     runner.invoke(app, ["remember", "I enjoy long walks on the beach"])

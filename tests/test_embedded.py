@@ -10,7 +10,6 @@ import socket
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,13 +56,15 @@ def server_running(home: Path) -> bool:
     pidfile = EmbeddedPostgres(home).paths.data / "postmaster.pid"
     if not pidfile.exists():
         return False
-    return psutil.pid_exists(int(pidfile.read_text().split()[0]))
+    return bool(psutil.pid_exists(int(pidfile.read_text().split()[0])))
 
 
 def test_remember_then_recall_in_two_processes_with_the_local_model(home: Path) -> None:
     """The README story: nothing configured, two processes, the memory lives in Postgres."""
     env = cli_env(home)
-    first = memagent(env, "remember", "My name is Priya and I'm building a Rust compiler for embedded targets")
+    first = memagent(
+        env, "remember", "My name is Priya and I'm building a Rust compiler for embedded targets"
+    )
     assert first.returncode == 0, first.stderr
     memagent(env, "remember", "I had pancakes for breakfast on Sunday")
     assert not server_running(home), "the last client stops the embedded server"
@@ -99,15 +100,24 @@ def test_as_root_no_home_permissions_change_and_the_socket_is_private(home: Path
         system_python = shutil.which("python3", path="/usr/bin:/bin")
         assert system_python is not None
         probe = subprocess.run(
-            [system_python, "-c",
-             "import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])", str(sock)],
-            user="nobody", capture_output=True, text=True, cwd="/",
+            [
+                system_python,
+                "-c",
+                "import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])",
+                str(sock),
+            ],
+            user="nobody",
+            capture_output=True,
+            text=True,
+            cwd="/",
         )
         assert probe.returncode != 0 and "Permission denied" in probe.stderr
         # And nothing listens on TCP.
         postmaster = psutil.Process(int((server.paths.data / "postmaster.pid").read_text().split()[0]))
-        assert all(c.type != socket.SOCK_STREAM or c.status != "LISTEN" or c.family == socket.AF_UNIX
-                   for c in postmaster.net_connections(kind="all"))
+        assert all(
+            c.type != socket.SOCK_STREAM or c.status != "LISTEN" or c.family == socket.AF_UNIX
+            for c in postmaster.net_connections(kind="all")
+        )
     finally:
         server.release()
 
@@ -115,10 +125,16 @@ def test_as_root_no_home_permissions_change_and_the_socket_is_private(home: Path
 def test_a_client_killed_with_kill_9_does_not_keep_the_server_forever(home: Path, fake: FakeOpenAI) -> None:
     env = cli_env(home, fake)
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys,time; from pathlib import Path; from memagent.embedded import EmbeddedPostgres;"
-         "EmbeddedPostgres(Path(sys.argv[1])).acquire(); print('ready', flush=True); time.sleep(600)", str(home)],
-        env=env, stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys,time; from pathlib import Path; from memagent.embedded import EmbeddedPostgres;"
+            "EmbeddedPostgres(Path(sys.argv[1])).acquire(); print('ready', flush=True); time.sleep(600)",
+            str(home),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
     holder.send_signal(signal.SIGKILL)
@@ -149,14 +165,22 @@ def test_a_dead_postmaster_is_restarted(home: Path, fake: FakeOpenAI) -> None:
 def test_two_processes_at_once_on_a_fresh_home(home: Path, fake: FakeOpenAI) -> None:
     env = cli_env(home, fake)
     procs = [
-        subprocess.Popen([sys.executable, "-m", "memagent", "remember", f"parallel memory {i}"], env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-m", "memagent", "remember", f"parallel memory {i}"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for i in range(2)
     ]
     outcomes = [p.communicate(timeout=180) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outcomes
     listed = memagent(env, "inspect", "--json")
-    assert sorted(m["content"] for m in json.loads(listed.stdout)) == ["parallel memory 0", "parallel memory 1"]
+    assert sorted(m["content"] for m in json.loads(listed.stdout)) == [
+        "parallel memory 0",
+        "parallel memory 1",
+    ]
 
 
 def test_a_server_that_cannot_start_gives_one_line_with_the_log_path(home: Path, fake: FakeOpenAI) -> None:

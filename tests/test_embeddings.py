@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from memagent.config import Settings
+from memagent.config import Settings, get_settings
 from memagent.embeddings import LocalEmbedder, OpenAIEmbedder, make_embedder
 from memagent.errors import ProviderError
 from tests.conftest import fake_embedder
@@ -49,7 +49,9 @@ def test_bad_key_error_does_not_show_the_key(fake: FakeOpenAI) -> None:
 
 
 def test_wrong_dimension_from_provider_is_reported(fake: FakeOpenAI) -> None:
-    embedder = OpenAIEmbedder(model="fake-embed-768", dim=384, base_url=fake.base_url, api_key="k", max_retries=0)
+    embedder = OpenAIEmbedder(
+        model="fake-embed-768", dim=384, base_url=fake.base_url, api_key="k", max_retries=0
+    )
     with pytest.raises(ProviderError, match="MEMAGENT_EMBEDDING_DIM"):
         embedder.embed(["hello"])
 
@@ -64,7 +66,7 @@ def test_unreachable_provider(fake: FakeOpenAI) -> None:
 
 def test_settings_pick_the_embedder() -> None:
     assert isinstance(make_embedder(Settings()), LocalEmbedder)
-    remote = make_embedder(Settings(openai_api_key="sk-x"))
+    remote = make_embedder(get_settings(openai_api_key="sk-x"))
     assert isinstance(remote, OpenAIEmbedder)
     assert (remote.model, remote.dim) == ("text-embedding-3-small", 1536)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, inspect, text
 
-from memagent.config import Settings
+from memagent.config import Settings, get_settings
 from memagent.db import Database
 from memagent.embedded import EmbeddedPostgres
 from memagent.errors import SchemaError
@@ -25,17 +25,30 @@ def test_head_schema_has_table_and_indexes(db_url: str) -> None:
         insp = inspect(conn)
         columns = {c["name"] for c in insp.get_columns("memories")}
         assert columns == {
-            "id", "namespace", "session_id", "content", "embedding", "embedding_model",
-            "content_hash", "metadata", "created_at",
+            "id",
+            "namespace",
+            "session_id",
+            "content",
+            "embedding",
+            "embedding_model",
+            "content_hash",
+            "metadata",
+            "created_at",
         }
         indexdef = conn.execute(
             text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_memories_embedding_hnsw'")
         ).scalar_one()
         assert "USING hnsw (embedding vector_cosine_ops)" in indexdef
         assert "m='16'" in indexdef and "ef_construction='64'" in indexdef
-        assert conn.execute(text("SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
-                                 "WHERE attrelid = 'memories'::regclass AND attname = 'embedding'")).scalar_one() \
+        assert (
+            conn.execute(
+                text(
+                    "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+                    "WHERE attrelid = 'memories'::regclass AND attname = 'embedding'"
+                )
+            ).scalar_one()
             == "vector(384)"
+        )
         assert "embedding_space" in insp.get_table_names()
     engine.dispose()
 
@@ -46,9 +59,15 @@ def test_upgrade_downgrade_upgrade(embedded: EmbeddedPostgres) -> None:
         db.upgrade("head", embedding_dim=1536)
         assert db.schema_state()[0] == db.schema_state()[1]
         with db.engine.connect() as conn:
-            assert conn.execute(text("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE "
-                                     "attrelid = 'memories'::regclass AND attname = 'embedding'")).scalar_one() \
+            assert (
+                conn.execute(
+                    text(
+                        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE "
+                        "attrelid = 'memories'::regclass AND attname = 'embedding'"
+                    )
+                ).scalar_one()
                 == "vector(1536)"
+            )
         db.downgrade("base")
         with db.engine.connect() as conn:
             assert "memories" not in inspect(conn).get_table_names()
@@ -59,7 +78,7 @@ def test_upgrade_downgrade_upgrade(embedded: EmbeddedPostgres) -> None:
 
 def test_external_database_behind_head_gets_a_clear_message(embedded: EmbeddedPostgres) -> None:
     url = make_database(embedded, "memagent_empty")
-    settings = Settings(database_url=url)
+    settings = get_settings(database_url=url)
     with Database(settings) as db, pytest.raises(SchemaError, match="alembic upgrade head"):
         db.ensure_schema()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -20,7 +21,9 @@ def unit(seed: int) -> np.ndarray:
     return vector / np.linalg.norm(vector)
 
 
-def new(content: str, vector: np.ndarray, namespace: str = "ns", session_id: str = "s1", **kw: object) -> NewMemory:
+def new(
+    content: str, vector: np.ndarray, namespace: str = "ns", session_id: str = "s1", **kw: object
+) -> NewMemory:
     return NewMemory(
         namespace=namespace,
         session_id=session_id,
@@ -45,7 +48,9 @@ def test_add_stores_row_and_identical_content_once_per_namespace(repo: MemoryRep
     assert created and not created_again and created_other
     assert again_id == first_id != other_ns_id
     assert repo.count(Scope("ns")) == 1
-    row = repo.session.execute(text("SELECT content_hash, metadata FROM memories WHERE id = :id"), {"id": first_id})
+    row = repo.session.execute(
+        text("SELECT content_hash, metadata FROM memories WHERE id = :id"), {"id": first_id}
+    )
     stored_hash, metadata = row.one()
     assert stored_hash == content_hash("hello")
     assert metadata == {"source": "test"}
@@ -64,7 +69,7 @@ def test_search_orders_by_cosine_distance_and_respects_scope(repo: MemoryReposit
     assert [m.content for m in found] == ["other session", "near", "far"]
     assert found[0].distance == pytest.approx(0.0, abs=1e-5)
     assert found[0].similarity == pytest.approx(1.0, abs=1e-5)
-    assert all(a.distance <= b.distance for a, b in zip(found, found[1:], strict=False))
+    assert all(a.distance <= b.distance for a, b in itertools.pairwise(found))
 
     in_session = repo.search(query, scope=Scope("ns", session_id="s1"), k=5)
     assert [m.content for m in in_session] == ["near", "far"]
@@ -90,7 +95,9 @@ def test_recent_count_and_purge_by_session_and_date(repo: MemoryRepository) -> N
     assert repo.purge(Scope("ns", session_id="s2")) == 1
     assert repo.purge(Scope("ns", before=now - timedelta(days=7))) == 1
     assert [m.content for m in repo.recent(Scope("ns"), limit=10)] == ["new"]
-    remaining = repo.session.execute(text("SELECT count(*) FROM memories WHERE namespace = 'ns'")).scalar_one()
+    remaining = repo.session.execute(
+        text("SELECT count(*) FROM memories WHERE namespace = 'ns'")
+    ).scalar_one()
     assert remaining == 1
 
 
@@ -107,10 +114,13 @@ def _clustered(count: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(8, DIM))
     points = centres[rng.integers(0, 8, size=count)] + 0.35 * rng.normal(size=(count, DIM))
-    return (points / np.linalg.norm(points, axis=1, keepdims=True)).astype(np.float32)
+    normalised: np.ndarray = (points / np.linalg.norm(points, axis=1, keepdims=True)).astype(np.float32)
+    return normalised
 
 
-def test_scoped_recall_returns_k_rows_through_the_hnsw_index(connection: Connection, repo: MemoryRepository) -> None:
+def test_scoped_recall_returns_k_rows_through_the_hnsw_index(
+    connection: Connection, repo: MemoryRepository
+) -> None:
     """A namespace holding 1% of 3,000 rows still gets k rows: the fix is the iterative index scan."""
     total, k = 3000, 10
     vectors = _clustered(total, seed=7)

@@ -16,7 +16,9 @@ from tests.fake_openai import FakeOpenAI
 
 
 def test_remember_then_recall_finds_the_memory_first(service: MemoryService, connection: Connection) -> None:
-    service.remember("My name is Priya and I'm building a Rust compiler for embedded targets", session_id="s1")
+    service.remember(
+        "My name is Priya and I'm building a Rust compiler for embedded targets", session_id="s1"
+    )
     service.remember("The weather in Lisbon was sunny all week", session_id="s2")
     service.remember("Dinner plans: pasta with friends on Friday", session_id="s2")
 
@@ -27,7 +29,10 @@ def test_remember_then_recall_finds_the_memory_first(service: MemoryService, con
     assert found[0].similarity > found[1].similarity
 
     stored = connection.execute(
-        text("SELECT session_id, embedding_model, vector_dims(embedding) FROM memories WHERE namespace = 'test'")
+        text(
+            "SELECT session_id, embedding_model, vector_dims(embedding) FROM memories"
+            " WHERE namespace = 'test'"
+        )
     ).all()
     assert len(stored) == 3
     assert {row[1] for row in stored} == {"fake-embed-384"}
@@ -52,7 +57,9 @@ def test_namespaces_do_not_see_each_other(service: MemoryService) -> None:
     ("text_in", "message"),
     [("", "empty"), ("   \n\t", "empty"), ("bad\x00byte", "NUL")],
 )
-def test_bad_text_is_refused_and_nothing_is_stored(service: MemoryService, text_in: str, message: str) -> None:
+def test_bad_text_is_refused_and_nothing_is_stored(
+    service: MemoryService, text_in: str, message: str
+) -> None:
     with pytest.raises(InputError, match=message):
         service.remember(text_in)
     assert service.count() == 0

@@ -5,13 +5,14 @@ Revises:
 Create Date: 2026-11-26
 
 """
+
 from collections.abc import Sequence
 
 import pgvector.sqlalchemy
 import sqlalchemy as sa
-from alembic import context, op
 from sqlalchemy.dialects import postgresql
 
+from alembic import context, op
 from memagent.db import embedding_dim_for_migration
 
 revision: str = "0001"

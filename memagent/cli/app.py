@@ -101,7 +101,8 @@ def _read_stdin() -> str:
 
 
 NamespaceOpt = Annotated[
-    str | None, typer.Option("--namespace", "-n", help="Namespace (default: MEMAGENT_NAMESPACE or 'default').")
+    str | None,
+    typer.Option("--namespace", "-n", help="Namespace (default: MEMAGENT_NAMESPACE or 'default')."),
 ]
 SessionOpt = Annotated[str | None, typer.Option("--session", "-s", help="Only this session.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON to stdout instead of a table.")]
@@ -110,12 +111,16 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON to stdout inst
 @app.command()
 @handled
 def remember(
-    text: Annotated[str | None, typer.Argument(help="The text to remember; '-' or nothing reads stdin.")] = None,
+    text: Annotated[
+        str | None, typer.Argument(help="The text to remember; '-' or nothing reads stdin.")
+    ] = None,
     namespace: NamespaceOpt = None,
     session: Annotated[
         str | None, typer.Option("--session", "-s", help="Session id to store (default: MEMAGENT_SESSION).")
     ] = None,
-    metadata: Annotated[str | None, typer.Option("--metadata", "-m", help="A JSON object stored alongside.")] = None,
+    metadata: Annotated[
+        str | None, typer.Option("--metadata", "-m", help="A JSON object stored alongside.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Embed a text and store it as a memory."""
@@ -131,8 +136,14 @@ def remember(
     with _service(settings) as service:
         result = service.remember(body, namespace=namespace, session_id=session, metadata=meta)
     if as_json:
-        render.print_json({"id": result.id, "created": result.created, "namespace": result.namespace,
-                           "session_id": result.session_id})
+        render.print_json(
+            {
+                "id": result.id,
+                "created": result.created,
+                "namespace": result.namespace,
+                "session_id": result.session_id,
+            }
+        )
     elif result.created:
         render.message(f"Remembered as memory {result.id} in namespace {result.namespace!r}.")
     else:
@@ -143,7 +154,9 @@ def remember(
 @handled
 def recall(
     query: Annotated[str, typer.Argument(help="What to look for.")],
-    k: Annotated[int | None, typer.Option("--k", "-k", help="How many memories (default: MEMAGENT_TOP_K, 5).")] = None,
+    k: Annotated[
+        int | None, typer.Option("--k", "-k", help="How many memories (default: MEMAGENT_TOP_K, 5).")
+    ] = None,
     namespace: NamespaceOpt = None,
     session: SessionOpt = None,
     max_distance: Annotated[
@@ -155,7 +168,9 @@ def recall(
     """Show the memories most similar to a query, most similar first."""
     settings = _settings()
     with _service(settings) as service:
-        memories = service.recall(query, k=k, namespace=namespace, session_id=session, max_distance=max_distance)
+        memories = service.recall(
+            query, k=k, namespace=namespace, session_id=session, max_distance=max_distance
+        )
     if as_json:
         render.print_json([memory.to_json() for memory in memories])
     elif not memories:
@@ -188,7 +203,8 @@ def inspect(
 @handled
 def purge(
     namespace: Annotated[
-        str | None, typer.Option("--namespace", "-n", help="Purge in this namespace (alone: the whole namespace).")
+        str | None,
+        typer.Option("--namespace", "-n", help="Purge in this namespace (alone: the whole namespace)."),
     ] = None,
     session: Annotated[str | None, typer.Option("--session", "-s", help="Only this session.")] = None,
     before: Annotated[
@@ -210,7 +226,9 @@ def purge(
             return
         if not yes:
             if sys.stdin is None or not sys.stdin.isatty():
-                raise InputError(f"{count} memories would be deleted; pass --yes to confirm without a terminal.")
+                raise InputError(
+                    f"{count} memories would be deleted; pass --yes to confirm without a terminal."
+                )
             if not typer.confirm(f"Delete {count} memories from namespace {scope!r}?", err=True):
                 render.message("Nothing deleted.")
                 raise typer.Exit(1)

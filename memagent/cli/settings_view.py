@@ -43,7 +43,9 @@ def settings_rows(settings: Settings) -> list[tuple[str, str, str]]:
     rows.append(("home (resolved)", str(settings.home_path()), "derived"))
     try:
         spec = settings.embedding_spec()
-        rows.append(("embedding (resolved)", f"{spec.provider}: {spec.model}, {spec.dim} dimensions", "derived"))
+        rows.append(
+            ("embedding (resolved)", f"{spec.provider}: {spec.model}, {spec.dim} dimensions", "derived")
+        )
     except MemagentError as exc:
         rows.append(("embedding (resolved)", f"invalid: {exc}", "derived"))
     rows.append(("database (resolved)", Database(settings).describe(), "derived"))
