@@ -26,7 +26,9 @@ def run(env: dict[str, str], *args: str) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=5, help="warm runs of each command")
     args = parser.parse_args()
 
@@ -34,13 +36,19 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MEMAGENT_", "OPENAI_"))}
     env["MEMAGENT_HOME"] = str(home)
     try:
-        cold_remember = run(env, "remember", "My name is Priya and I'm building a Rust compiler for embedded targets")
-        warm_remember = [run(env, "remember", f"Memory number {i} about something else") for i in range(args.runs)]
+        cold_remember = run(
+            env, "remember", "My name is Priya and I'm building a Rust compiler for embedded targets"
+        )
+        warm_remember = [
+            run(env, "remember", f"Memory number {i} about something else") for i in range(args.runs)
+        ]
         warm_recall = [run(env, "recall", "what project am I working on?") for _ in range(args.runs)]
         # A cold recall: a fresh home holding one memory, measured on its first recall... the server is
         # initialised by the remember, so "cold" for recall means first recall after that remember.
         print(f"cold remember (fresh home: initdb + migrate + model): {cold_remember:.2f} s")
-        print(f"warm remember: median {statistics.median(warm_remember):.2f} s, min {min(warm_remember):.2f} s")
+        print(
+            f"warm remember: median {statistics.median(warm_remember):.2f} s, min {min(warm_remember):.2f} s"
+        )
         print(f"warm recall:   median {statistics.median(warm_recall):.2f} s, min {min(warm_recall):.2f} s")
     finally:
         from memagent.embedded import EmbeddedPostgres

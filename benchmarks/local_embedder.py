@@ -1,7 +1,7 @@
 """Sentences per second of the bundled local embedder (all-MiniLM-L6-v2 on the CPU).
 
-    python benchmarks/local_embedder.py                       # synthetic chat-like sentences
-    python benchmarks/local_embedder.py --data ../shared/benchdata/locomo/locomo_dev.json   # real turns
+python benchmarks/local_embedder.py                       # synthetic chat-like sentences
+python benchmarks/local_embedder.py --data ../shared/benchdata/locomo/locomo_dev.json   # real turns
 """
 
 from __future__ import annotations
@@ -14,11 +14,49 @@ from pathlib import Path
 
 from memagent.embeddings import LocalEmbedder
 
-WORDS = (
-    "I we you they building compiler Rust embedded targets hiking Alps weekend project deadline "
-    "coffee meeting family dinner recipe garden book movie travel Lisbon Paris work team code bug "
-    "release memory agent database vector search yesterday tomorrow because really think maybe"
-).split()
+WORDS = [
+    "I",
+    "we",
+    "you",
+    "they",
+    "building",
+    "compiler",
+    "Rust",
+    "embedded",
+    "targets",
+    "hiking",
+    "Alps",
+    "weekend",
+    "project",
+    "deadline",
+    "coffee",
+    "meeting",
+    "family",
+    "dinner",
+    "recipe",
+    "garden",
+    "book",
+    "movie",
+    "travel",
+    "Lisbon",
+    "Paris",
+    "work",
+    "team",
+    "code",
+    "bug",
+    "release",
+    "memory",
+    "agent",
+    "database",
+    "vector",
+    "search",
+    "yesterday",
+    "tomorrow",
+    "because",
+    "really",
+    "think",
+    "maybe",
+]
 
 
 def sentences(count: int, data: Path | None) -> list[str]:
@@ -35,7 +73,9 @@ def sentences(count: int, data: Path | None) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--data", type=Path, default=None, help="a LoCoMo JSON file for real dialogue turns")
