@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -152,5 +153,15 @@ def get_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or "settings"
-        env = f"MEMAGENT_{field.upper()}" if field in Settings.model_fields else field
-        raise ConfigError(f"invalid setting {env}: {first['msg']}.") from None
+        names = env_names(field) if field in Settings.model_fields else [field]
+        env = next((name for name in names if name in os.environ), names[0])
+        reason = str(first["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"invalid setting {env}: {reason}.") from None
+
+
+def env_names(field: str) -> list[str]:
+    """The environment variables a setting is read from, preferred first."""
+    alias = Settings.model_fields[field].validation_alias
+    if isinstance(alias, AliasChoices):
+        return [str(choice) for choice in alias.choices]
+    return [f"MEMAGENT_{field.upper()}"]

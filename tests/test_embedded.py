@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import shutil
 import signal
 import socket
 import stat
 import subprocess
 import sys
+import sysconfig
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -193,3 +196,51 @@ def test_a_server_that_cannot_start_gives_one_line_with_the_log_path(home: Path,
     assert result.returncode == 3
     assert result.stderr.strip().count("\n") == 0
     assert str(server.paths.log) in result.stderr
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="needs root to switch to another user")
+def test_as_an_ordinary_user_the_cluster_lives_in_their_home(fake: FakeOpenAI) -> None:
+    """The laptop case: no root, no service user, everything under the user's own home."""
+    system_python = shutil.which("python3", path="/usr/bin:/bin")
+    if system_python is None:
+        pytest.skip("no system python3")
+    nobody = pwd.getpwnam("nobody")
+    root = Path(__file__).resolve().parent.parent
+    pythonpath = f"{root}:{sysconfig.get_paths()['purelib']}"
+    user_home = Path(tempfile.mkdtemp(prefix="memagent-nobody-", dir="/tmp"))
+    os.chown(user_home, nobody.pw_uid, nobody.pw_gid)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(user_home),
+        "PYTHONPATH": pythonpath,
+        "MEMAGENT_OPENAI_BASE_URL": fake.base_url,
+        "OPENAI_API_KEY": fake.api_key,
+        "MEMAGENT_EMBEDDING_MODEL": "fake-embed-384",
+        "MEMAGENT_EMBEDDING_DIM": "384",
+    }
+
+    def as_nobody(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [system_python, *args],
+            env=env,
+            user="nobody",
+            cwd=user_home,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+
+    try:
+        probe = as_nobody("-c", "import memagent.service, sqlalchemy, psycopg2")
+        if probe.returncode != 0:
+            pytest.skip(f"this virtualenv is not usable by another user: {probe.stderr.strip()[-200:]}")
+        stored = as_nobody("-m", "memagent", "remember", "remembered by nobody")
+        assert stored.returncode == 0, stored.stderr
+        listed = as_nobody("-m", "memagent", "inspect", "--json")
+        assert [m["content"] for m in json.loads(listed.stdout)] == ["remembered by nobody"]
+        base = user_home / ".local" / "share" / "memagent" / "postgres"
+        assert base.stat().st_uid == nobody.pw_uid
+        assert stat.S_IMODE(base.stat().st_mode) == 0o700
+        assert not (base / "data" / "postmaster.pid").exists(), "stopped when the last client exited"
+    finally:
+        shutil.rmtree(user_home, ignore_errors=True)

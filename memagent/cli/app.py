@@ -196,6 +196,9 @@ def inspect(
         render.print_json([memory.to_json() for memory in memories])
         return
     scope = namespace or settings.namespace
+    if not memories:
+        render.message(f"No memories in namespace {scope!r}.")
+        return
     render.memory_table(f"{len(memories)} newest of {total} memories in namespace {scope!r}", memories)
 
 

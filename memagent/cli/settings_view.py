@@ -6,17 +6,12 @@ import os
 
 from pydantic import SecretStr
 
-from memagent.config import Settings
+from memagent.config import Settings, env_names
 from memagent.errors import MemagentError
 
 
 def _source(settings: Settings, name: str) -> str:
-    field = Settings.model_fields[name]
-    names = [f"MEMAGENT_{name.upper()}"]
-    alias = field.validation_alias
-    if alias is not None and hasattr(alias, "choices"):
-        names = [str(choice) for choice in alias.choices]
-    for env in names:
+    for env in env_names(name):
         if env in os.environ:
             return env
     return ".env" if name in settings.model_fields_set else "default"
