@@ -81,6 +81,17 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("MEMAGENT_OPENAI_BASE_URL", "OPENAI_BASE_URL"),
         description="OpenAI-compatible base URL (ends in /v1)",
     )
+    chat_model: str = Field(default="gpt-4o-mini", description="Chat model for `memagent chat`")
+    chat_base_url: str | None = Field(default=None, description="Chat endpoint if not OPENAI_BASE_URL")
+    chat_api_key: SecretStr | None = Field(default=None, description="Chat key if not OPENAI_API_KEY")
+    chat_timeout: float = Field(default=60.0, gt=0, le=600, description="Seconds per chat request")
+    chat_temperature: float | None = Field(default=None, ge=0, le=2, description="Sampling temperature")
+    memory_token_budget: int = Field(
+        default=1500, ge=50, le=100_000, description="Most tokens of recalled memories put in the prompt"
+    )
+    history_turns: int = Field(
+        default=6, ge=0, le=100, description="Exchanges of the current conversation kept in the prompt"
+    )
     request_timeout: float = Field(default=30.0, gt=0, le=600, description="Seconds per provider request")
     max_retries: int = Field(default=2, ge=0, le=10, description="Retries per provider request")
 
@@ -89,7 +100,7 @@ class Settings(BaseSettings):
     def _check_name(cls, value: str) -> str:
         return validate_name(value, "name")
 
-    @field_validator("openai_base_url", "embedding_base_url")
+    @field_validator("openai_base_url", "embedding_base_url", "chat_base_url")
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):

@@ -94,10 +94,24 @@ class FakeOpenAI:
                     return
                 if self.path.endswith("/embeddings"):
                     self._send(200, fake._embeddings(body))
+                elif self.path.endswith("/chat/completions") and body.get("stream"):
+                    self._stream(fake._chat_chunks(body))
                 elif self.path.endswith("/chat/completions"):
                     self._send(200, fake._chat(body))
                 else:
                     self._send(404, {"error": {"message": f"no route {self.path}"}})
+
+            def _stream(self, chunks: list[dict[str, Any]]) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.close_connection = True
+                for chunk in chunks:
+                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                    self.wfile.flush()
+                self.wfile.write(b"data: [DONE]\n\n")
+                self.wfile.flush()
 
             def _send(
                 self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
@@ -146,6 +160,36 @@ class FakeOpenAI:
             "model": body["model"],
             "usage": {"prompt_tokens": len(texts), "total_tokens": len(texts)},
         }
+
+    def reply_pieces(self) -> list[str]:
+        """The scripted reply split as a model would stream it (word by word)."""
+        words = self.chat_reply.split(" ")
+        return [word if i == 0 else " " + word for i, word in enumerate(words)]
+
+    def chat_requests(self) -> list[dict[str, Any]]:
+        return [r for r in self.requests if r["path"].endswith("/chat/completions")]
+
+    def _chat_chunks(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        base = {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": body.get("model", "fake-chat"),
+        }
+        chunks = [
+            {
+                **base,
+                "choices": [
+                    {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+                ],
+            }
+        ]
+        for piece in self.reply_pieces():
+            chunks.append(
+                {**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+            )
+        chunks.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        return chunks
 
     def _chat(self, body: dict[str, Any]) -> dict[str, Any]:
         return {

@@ -241,6 +241,47 @@ def purge(
 
 @app.command()
 @handled
+def chat(
+    message: Annotated[
+        str | None, typer.Option("--message", "-m", help="Answer this one message, print the reply, exit.")
+    ] = None,
+    session: Annotated[
+        str | None, typer.Option("--session", "-s", help="Resume this session id (default: a new one).")
+    ] = None,
+    namespace: NamespaceOpt = None,
+    this_session: Annotated[
+        bool, typer.Option("--this-session", help="Recall only from this session, not the whole namespace.")
+    ] = False,
+    show_memories: Annotated[
+        bool, typer.Option("--show-memories", help="Print which memories were recalled, per turn.")
+    ] = False,
+) -> None:
+    """Chat with a model that remembers: recall, answer, store the exchange.
+
+    Text piped on stdin is answered once, like --message.
+    """
+    from memagent.agent import ChatAgent
+    from memagent.cli import chat as chat_cli
+    from memagent.llm import make_chat_model
+
+    settings = _settings()
+    model = make_chat_model(settings)  # fails fast, before any database work, if none is configured
+    piped = message is None and sys.stdin is not None and not sys.stdin.isatty()
+    text = message if message is not None else (_read_stdin() if piped else None)
+    with _service(settings) as service:
+        agent = ChatAgent(
+            service, model, session_id=session, namespace=namespace, this_session_only=this_session
+        )
+        if text is not None:
+            code = chat_cli.one_shot(agent, text)
+            if code:
+                raise typer.Exit(code)
+            return
+        chat_cli.interactive(agent, show=show_memories)
+
+
+@app.command()
+@handled
 def config(as_json: JsonOpt = False) -> None:
     """Show the effective settings (secrets masked)."""
     from memagent.cli.settings_view import settings_rows

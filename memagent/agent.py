@@ -1,0 +1,106 @@
+"""ChatAgent: recall → prompt → reply → store the exchange, one turn at a time."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from memagent.errors import ProviderError
+from memagent.llm import ChatModel
+from memagent.prompt import build_prompt
+from memagent.records import RecalledMemory, RememberResult
+from memagent.service import MemoryService, clean_text
+
+
+def new_session_id() -> str:
+    """A fresh, short session id."""
+    return uuid.uuid4().hex[:12]
+
+
+@dataclass(frozen=True)
+class TurnResult:
+    """What one chat turn did: the reply (None if the model failed), the memories used, what was stored."""
+
+    message: str
+    reply: str | None
+    memories: list[RecalledMemory]
+    stored: RememberResult
+    error: str | None = None
+    system_prompt: str = field(default="", repr=False)
+
+
+class ChatAgent:
+    """A conversation over long-term memory; every exchange is stored as one memory."""
+
+    def __init__(
+        self,
+        memory: MemoryService,
+        model: ChatModel,
+        *,
+        session_id: str | None = None,
+        namespace: str | None = None,
+        this_session_only: bool = False,
+    ) -> None:
+        self.memory = memory
+        self.model = model
+        self.settings = memory.settings
+        self.session_id = session_id or new_session_id()
+        self.namespace = namespace
+        self.this_session_only = this_session_only
+        self._history: list[tuple[int, str, str]] = []  # (memory id, user, assistant) of this conversation
+
+    def turn(
+        self,
+        message: str,
+        on_token: Callable[[str], None] | None = None,
+        on_recall: Callable[[list[RecalledMemory]], None] | None = None,
+    ) -> TurnResult:
+        """Answer one message; the user's message is stored even when the model fails."""
+        message = clean_text(message, "message")
+        keep = self.settings.history_turns
+        history = self._history[-keep:] if keep else []
+        in_context = {memory_id for memory_id, _, _ in history}
+        recalled = self.memory.recall(
+            message,
+            namespace=self.namespace,
+            session_id=self.session_id if self.this_session_only else None,
+        )
+        prompt = build_prompt(
+            message,
+            [m for m in recalled if m.id not in in_context],
+            history=[(user, assistant) for _, user, assistant in history],
+            budget=self.settings.memory_token_budget,
+        )
+        if on_recall is not None:
+            on_recall(prompt.memories)
+        pieces: list[str] = []
+        error: str | None = None
+        try:
+            for piece in self.model.stream(prompt.messages):
+                pieces.append(piece)
+                if on_token is not None:
+                    on_token(piece)
+        except ProviderError as exc:
+            error = str(exc)
+        reply = "".join(pieces) if error is None else None
+        metadata: dict[str, str | None]
+        if reply is not None:
+            text = f"User: {message}\nAssistant: {reply}"
+            metadata = {"kind": "exchange", "chat_model": self.model.model}
+        else:
+            text = f"User: {message}"
+            metadata = {"kind": "unanswered", "chat_model": self.model.model, "error": error}
+        stored = self.memory.remember(
+            text, namespace=self.namespace, session_id=self.session_id, metadata=metadata
+        )
+        if reply is not None:
+            self._history.append((stored.id, message, reply))
+        return TurnResult(
+            message=message,
+            reply=reply,
+            memories=prompt.memories,
+            stored=stored,
+            error=error,
+            system_prompt=prompt.messages[0].content,
+        )

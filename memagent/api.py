@@ -1,0 +1,151 @@
+"""The Python API: `Memory`, the same verbs as the CLI for agent code, returning plain dataclasses."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from types import TracebackType
+from typing import Any
+
+from memagent.agent import ChatAgent, TurnResult
+from memagent.config import Settings, get_settings
+from memagent.db import Database
+from memagent.embeddings import Embedder, make_embedder
+from memagent.errors import InputError
+from memagent.llm import ChatModel, make_chat_model
+from memagent.records import MemoryRecord, RecalledMemory, RememberResult
+from memagent.service import MemoryService
+
+
+class Memory:
+    """Long-term memory for an agent.
+
+    Configured from the same settings as the CLI (environment, .env) or from keyword arguments, which
+    override them: `Memory(namespace="alice", database_url="postgresql://…")`. The database is opened on
+    first use; use it as a context manager, or call close(), to release it.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: Settings | None = None,
+        embedder: Embedder | None = None,
+        chat_model: ChatModel | None = None,
+        **overrides: Any,
+    ) -> None:
+        if settings is not None and overrides:
+            settings = settings.model_copy(update=overrides)
+        self.settings = settings if settings is not None else get_settings(**overrides)
+        self._embedder = embedder
+        self._chat_model = chat_model
+        self._db: Database | None = None
+        self._service: MemoryService | None = None
+        self._agents: dict[tuple[str | None, str | None, bool], ChatAgent] = {}
+
+    # -- lifecycle ----------------------------------------------------------------------------------------
+
+    def _memory(self) -> MemoryService:
+        if self._service is None:
+            embedder = self._embedder or make_embedder(self.settings)
+            db = Database(self.settings).open()
+            try:
+                db.ensure_schema(embedding_dim=embedder.dim)
+            except BaseException:
+                db.close()
+                raise
+            self._db = db
+            self._service = MemoryService(db.sessions, embedder, self.settings)
+        return self._service
+
+    def close(self) -> None:
+        """Release the database (and the embedded server, when this was its last user)."""
+        if self._db is not None:
+            self._db.close()
+        self._db = None
+        self._service = None
+        self._agents.clear()
+
+    def __enter__(self) -> Memory:
+        self._memory()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- verbs ----------------------------------------------------------------------------------------------
+
+    def remember(
+        self,
+        text: str,
+        *,
+        session: str | None = None,
+        namespace: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        created_at: datetime | None = None,
+    ) -> RememberResult:
+        """Embed and store a text; identical text in the namespace is stored once."""
+        return self._memory().remember(
+            text, namespace=namespace, session_id=session, metadata=metadata, created_at=created_at
+        )
+
+    def recall(
+        self,
+        query: str,
+        *,
+        k: int | None = None,
+        session: str | None = None,
+        namespace: str | None = None,
+        max_distance: float | None = None,
+    ) -> list[RecalledMemory]:
+        """The memories most similar to the query, most similar first."""
+        return self._memory().recall(
+            query, k=k, namespace=namespace, session_id=session, max_distance=max_distance
+        )
+
+    def recent(
+        self, *, limit: int = 5, session: str | None = None, namespace: str | None = None
+    ) -> list[MemoryRecord]:
+        """The newest memories."""
+        return self._memory().recent(limit=limit, namespace=namespace, session_id=session)
+
+    def count(self, *, session: str | None = None, namespace: str | None = None) -> int:
+        """How many memories there are in the namespace (or session)."""
+        return self._memory().count(namespace=namespace, session_id=session)
+
+    def purge(
+        self,
+        *,
+        session: str | None = None,
+        before: datetime | None = None,
+        namespace: str | None = None,
+        everything: bool = False,
+    ) -> int:
+        """Delete memories of the namespace by session and/or date; `everything=True` for all of them."""
+        if not (everything or session or before):
+            raise InputError("say what to purge: session=, before= or everything=True.")
+        return self._memory().purge(namespace=namespace, session_id=session, before=before)
+
+    def chat(
+        self,
+        message: str,
+        *,
+        session: str | None = None,
+        namespace: str | None = None,
+        this_session_only: bool = False,
+    ) -> TurnResult:
+        """One chat turn: recall, ask the chat model, store the exchange. Keeps per-session history."""
+        key = (session, namespace, this_session_only)
+        agent = self._agents.get(key)
+        if agent is None:
+            model = self._chat_model or make_chat_model(self.settings)
+            self._chat_model = model
+            agent = ChatAgent(
+                self._memory(),
+                model,
+                session_id=session,
+                namespace=namespace,
+                this_session_only=this_session_only,
+            )
+            self._agents[key] = agent
+        return agent.turn(message)

@@ -1,0 +1,87 @@
+"""`memagent chat`: the interactive loop and the one-shot mode, on top of ChatAgent."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+from rich.console import Console
+
+from memagent.agent import ChatAgent
+from memagent.cli import render
+from memagent.errors import MemagentError
+from memagent.records import RecalledMemory
+
+LEAVE_WORDS = {"quit", "exit", ":q", "/quit", "/exit"}
+
+
+def show_memories(memories: list[RecalledMemory]) -> None:
+    """Which memories go into the prompt, with their similarity (stderr)."""
+    console = render.err()
+    if not memories:
+        console.print("  (no memories recalled)", style="dim", markup=False)
+    for memory in memories:
+        first_line = memory.content.splitlines()[0] if memory.content else ""
+        console.print(
+            f"  {memory.similarity:.3f}  {memory.session_id}  {first_line[:100]}", style="dim", markup=False
+        )
+
+
+def one_shot(agent: ChatAgent, message: str) -> int:
+    """Answer one message, printing only the reply to stdout; returns the exit code."""
+
+    def write(piece: str) -> None:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+
+    result = agent.turn(message, on_token=write)
+    if result.reply is not None:
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+        return 0
+    render.error_line(f"{result.error} Your message was stored.")
+    return 5
+
+
+def interactive(
+    agent: ChatAgent, *, show: bool, read: Callable[[str], str] | None = None, out: Console | None = None
+) -> None:
+    """The loop: prompt, stream the reply, store; quit/exit/Ctrl-D/Ctrl-C leave cleanly."""
+    console = out or Console()
+    ask = read or (lambda prompt: console.input(prompt))
+    render.message(f"Session {agent.session_id} — type quit or exit (or Ctrl-D) to leave.")
+    while True:
+        try:
+            line = ask("[bold cyan]you>[/] ")
+        except (EOFError, KeyboardInterrupt):
+            console.print()
+            break
+        message = line.strip()
+        if not message:
+            continue
+        if message.lower() in LEAVE_WORDS:
+            break
+
+        def before_reply(memories: list[RecalledMemory]) -> None:
+            if show:
+                show_memories(memories)
+            console.print("[bold green]memagent>[/] ", end="")
+
+        try:
+            result = agent.turn(
+                message,
+                on_token=lambda piece: console.print(piece, end="", markup=False, highlight=False),
+                on_recall=before_reply,
+            )
+        except KeyboardInterrupt:
+            console.print()
+            render.error_line("interrupted; this turn was not stored.")
+            continue
+        except MemagentError as exc:
+            console.print()
+            render.error_line(str(exc))
+            continue
+        console.print()
+        if result.error is not None:
+            render.error_line(f"{result.error} Your message was stored; go on.")
+    render.message(f"Bye. Resume with: memagent chat --session {agent.session_id}")

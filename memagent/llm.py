@@ -1,0 +1,136 @@
+"""Chat models: one protocol and an OpenAI(-compatible) implementation. Built on demand."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from memagent.config import Settings
+from memagent.errors import ConfigError, ProviderError
+
+
+@dataclass(frozen=True)
+class Message:
+    """One chat message."""
+
+    role: str  # "system" | "user" | "assistant"
+    content: str
+
+
+class ChatModel(Protocol):
+    """A chat model that streams its reply."""
+
+    @property
+    def model(self) -> str:
+        """The model name."""
+        ...
+
+    def stream(self, messages: Sequence[Message]) -> Iterator[str]:
+        """Yield the reply in pieces as they arrive; raises ProviderError on failure."""
+        ...
+
+
+class OpenAIChat:
+    """Chat completions from OpenAI or any server speaking its API (Azure OpenAI v1, Ollama, vLLM …).
+
+    The openai SDK retries connection errors, 408, 409, 429 and 5xx with exponential backoff and honours
+    Retry-After; memagent sets how many times and the timeout per request.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        base_url: str | None,
+        api_key: str | None,
+        timeout: float = 60.0,
+        max_retries: int = 2,
+        temperature: float | None = None,
+    ) -> None:
+        self._model = model
+        self._base_url = base_url
+        self._api_key = api_key
+        self._timeout = timeout
+        self._max_retries = max_retries
+        self._temperature = temperature
+        self._client: Any = None
+
+    @property
+    def model(self) -> str:
+        return self._model
+
+    def _get_client(self) -> Any:
+        if self._client is None:
+            from openai import OpenAI
+
+            self._client = OpenAI(
+                api_key=self._api_key or "not-needed",
+                base_url=self._base_url,
+                timeout=self._timeout,
+                max_retries=self._max_retries,
+            )
+        return self._client
+
+    def stream(self, messages: Sequence[Message]) -> Iterator[str]:
+        import openai
+
+        extra: dict[str, Any] = {}
+        if self._temperature is not None:
+            extra["temperature"] = self._temperature
+        where = self._base_url or "api.openai.com"
+        try:
+            response = self._get_client().chat.completions.create(
+                model=self._model,
+                messages=[{"role": m.role, "content": m.content} for m in messages],
+                stream=True,
+                **extra,
+            )
+            for chunk in response:
+                if not chunk.choices:
+                    continue
+                piece = chunk.choices[0].delta.content
+                if piece:
+                    yield piece
+        except openai.AuthenticationError:
+            raise ProviderError(
+                f"the chat provider at {where} rejected the API key.",
+                hint="Check OPENAI_API_KEY or MEMAGENT_CHAT_API_KEY.",
+            ) from None
+        except openai.RateLimitError:
+            raise ProviderError(
+                f"the chat provider is rate-limiting (HTTP 429) after {self._max_retries} retries."
+            ) from None
+        except openai.NotFoundError:
+            raise ProviderError(
+                f"the chat provider at {where} does not know model {self._model!r}."
+            ) from None
+        except openai.APIStatusError as exc:
+            raise ProviderError(f"the chat provider answered HTTP {exc.status_code}.") from None
+        except openai.APITimeoutError:
+            raise ProviderError(
+                f"the chat provider did not answer within {self._timeout:g}s "
+                f"(after {self._max_retries} retries)."
+            ) from None
+        except openai.APIConnectionError:
+            raise ProviderError(f"cannot reach the chat provider at {where}.") from None
+
+
+def make_chat_model(settings: Settings) -> ChatModel:
+    """The chat model the settings ask for; a ConfigError saying how to configure one if none is."""
+    base_url = settings.chat_base_url or settings.openai_base_url
+    key = settings.chat_api_key or settings.openai_api_key
+    if base_url is None and key is None:
+        raise ConfigError(
+            "no chat model is configured: set OPENAI_API_KEY for OpenAI, or MEMAGENT_CHAT_BASE_URL "
+            "(e.g. http://localhost:11434/v1 for Ollama) and MEMAGENT_CHAT_MODEL.",
+            hint="remember, recall, inspect and purge work without one.",
+        )
+    return OpenAIChat(
+        model=settings.chat_model,
+        base_url=base_url,
+        api_key=key.get_secret_value() if key else None,
+        timeout=settings.chat_timeout,
+        max_retries=settings.max_retries,
+        temperature=settings.chat_temperature,
+    )
