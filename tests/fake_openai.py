@@ -46,6 +46,7 @@ class Failure:
     status: int = 500
     retry_after: float | None = None
     delay: float = 0.0
+    path: str | None = None  # fail only requests whose path ends so (e.g. "/chat/completions")
     body: dict[str, Any] = field(default_factory=lambda: {"error": {"message": "scripted failure"}})
 
 
@@ -77,6 +78,12 @@ class FakeOpenAI:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
+            def handle_one_request(self) -> None:
+                try:
+                    super().handle_one_request()
+                except (BrokenPipeError, ConnectionResetError):  # the client gave up (a timeout test)
+                    self.close_connection = True
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = json.loads(self.rfile.read(length) or b"{}")
@@ -84,7 +91,11 @@ class FakeOpenAI:
                     fake.requests.append(
                         {"path": self.path, "body": body, "auth": self.headers.get("Authorization", "")}
                     )
-                    failure = fake.failures.pop(0) if fake.failures else None
+                    failure = next(
+                        (f for f in fake.failures if f.path is None or self.path.endswith(f.path)), None
+                    )
+                    if failure is not None:
+                        fake.failures.remove(failure)
                 if failure is not None:
                     time.sleep(failure.delay)
                     headers = {}
