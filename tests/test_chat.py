@@ -356,3 +356,33 @@ def test_python_api_settings_override(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Memory().settings.namespace == "from-env"
     assert Memory(namespace="explicit").settings.namespace == "explicit"
     assert Memory(settings=Settings(top_k=3), namespace="x").settings.top_k == 3
+
+
+def test_retry_after_is_honoured(service: MemoryService, fake: FakeOpenAI) -> None:
+    import time
+
+    fake.failures = [Failure(429, retry_after=1, path=CHAT)]
+    fake.chat_reply = "after waiting"
+    agent = ChatAgent(service, chat_model(fake, max_retries=1))
+    started = time.monotonic()
+    assert agent.turn("hello").reply == "after waiting"
+    assert time.monotonic() - started >= 0.9
+    assert len(fake.chat_requests()) == 2
+
+
+def test_chat_and_embeddings_can_use_different_endpoints() -> None:
+    from memagent.config import get_settings
+    from memagent.embeddings import OpenAIEmbedder, make_embedder
+    from memagent.llm import make_chat_model
+
+    settings = get_settings(
+        chat_base_url="http://chat.local:8000/v1",
+        chat_api_key="chat-key",
+        embedding_base_url="http://embed.local:11434/v1",
+        chat_model="llama3.2",
+    )
+    chat = make_chat_model(settings)
+    embedder = make_embedder(settings)
+    assert isinstance(chat, OpenAIChat) and isinstance(embedder, OpenAIEmbedder)
+    assert chat._base_url == "http://chat.local:8000/v1" and chat.model == "llama3.2"
+    assert embedder._base_url == "http://embed.local:11434/v1"
