@@ -57,6 +57,21 @@ class Settings(BaseSettings):
         default=None, ge=0.0, le=2.0, description="Drop recalled memories farther than this cosine distance"
     )
     ef_search: int = Field(default=100, ge=1, le=1000, description="HNSW candidate list size per query")
+    recall_mode: Literal["hybrid", "vector", "text"] = Field(
+        default="hybrid", description="hybrid (full-text + vector, fused), vector or text"
+    )
+    recency_half_life_days: float | None = Field(
+        default=None, gt=0, le=36500, description="Favour recent memories: weight halves every N days (off)"
+    )
+    hybrid_depth: int = Field(
+        default=50, ge=1, le=1000, description="Candidates each side ranks in hybrid mode"
+    )
+    hybrid_text_weight: float = Field(
+        default=1.5,
+        ge=0.0,
+        le=10.0,
+        description="Weight of the full-text ranking in hybrid fusion (vector: 1)",
+    )
 
     embedding_provider: Literal["auto", "openai", "local"] = Field(
         default="auto", description="auto: openai when a key or base URL is set, else local"

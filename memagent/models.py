@@ -6,8 +6,19 @@ from datetime import datetime
 from typing import Any
 
 from pgvector.sqlalchemy import Vector
-from sqlalchemy import BigInteger, DateTime, Index, Integer, String, Text, UniqueConstraint, func, text
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import (
+    BigInteger,
+    Computed,
+    DateTime,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # The HNSW graph parameters of the first revision (pgvector's defaults, named so they stay visible).
@@ -39,9 +50,14 @@ class Memory(Base):
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, server_default=func.now()
     )
+    # Full-text search (revision 0002): kept by PostgreSQL itself, never written by memagent.
+    content_tsv: Mapped[Any] = mapped_column(
+        TSVECTOR, Computed("to_tsvector('english'::regconfig, content)", persisted=True)
+    )
 
     __table_args__ = (
         UniqueConstraint("namespace", "content_hash", name="uq_memories_namespace_content_hash"),
+        Index("ix_memories_content_tsv", "content_tsv", postgresql_using="gin"),
         Index("ix_memories_scope_recent", "namespace", "session_id", "created_at"),
         Index(
             "ix_memories_embedding_hnsw",

@@ -28,9 +28,10 @@ class MemoryRecord:
 
 @dataclass(frozen=True)
 class RecalledMemory(MemoryRecord):
-    """A memory returned by recall, with its cosine distance to the query."""
+    """A memory returned by recall, with its cosine distance to the query and its ranking score."""
 
     distance: float = 0.0
+    score: float = 0.0  # vector: similarity; text: BM25; hybrid: reciprocal-rank-fusion score
 
     @property
     def similarity(self) -> float:
@@ -41,6 +42,7 @@ class RecalledMemory(MemoryRecord):
         """A JSON-ready dict (ISO dates, similarity included)."""
         data = super().to_json()
         data["similarity"] = round(self.similarity, 6)
+        data["score"] = round(self.score, 6)
         return data
 
 

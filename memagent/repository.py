@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
 
+import numpy as np
+from pgvector import Vector
 from sqlalchemy import ColumnElement, Select, and_, delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from memagent import hybrid
 from memagent.models import EmbeddingSpace, Memory
 from memagent.records import MemoryRecord, RecalledMemory
+
+SearchMode = Literal["vector", "text", "hybrid"]
 
 
 def content_hash(content: str) -> str:
@@ -42,6 +47,18 @@ class Scope:
     session_id: str | None = None
     before: datetime | None = None
 
+    def sql(self) -> tuple[str, dict[str, Any]]:
+        """The scope as a SQL condition on alias `m`, with its bind parameters (values are never inlined)."""
+        clauses = ["m.namespace = :scope_namespace"]
+        params: dict[str, Any] = {"scope_namespace": self.namespace}
+        if self.session_id is not None:
+            clauses.append("m.session_id = :scope_session")
+            params["scope_session"] = self.session_id
+        if self.before is not None:
+            clauses.append("m.created_at < :scope_before")
+            params["scope_before"] = self.before
+        return " AND ".join(clauses), params
+
     def where(self) -> ColumnElement[bool]:
         clauses = [Memory.namespace == self.namespace]
         if self.session_id is not None:
@@ -60,6 +77,23 @@ _RECORD_COLUMNS = (
     Memory.embedding_model,
     Memory.metadata_.label("metadata"),
 )
+
+
+def _by_recency(found: list[RecalledMemory], half_life: timedelta, mode: SearchMode) -> list[RecalledMemory]:
+    now = datetime.now(UTC)
+    seconds = half_life.total_seconds()
+
+    def weighted(memory: RecalledMemory) -> float:
+        base = (1.0 + memory.score) / 2 if mode == "vector" else memory.score
+        age = max((now - memory.created_at).total_seconds(), 0.0)
+        return float(base * 0.5 ** (age / seconds))
+
+    rescored = [replace(memory, score=weighted(memory)) for memory in found]
+    return sorted(rescored, key=lambda memory: (-memory.score, memory.id))
+
+
+def _recalled(row: Any, *, score: float) -> RecalledMemory:
+    return RecalledMemory(**_record(row).__dict__, distance=float(row.distance), score=score)
 
 
 def _record(row: Any) -> MemoryRecord:
@@ -125,21 +159,48 @@ class MemoryRepository:
         k: int,
         max_distance: float | None = None,
         ef_search: int = 100,
+        mode: SearchMode = "vector",
+        query_text: str | None = None,
+        depth: int = 50,
+        text_weight: float = 1.0,
+        recency_half_life: timedelta | None = None,
     ) -> list[RecalledMemory]:
-        """The k nearest memories in scope by cosine distance, nearest first.
+        """The k best memories in scope, best first.
 
-        The inner query is exactly `ORDER BY embedding <=> :q LIMIT k`, the shape the HNSW index serves.
-        Scope filters apply after the index scan, so iterative scanning is switched on for this transaction:
-        the scan keeps going until k rows pass the filter. The distance threshold is applied outside, where
-        it cannot make the iterative scan walk its whole budget.
+        vector: nearest by cosine distance. The inner query is exactly `ORDER BY embedding <=> :q LIMIT k`,
+        the shape the HNSW index serves. Scope filters apply after the index scan, so iterative scanning is
+        switched on for this transaction: the scan keeps going until k rows pass the filter.
+        text: BM25 over the full-text index. hybrid: both, fused by reciprocal rank (memagent.hybrid), each
+        side ranking `depth` candidates.
+        With a recency half-life, the `depth` best are re-ranked by score * 0.5^(age / half-life) (vector
+        scores mapped to 0-1 first) and the k best kept.
+        In every mode max_distance drops memories farther than that cosine distance from the query; it is
+        applied outside the index query, where it cannot make the iterative scan walk its whole budget.
         """
+        depth = max(depth, k)
+        fetch = depth if recency_half_life is not None else k
         self.session.execute(
             text(
                 "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true),"
                 " set_config('hnsw.ef_search', :ef, true)"
             ),
-            {"ef": str(max(ef_search, k))},
+            {"ef": str(max(ef_search, depth if mode == "hybrid" else fetch))},
         )
+        if mode == "vector":
+            found = self._vector_search(query_embedding, scope, fetch, max_distance)
+        elif query_text is None:
+            raise ValueError(f"{mode} search needs the query text")
+        else:
+            found = self._ranked_search(
+                query_embedding, query_text, scope, fetch, max_distance, mode, depth, text_weight
+            )
+        if recency_half_life is not None:
+            found = _by_recency(found, recency_half_life, mode)[:k]
+        return found
+
+    def _vector_search(
+        self, query_embedding: Sequence[float] | Any, scope: Scope, k: int, max_distance: float | None
+    ) -> list[RecalledMemory]:
         distance = Memory.embedding.cosine_distance(query_embedding).label("distance")
         inner = select(*_RECORD_COLUMNS, distance).where(scope.where()).order_by(distance).limit(k).subquery()
         stmt: Select[Any] = select(inner)
@@ -148,7 +209,31 @@ class MemoryRepository:
         # relaxed_order may return rows slightly out of order: sort the k rows exactly.
         stmt = stmt.order_by(inner.c.distance, inner.c.id)
         rows = self.session.execute(stmt).all()
-        return [RecalledMemory(**_record(row).__dict__, distance=float(row.distance)) for row in rows]
+        return [_recalled(row, score=1.0 - float(row.distance)) for row in rows]
+
+    def _ranked_search(
+        self,
+        query_embedding: Sequence[float] | Any,
+        query_text: str,
+        scope: Scope,
+        k: int,
+        max_distance: float | None,
+        mode: SearchMode,
+        depth: int,
+        text_weight: float,
+    ) -> list[RecalledMemory]:
+        condition, params = scope.sql()
+        build = hybrid.hybrid_sql if mode == "hybrid" else hybrid.text_sql
+        sql = build(condition, max_distance=max_distance is not None)
+        params |= hybrid.fusion_params(w_text=text_weight) | {
+            "qtext": query_text,
+            "qvec": Vector._to_db(np.asarray(query_embedding, dtype=np.float32)),
+            "k": k,
+            "depth": depth,
+            "max_distance": max_distance,
+        }
+        rows = self.session.execute(text(sql), params).all()
+        return [_recalled(row, score=float(row.score)) for row in rows]
 
     def recent(self, scope: Scope, *, limit: int) -> list[MemoryRecord]:
         """The newest memories in scope, newest first."""

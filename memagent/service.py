@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -15,7 +15,7 @@ from memagent.db import Database, translate_errors
 from memagent.embeddings import Embedder, make_embedder
 from memagent.errors import EmbeddingMismatchError, InputError
 from memagent.records import MemoryRecord, RecalledMemory, RememberResult
-from memagent.repository import MemoryRepository, NewMemory, Scope
+from memagent.repository import MemoryRepository, NewMemory, Scope, SearchMode
 
 
 def clean_text(text: str, what: str = "text") -> str:
@@ -158,8 +158,12 @@ class MemoryService:
         namespace: str | None = None,
         session_id: str | None = None,
         max_distance: float | None = None,
+        mode: SearchMode | None = None,
     ) -> list[RecalledMemory]:
-        """The memories nearest to the query (cosine), nearest first; k rows whenever the scope holds k."""
+        """The best memories for the query, best first; k rows whenever the scope holds k.
+
+        mode: hybrid (BM25 + vector, fused), vector or text; default MEMAGENT_RECALL_MODE.
+        """
         query = clean_text(query, "query")
         k = k if k is not None else self.settings.top_k
         if not 1 <= k <= 1000:
@@ -171,10 +175,26 @@ class MemoryService:
         with self._unit() as repo:
             if not self._check_space(repo, claim=False):
                 return []  # nothing was ever stored: no need to load or call the model
+        mode = mode or self.settings.recall_mode
+        if mode not in ("hybrid", "vector", "text"):
+            raise InputError(f"mode must be hybrid, vector or text, not {mode!r}.")
         vector = self.embedder.embed([query])[0]
         with self._unit() as repo:
             return repo.search(
-                vector, scope=scope, k=k, max_distance=max_distance, ef_search=self.settings.ef_search
+                vector,
+                scope=scope,
+                k=k,
+                max_distance=max_distance,
+                ef_search=self.settings.ef_search,
+                mode=mode,
+                query_text=query,
+                depth=self.settings.hybrid_depth,
+                text_weight=self.settings.hybrid_text_weight,
+                recency_half_life=(
+                    timedelta(days=self.settings.recency_half_life_days)
+                    if self.settings.recency_half_life_days
+                    else None
+                ),
             )
 
     def recent(

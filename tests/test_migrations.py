@@ -34,6 +34,7 @@ def test_head_schema_has_table_and_indexes(db_url: str) -> None:
             "content_hash",
             "metadata",
             "created_at",
+            "content_tsv",
         }
         indexdef = conn.execute(
             text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_memories_embedding_hnsw'")
@@ -50,6 +51,10 @@ def test_head_schema_has_table_and_indexes(db_url: str) -> None:
             == "vector(384)"
         )
         assert "embedding_space" in insp.get_table_names()
+        gin = conn.execute(
+            text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_memories_content_tsv'")
+        ).scalar_one()
+        assert "USING gin (content_tsv)" in gin
     engine.dispose()
 
 
@@ -91,7 +96,7 @@ def test_alembic_command_line_with_a_plain_postgresql_url(embedded: EmbeddedPost
     up = subprocess.run([*alembic, "upgrade", "head"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert up.returncode == 0, up.stderr
     current = subprocess.run([*alembic, "current"], cwd=ROOT, env=env, capture_output=True, text=True)
-    assert "0001 (head)" in current.stdout
+    assert "0002 (head)" in current.stdout
     down = subprocess.run([*alembic, "downgrade", "base"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert down.returncode == 0, down.stderr
     engine = create_engine(url.replace("postgresql://", "postgresql+psycopg2://"))

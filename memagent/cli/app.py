@@ -163,13 +163,24 @@ def recall(
         float | None,
         typer.Option("--max-distance", help="Drop memories farther than this cosine distance (0-2)."),
     ] = None,
+    mode: Annotated[
+        str | None,
+        typer.Option("--mode", help="hybrid (full-text + vector), vector or text (default: hybrid)."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show the memories most similar to a query, most similar first."""
+    """Show the memories that best match a query, best first."""
+    if mode is not None and mode not in ("hybrid", "vector", "text"):
+        raise InputError(f"--mode must be hybrid, vector or text, not {mode!r}.")
     settings = _settings()
     with _service(settings) as service:
         memories = service.recall(
-            query, k=k, namespace=namespace, session_id=session, max_distance=max_distance
+            query,
+            k=k,
+            namespace=namespace,
+            session_id=session,
+            max_distance=max_distance,
+            mode=mode,  # type: ignore[arg-type]
         )
     if as_json:
         render.print_json([memory.to_json() for memory in memories])
