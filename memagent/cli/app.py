@@ -180,7 +180,7 @@ def recall(
             namespace=namespace,
             session_id=session,
             max_distance=max_distance,
-            mode=mode,  # type: ignore[arg-type]
+            mode=mode,
         )
     if as_json:
         render.print_json([memory.to_json() for memory in memories])
