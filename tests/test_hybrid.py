@@ -1,0 +1,179 @@
+"""Text and hybrid recall: BM25 over the full-text index, fusion with the vector ranking, recency, scope."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+from sqlalchemy import Connection, insert, text
+from sqlalchemy.orm import Session
+
+from memagent.config import Settings
+from memagent.errors import InputError
+from memagent.models import Memory
+from memagent.repository import MemoryRepository, NewMemory, Scope, content_hash
+from memagent.service import MemoryService
+from tests.conftest import DIM
+from tests.fake_openai import fake_embedding
+
+
+@pytest.fixture
+def repo(sessions: Callable[[], Session]) -> MemoryRepository:
+    return MemoryRepository(sessions())
+
+
+def add(repo: MemoryRepository, content: str, *, namespace: str = "h", **kw: object) -> int:
+    memory = NewMemory(
+        namespace=namespace,
+        session_id=str(kw.get("session_id", "s")),
+        content=content,
+        embedding=kw.get("embedding", fake_embedding(content, DIM)),
+        embedding_model="fake-embed-384",
+        metadata={},
+        created_at=kw.get("created_at"),  # type: ignore[arg-type]
+    )
+    return repo.add(memory)[0]
+
+
+def search(repo: MemoryRepository, query: str, mode: str, **kw: object) -> list[str]:
+    found = repo.search(
+        fake_embedding(query, DIM),
+        scope=kw.pop("scope", Scope("h")),  # type: ignore[arg-type]
+        k=int(kw.pop("k", 5)),  # type: ignore[call-overload]
+        mode=mode,  # type: ignore[arg-type]
+        query_text=query,
+        **kw,  # type: ignore[arg-type]
+    )
+    return [m.content for m in found]
+
+
+def test_text_mode_ranks_rare_words_above_common_ones(repo: MemoryRepository) -> None:
+    """BM25's inverse document frequency: a name in every memory counts less than a rare word."""
+    for i in range(8):
+        add(repo, f"Caroline talked about her day number {i}")
+    add(repo, "Caroline adopted a greyhound named Biscuit")
+    add(repo, "The greyhound races were cancelled")
+    found = search(repo, "What did Caroline say about the greyhound?", "text")
+    # Both greyhound memories beat the eight that share only the ubiquitous name.
+    assert set(found[:2]) == {
+        "Caroline adopted a greyhound named Biscuit",
+        "The greyhound races were cancelled",
+    }
+
+
+def test_text_mode_matches_stems_and_ignores_stop_words(repo: MemoryRepository) -> None:
+    add(repo, "I was running marathons in Berlin")
+    add(repo, "The weather is nice")
+    assert search(repo, "does she run?", "text") == ["I was running marathons in Berlin"]
+    assert search(repo, "the and of", "text") == []  # only stop words: nothing to match, no error
+
+
+def test_hybrid_finds_what_either_ranking_finds(repo: MemoryRepository) -> None:
+    rng = np.random.default_rng(3)
+    query_vec = rng.normal(size=DIM).astype(np.float32)
+    query_vec /= np.linalg.norm(query_vec)
+    semantic = add(repo, "a memory with no shared words", embedding=query_vec)
+    for i in range(30):
+        noise = rng.normal(size=DIM).astype(np.float32)
+        add(repo, f"filler memory {i}", embedding=noise / np.linalg.norm(noise))
+    add(repo, "the password for the garage is tulip", embedding=-query_vec)
+
+    def hybrid_ids(query: str) -> list[str]:
+        found = repo.search(query_vec, scope=Scope("h"), k=3, mode="hybrid", query_text=query)
+        return [m.content for m in found]
+
+    top = hybrid_ids("garage password")
+    assert "the password for the garage is tulip" in top  # text side, though the vector side ranks it last
+    assert repo.session.get(Memory, semantic) is not None
+    assert "a memory with no shared words" in top  # vector side, though it shares no word
+
+
+def test_max_distance_applies_in_every_mode(repo: MemoryRepository) -> None:
+    add(repo, "the garage password is tulip")
+    add(repo, "garage sale on sunday with lemonade and cake and music")
+    query = "the garage password is tulip"
+    for mode in ("vector", "text", "hybrid"):
+        found = repo.search(
+            fake_embedding(query, DIM), scope=Scope("h"), k=5, mode=mode, query_text=query, max_distance=0.05
+        )
+        assert [m.content for m in found] == [query], mode
+        assert found[0].distance <= 0.05
+
+
+def test_recency_half_life_favours_newer_memories(repo: MemoryRepository) -> None:
+    now = datetime.now(UTC)
+    add(repo, "project status: compiler backend done", created_at=now - timedelta(days=400))
+    add(repo, "project status: compiler frontend done", created_at=now - timedelta(days=1))
+    query = "project status compiler"
+    for mode in ("vector", "text", "hybrid"):
+        plain = search(repo, query, mode, k=2)
+        recent_first = search(repo, query, mode, k=2, recency_half_life=timedelta(days=30))
+        assert recent_first[0] == "project status: compiler frontend done", mode
+        assert sorted(plain) == sorted(recent_first)
+
+
+@pytest.mark.parametrize("mode", ["vector", "text", "hybrid"])
+def test_scoped_recall_returns_k_rows_in_every_mode(
+    connection: Connection, repo: MemoryRepository, mode: str
+) -> None:
+    rows = []
+    for i in range(2000):
+        namespace = "scoped" if i % 100 == 0 else "crowd"
+        session_id = "target" if i % 200 == 0 else "other"
+        content = f"shared words about compilers number {i}"
+        rows.append(
+            {
+                "namespace": namespace,
+                "session_id": session_id,
+                "content": content,
+                "embedding": fake_embedding(content, DIM),
+                "embedding_model": "fake-embed-384",
+                "content_hash": content_hash(content),
+            }
+        )
+    connection.execute(insert(Memory), rows)
+    connection.execute(text("SET LOCAL enable_seqscan = off"))
+    found = repo.search(
+        fake_embedding("compilers", DIM),
+        scope=Scope("scoped"),
+        k=10,
+        mode=mode,  # type: ignore[arg-type]
+        query_text="compilers",
+    )
+    assert len(found) == 10 and {m.namespace for m in found} == {"scoped"}
+    in_session = repo.search(
+        fake_embedding("compilers", DIM),
+        scope=Scope("scoped", session_id="target"),
+        k=10,
+        mode=mode,  # type: ignore[arg-type]
+        query_text="compilers",
+    )
+    assert len(in_session) == 10 and {m.session_id for m in in_session} == {"target"}
+
+
+def test_hostile_query_text_is_only_data(repo: MemoryRepository, connection: Connection) -> None:
+    add(repo, "robert likes tables")
+    for query in ["'); DROP TABLE memories; --", "o'neil & | ! <-> :* ()", "\\x00 % _ $$ $1"]:
+        for mode in ("text", "hybrid"):
+            search(repo, query, mode)
+    assert connection.execute(text("SELECT count(*) FROM memories WHERE namespace = 'h'")).scalar_one() == 1
+
+
+def test_service_mode_default_and_validation(service: MemoryService) -> None:
+    assert service.settings.recall_mode == "hybrid"
+    service.remember("the blue door is at number twelve")
+    assert service.recall("blue door")[0].content == "the blue door is at number twelve"
+    assert service.recall("blue door", mode="text")[0].score > 0
+    with pytest.raises(InputError, match="mode must be"):
+        service.recall("blue door", mode="fuzzy")  # type: ignore[arg-type]
+
+
+def test_settings_reject_an_unknown_mode() -> None:
+    from memagent.config import get_settings
+    from memagent.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="MEMAGENT_RECALL_MODE"):
+        get_settings(recall_mode="fuzzy")
+    assert Settings().hybrid_text_weight == 1.5
