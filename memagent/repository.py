@@ -118,31 +118,55 @@ class MemoryRepository:
 
     def add(self, memory: NewMemory) -> tuple[int, bool]:
         """Store one memory; identical content in the namespace is kept once. Returns (id, created)."""
-        digest = content_hash(memory.content)
-        values: dict[str, Any] = {
-            "namespace": memory.namespace,
-            "session_id": memory.session_id,
-            "content": memory.content,
-            "embedding": memory.embedding,
-            "embedding_model": memory.embedding_model,
-            "content_hash": digest,
-            "metadata_": memory.metadata,
-        }
-        if memory.created_at is not None:
-            values["created_at"] = memory.created_at
-        stmt = (
-            insert(Memory)
-            .values(**values)
-            .on_conflict_do_nothing(constraint="uq_memories_namespace_content_hash")
-            .returning(Memory.id)
-        )
-        new_id = self.session.execute(stmt).scalar_one_or_none()
-        if new_id is not None:
-            return int(new_id), True
-        existing = self.session.execute(
-            select(Memory.id).where(Memory.namespace == memory.namespace, Memory.content_hash == digest)
-        ).scalar_one()
-        return int(existing), False
+        return self.add_many([memory])[0]
+
+    def add_many(self, memories: Sequence[NewMemory], *, chunk: int = 500) -> list[tuple[int, bool]]:
+        """Store memories with one multi-row INSERT per chunk; identical content in a namespace is kept once.
+
+        Returns (id, created) per memory, in order; a memory identical to one stored before (or earlier in
+        the same batch) gets the existing id and created=False.
+        """
+        results: list[tuple[int, bool]] = []
+        now = datetime.now(UTC)
+        for start in range(0, len(memories), chunk):
+            part = memories[start : start + chunk]
+            rows = [
+                {
+                    "namespace": m.namespace,
+                    "session_id": m.session_id,
+                    "content": m.content,
+                    "embedding": m.embedding,
+                    "embedding_model": m.embedding_model,
+                    "content_hash": content_hash(m.content),
+                    "metadata_": m.metadata,
+                    "created_at": m.created_at or now,
+                }
+                for m in part
+            ]
+            stmt = (
+                insert(Memory)
+                .values(rows)
+                .on_conflict_do_nothing(constraint="uq_memories_namespace_content_hash")
+                .returning(Memory.id, Memory.namespace, Memory.content_hash)
+            )
+            inserted = {(r.namespace, r.content_hash): int(r.id) for r in self.session.execute(stmt)}
+            missing = {(r["namespace"], r["content_hash"]) for r in rows} - inserted.keys()
+            existing: dict[tuple[str, str], int] = {}
+            for namespace in {ns for ns, _ in missing}:
+                hashes = [h for ns, h in missing if ns == namespace]
+                found = self.session.execute(
+                    select(Memory.id, Memory.content_hash).where(
+                        Memory.namespace == namespace, Memory.content_hash.in_(hashes)
+                    )
+                )
+                existing |= {(namespace, r.content_hash): int(r.id) for r in found}
+            seen: set[tuple[str, str]] = set()
+            for row in rows:
+                key = (row["namespace"], row["content_hash"])
+                created = key in inserted and key not in seen
+                seen.add(key)
+                results.append((inserted[key] if key in inserted else existing[key], created))
+        return results
 
     def purge(self, scope: Scope) -> int:
         """Delete the memories in scope; returns how many."""

@@ -132,11 +132,10 @@ class MemoryService:
         with self._unit() as repo:  # fail fast on a model mismatch, before any embedding work
             self._check_space(repo, claim=False)
         vectors = self.embedder.embed(contents)
-        results = []
         with self._unit() as repo:
             self._check_space(repo, claim=True)
-            for content, vector in zip(contents, vectors, strict=True):
-                new_id, created = repo.add(
+            stored = repo.add_many(
+                [
                     NewMemory(
                         namespace=scope.namespace,
                         session_id=scope.session_id,
@@ -146,9 +145,12 @@ class MemoryService:
                         metadata=meta,
                         created_at=created_at,
                     )
-                )
-                results.append(RememberResult(new_id, created, scope.namespace, scope.session_id))
-        return results
+                    for content, vector in zip(contents, vectors, strict=True)
+                ]
+            )
+        return [
+            RememberResult(new_id, created, scope.namespace, scope.session_id) for new_id, created in stored
+        ]
 
     def recall(
         self,

@@ -170,3 +170,21 @@ def test_scoped_recall_returns_k_rows_through_the_hnsw_index(
     scoped_ids = np.arange(0, total, 100)
     exact = scoped_ids[np.argsort(1 - vectors[scoped_ids] @ query)[:k]]
     assert len({int(m.content.split()[1]) for m in found} & set(exact.tolist())) >= k - 1
+
+
+def test_add_many_keeps_order_and_stores_identical_content_once(repo: MemoryRepository) -> None:
+    first_id, _ = repo.add(new("already here", unit(40)))
+    results = repo.add_many(
+        [
+            new("fresh one", unit(41)),
+            new("already here", unit(42)),
+            new("fresh two", unit(43)),
+            new("fresh one", unit(44)),  # a duplicate inside the batch
+            new("fresh one", unit(45), namespace="ns2"),
+        ]
+    )
+    created = [c for _, c in results]
+    ids = [i for i, _ in results]
+    assert created == [True, False, True, False, True]
+    assert ids[1] == first_id and ids[3] == ids[0] and len({ids[0], ids[2], ids[4], first_id}) == 4
+    assert repo.count(Scope("ns")) == 3 and repo.count(Scope("ns2")) == 1
