@@ -62,7 +62,7 @@ class MemoryService:
         self.settings = settings
 
     @contextmanager
-    def _unit(self) -> Iterator[MemoryRepository]:
+    def unit(self) -> Iterator[MemoryRepository]:
         session = self._sessions()
         with translate_errors(), session, session.begin():
             yield MemoryRepository(session)
@@ -76,7 +76,7 @@ class MemoryService:
             before=before,
         )
 
-    def _check_space(self, repo: MemoryRepository, *, claim: bool) -> bool:
+    def check_embedding_space(self, repo: MemoryRepository, *, claim: bool) -> bool:
         """Refuse a model the database was not built for; returns False if nothing was ever stored."""
         model, dim = self.embedder.model, self.embedder.dim
         space = repo.embedding_space()
@@ -129,11 +129,11 @@ class MemoryService:
         scope = self._scope(namespace, session_id or self.settings.session)
         assert scope.session_id is not None
         meta = clean_metadata(metadata)
-        with self._unit() as repo:  # fail fast on a model mismatch, before any embedding work
-            self._check_space(repo, claim=False)
+        with self.unit() as repo:  # fail fast on a model mismatch, before any embedding work
+            self.check_embedding_space(repo, claim=False)
         vectors = self.embedder.embed(contents)
-        with self._unit() as repo:
-            self._check_space(repo, claim=True)
+        with self.unit() as repo:
+            self.check_embedding_space(repo, claim=True)
             stored = repo.add_many(
                 [
                     NewMemory(
@@ -174,14 +174,14 @@ class MemoryService:
         if max_distance is not None and not 0.0 <= max_distance <= 2.0:
             raise InputError(f"max distance must be between 0 and 2 (cosine distance), not {max_distance}.")
         scope = self._scope(namespace, session_id)
-        with self._unit() as repo:
-            if not self._check_space(repo, claim=False):
+        with self.unit() as repo:
+            if not self.check_embedding_space(repo, claim=False):
                 return []  # nothing was ever stored: no need to load or call the model
         mode = mode or self.settings.recall_mode
         if mode not in ("hybrid", "vector", "text"):
             raise InputError(f"mode must be hybrid, vector or text, not {mode!r}.")
         vector = self.embedder.embed([query])[0]
-        with self._unit() as repo:
+        with self.unit() as repo:
             return repo.search(
                 vector,
                 scope=scope,
@@ -205,21 +205,21 @@ class MemoryService:
         """The newest memories in scope, newest first."""
         if not 1 <= limit <= 10000:
             raise InputError(f"limit must be between 1 and 10000, not {limit}.")
-        with self._unit() as repo:
+        with self.unit() as repo:
             return repo.recent(self._scope(namespace, session_id), limit=limit)
 
     def count(
         self, *, namespace: str | None = None, session_id: str | None = None, before: datetime | None = None
     ) -> int:
         """How many memories are in scope."""
-        with self._unit() as repo:
+        with self.unit() as repo:
             return repo.count(self._scope(namespace, session_id, before))
 
     def purge(
         self, *, namespace: str | None = None, session_id: str | None = None, before: datetime | None = None
     ) -> int:
         """Delete the memories in scope (one namespace; optionally one session, older than a date)."""
-        with self._unit() as repo:
+        with self.unit() as repo:
             return repo.purge(self._scope(namespace, session_id, before))
 
 

@@ -57,6 +57,7 @@ class FakeOpenAI:
         self.requests: list[dict[str, Any]] = []
         self.failures: list[Failure] = []
         self.chat_reply = "I remember."
+        self.latency = 0.0  # seconds added to every successful embeddings answer
         self.api_key = "sk-test-secret-key-1234567890"
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -104,6 +105,7 @@ class FakeOpenAI:
                     self._send(failure.status, failure.body, headers)
                     return
                 if self.path.endswith("/embeddings"):
+                    time.sleep(fake.latency)
                     self._send(200, fake._embeddings(body))
                 elif self.path.endswith("/chat/completions") and body.get("stream"):
                     self._stream(fake._chat_chunks(body))
@@ -150,6 +152,7 @@ class FakeOpenAI:
         with self._lock:
             self.requests.clear()
             self.failures.clear()
+            self.latency = 0.0
 
     def embedding_requests(self) -> list[dict[str, Any]]:
         return [r for r in self.requests if r["path"].endswith("/embeddings")]

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, time
+from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
@@ -289,6 +290,51 @@ def chat(
                 raise typer.Exit(code)
             return
         chat_cli.interactive(agent, show=show_memories)
+
+
+@app.command("export")
+@handled
+def export(
+    namespace: Annotated[
+        str | None,
+        typer.Option("--namespace", "-n", help="Namespace to export (default: MEMAGENT_NAMESPACE)."),
+    ] = None,
+    all_namespaces: Annotated[bool, typer.Option("--all-namespaces", help="Export every namespace.")] = False,
+    no_embeddings: Annotated[
+        bool, typer.Option("--no-embeddings", help="Leave the vectors out (smaller; import re-embeds).")
+    ] = False,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+    ] = None,
+) -> None:
+    """Write memories as JSON lines to stdout, streamed (constant memory whatever the size)."""
+    from memagent.cli.transfer_cmds import run_export
+
+    run_export(
+        _settings(),
+        namespace=namespace,
+        all_namespaces=all_namespaces,
+        with_embeddings=not no_embeddings,
+        output=output,
+    )
+
+
+@app.command("import")
+@handled
+def import_(
+    path: Annotated[Path, typer.Argument(help="A JSON-lines file, as `memagent export` writes it.")],
+    namespace: Annotated[
+        str | None, typer.Option("--namespace", "-n", help="Put every memory in this namespace.")
+    ] = None,
+) -> None:
+    """Load memories from JSON lines: idempotent, resumable, bulk-loaded with binary COPY.
+
+    Stored vectors are reused when their model is the database's; other lines are embedded in batches.
+    A malformed line is reported with its number and the rest still load.
+    """
+    from memagent.cli.transfer_cmds import run_import
+
+    run_import(_settings(), path=path, namespace=namespace)
 
 
 @app.command()

@@ -1,0 +1,98 @@
+"""`memagent export` and `memagent import`: JSON lines out, bulk load in."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+from memagent.cli import render
+from memagent.config import Settings
+from memagent.errors import InputError, MemagentError
+
+BATCH = 1000
+SHOWN_FAILURES = 20
+
+
+def run_export(
+    settings: Settings,
+    *,
+    namespace: str | None,
+    all_namespaces: bool,
+    with_embeddings: bool,
+    output: Path | None,
+) -> None:
+    """Stream memories as JSON lines (constant memory whatever the size)."""
+    from memagent.service import open_memory
+    from memagent.transfer import Transfer
+
+    scope = None if all_namespaces else (namespace or settings.namespace)
+    count = 0
+    with contextlib.ExitStack() as stack:
+        service = stack.enter_context(open_memory(settings))
+        stream = stack.enter_context(open(output, "w", encoding="utf-8")) if output else sys.stdout
+        for line in Transfer(service).export(scope, with_embeddings=with_embeddings):
+            stream.write(line)
+            count += 1
+        stream.flush()
+    where = "every namespace" if scope is None else f"namespace {scope!r}"
+    render.message(f"Exported {count} memories from {where}.")
+
+
+def run_import(settings: Settings, *, path: Path, namespace: str | None) -> None:
+    """Load memories from JSON lines: idempotent, resumable, through binary COPY."""
+    from memagent.service import open_memory
+    from memagent.transfer import ImportRecord, ImportSummary, Transfer, parse_line
+
+    if not path.is_file():
+        raise InputError(f"no such file: {path}")
+    summary = ImportSummary()
+    size = os.path.getsize(path)
+    with open_memory(settings) as service, open(path, "rb") as source:
+        transfer = Transfer(service)
+        batch: list[ImportRecord] = []
+        progress = Progress(
+            TextColumn("importing"),
+            BarColumn(),
+            DownloadColumn(),
+            TimeRemainingColumn(),
+            console=render.err(),
+            transient=True,
+        )
+        with progress:
+            task = progress.add_task("import", total=size)
+            for number, raw in enumerate(source, start=1):
+                progress.advance(task, len(raw))
+                if not raw.strip():
+                    continue
+                try:
+                    batch.append(
+                        parse_line(
+                            raw,
+                            number,
+                            namespace=namespace,
+                            default_namespace=settings.namespace,
+                            session=settings.session,
+                        )
+                    )
+                except MemagentError as exc:
+                    summary.failed.append((number, exc.message.rstrip(".")))
+                if len(batch) >= BATCH:
+                    summary.merge(transfer.import_batch(batch))
+                    batch = []
+            if batch:
+                summary.merge(transfer.import_batch(batch))
+    render.message(
+        f"Imported {path.name}: added {summary.added}, skipped {summary.skipped} already stored, "
+        f"embedded {summary.embedded}, failed {len(summary.failed)}."
+    )
+    for number, reason in summary.failed[:SHOWN_FAILURES]:
+        render.message(f"  line {number}: {reason}")
+    if len(summary.failed) > SHOWN_FAILURES:
+        render.message(f"  … and {len(summary.failed) - SHOWN_FAILURES} more")
+    if summary.failed:
+        raise typer.Exit(2)

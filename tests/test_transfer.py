@@ -1,0 +1,204 @@
+"""Export and import: JSON lines out, binary COPY in; idempotent, resumable, tolerant of bad lines."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import Connection, Engine, text
+from typer.testing import CliRunner
+
+from memagent import pgcopy
+from memagent.cli.app import app
+from tests.fake_openai import FakeOpenAI, fake_embedding
+
+runner = CliRunner()
+
+
+def test_binary_copy_round_trips_every_type(connection: Connection) -> None:
+    connection.execute(
+        text("CREATE TEMP TABLE copy_check (words text, v vector, j jsonb, ts timestamptz, n text)")
+    )
+    vector = np.array([0.5, -1.25, 3.0e-8], dtype=np.float32)
+    when = datetime(2023, 5, 8, 13, 56, 7, 123456, tzinfo=UTC)
+    payload = pgcopy.encode(
+        [("héllo ✓ עברית", vector, {"a": [1, "ü"]}, when, None)],
+        ["text", "vector", "jsonb", "timestamptz", "text"],
+    )
+    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    cursor.copy_expert("COPY copy_check FROM STDIN WITH (FORMAT binary)", io.BytesIO(payload))
+    row = connection.execute(text("SELECT words, v::text, j, ts, n FROM copy_check")).one()
+    assert row.words == "héllo ✓ עברית"
+    assert json.loads(row.v) == pytest.approx(vector.tolist())
+    assert row.j == {"a": [1, "ü"]}
+    assert row.ts == when
+    assert row.n is None
+
+
+@pytest.fixture
+def ns(cli_env: dict[str, str]) -> str:
+    return cli_env["MEMAGENT_NAMESPACE"]
+
+
+def count(engine: Engine, namespace: str) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                text("SELECT count(*) FROM memories WHERE namespace = :ns"), {"ns": namespace}
+            ).scalar_one()
+        )
+
+
+def test_export_then_import_elsewhere_reuses_the_vectors(
+    ns: str, engine: Engine, fake: FakeOpenAI, tmp_path: Path
+) -> None:
+    for i, content in enumerate(["alpha memory", "beta memory ✓", "gamma memory"]):
+        runner.invoke(app, ["remember", content, "-s", f"s{i}", "--metadata", json.dumps({"i": i})])
+    exported = runner.invoke(app, ["export"])
+    assert exported.exit_code == 0, exported.output
+    lines = exported.stdout.splitlines()
+    assert len(lines) == 3 and "Exported 3 memories" in exported.stderr
+    first = json.loads(lines[0])
+    assert (
+        first["content"] == "alpha memory" and first["session_id"] == "s0" and first["metadata"] == {"i": 0}
+    )
+    assert first["embedding_model"] == "fake-embed-384" and len(first["embedding"]) == 384
+
+    dump = tmp_path / "memories.jsonl"
+    dump.write_text(exported.stdout)
+    target = f"cli-copy-{uuid.uuid4().hex[:8]}"
+    fake.reset()
+    loaded = runner.invoke(app, ["import", str(dump), "--namespace", target])
+    assert loaded.exit_code == 0, loaded.output
+    assert "added 3, skipped 0 already stored, embedded 0, failed 0" in loaded.stderr
+    assert fake.embedding_requests() == []  # same model: the stored vectors were reused
+    with engine.connect() as conn:
+        original = conn.execute(
+            text(
+                "SELECT content, embedding::text, session_id, metadata, created_at FROM memories"
+                " WHERE namespace = :ns ORDER BY content"
+            ),
+            {"ns": ns},
+        ).all()
+        copied = conn.execute(
+            text(
+                "SELECT content, embedding::text, session_id, metadata, created_at FROM memories"
+                " WHERE namespace = :ns ORDER BY content"
+            ),
+            {"ns": target},
+        ).all()
+    assert original == copied  # exact vectors, sessions, metadata and dates
+
+    again = runner.invoke(app, ["import", str(dump), "--namespace", target])
+    assert "added 0, skipped 3 already stored" in again.stderr
+    assert count(engine, target) == 3
+
+
+def test_malformed_lines_are_reported_and_the_rest_loads(ns: str, engine: Engine, tmp_path: Path) -> None:
+    dump = tmp_path / "mixed.jsonl"
+    dump.write_bytes(
+        b'{"content": "good one"}\n'
+        b"not json at all\n"
+        b"\n"
+        b'{"content": ""}\n'
+        b'{"content": "bad date", "created_at": "last tuesday"}\n'
+        b'["a", "list"]\n'
+        b'{"content": "bad vector", "embedding": [1, "x"]}\n'
+        b'{"content": "nul \\u0000 inside"}\n'
+        b"\xff\xfe invalid utf-8\n"
+        b'{"content": "good two", "created_at": "2023-05-08T13:56:00+00:00", "metadata": {"k": 1}}\n'
+    )
+    result = runner.invoke(app, ["import", str(dump)])
+    assert result.exit_code == 2
+    assert "added 2, skipped 0 already stored, embedded 2, failed 7" in result.stderr
+    for fragment in [
+        "line 2: not valid JSON",
+        "line 4: the content is empty",
+        "line 5: created_at",
+        "line 6: not a JSON object",
+        "line 7: embedding is not a list of numbers",
+        "line 8: the content contains NUL",
+        "line 9: not valid UTF-8",
+    ]:
+        assert fragment in result.stderr
+    assert count(engine, ns) == 2
+
+
+def test_another_model_in_the_file_is_re_embedded_in_batches(
+    ns: str, engine: Engine, fake: FakeOpenAI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MEMAGENT_EMBEDDING_BATCH_SIZE", "10")
+    dump = tmp_path / "other-model.jsonl"
+    with dump.open("w") as out:
+        for i in range(25):
+            out.write(
+                json.dumps({"content": f"line {i}", "embedding_model": "other", "embedding": [1.0, 2.0]})
+                + "\n"
+            )
+    result = runner.invoke(app, ["import", str(dump)])
+    assert result.exit_code == 0, result.output
+    assert "added 25" in result.stderr and "embedded 25" in result.stderr
+    assert [len(r["body"]["input"]) for r in fake.embedding_requests()] == [10, 10, 5]
+    with engine.connect() as conn:
+        stored = conn.execute(
+            text("SELECT embedding::text FROM memories WHERE namespace = :ns AND content = 'line 3'"),
+            {"ns": ns},
+        ).scalar_one()
+    assert json.loads(stored) == pytest.approx(fake_embedding("line 3", 384).tolist(), abs=1e-6)
+
+
+@pytest.fixture
+def big_dump(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "big.jsonl"
+    with path.open("w") as out:
+        for i in range(3000):
+            out.write(json.dumps({"content": f"bulk memory number {i}", "session_id": f"s{i % 7}"}) + "\n")
+    yield path
+
+
+def test_an_import_killed_halfway_resumes_without_duplicates(
+    cli_env: dict[str, str], ns: str, engine: Engine, fake: FakeOpenAI, big_dump: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items()} | cli_env | {"MEMAGENT_EMBEDDING_BATCH_SIZE": "100"}
+    fake.latency = 0.15  # slow enough to be killed between batches
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "memagent", "import", str(big_dump)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while count(engine, ns) < 1000 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = count(engine, ns)
+    assert 1000 <= before < 3000, "killed after the first batch and before the end"
+
+    fake.latency = 0.0
+    resumed = subprocess.run(
+        [sys.executable, "-m", "memagent", "import", str(big_dump)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"added {3000 - before}, skipped {before} already stored" in resumed.stderr
+    assert count(engine, ns) == 3000
+    with engine.connect() as conn:
+        distinct = conn.execute(
+            text("SELECT count(DISTINCT content) FROM memories WHERE namespace = :ns"), {"ns": ns}
+        ).scalar_one()
+    assert distinct == 3000
