@@ -8,7 +8,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from memagent.config import Settings
-from memagent.errors import DatabaseError, SchemaError
+from memagent.errors import ConfigError, DatabaseError, SchemaError
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -117,7 +117,15 @@ class Database:
             self._embedded = EmbeddedPostgres(self.settings.home_path())
             url = self._embedded.acquire()
             self._url = url
-        self._engine = create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=4)
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            self._engine = create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=4)
+        except (ArgumentError, ValueError):  # the message would echo the URL, password included
+            raise ConfigError(
+                "MEMAGENT_DATABASE_URL is not a valid database URL.",
+                hint="Use postgresql://user:password@host:5432/database.",
+            ) from None
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
         return self
 
@@ -237,9 +245,14 @@ class translate_errors:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        import psycopg2
         from sqlalchemy.exc import DBAPIError, OperationalError
 
-        if exc is None or not isinstance(exc, DBAPIError):
+        if exc is None:
+            return
+        if isinstance(exc, psycopg2.Error):  # raised by the driver directly (COPY goes around SQLAlchemy)
+            raise DatabaseError(f"database error: {_first_line(exc)}") from None
+        if not isinstance(exc, DBAPIError):
             return
         where = self.db.describe() if self.db is not None else "the database"
         first = _first_line(exc.orig)

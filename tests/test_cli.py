@@ -166,3 +166,37 @@ def test_help_works_without_database_or_key() -> None:
     assert result.exit_code == 0
     for command in ("remember", "recall", "inspect", "purge", "config"):
         assert command in result.stdout
+
+
+def test_a_malformed_database_url_never_echoes_the_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEMAGENT_DATABASE_URL", "postgresql://app:hunter2-secret@host:notaport/db")
+    monkeypatch.setenv("MEMAGENT_EMBEDDING_PROVIDER", "local")
+    result = runner.invoke(app, ["inspect"])
+    assert result.exit_code == 2
+    assert "MEMAGENT_DATABASE_URL is not a valid database URL" in result.stderr
+    assert "hunter2-secret" not in result.output
+
+
+def test_an_unexpected_error_is_one_redacted_line(
+    cli_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from memagent.service import MemoryService
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError(f"boom with {cli_env['OPENAI_API_KEY']} inside\nsecond line")
+
+    monkeypatch.setattr(MemoryService, "recent", broken)
+    result = runner.invoke(app, ["inspect"])
+    assert result.exit_code == 1
+    assert (
+        result.stderr.strip()
+        == "Error: unexpected RuntimeError: boom with *** inside (run with --debug for the traceback)."
+    )
+
+
+def test_redact_masks_keys_and_url_passwords(monkeypatch: pytest.MonkeyPatch) -> None:
+    from memagent.redact import redact
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-live-abcdef123456")
+    text = redact("key sk-live-abcdef123456 and postgresql://u:p%40ss@h/db and https://x:y@z")
+    assert text == "key *** and postgresql://u:***@h/db and https://x:***@z"

@@ -17,6 +17,7 @@ import typer
 from memagent.cli import render
 from memagent.config import Settings, get_settings
 from memagent.errors import InputError, MemagentError
+from memagent.redact import redact
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -58,13 +59,28 @@ def handled(func: Callable[P, R]) -> Callable[P, R]:
                 import traceback
 
                 traceback.print_exc(file=sys.stderr)
-            render.error_line(str(exc))
+            render.error_line(redact(str(exc)))
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             render.error_line("interrupted.")
             raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as exc:  # a bug: still one line, the traceback on request
+            if _state["debug"]:
+                raise
+            name = type(exc).__name__
+            render.error_line(
+                redact(f"unexpected {name}: {_first_line(exc)} (run with --debug for the traceback).")
+            )
+            raise typer.Exit(1) from None
 
     return wrapper
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else "no message"
 
 
 @contextmanager
