@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Computed,
     DateTime,
+    ForeignKey,
     Index,
     Integer,
     String,
@@ -80,3 +81,15 @@ class EmbeddingSpace(Base):
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, server_default=func.now()
     )
+
+
+class EmbeddingStaging(Base):
+    """Vectors of the model a `memagent reembed` is moving to, waiting for the switch-over."""
+
+    __tablename__ = "embedding_staging"
+
+    memory_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("memories.id", ondelete="CASCADE"), primary_key=True
+    )
+    model: Mapped[str] = mapped_column(String(200), nullable=False)
+    embedding: Mapped[Any] = mapped_column(Vector(), nullable=False)

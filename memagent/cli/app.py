@@ -355,6 +355,30 @@ def import_(
 
 @app.command()
 @handled
+def reembed(
+    model: Annotated[str, typer.Option("--model", help="The embedding model to move to.")],
+    provider: Annotated[
+        str | None, typer.Option("--provider", help="openai or local (default: local for all-MiniLM-L6-v2).")
+    ] = None,
+    dim: Annotated[
+        int | None, typer.Option("--dim", help="Vector dimension, for models memagent does not know.")
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Move the database to another embedding model or dimension: re-embed, rebuild the index, switch.
+
+    Resumable: a stopped run continues where it left off. Recall keeps using the old vectors until the
+    switch, which happens in one transaction.
+    """
+    from memagent.cli.transfer_cmds import run_reembed
+
+    if provider is not None and provider not in ("openai", "local"):
+        raise InputError(f"--provider must be openai or local, not {provider!r}.")
+    run_reembed(_settings(), model=model, provider=provider, dim=dim, yes=yes)
+
+
+@app.command()
+@handled
 def config(as_json: JsonOpt = False) -> None:
     """Show the effective settings (secrets masked)."""
     from memagent.cli.settings_view import settings_rows

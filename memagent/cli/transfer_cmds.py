@@ -96,3 +96,53 @@ def run_import(settings: Settings, *, path: Path, namespace: str | None) -> None
         render.message(f"  … and {len(summary.failed) - SHOWN_FAILURES} more")
     if summary.failed:
         raise typer.Exit(2)
+
+
+def run_reembed(settings: Settings, *, model: str, provider: str | None, dim: int | None, yes: bool) -> None:
+    """Re-embed every memory with another model and switch the database over to it."""
+    from memagent.config import LOCAL_MODEL
+    from memagent.embeddings import make_embedder
+    from memagent.reembed import Reembedder
+    from memagent.service import open_memory
+
+    chosen = provider or (
+        "local" if model in (LOCAL_MODEL, f"sentence-transformers/{LOCAL_MODEL}") else "openai"
+    )
+    target_settings = settings.model_copy(
+        update={"embedding_model": model, "embedding_provider": chosen, "embedding_dim": dim}
+    )
+    target = make_embedder(target_settings)
+    with open_memory(settings) as service:
+        mover = Reembedder(service, target)
+        current = mover.current()
+        if current == (target.model, target.dim):
+            render.message(f"The database already holds {target.model} vectors ({target.dim} dimensions).")
+            return
+        pending = mover.pending()
+        where = f"{current[0]} ({current[1]} dimensions)" if current else "no model yet"
+        if not yes:
+            if sys.stdin is None or not sys.stdin.isatty():
+                raise InputError(
+                    f"{pending} memories would be re-embedded with {target.model}; pass --yes to confirm."
+                )
+            if not typer.confirm(
+                f"Re-embed {pending} memories from {where} to {target.model} ({target.dim} dimensions)?",
+                err=True,
+            ):
+                raise typer.Exit(1)
+        progress = Progress(
+            TextColumn("re-embedding"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeRemainingColumn(),
+            console=render.err(),
+            transient=True,
+        )
+        with progress:
+            task = progress.add_task("reembed", total=pending)
+            moved = mover.run(on_progress=lambda n: progress.advance(task, n))
+    render.message(
+        f"Switched {moved} memories to {target.model} ({target.dim} dimensions). From now on set "
+        f"MEMAGENT_EMBEDDING_PROVIDER={chosen} and MEMAGENT_EMBEDDING_MODEL={target.model}"
+        + (f" and MEMAGENT_EMBEDDING_DIM={target.dim}." if dim else ".")
+    )
