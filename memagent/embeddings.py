@@ -11,6 +11,7 @@ import numpy as np
 
 from memagent.config import LOCAL_MODEL, EmbeddingSpec, Settings
 from memagent.errors import ConfigError, ProviderError
+from memagent.openai_client import build_client
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -83,12 +84,9 @@ class OpenAIEmbedder:
 
     def _get_client(self) -> Any:
         if self._client is None:
-            from openai import OpenAI
-
-            # The SDK insists on a key even for local servers that ignore it.
-            self._client = OpenAI(
-                api_key=self._api_key or "not-needed",
+            self._client = build_client(
                 base_url=self._base_url,
+                api_key=self._api_key,
                 timeout=self._timeout,
                 max_retries=self._max_retries,
             )

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from memagent.config import Settings
 from memagent.errors import ConfigError, ProviderError
+from memagent.openai_client import build_client
 
 
 @dataclass(frozen=True)
@@ -62,11 +63,9 @@ class OpenAIChat:
 
     def _get_client(self) -> Any:
         if self._client is None:
-            from openai import OpenAI
-
-            self._client = OpenAI(
-                api_key=self._api_key or "not-needed",
+            self._client = build_client(
                 base_url=self._base_url,
+                api_key=self._api_key,
                 timeout=self._timeout,
                 max_retries=self._max_retries,
             )
