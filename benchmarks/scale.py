@@ -102,8 +102,9 @@ def main() -> None:
     results: dict[str, Any] = {"rows": args.rows, "dim": args.dim}
     r = results  # short name for the report lines
     t0 = time.perf_counter()
-    vectors = make_vectors(args.rows, args.dim, seed=1)
-    queries = make_vectors(args.queries, args.dim, seed=2)
+    # One draw from one distribution: rows, then the queries, then the extra rows stored one by one.
+    drawn = make_vectors(args.rows + args.queries + 200, args.dim, seed=1)
+    vectors, queries, extras = np.split(drawn, [args.rows, args.rows + args.queries])
     scoped_ids = np.arange(0, args.rows, 100)
     all_ids = np.arange(args.rows)
     print(f"generated {args.rows} x {args.dim} vectors in {time.perf_counter() - t0:.1f} s", flush=True)
@@ -173,7 +174,7 @@ def main() -> None:
             single = []
             for j in range(200):
                 i = args.rows + j
-                extra = make_vectors(1, args.dim, seed=100 + j)[0]
+                extra = extras[j]
                 with sessions.begin() as session:
                     t = time.perf_counter()
                     MemoryRepository(session).add(

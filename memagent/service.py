@@ -63,6 +63,7 @@ class MemoryService:
 
     @contextmanager
     def unit(self) -> Iterator[MemoryRepository]:
+        """One transaction: a repository over a new session, committed on success, rolled back on error."""
         session = self._sessions()
         with translate_errors(), session, session.begin():
             yield MemoryRepository(session)
@@ -129,6 +130,8 @@ class MemoryService:
         scope = self._scope(namespace, session_id or self.settings.session)
         assert scope.session_id is not None
         meta = clean_metadata(metadata)
+        if created_at is not None and created_at.tzinfo is None:
+            created_at = created_at.astimezone()  # a naive date means the caller's local time
         with self.unit() as repo:  # fail fast on a model mismatch, before any embedding work
             self.check_embedding_space(repo, claim=False)
         vectors = self.embedder.embed(contents)
