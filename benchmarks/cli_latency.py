@@ -53,9 +53,7 @@ def main() -> None:
     finally:
         from memagent.embedded import EmbeddedPostgres
 
-        server = EmbeddedPostgres(home)
-        server.stop()
-        shutil.rmtree(server.paths.base, ignore_errors=True)
+        EmbeddedPostgres(home).destroy()
         shutil.rmtree(home, ignore_errors=True)
 
 

@@ -260,9 +260,7 @@ def main() -> None:
         if temp_home is not None:
             from memagent.embedded import EmbeddedPostgres
 
-            server = EmbeddedPostgres(temp_home)
-            server.stop()
-            shutil.rmtree(server.paths.base, ignore_errors=True)
+            EmbeddedPostgres(temp_home).destroy()
             shutil.rmtree(temp_home, ignore_errors=True)
     print_table(result)
     if args.json:

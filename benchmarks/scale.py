@@ -238,9 +238,7 @@ def main() -> None:
             results["client_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             print(f"memory: server {r['server_rss_mb']:.0f} MB, client peak {r['client_peak_rss_mb']:.0f} MB")
     finally:
-        server = EmbeddedPostgres(home)
-        server.stop()
-        shutil.rmtree(server.paths.base, ignore_errors=True)
+        EmbeddedPostgres(home).destroy()
         shutil.rmtree(home, ignore_errors=True)
     print(results)
 

@@ -115,6 +115,12 @@ class EmbeddedPostgres:
             if self._running():
                 self._stop()
 
+    def destroy(self) -> None:
+        """Stop the server and delete the cluster's files (tests and benchmarks clean up with this)."""
+        if self.paths.data.exists():
+            self.stop()
+        shutil.rmtree(self.paths.base, ignore_errors=True)
+
     def url(self, socket_dir: Path | None = None, database: str = DATABASE) -> str:
         """SQLAlchemy URL of a database in the cluster (socket only)."""
         socket_dir = socket_dir or self._socket_dir()

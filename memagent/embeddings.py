@@ -11,7 +11,7 @@ import numpy as np
 
 from memagent.config import LOCAL_MODEL, EmbeddingSpec, Settings
 from memagent.errors import ConfigError, ProviderError
-from memagent.openai_client import build_client
+from memagent.openai_client import LazyClient
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -68,11 +68,9 @@ class OpenAIEmbedder:
         self._dim = dim
         self._batch_size = batch_size
         self._send_dimensions = send_dimensions
-        self._base_url = base_url
-        self._api_key = api_key
-        self._timeout = timeout
-        self._max_retries = max_retries
-        self._client: Any = None
+        self._client = LazyClient(
+            base_url=base_url, api_key=api_key, timeout=timeout, max_retries=max_retries
+        )
 
     @property
     def model(self) -> str:
@@ -82,20 +80,10 @@ class OpenAIEmbedder:
     def dim(self) -> int:
         return self._dim
 
-    def _get_client(self) -> Any:
-        if self._client is None:
-            self._client = build_client(
-                base_url=self._base_url,
-                api_key=self._api_key,
-                timeout=self._timeout,
-                max_retries=self._max_retries,
-            )
-        return self._client
-
     def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
         import openai
 
-        client = self._get_client()
+        client = self._client.get()
         out: list[NDArray[np.float32]] = []
         for start in range(0, len(texts), self._batch_size):
             batch = list(texts[start : start + self._batch_size])
@@ -114,12 +102,12 @@ class OpenAIEmbedder:
                 ) from None
             except openai.APITimeoutError:
                 raise ProviderError(
-                    f"the embeddings provider did not answer within {self._timeout:g}s "
-                    f"(after {self._max_retries} retries)."
+                    f"the embeddings provider did not answer within {self._client.timeout:g}s "
+                    f"(after {self._client.max_retries} retries)."
                 ) from None
             except openai.APIConnectionError:
                 raise ProviderError(
-                    f"cannot reach the embeddings provider at {self._base_url or 'api.openai.com'}."
+                    f"cannot reach the embeddings provider at {self._client.where}."
                 ) from None
             data = sorted(response.data, key=lambda item: item.index)
             if len(data) != len(batch):

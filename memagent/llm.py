@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 from memagent.config import Settings
 from memagent.errors import ConfigError, ProviderError
-from memagent.openai_client import build_client
+from memagent.openai_client import LazyClient
 
 
 @dataclass(frozen=True)
@@ -50,26 +50,14 @@ class OpenAIChat:
         temperature: float | None = None,
     ) -> None:
         self._model = model
-        self._base_url = base_url
-        self._api_key = api_key
-        self._timeout = timeout
-        self._max_retries = max_retries
         self._temperature = temperature
-        self._client: Any = None
+        self._client = LazyClient(
+            base_url=base_url, api_key=api_key, timeout=timeout, max_retries=max_retries
+        )
 
     @property
     def model(self) -> str:
         return self._model
-
-    def _get_client(self) -> Any:
-        if self._client is None:
-            self._client = build_client(
-                base_url=self._base_url,
-                api_key=self._api_key,
-                timeout=self._timeout,
-                max_retries=self._max_retries,
-            )
-        return self._client
 
     def stream(self, messages: Sequence[Message]) -> Iterator[str]:
         import openai
@@ -77,9 +65,9 @@ class OpenAIChat:
         extra: dict[str, Any] = {}
         if self._temperature is not None:
             extra["temperature"] = self._temperature
-        where = self._base_url or "api.openai.com"
+        where = self._client.where
         try:
-            response = self._get_client().chat.completions.create(
+            response = self._client.get().chat.completions.create(
                 model=self._model,
                 messages=[{"role": m.role, "content": m.content} for m in messages],
                 stream=True,
@@ -98,7 +86,7 @@ class OpenAIChat:
             ) from None
         except openai.RateLimitError:
             raise ProviderError(
-                f"the chat provider is rate-limiting (HTTP 429) after {self._max_retries} retries."
+                f"the chat provider is rate-limiting (HTTP 429) after {self._client.max_retries} retries."
             ) from None
         except openai.NotFoundError:
             raise ProviderError(
@@ -108,8 +96,8 @@ class OpenAIChat:
             raise ProviderError(f"the chat provider answered HTTP {exc.status_code}.") from None
         except openai.APITimeoutError:
             raise ProviderError(
-                f"the chat provider did not answer within {self._timeout:g}s "
-                f"(after {self._max_retries} retries)."
+                f"the chat provider did not answer within {self._client.timeout:g}s "
+                f"(after {self._client.max_retries} retries)."
             ) from None
         except openai.APIConnectionError:
             raise ProviderError(f"cannot reach the chat provider at {where}.") from None

@@ -4,7 +4,6 @@ transaction rolled back after each test, and a loopback server speaking the Open
 from __future__ import annotations
 
 import os
-import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -41,8 +40,15 @@ def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostg
     server.acquire()
     yield server
     server.release()
-    server.stop()
-    shutil.rmtree(server.paths.base, ignore_errors=True)
+    server.destroy()
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Iterator[Path]:
+    """A fresh memagent home for a test's own processes; its embedded cluster is removed afterwards."""
+    path = tmp_path / "memagent-home"
+    yield path
+    EmbeddedPostgres(path).destroy()
 
 
 def make_database(embedded: EmbeddedPostgres, name: str) -> str:

@@ -5,11 +5,9 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,7 +21,6 @@ from memagent.agent import ChatAgent
 from memagent.cli.app import app
 from memagent.cli.chat import interactive
 from memagent.config import Settings
-from memagent.embedded import EmbeddedPostgres
 from memagent.llm import OpenAIChat
 from memagent.prompt import build_prompt, estimate_tokens
 from memagent.records import RecalledMemory
@@ -272,16 +269,6 @@ def test_no_chat_model_configured_is_one_clear_line(monkeypatch: pytest.MonkeyPa
 # -- the tutorial's own check, in two processes ------------------------------------------------------------
 
 
-@pytest.fixture
-def home(tmp_path: Path) -> Iterator[Path]:
-    path = tmp_path / "chat-home"
-    yield path
-    server = EmbeddedPostgres(path)
-    if server.paths.data.exists():
-        server.stop()
-    shutil.rmtree(server.paths.base, ignore_errors=True)
-
-
 def test_the_tutorial_story_in_two_processes(home: Path, fake: FakeOpenAI) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MEMAGENT_", "OPENAI_"))}
     env |= {
@@ -384,5 +371,5 @@ def test_chat_and_embeddings_can_use_different_endpoints() -> None:
     chat = make_chat_model(settings)
     embedder = make_embedder(settings)
     assert isinstance(chat, OpenAIChat) and isinstance(embedder, OpenAIEmbedder)
-    assert chat._base_url == "http://chat.local:8000/v1" and chat.model == "llama3.2"
-    assert embedder._base_url == "http://embed.local:11434/v1"
+    assert chat._client.base_url == "http://chat.local:8000/v1" and chat.model == "llama3.2"
+    assert embedder._client.base_url == "http://embed.local:11434/v1"

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -23,17 +22,6 @@ from memagent.embedded import EmbeddedPostgres
 from tests.fake_openai import FakeOpenAI
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Iterator[Path]:
-    """A fresh memagent home; its embedded cluster is stopped and removed afterwards."""
-    path = tmp_path / "memagent-home"
-    yield path
-    server = EmbeddedPostgres(path)
-    if server.paths.data.exists():
-        server.stop()
-    shutil.rmtree(server.paths.base, ignore_errors=True)
 
 
 def cli_env(home: Path, fake: FakeOpenAI | None = None) -> dict[str, str]:

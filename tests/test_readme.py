@@ -4,35 +4,26 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from memagent.embedded import EmbeddedPostgres
-
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
-def test_python_api_example_runs(tmp_path: Path) -> None:
+def test_python_api_example_runs(home: Path) -> None:
     section = README.read_text().split("## Python API", 1)[1]
     match = re.search(r"```python\n(.*?)```", section, re.S)
     assert match is not None
-    home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MEMAGENT_", "OPENAI_"))}
     env["MEMAGENT_HOME"] = str(home)
-    try:
-        result = subprocess.run(
-            [sys.executable, "-c", match.group(1)], env=env, capture_output=True, text=True, timeout=300
-        )
-        assert result.returncode == 0, result.stderr
-        lines = result.stdout.splitlines()
-        assert "Rust compiler" in lines[0]
-        assert lines[-1] == "1 memories"
-    finally:
-        server = EmbeddedPostgres(home)
-        server.stop()
-        shutil.rmtree(server.paths.base, ignore_errors=True)
+    result = subprocess.run(
+        [sys.executable, "-c", match.group(1)], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "Rust compiler" in lines[0]
+    assert lines[-1] == "1 memories"
 
 
 def test_every_command_in_the_table_exists() -> None:
