@@ -1,4 +1,4 @@
-"""`memagent export` and `memagent import`: JSON lines out, bulk load in."""
+"""`memagent export`, `import` and `reembed`: moving memories between files, databases and models."""
 
 from __future__ import annotations
 
