@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from typing import Annotated, Any
 
 import typer
@@ -15,6 +14,7 @@ from memagent.cli.base import (
     NamespaceOpt,
     SessionOpt,
     app,
+    confirm_or_refuse,
     handled,
     load_settings,
     open_service,
@@ -154,14 +154,11 @@ def purge(
         if count == 0:
             render.message(f"Nothing to purge in namespace {scope!r}.")
             return
-        if not yes:
-            if sys.stdin is None or not sys.stdin.isatty():
-                raise InputError(
-                    f"{count} memories would be deleted; pass --yes to confirm without a terminal."
-                )
-            if not typer.confirm(f"Delete {count} memories from namespace {scope!r}?", err=True):
-                render.message("Nothing deleted.")
-                raise typer.Exit(1)
+        confirm_or_refuse(
+            f"Delete {count} memories from namespace {scope!r}?",
+            refusal=f"{count} memories would be deleted; pass --yes to confirm without a terminal.",
+            yes=yes,
+        )
         deleted = service.purge(namespace=namespace, session_id=session, before=cutoff)
     render.message(f"Deleted {deleted} memories from namespace {scope!r}.")
 

@@ -120,3 +120,14 @@ NamespaceOpt = Annotated[
 ]
 SessionOpt = Annotated[str | None, typer.Option("--session", "-s", help="Only this session.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON to stdout instead of a table.")]
+
+
+def confirm_or_refuse(question: str, *, refusal: str, yes: bool) -> None:
+    """Go on with --yes, or when the user agrees at a terminal; without a terminal, refuse in one line."""
+    if yes:
+        return
+    if sys.stdin is None or not sys.stdin.isatty():
+        raise InputError(refusal)
+    if not typer.confirm(question, err=True):
+        render.message("Nothing done.")
+        raise typer.Exit(1)

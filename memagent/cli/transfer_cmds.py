@@ -12,7 +12,7 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from memagent.cli import render
-from memagent.cli.base import app, handled, load_settings
+from memagent.cli.base import app, confirm_or_refuse, handled, load_settings
 from memagent.config import Settings
 from memagent.errors import InputError, MemagentError
 
@@ -122,16 +122,11 @@ def run_reembed(settings: Settings, *, model: str, provider: str | None, dim: in
             return
         pending = mover.pending()
         where = f"{current[0]} ({current[1]} dimensions)" if current else "no model yet"
-        if not yes:
-            if sys.stdin is None or not sys.stdin.isatty():
-                raise InputError(
-                    f"{pending} memories would be re-embedded with {target.model}; pass --yes to confirm."
-                )
-            if not typer.confirm(
-                f"Re-embed {pending} memories from {where} to {target.model} ({target.dim} dimensions)?",
-                err=True,
-            ):
-                raise typer.Exit(1)
+        confirm_or_refuse(
+            f"Re-embed {pending} memories from {where} to {target.model} ({target.dim} dimensions)?",
+            refusal=f"{pending} memories would be re-embedded with {target.model}; pass --yes to confirm.",
+            yes=yes,
+        )
         progress = Progress(
             TextColumn("re-embedding"),
             BarColumn(),
