@@ -7,12 +7,15 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg2.errors
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from memagent import pgcopy
 from memagent.models import Memory
 from memagent.repository import RECORD_COLUMNS, NewMemory, Scope, content_hash
+
+_COLUMNS = "namespace, session_id, content, embedding, embedding_model, content_hash, metadata, created_at"
 
 
 class BulkRepository:
@@ -37,21 +40,20 @@ class BulkRepository:
         return found
 
     def copy_add(self, memories: Sequence[NewMemory]) -> int:
-        """Bulk-store memories through binary COPY into a staging table; returns how many were new.
+        """Bulk-store memories through binary COPY; returns how many were new.
 
-        COPY cannot skip conflicts, so rows land in a temporary table first and move over with
-        INSERT … SELECT … ON CONFLICT DO NOTHING (identical content in a namespace is kept once).
+        Identical content in a namespace is kept once. COPY cannot skip conflicts, so the batch (duplicates
+        within it dropped) is first copied straight into memories under a savepoint: one write per row, the
+        fast path when the caller has filtered out stored rows with existing(). If a row turns out to be
+        stored already (a concurrent import), the savepoint is rolled back and the batch goes through a
+        temporary table and INSERT ... SELECT ... ON CONFLICT DO NOTHING instead.
         """
-        if not memories:
+        unique: dict[tuple[str, str], NewMemory] = {}
+        for m in memories:
+            unique.setdefault((m.namespace, content_hash(m.content)), m)
+        if not unique:
             return 0
         now = datetime.now(UTC)
-        self.session.execute(
-            text(
-                "CREATE TEMP TABLE IF NOT EXISTS memagent_import_stage ("
-                " namespace text, session_id text, content text, embedding vector, embedding_model text,"
-                " content_hash text, metadata jsonb, created_at timestamptz) ON COMMIT DELETE ROWS"
-            )
-        )
         payload = pgcopy.encode(
             (
                 (
@@ -60,34 +62,45 @@ class BulkRepository:
                     m.content,
                     m.embedding,
                     m.embedding_model,
-                    content_hash(m.content),
+                    digest,
                     m.metadata,
                     m.created_at or now,
                 )
-                for m in memories
+                for (_, digest), m in unique.items()
             ),
             ["text", "text", "text", "vector", "text", "text", "jsonb", "timestamptz"],
         )
-        raw = self.session.connection().connection.dbapi_connection
-        assert raw is not None
-        cursor: Any = raw.cursor()
         try:
-            cursor.copy_expert(
-                "COPY memagent_import_stage FROM STDIN WITH (FORMAT binary)", io.BytesIO(payload)
+            with self.session.begin_nested():
+                self._copy(f"memories ({_COLUMNS})", payload)
+            return len(unique)
+        except psycopg2.errors.UniqueViolation:
+            pass  # some rows are stored already: take the conflict-skipping path
+        self.session.execute(
+            text(
+                "CREATE TEMP TABLE IF NOT EXISTS memagent_import_stage ("
+                " namespace text, session_id text, content text, embedding vector, embedding_model text,"
+                " content_hash text, metadata jsonb, created_at timestamptz) ON COMMIT DELETE ROWS"
             )
-        finally:
-            cursor.close()
+        )
+        self._copy("memagent_import_stage", payload)
         result = self.session.execute(
             text(
-                "INSERT INTO memories (namespace, session_id, content, embedding, embedding_model,"
-                " content_hash, metadata, created_at)"
-                " SELECT namespace, session_id, content, embedding, embedding_model, content_hash, metadata,"
-                " created_at FROM memagent_import_stage"
+                f"INSERT INTO memories ({_COLUMNS}) SELECT {_COLUMNS} FROM memagent_import_stage"
                 " ON CONFLICT ON CONSTRAINT uq_memories_namespace_content_hash DO NOTHING"
             )
         )
         self.session.execute(text("TRUNCATE memagent_import_stage"))
         return int(result.rowcount)  # type: ignore[attr-defined]
+
+    def _copy(self, target: str, payload: bytes) -> None:
+        raw = self.session.connection().connection.dbapi_connection
+        assert raw is not None
+        cursor: Any = raw.cursor()
+        try:
+            cursor.copy_expert(f"COPY {target} FROM STDIN WITH (FORMAT binary)", io.BytesIO(payload))
+        finally:
+            cursor.close()
 
     def iter_all(self, scope: Scope | None, *, with_embeddings: bool, batch: int = 1000) -> Iterator[Any]:
         """Every memory in scope (or in every namespace), oldest first, streamed from a server-side cursor."""

@@ -1,25 +1,34 @@
 """Export and import of memories as JSON lines: streamed out, bulk-loaded in through binary COPY.
 
 One line per memory: namespace, session_id, content, metadata, created_at (ISO 8601), embedding_model and
-embedding. Import is idempotent (identical content in a namespace is stored once) and resumable: every batch
-commits on its own, and a re-run skips what is stored already before embedding anything.
+embedding. Export writes the embedding as base64 of little-endian float32 values (as the OpenAI API's
+`encoding_format="base64"` does): exact, half the size of decimal text, and about ten times faster to read
+back. Import takes that or a JSON list of numbers.
+
+Import is idempotent (identical content in a namespace is stored once) and resumable: every batch commits on
+its own, and a re-run skips what is stored already before embedding anything.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
-import math
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from queue import Full, Queue
+from typing import Any, TypeVar
 
 import numpy as np
 
 from memagent.bulk import BulkRepository
-from memagent.errors import InputError
+from memagent.errors import InputError, MemagentError
 from memagent.repository import NewMemory, Scope, content_hash
 from memagent.service import MemoryService, clean_metadata, clean_name, clean_text
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -53,7 +62,7 @@ class ImportSummary:
 
 
 def export_line(row: Any) -> str:
-    """One memory as a JSON line (vectors printed with 9 significant digits: exact for float32)."""
+    """One memory as a JSON line (the vector as base64 of its little-endian float32 values)."""
     record: dict[str, Any] = {
         "namespace": row.namespace,
         "session_id": row.session_id,
@@ -62,12 +71,33 @@ def export_line(row: Any) -> str:
         "created_at": row.created_at.isoformat(),
         "embedding_model": row.embedding_model,
     }
-    text = json.dumps(record, ensure_ascii=False)
     embedding = getattr(row, "embedding", None)
     if embedding is not None:
-        vector = ",".join(f"{x:.9g}" for x in np.asarray(embedding, dtype=np.float32).tolist())
-        text = text[:-1] + f', "embedding": [{vector}]}}'
-    return text + "\n"
+        record["embedding"] = base64.b64encode(np.asarray(embedding, dtype="<f4").tobytes()).decode("ascii")
+    return json.dumps(record, ensure_ascii=False) + "\n"
+
+
+def parse_embedding(value: Any) -> np.ndarray:
+    """A stored vector from an import line: base64 of little-endian float32, or a list of numbers."""
+    if isinstance(value, str):
+        try:
+            raw = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise InputError("embedding is not valid base64") from None
+        if not raw or len(raw) % 4:
+            raise InputError("embedding is not a whole number of float32 values")
+        embedding = np.frombuffer(raw, dtype="<f4").astype(np.float32)
+    elif (
+        isinstance(value, list)
+        and value
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+    ):
+        embedding = np.asarray(value, dtype=np.float32)
+    else:
+        raise InputError("embedding is neither base64 float32 nor a list of numbers")
+    if not np.isfinite(embedding).all() or not np.any(embedding):
+        raise InputError("embedding has non-finite values or is all zeros")
+    return embedding
 
 
 def parse_line(
@@ -95,14 +125,7 @@ def parse_line(
             raise InputError(f"created_at {str(data['created_at'])[:40]!r} is not an ISO 8601 date") from None
         if created_at.tzinfo is None:
             created_at = created_at.astimezone()
-    embedding = None
-    if data.get("embedding") is not None:
-        values = data["embedding"]
-        if not isinstance(values, list) or not values or not all(isinstance(v, int | float) for v in values):
-            raise InputError("embedding is not a list of numbers")
-        embedding = np.asarray(values, dtype=np.float32)
-        if not all(math.isfinite(v) for v in values) or not np.any(embedding):
-            raise InputError("embedding has non-finite values or is all zeros")
+    embedding = parse_embedding(data["embedding"]) if data.get("embedding") is not None else None
     return ImportRecord(
         line=line,
         namespace=ns,
@@ -113,6 +136,83 @@ def parse_line(
         embedding_model=str(data["embedding_model"]) if data.get("embedding_model") else None,
         embedding=embedding,
     )
+
+
+@dataclass
+class ParsedBatch:
+    """Up to `size` lines of an import file, parsed: the good records and the failures by line number."""
+
+    records: list[ImportRecord] = field(default_factory=list)
+    failed: list[tuple[int, str]] = field(default_factory=list)
+    bytes_read: int = 0
+
+
+def parse_batches(
+    source: Iterable[bytes], *, size: int, namespace: str | None, default_namespace: str, session: str
+) -> Iterator[ParsedBatch]:
+    """Parse JSON lines in batches of `size` records; blank lines are skipped, bad ones reported."""
+    batch = ParsedBatch()
+    for number, raw in enumerate(source, start=1):
+        batch.bytes_read += len(raw)
+        if not raw.strip():
+            continue
+        try:
+            batch.records.append(
+                parse_line(
+                    raw, number, namespace=namespace, default_namespace=default_namespace, session=session
+                )
+            )
+        except MemagentError as exc:
+            batch.failed.append((number, exc.message.rstrip(".")))
+        if len(batch.records) >= size:
+            yield batch
+            batch = ParsedBatch()
+    if batch.records or batch.failed or batch.bytes_read:
+        yield batch
+
+
+def read_ahead(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """Produce items in a background thread, up to `depth` ahead of the consumer.
+
+    An import parses JSON while the database loads the previous batch (psycopg2 releases the GIL while it
+    waits on the server), so the two overlap on a two-core machine. An error in the producer is raised
+    in the consumer; a consumer that stops early stops the producer.
+    """
+    queue: Queue[tuple[str, Any]] = Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                queue.put(item, timeout=0.1)
+                return True
+            except Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(("item", item)):
+                    return
+        except BaseException as exc:  # handed to the consumer, which raises it
+            put(("error", exc))
+            return
+        put(("done", None))
+
+    worker = threading.Thread(target=produce, name="memagent-read-ahead", daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, value = queue.get()
+            if kind == "done":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        worker.join(timeout=5)
 
 
 class Transfer:

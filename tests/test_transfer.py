@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -10,17 +11,20 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from memagent import pgcopy
+from memagent.bulk import BulkRepository
 from memagent.cli.app import app
+from memagent.repository import NewMemory
 from tests.fake_openai import FakeOpenAI, fake_embedding
 
 runner = CliRunner()
@@ -44,6 +48,23 @@ def test_binary_copy_round_trips_every_type(connection: Connection) -> None:
     assert row.j == {"a": [1, "ü"]}
     assert row.ts == when
     assert row.n is None
+
+
+def test_copy_add_keeps_identical_content_once(sessions: Callable[[], Session]) -> None:
+    """New rows go straight in; a batch with a stored row falls back to the conflict-skipping path."""
+
+    def memory(content: str) -> NewMemory:
+        return NewMemory("copy-ns", "s", content, fake_embedding(content, 384), "fake-embed-384", {})
+
+    with sessions() as session, session.begin():
+        bulk = BulkRepository(session)
+        assert bulk.copy_add([memory("one"), memory("two"), memory("one")]) == 2
+        assert bulk.copy_add([memory("two"), memory("three"), memory("three")]) == 1
+        assert bulk.copy_add([]) == 0
+        rows = session.execute(
+            text("SELECT content FROM memories WHERE namespace = 'copy-ns' ORDER BY id")
+        ).scalars()
+        assert list(rows) == ["one", "two", "three"]
 
 
 @pytest.fixture
@@ -73,7 +94,9 @@ def test_export_then_import_elsewhere_reuses_the_vectors(
     assert (
         first["content"] == "alpha memory" and first["session_id"] == "s0" and first["metadata"] == {"i": 0}
     )
-    assert first["embedding_model"] == "fake-embed-384" and len(first["embedding"]) == 384
+    assert first["embedding_model"] == "fake-embed-384"
+    vector = np.frombuffer(base64.b64decode(first["embedding"]), dtype="<f4")
+    assert vector.shape == (384,) and vector == pytest.approx(fake_embedding("alpha memory", 384), abs=1e-6)
 
     dump = tmp_path / "memories.jsonl"
     dump.write_text(exported.stdout)
@@ -115,21 +138,25 @@ def test_malformed_lines_are_reported_and_the_rest_loads(ns: str, engine: Engine
         b'{"content": "bad date", "created_at": "last tuesday"}\n'
         b'["a", "list"]\n'
         b'{"content": "bad vector", "embedding": [1, "x"]}\n'
+        b'{"content": "bad base64", "embedding": "not base64!"}\n'
+        b'{"content": "odd bytes", "embedding": "AAAAAAA="}\n'
         b'{"content": "nul \\u0000 inside"}\n'
         b"\xff\xfe invalid utf-8\n"
         b'{"content": "good two", "created_at": "2023-05-08T13:56:00+00:00", "metadata": {"k": 1}}\n'
     )
     result = runner.invoke(app, ["import", str(dump)])
     assert result.exit_code == 2
-    assert "added 2, skipped 0 already stored, embedded 2, failed 7" in result.stderr
+    assert "added 2, skipped 0 already stored, embedded 2, failed 9" in result.stderr
     for fragment in [
         "line 2: not valid JSON",
         "line 4: the content is empty",
         "line 5: created_at",
         "line 6: not a JSON object",
-        "line 7: embedding is not a list of numbers",
-        "line 8: the content contains NUL",
-        "line 9: not valid UTF-8",
+        "line 7: embedding is neither base64 float32 nor a list of numbers",
+        "line 8: embedding is not valid base64",
+        "line 9: embedding is not a whole number of float32 values",
+        "line 10: the content contains NUL",
+        "line 11: not valid UTF-8",
     ]:
         assert fragment in result.stderr
     assert count(engine, ns) == 2

@@ -14,7 +14,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from memagent.cli import render
 from memagent.cli.base import app, confirm_or_refuse, handled, load_settings
 from memagent.config import Settings
-from memagent.errors import InputError, MemagentError
+from memagent.errors import InputError
 
 BATCH = 1000
 SHOWN_FAILURES = 20
@@ -48,7 +48,7 @@ def run_export(
 def run_import(settings: Settings, *, path: Path, namespace: str | None) -> None:
     """Load memories from JSON lines: idempotent, resumable, through binary COPY."""
     from memagent.service import open_memory
-    from memagent.transfer import ImportRecord, ImportSummary, Transfer, parse_line
+    from memagent.transfer import ImportSummary, Transfer, parse_batches, read_ahead
 
     if not path.is_file():
         raise InputError(f"no such file: {path}")
@@ -56,7 +56,6 @@ def run_import(settings: Settings, *, path: Path, namespace: str | None) -> None
     size = os.path.getsize(path)
     with open_memory(settings) as service, open(path, "rb") as source:
         transfer = Transfer(service)
-        batch: list[ImportRecord] = []
         progress = Progress(
             TextColumn("importing"),
             BarColumn(),
@@ -65,29 +64,20 @@ def run_import(settings: Settings, *, path: Path, namespace: str | None) -> None
             console=render.err(),
             transient=True,
         )
+        batches = parse_batches(
+            source,
+            size=BATCH,
+            namespace=namespace,
+            default_namespace=settings.namespace,
+            session=settings.session,
+        )
         with progress:
             task = progress.add_task("import", total=size)
-            for number, raw in enumerate(source, start=1):
-                progress.advance(task, len(raw))
-                if not raw.strip():
-                    continue
-                try:
-                    batch.append(
-                        parse_line(
-                            raw,
-                            number,
-                            namespace=namespace,
-                            default_namespace=settings.namespace,
-                            session=settings.session,
-                        )
-                    )
-                except MemagentError as exc:
-                    summary.failed.append((number, exc.message.rstrip(".")))
-                if len(batch) >= BATCH:
-                    summary.merge(transfer.import_batch(batch))
-                    batch = []
-            if batch:
-                summary.merge(transfer.import_batch(batch))
+            for batch in read_ahead(batches):
+                summary.failed.extend(batch.failed)
+                if batch.records:
+                    summary.merge(transfer.import_batch(batch.records))
+                progress.advance(task, batch.bytes_read)
     render.message(
         f"Imported {path.name}: added {summary.added}, skipped {summary.skipped} already stored, "
         f"embedded {summary.embedded}, failed {len(summary.failed)}."
