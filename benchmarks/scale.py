@@ -1,32 +1,43 @@
-"""memagent at scale on the embedded server, beside the original tutorial's approach, on the same vectors.
+"""memagent at scale on the embedded server, beside the tutorial's approach and mem0, on the same vectors.
 
-    python benchmarks/scale.py --rows 100000 --dim 1536
-    python benchmarks/scale.py --rows 1000000 --dim 384 --tutorial-rows 2000
+    python benchmarks/scale.py --rows 100000 --dim 1536 --compare-builds
+    python benchmarks/scale.py --rows 1000000 --dim 384
 
 Vectors are shaped like real embeddings: a few hundred clusters in a 48-dimensional latent space, mapped to
 `dim` dimensions and normalised (uniform random vectors would make HNSW recall meaningless). 1% of the rows
-form the "scoped" namespace. Measured:
+form the "scoped" namespace. In one process run, on one server:
 
-- import rows/s: memagent's binary COPY (as `memagent import` loads) with the HNSW index in place, and into
-  an index-less table followed by the index build; the tutorial's one INSERT (and commit) per memory;
-- index build time (HNSW m=16, ef_construction=64, cosine) with maintenance_work_mem 64MB and 1GB;
-- storing one memory with the index in place (embedding excluded): p50/p95;
-- recall latency p50/p95 and recall@10 against exact search, unfiltered and scoped to the 1% namespace
-  (memagent's repository search vs the tutorial's `ORDER BY embedding <=> %s LIMIT k`);
-- peak memory of the server processes and of this client.
+- memagent import: `memagent import` (the CLI's own code) of a JSON-lines file as `memagent export` writes
+  it, into an empty table: load without the index, then one build. Also binary COPY with the index in place
+  (what an import into a larger table does), on a sample.
+- index builds (with --compare-builds): maintenance_work_mem 64 MB serial, sized serial, sized parallel.
+- store one memory with the index in place (embedding excluded; one transaction each): p50/p95, with the
+  vector index and with the halfvec index.
+- recall latency p50/p95 and recall@10 against exact search, unfiltered and scoped to the 1% namespace.
+- the tutorial's approach: psycopg2, one INSERT and commit per memory, `ORDER BY embedding <=> %s LIMIT k`.
+- mem0's pgvector store (mem0ai's PGVector, the class `Memory.add(..., infer=False)` writes through: one
+  insert call per memory; mem0's SQLite history write is left out, which flatters mem0), and its search
+  with and without a user_id filter.
+Peers insert --peer-rows rows one by one (timed); the rest of their table is filled untimed and their HNSW
+index rebuilt, so every system searches the same rows. Peak memory is the proportional set size (PSS) of the
+server's processes and the peak RSS of this client.
 
-The run uses a temporary MEMAGENT_HOME; nothing of yours is touched.
+The run uses a temporary MEMAGENT_HOME; nothing of yours is touched. mem0ai is optional (pip install mem0ai).
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import json
 import os
 import resource
 import shutil
 import statistics
 import tempfile
 import time
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,14 +70,82 @@ def exact_top(vectors: np.ndarray, ids: np.ndarray, query: np.ndarray, k: int) -
     return set(ids[np.argsort(-scores)[:k]].tolist())
 
 
-def server_rss() -> float:
+def vec_text(v: np.ndarray) -> str:
+    return "[" + ",".join(f"{x:.9g}" for x in v.tolist()) + "]"
+
+
+def server_pss_mb() -> float:
+    """Memory of the PostgreSQL processes, shared buffers counted once (proportional set size)."""
     import psutil
 
     total = 0
-    for proc in psutil.process_iter(["name", "memory_info"]):
-        if proc.info["name"] == "postgres" and proc.info["memory_info"] is not None:
-            total += proc.info["memory_info"].rss
+    for proc in psutil.process_iter(["name"]):
+        if proc.info["name"] == "postgres":
+            try:
+                total += proc.memory_full_info().pss
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
     return total / 2**20
+
+
+class Report:
+    """Figures as they come: printed at once, kept for the JSON dump."""
+
+    def __init__(self, rows: int, dim: int) -> None:
+        self.figures: dict[str, Any] = {"rows": rows, "dim": dim}
+
+    def add(self, line: str, **figures: Any) -> None:
+        self.figures.update(figures)
+        print(line, flush=True)
+
+
+def namespace_of(i: int) -> str:
+    return "scoped" if i % 100 == 0 else "bulk"
+
+
+def write_export_file(path: Path, vectors: np.ndarray) -> None:
+    """The rows as `memagent export` writes them (vectors as base64 float32)."""
+    with open(path, "w", encoding="utf-8") as out:
+        for i, v in enumerate(vectors):
+            record = {
+                "namespace": namespace_of(i),
+                "session_id": f"s{i % 50}",
+                "content": f"memory number {i}",
+                "metadata": {},
+                "created_at": "2026-11-01T12:00:00+00:00",
+                "embedding_model": "bench-vectors",
+                "embedding": base64.b64encode(v.astype("<f4").tobytes()).decode("ascii"),
+            }
+            out.write(json.dumps(record) + "\n")
+
+
+def measure_recall(
+    search: Callable[[np.ndarray], list[int]],
+    queries: np.ndarray,
+    vectors: np.ndarray,
+    ids: np.ndarray,
+    k: int,
+) -> tuple[float, float, float, int]:
+    """p50 ms, p95 ms, mean recall@k against exact search, and how many answers had fewer than k rows."""
+    latencies, recalls, short = [], [], 0
+    for q in queries:
+        t = time.perf_counter()
+        found = search(q)
+        latencies.append(time.perf_counter() - t)
+        short += len(found) < k
+        recalls.append(len(set(found) & exact_top(vectors, ids, q, k)) / k)
+    return pct(latencies, 50), pct(latencies, 95), statistics.fmean(recalls), short
+
+
+def timed_each(action: Callable[[int], None], count: int, warmup: int = 20) -> list[float]:
+    for j in range(warmup):
+        action(j)
+    out = []
+    for j in range(warmup, warmup + count):
+        t = time.perf_counter()
+        action(j)
+        out.append(time.perf_counter() - t)
+    return out
 
 
 def main() -> None:
@@ -77,12 +156,15 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=1536)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--k", type=int, default=10)
-    parser.add_argument(
-        "--tutorial-rows", type=int, default=2000, help="rows the tutorial inserts one by one"
-    )
+    parser.add_argument("--peer-rows", type=int, default=2000, help="rows each peer inserts one by one")
+    parser.add_argument("--copy-sample", type=int, default=5000, help="rows COPY'd with the index in place")
+    parser.add_argument("--compare-builds", action="store_true", help="time 64MB/serial/parallel builds")
+    parser.add_argument("--skip-mem0", action="store_true")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
 
-    home = Path(tempfile.mkdtemp(prefix="memagent-scale-"))
+    work = Path(tempfile.mkdtemp(prefix="memagent-scale-"))
+    home = work / "home"
     os.environ["MEMAGENT_HOME"] = str(home)
     for name in [n for n in os.environ if n.startswith(("MEMAGENT_DATABASE_URL", "OPENAI_"))]:
         del os.environ[name]
@@ -90,183 +172,252 @@ def main() -> None:
     os.environ["MEMAGENT_EMBEDDING_MODEL"] = "bench-vectors"
     os.environ["MEMAGENT_EMBEDDING_DIM"] = str(args.dim)
     os.environ["MEMAGENT_OPENAI_BASE_URL"] = "http://127.0.0.1:9/v1"  # never called: vectors are given
+    os.environ["OPENAI_API_KEY"] = "unused"
 
+    from memagent.embedded import EmbeddedPostgres
+
+    report = Report(args.rows, args.dim)
+    t0 = time.perf_counter()
+    # One draw from one distribution: rows, then the queries, then the rows stored one by one.
+    drawn = make_vectors(args.rows + args.queries + 300, args.dim, seed=1)
+    vectors, queries, extras = np.split(drawn, [args.rows, args.rows + args.queries])
+    dump = work / "memories.jsonl"
+    write_export_file(dump, vectors)
+    print(
+        f"generated {args.rows} x {args.dim} vectors and the export file in {time.perf_counter() - t0:.0f} s"
+    )
+    try:
+        run(args, report, vectors, queries, extras, dump)
+    finally:
+        EmbeddedPostgres(home).destroy()
+        shutil.rmtree(work, ignore_errors=True)
+    if args.json:
+        args.json.write_text(json.dumps(report.figures, indent=1) + "\n")
+    print(json.dumps(report.figures))
+
+
+def run(
+    args: argparse.Namespace,
+    report: Report,
+    vectors: np.ndarray,
+    queries: np.ndarray,
+    extras: np.ndarray,
+    dump: Path,
+) -> None:
     from sqlalchemy import text
 
+    from memagent import vector_index
     from memagent.bulk import BulkRepository
+    from memagent.cli import render
+    from memagent.cli.transfer_cmds import run_import
     from memagent.config import get_settings
     from memagent.db import Database
-    from memagent.embedded import EmbeddedPostgres
+    from memagent.embeddings import make_embedder
+    from memagent.maintenance import IndexMaintenance
     from memagent.repository import MemoryRepository, NewMemory, Scope
-
-    results: dict[str, Any] = {"rows": args.rows, "dim": args.dim}
-    r = results  # short name for the report lines
-    t0 = time.perf_counter()
-    # One draw from one distribution: rows, then the queries, then the extra rows stored one by one.
-    drawn = make_vectors(args.rows + args.queries + 200, args.dim, seed=1)
-    vectors, queries, extras = np.split(drawn, [args.rows, args.rows + args.queries])
-    scoped_ids = np.arange(0, args.rows, 100)
-    all_ids = np.arange(args.rows)
-    print(f"generated {args.rows} x {args.dim} vectors in {time.perf_counter() - t0:.1f} s", flush=True)
-
-    def memory(i: int) -> NewMemory:
-        return NewMemory(
-            namespace="scoped" if i % 100 == 0 else "bulk",
-            session_id=f"s{i % 50}",
-            content=f"memory number {i}",
-            embedding=vectors[i],
-            embedding_model="bench-vectors",
-            metadata={},
-        )
+    from memagent.service import MemoryService
+    from memagent.vector_index import IndexKind
 
     settings = get_settings()
-    try:
-        with Database(settings) as db:
-            db.upgrade("head", embedding_dim=args.dim)
-            sessions = db.sessions
+    k, dim, rows = args.k, args.dim, args.rows
+    # memagent always reads one namespace: "unfiltered" is the 99% namespace, "scoped" the 1% one.
+    all_ids = np.arange(rows)
+    scoped_ids, bulk_ids = all_ids[all_ids % 100 == 0], all_ids[all_ids % 100 != 0]
+    f = report.figures
 
-            # 1. COPY with the index in place, on a sample.
-            sample = min(20_000, args.rows // 5)
-            with sessions.begin() as session:
-                session.execute(text("SELECT set_config('maintenance_work_mem', '1GB', true)"))
-                t = time.perf_counter()
-                for start in range(0, sample, 5000):
-                    BulkRepository(session).copy_add(
-                        [memory(i) for i in range(start, min(sample, start + 5000))]
-                    )
-                results["copy_with_index_rows_s"] = sample / (time.perf_counter() - t)
-                session.execute(text("DELETE FROM memories"))
-            print(f"COPY with HNSW in place: {results['copy_with_index_rows_s']:.0f} rows/s", flush=True)
+    with Database(settings) as db:
+        db.upgrade("head", embedding_dim=dim)
+        sessions = db.sessions
+        memory = MemoryService(sessions, make_embedder(settings), settings)
+        with sessions.begin() as session:
+            report.add(f"shared_buffers {session.execute(text('SHOW shared_buffers')).scalar()}")
 
-            # 2. COPY into an index-less table, then build the index.
+        # 1. Binary COPY with the index in place (batches of 1000, as an import into a larger table runs).
+        sample = min(args.copy_sample, rows)
+        t = time.perf_counter()
+        for start in range(0, sample, 1000):
             with sessions.begin() as session:
-                session.execute(text("DROP INDEX ix_memories_embedding_hnsw"))
+                BulkRepository(session).copy_add(
+                    [
+                        NewMemory(namespace_of(i), "s", f"memory number {i}", vectors[i], "bench-vectors", {})
+                        for i in range(start, min(sample, start + 1000))
+                    ]
+                )
+        rate = sample / (time.perf_counter() - t)
+        report.add(f"COPY with the HNSW index in place: {rate:.0f} rows/s", copy_with_index_rows_s=rate)
+        with sessions.begin() as session:
+            session.execute(text("TRUNCATE memories CASCADE"))
+
+        # 2. `memagent import` of the export file into the empty table: load, then one index build.
+        marks: dict[str, float] = {}
+        say = render.message
+
+        def mark(text: str) -> None:
+            marks.setdefault(text, time.perf_counter())
+            say(text)
+
+        render.message = mark
+        try:
             t = time.perf_counter()
-            for start in range(0, args.rows, 5000):
+            run_import(settings, path=dump, namespace=None)
+            total = time.perf_counter() - t
+        finally:
+            render.message = say
+        built_at = marks.get("Building the vector index…")
+        done = next(v for m, v in marks.items() if m.startswith("Imported"))
+        load = (built_at or done) - t
+        build = done - (built_at or done)
+        report.add(
+            f"memagent import: {rows / load:.0f} rows/s loading, index build {build:.1f} s, "
+            f"{rows / total:.0f} rows/s overall",
+            import_load_rows_s=rows / load,
+            import_index_build_s=build,
+            import_overall_rows_s=rows / total,
+        )
+        with sessions.begin() as session:
+            session.execute(text("ANALYZE memories"))
+            assert session.execute(text("SELECT count(*) FROM memories")).scalar_one() == rows
+
+        # 3. Index build variants.
+        if args.compare_builds:
+            for label, mem, workers in (
+                ("64MB serial", "64MB", 0),
+                ("sized serial", f"{vector_index.build_memory_mb()}MB", 0),
+            ):
                 with sessions.begin() as session:
-                    BulkRepository(session).copy_add(
-                        [memory(i) for i in range(start, min(args.rows, start + 5000))]
-                    )
-            results["copy_no_index_rows_s"] = args.rows / (time.perf_counter() - t)
-            print(f"COPY without index: {results['copy_no_index_rows_s']:.0f} rows/s", flush=True)
-            with sessions.begin() as session:
-                session.execute(text("ANALYZE memories"))
-            for mem in ("64MB", "1GB"):
-                with sessions.begin() as session:
+                    vector_index.drop(session)
                     session.execute(text(f"SET LOCAL maintenance_work_mem = '{mem}'"))
-                    session.execute(text("SET LOCAL max_parallel_maintenance_workers = 1"))
+                    session.execute(text(f"SET LOCAL max_parallel_maintenance_workers = {workers}"))
                     t = time.perf_counter()
                     session.execute(
                         text(
-                            "CREATE INDEX ix_memories_embedding_hnsw ON memories"
-                            " USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)"
+                            f"CREATE INDEX {vector_index.INDEX_NAME} ON memories USING hnsw "
+                            "(embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)"
                         )
                     )
-                    results[f"index_build_s_{mem}"] = time.perf_counter() - t
-                    if mem == "64MB":
-                        session.execute(text("DROP INDEX ix_memories_embedding_hnsw"))
-                print(
-                    f"index build, maintenance_work_mem {mem}: {results[f'index_build_s_{mem}']:.1f} s",
-                    flush=True,
+                    took = time.perf_counter() - t
+                report.add(
+                    f"index build, {label}: {took:.1f} s", **{f"build_{label.replace(' ', '_')}_s": took}
                 )
+            t = time.perf_counter()
+            IndexMaintenance(memory).rebuild("vector")
+            took = time.perf_counter() - t
+            report.add(f"index build, sized parallel (memagent's): {took:.1f} s", build_sized_parallel_s=took)
 
-            # 3. Store one memory with the index in place.
-            single = []
-            for j in range(200):
-                i = args.rows + j
-                extra = extras[j]
+        def store_one(kind: IndexKind) -> None:
+            def action(j: int) -> None:
                 with sessions.begin() as session:
-                    t = time.perf_counter()
                     MemoryRepository(session).add(
-                        NewMemory("bulk", "s", f"extra memory {i}", extra, "bench-vectors", {})
+                        NewMemory("bulk", "s", f"extra {kind} {j}", extras[j], "bench-vectors", {})
                     )
-                single.append(time.perf_counter() - t)
-            results["store_one_ms_p50"], results["store_one_ms_p95"] = pct(single, 50), pct(single, 95)
-            print(f"store one: p50 {r['store_one_ms_p50']:.2f} ms, p95 {r['store_one_ms_p95']:.2f} ms")
 
-            # 4. Recall, unfiltered and scoped.
+            times = timed_each(action, 200)
+            report.add(
+                f"store one ({kind} index): p50 {pct(times, 50):.2f} ms, p95 {pct(times, 95):.2f} ms",
+                **{f"store_one_{kind}_p50_ms": pct(times, 50), f"store_one_{kind}_p95_ms": pct(times, 95)},
+            )
             with sessions.begin() as session:
-                session.execute(text("ANALYZE memories"))
-            for label, scope_ids, scope in (
-                ("unfiltered", all_ids, None),
+                session.execute(text("DELETE FROM memories WHERE content LIKE 'extra %'"))
+
+        def memagent_recall(kind: IndexKind, ef: int = 100) -> None:
+            for label, ids, scope in (
+                ("unfiltered", bulk_ids, Scope("bulk")),
                 ("scoped", scoped_ids, Scope("scoped")),
             ):
-                latencies, recalls, short = [], [], 0
-                for q in queries:
+                if ef != 100:
+                    if label == "scoped":
+                        continue
+                    label = f"unfiltered_ef{ef}"
+
+                def search(q: np.ndarray, scope: Scope = scope) -> list[int]:
                     with sessions.begin() as session:
-                        repo = MemoryRepository(session)
-                        t = time.perf_counter()
-                        if scope is None:
-                            found = _unscoped(session, q, args.k)
-                        else:
-                            found = [m.content for m in repo.search(q, scope=scope, k=args.k, mode="vector")]
-                        latencies.append(time.perf_counter() - t)
-                    ids = {int(content.rsplit(" ", 1)[1]) for content in found}
-                    short += len(found) < args.k
-                    recalls.append(len(ids & exact_top(vectors, scope_ids, q, args.k)) / args.k)
-                results[f"recall_{label}_ms_p50"] = pct(latencies, 50)
-                results[f"recall_{label}_ms_p95"] = pct(latencies, 95)
-                results[f"recall_{label}_at_k"] = statistics.fmean(recalls)
-                results[f"recall_{label}_short"] = short
-                print(
-                    f"recall {label}: p50 {pct(latencies, 50):.2f} ms, p95 {pct(latencies, 95):.2f} ms, "
-                    f"recall@{args.k} {statistics.fmean(recalls):.3f}, fewer than k: {short}",
-                    flush=True,
+                        found = MemoryRepository(session).search(
+                            q, scope=scope, k=k, mode="vector", ef_search=ef, index=kind
+                        )
+                    return [int(m.content.rsplit(" ", 1)[1]) for m in found]
+
+                p50, p95, r_at_k, short = measure_recall(search, queries, vectors, ids, k)
+                report.add(
+                    f"memagent recall {label} ({kind} index, ef_search {ef}): p50 {p50:.2f} ms,"
+                    f" p95 {p95:.2f} ms, recall@{k} {r_at_k:.3f}, answers with fewer than k: {short}",
+                    **{
+                        f"recall_{kind}_{label}_p50_ms": p50,
+                        f"recall_{kind}_{label}_p95_ms": p95,
+                        f"recall_{kind}_{label}_at_k": r_at_k,
+                        f"recall_{kind}_{label}_short": short,
+                    },
                 )
-            results.update(
-                tutorial(
-                    db.engine.url.render_as_string(hide_password=False),
-                    vectors,
-                    queries,
-                    args.tutorial_rows,
-                    args.k,
-                )
-            )
-            print(
-                f"tutorial: {results['tutorial_insert_rows_s']:.0f} rows/s one by one; recall p50 "
-                f"{r['tutorial_recall_ms_p50']:.2f} ms, p95 {r['tutorial_recall_ms_p95']:.2f} ms, "
-                f"recall@{args.k} {results['tutorial_recall_at_k']:.3f}",
-                flush=True,
-            )
-            print(
-                f"memagent / tutorial: import {r['copy_no_index_rows_s'] / r['tutorial_insert_rows_s']:.0f}x"
-                f" (COPY, index after) and {r['copy_with_index_rows_s'] / r['tutorial_insert_rows_s']:.1f}x"
-                " (COPY, index in place)",
-                flush=True,
-            )
-            results["server_rss_mb"] = server_rss()
-            results["client_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            print(f"memory: server {r['server_rss_mb']:.0f} MB, client peak {r['client_peak_rss_mb']:.0f} MB")
-    finally:
-        EmbeddedPostgres(home).destroy()
-        shutil.rmtree(home, ignore_errors=True)
-    print(results)
+
+        # 4-5. Store one and recall, vector index, then halfvec.
+        store_one("vector")
+        memagent_recall("vector")
+        memagent_recall("vector", ef=40)
+        t = time.perf_counter()
+        IndexMaintenance(memory).rebuild("halfvec")
+        took = time.perf_counter() - t
+        with sessions.begin() as session:
+            size = session.execute(text(f"SELECT pg_relation_size('{vector_index.INDEX_NAME}')")).scalar_one()
+        report.add(
+            f"halfvec index build: {took:.1f} s, {size / 2**20:.0f} MB",
+            halfvec_build_s=took,
+            halfvec_mb=size / 2**20,
+        )
+        store_one("halfvec")
+        memagent_recall("halfvec")
+        IndexMaintenance(memory).rebuild("vector")
+
+        url = db.engine.url
+        dsn = f"dbname={url.database} user={url.username} host={url.query['host']}"
+        tutorial(report, dsn, vectors, queries, args.peer_rows, k)
+        if not args.skip_mem0:
+            mem0(report, dsn, vectors, queries, args.peer_rows, k)
+
+        report.add(
+            f"memory: server PSS {server_pss_mb():.0f} MB, client peak RSS "
+            f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB",
+            server_pss_mb=server_pss_mb(),
+            client_peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        )
+
+    tut_rate, tut_p95 = f["tutorial_insert_rows_s"], f["tutorial_recall_p95_ms"]
+    lines = [
+        f"memagent / tutorial writes: import {f['import_overall_rows_s'] / tut_rate:.0f}x, "
+        f"COPY into an indexed table {f['copy_with_index_rows_s'] / tut_rate:.1f}x",
+        f"memagent / tutorial recall p95: {tut_p95 / f['recall_vector_unfiltered_p95_ms']:.2f}x"
+        " faster (>1 means memagent is faster)",
+    ]
+    if "mem0_insert_rows_s" in f:
+        lines += [
+            f"memagent / mem0 writes: import {f['import_overall_rows_s'] / f['mem0_insert_rows_s']:.0f}x "
+            f"(mem0 one per call), {f['import_overall_rows_s'] / f['mem0_batch_insert_rows_s']:.1f}x "
+            "(mem0 1000 per call)",
+            f"memagent / mem0 recall p95: unfiltered "
+            f"{f['mem0_recall_unfiltered_p95_ms'] / f['recall_vector_unfiltered_p95_ms']:.2f}x, scoped "
+            f"{f['mem0_recall_scoped_p95_ms'] / f['recall_vector_scoped_p95_ms']:.2f}x faster",
+        ]
+    for line in lines:
+        print(line)
 
 
-def _unscoped(session: Any, query: np.ndarray, k: int) -> list[str]:
-    """memagent's unscoped recall query (what MemoryRepository.search runs without a namespace filter)."""
-    from sqlalchemy import select, text
+def _peer_fill_and_index(cur: Any, table: str, select_sql: str, rows_done: int) -> None:
+    """Fill a peer's table with the rest of the rows (untimed) and rebuild its HNSW index after."""
+    cur.execute(f"SELECT indexname FROM pg_indexes WHERE tablename = '{table}' AND indexdef LIKE '%hnsw%'")
+    for (name,) in cur.fetchall():
+        cur.execute(f'DROP INDEX "{name}"')
+    cur.execute(select_sql, (rows_done,))
+    cur.execute("SET maintenance_work_mem = '1GB'")
+    column = "embedding" if table.startswith("tutorial") else "vector"
+    cur.execute(f"CREATE INDEX ON {table} USING hnsw ({column} vector_cosine_ops)")
+    cur.execute(f"ANALYZE {table}")
 
-    from memagent.models import Memory
 
-    session.execute(text("SELECT set_config('hnsw.ef_search', :ef, true)"), {"ef": str(max(100, k))})
-    distance = Memory.embedding.cosine_distance(query)
-    return [row[0] for row in session.execute(select(Memory.content).order_by(distance).limit(k))]
-
-
-def tutorial(url: str, vectors: np.ndarray, queries: np.ndarray, rows: int, k: int) -> dict[str, float]:
+def tutorial(report: Report, dsn: str, vectors: np.ndarray, queries: np.ndarray, rows: int, k: int) -> None:
     """The original tutorial: psycopg2, an INSERT and commit per memory, ORDER BY embedding <=> %s LIMIT k."""
     import psycopg2
-    from sqlalchemy.engine import make_url
 
-    parts = make_url(url)
-    conn = psycopg2.connect(
-        dbname=parts.database, user=parts.username, host=parts.query["host"], port=parts.query.get("port")
-    )
+    conn = psycopg2.connect(dsn)
     dim = vectors.shape[1]
-    out: dict[str, float] = {}
     with conn.cursor() as cur:
-        cur.execute("DROP TABLE IF EXISTS tutorial_memories")
         cur.execute(
             f"CREATE TABLE tutorial_memories (id serial PRIMARY KEY, content text, embedding vector({dim}))"
         )
@@ -276,38 +427,108 @@ def tutorial(url: str, vectors: np.ndarray, queries: np.ndarray, rows: int, k: i
         for i in range(rows):
             cur.execute(
                 "INSERT INTO tutorial_memories (content, embedding) VALUES (%s, %s)",
-                (f"memory number {i}", "[" + ",".join(f"{x:.9g}" for x in vectors[i].tolist()) + "]"),
+                (f"memory number {i}", vec_text(vectors[i])),
             )
             conn.commit()
-        out["tutorial_insert_rows_s"] = rows / (time.perf_counter() - t)
-        # The rest of the rows, untimed, so both search the same table (index rebuilt after the load).
-        cur.execute("DROP INDEX tutorial_memories_embedding_idx")
-        cur.execute(
+        rate = rows / (time.perf_counter() - t)
+        _peer_fill_and_index(
+            cur,
+            "tutorial_memories",
             "INSERT INTO tutorial_memories (content, embedding) SELECT content, embedding FROM memories"
-            " WHERE content LIKE 'memory number %%' AND split_part(content, ' ', 3)::int >= %s",
-            (rows,),
+            " WHERE split_part(content, ' ', 3)::int >= %s",
+            rows,
         )
-        cur.execute("SET maintenance_work_mem = '1GB'")
-        cur.execute("CREATE INDEX ON tutorial_memories USING hnsw (embedding vector_cosine_ops)")
-        cur.execute("ANALYZE tutorial_memories")
         conn.commit()
-        latencies, recalls = [], []
-        all_ids = np.arange(len(vectors))
-        for q in queries:
-            vec = "[" + ",".join(f"{x:.9g}" for x in q.tolist()) + "]"
-            t = time.perf_counter()
+
+        def search(q: np.ndarray) -> list[int]:
             cur.execute(
-                "SELECT content FROM tutorial_memories ORDER BY embedding <=> %s::vector LIMIT %s", (vec, k)
+                "SELECT content FROM tutorial_memories ORDER BY embedding <=> %s::vector LIMIT %s",
+                (vec_text(q), k),
             )
-            found = [row[0] for row in cur.fetchall()]
-            latencies.append(time.perf_counter() - t)
-            ids = {int(c.rsplit(" ", 1)[1]) for c in found}
-            recalls.append(len(ids & exact_top(vectors, all_ids, q, k)) / k)
-        out["tutorial_recall_ms_p50"] = pct(latencies, 50)
-        out["tutorial_recall_ms_p95"] = pct(latencies, 95)
-        out["tutorial_recall_at_k"] = statistics.fmean(recalls)
+            return [int(row[0].rsplit(" ", 1)[1]) for row in cur.fetchall()]
+
+        p50, p95, r_at_k, _ = measure_recall(search, queries, vectors, np.arange(len(vectors)), k)
     conn.close()
-    return out
+    report.add(
+        f"tutorial: {rate:.0f} rows/s one by one; recall p50 {p50:.2f} ms, p95 {p95:.2f} ms, "
+        f"recall@{k} {r_at_k:.3f}",
+        tutorial_insert_rows_s=rate,
+        tutorial_recall_p50_ms=p50,
+        tutorial_recall_p95_ms=p95,
+        tutorial_recall_at_k=r_at_k,
+    )
+
+
+def mem0(report: Report, dsn: str, vectors: np.ndarray, queries: np.ndarray, rows: int, k: int) -> None:
+    """mem0's pgvector store, as mem0ai's Memory drives it."""
+    try:
+        from mem0.vector_stores.pgvector import PGVector
+    except ImportError:
+        print("mem0ai is not installed: skipping mem0 (pip install mem0ai)")
+        return
+    import psycopg2
+
+    dim = vectors.shape[1]
+    store = PGVector(
+        dbname=None,
+        collection_name="mem0_memories",
+        embedding_model_dims=dim,
+        user=None,
+        password=None,
+        host=None,
+        port=None,
+        diskann=False,
+        hnsw=True,
+        connection_string=dsn,
+    )
+
+    def payload(i: int) -> dict[str, Any]:
+        return {"data": f"memory number {i}", "user_id": namespace_of(i), "hash": uuid.uuid4().hex}
+
+    t = time.perf_counter()
+    for i in range(rows):  # Memory.add(infer=False): one vector_store.insert per message
+        store.insert(vectors=[vectors[i].tolist()], payloads=[payload(i)], ids=[str(uuid.uuid4())])
+    rate = rows / (time.perf_counter() - t)
+    batch = min(rows, 1000)
+    t = time.perf_counter()
+    store.insert(
+        vectors=[vectors[i].tolist() for i in range(rows, rows + batch)],
+        payloads=[payload(i) for i in range(rows, rows + batch)],
+        ids=[str(uuid.uuid4()) for _ in range(batch)],
+    )
+    batch_rate = batch / (time.perf_counter() - t)
+    conn = psycopg2.connect(dsn)
+    with conn.cursor() as cur:
+        _peer_fill_and_index(
+            cur,
+            "mem0_memories",
+            "INSERT INTO mem0_memories (id, vector, payload) SELECT gen_random_uuid(), embedding,"
+            " jsonb_build_object('data', content, 'user_id', namespace) FROM memories"
+            " WHERE split_part(content, ' ', 3)::int >= %s",
+            rows + batch,
+        )
+        conn.commit()
+    conn.close()
+    figures: dict[str, Any] = {"mem0_insert_rows_s": rate, "mem0_batch_insert_rows_s": batch_rate}
+    all_ids, scoped_ids = np.arange(len(vectors)), np.arange(0, len(vectors), 100)
+    for label, ids, filters in (("unfiltered", all_ids, None), ("scoped", scoped_ids, {"user_id": "scoped"})):
+
+        def search(q: np.ndarray, filters: dict[str, str] | None = filters) -> list[int]:
+            found = store.search(query="", vectors=q.tolist(), top_k=k, filters=filters)
+            return [int(str(hit.payload["data"]).rsplit(" ", 1)[1]) for hit in found if hit.payload]
+
+        p50, p95, r_at_k, short = measure_recall(search, queries, vectors, ids, k)
+        figures |= {
+            f"mem0_recall_{label}_p50_ms": p50,
+            f"mem0_recall_{label}_p95_ms": p95,
+            f"mem0_recall_{label}_at_k": r_at_k,
+            f"mem0_recall_{label}_short": short,
+        }
+        report.add(
+            f"mem0 recall {label}: p50 {p50:.2f} ms, p95 {p95:.2f} ms, recall@{k} {r_at_k:.3f}, "
+            f"answers with fewer than k: {short}"
+        )
+    report.add(f"mem0: {rate:.0f} rows/s one per call, {batch_rate:.0f} rows/s 1000 per call", **figures)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from memagent import vector_index
+from memagent.vector_index import IndexKind
+
 K1 = 1.2
 B = 0.75
 # Reciprocal rank fusion: the textbook constant is 60; on the LoCoMo dev part (docs/benchmarks.md) 3-8 with
@@ -76,10 +79,10 @@ _VECTOR_RANKING = """
 vec AS (
     SELECT id, row_number() OVER (ORDER BY distance, id) AS rank
     FROM (
-        SELECT m.id, m.embedding <=> CAST(:qvec AS vector) AS distance
+        SELECT m.id, {key} <=> {query} AS distance
         FROM memories m
         WHERE {scope}
-        ORDER BY m.embedding <=> CAST(:qvec AS vector)
+        ORDER BY {key} <=> {query}
         LIMIT :depth
     ) nearest
 )"""
@@ -101,10 +104,18 @@ def text_sql(scope: str, *, max_distance: bool) -> str:
     )
 
 
-def hybrid_sql(scope: str, *, max_distance: bool) -> str:
-    """Top-k memories by reciprocal rank fusion of the vector and BM25 rankings."""
+def hybrid_sql(scope: str, *, max_distance: bool, index: IndexKind | None = "vector", dim: int = 0) -> str:
+    """Top-k memories by reciprocal rank fusion of the vector and BM25 rankings.
+
+    The vector side orders by the expression the HNSW index is built on (memagent.vector_index); the
+    distance reported and filtered on is always the full-precision one.
+    """
     ranking = _TEXT_RANKING.format(scope=scope, k1=K1, b=B)
-    vector = _VECTOR_RANKING.format(scope=scope)
+    vector = _VECTOR_RANKING.format(
+        scope=scope,
+        key=vector_index.key_expression(index, dim, "m.embedding"),
+        query=vector_index.query_expression(index, dim),
+    )
     fused = (
         "ranked AS (\n"
         "    SELECT coalesce(vec.id, txt.id) AS id,\n"

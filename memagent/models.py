@@ -78,6 +78,8 @@ class EmbeddingSpace(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     model: Mapped[str] = mapped_column(String(200), nullable=False)
     dimension: Mapped[int] = mapped_column(Integer, nullable=False)
+    # Which HNSW index serves recall (revision 0004; memagent.vector_index): vector or halfvec.
+    index_kind: Mapped[str] = mapped_column(String(20), nullable=False, server_default="vector")
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, server_default=func.now()
     )

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import text
+from sqlalchemy import text, update
 from sqlalchemy.orm import Session
 
+from memagent import vector_index
 from memagent.config import MAX_INDEXED_DIM
 from memagent.embeddings import Embedder
 from memagent.errors import InputError
-from memagent.models import HNSW_EF_CONSTRUCTION, HNSW_M
+from memagent.models import EmbeddingSpace
 from memagent.repository import MemoryRepository
 from memagent.service import MemoryService
 
@@ -96,22 +97,22 @@ class Reembedder:
             session.execute(text("LOCK TABLE memories IN SHARE ROW EXCLUSIVE MODE"))
             while self._stage(session):
                 pass
+            kind = repo.index_kind()
             statements = [
-                "DROP INDEX IF EXISTS ix_memories_embedding_hnsw",
+                f"DROP INDEX IF EXISTS {vector_index.INDEX_NAME}",
                 "ALTER TABLE memories ALTER COLUMN embedding DROP NOT NULL",
                 f"ALTER TABLE memories ALTER COLUMN embedding TYPE vector({dim}) USING NULL::vector({dim})",
                 "UPDATE memories m SET embedding = s.embedding, embedding_model = s.model"
                 " FROM embedding_staging s WHERE s.memory_id = m.id",
                 "ALTER TABLE memories ALTER COLUMN embedding SET NOT NULL",
-                "SET LOCAL maintenance_work_mem = '256MB'",
-                "CREATE INDEX ix_memories_embedding_hnsw ON memories USING hnsw (embedding vector_cosine_ops)"
-                f" WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION})",
-                "DELETE FROM embedding_staging",
             ]
             for statement in statements:
                 session.execute(text(statement))
+            vector_index.create(session, kind, dim)
+            session.execute(text("DELETE FROM embedding_staging"))
             session.execute(text("DELETE FROM embedding_space"))
             MemoryRepository(session).claim_embedding_space(self.target.model, dim)
+            session.execute(update(EmbeddingSpace).values(index_kind=kind))
             return int(session.execute(text("SELECT count(*) FROM memories")).scalar_one())
 
     def run(self, on_progress: Callable[[int], None] | None = None) -> int:

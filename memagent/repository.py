@@ -10,13 +10,15 @@ from typing import Any, Literal
 
 import numpy as np
 from pgvector import Vector
-from sqlalchemy import ColumnElement, Select, and_, delete, func, select, text
+from pgvector.sqlalchemy import HALFVEC
+from sqlalchemy import ColumnElement, Select, and_, cast, delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from memagent import hybrid
 from memagent.models import EmbeddingSpace, Memory
 from memagent.records import MemoryRecord, RecalledMemory
+from memagent.vector_index import IndexKind
 
 SearchMode = Literal["vector", "text", "hybrid"]
 
@@ -188,6 +190,7 @@ class MemoryRepository:
         depth: int = 50,
         text_weight: float = 1.0,
         recency_half_life: timedelta | None = None,
+        index: IndexKind | None = "vector",
     ) -> list[RecalledMemory]:
         """The k best memories in scope, best first.
 
@@ -200,6 +203,8 @@ class MemoryRepository:
         scores mapped to 0-1 first) and the k best kept.
         In every mode max_distance drops memories farther than that cosine distance from the query; it is
         applied outside the index query, where it cannot make the iterative scan walk its whole budget.
+        index: the kind of HNSW index in place (memagent.vector_index); the vector ranking orders by the
+        expression it is built on, and reports full-precision distances either way.
         """
         depth = max(depth, k)
         fetch = depth if recency_half_life is not None else k
@@ -211,22 +216,34 @@ class MemoryRepository:
             {"ef": str(max(ef_search, depth if mode == "hybrid" else fetch))},
         )
         if mode == "vector":
-            found = self._vector_search(query_embedding, scope, fetch, max_distance)
+            found = self._vector_search(query_embedding, scope, fetch, max_distance, index)
         elif query_text is None:
             raise ValueError(f"{mode} search needs the query text")
         else:
             found = self._ranked_search(
-                query_embedding, query_text, scope, fetch, max_distance, mode, depth, text_weight
+                query_embedding, query_text, scope, fetch, max_distance, mode, depth, text_weight, index
             )
         if recency_half_life is not None:
             found = _by_recency(found, recency_half_life, mode)[:k]
         return found
 
     def _vector_search(
-        self, query_embedding: Sequence[float] | Any, scope: Scope, k: int, max_distance: float | None
+        self,
+        query_embedding: Sequence[float] | Any,
+        scope: Scope,
+        k: int,
+        max_distance: float | None,
+        index: IndexKind | None,
     ) -> list[RecalledMemory]:
         distance = Memory.embedding.cosine_distance(query_embedding).label("distance")
-        inner = select(*RECORD_COLUMNS, distance).where(scope.where()).order_by(distance).limit(k).subquery()
+        if index == "halfvec":
+            dim = len(query_embedding)
+            key = cast(Memory.embedding, HALFVEC(dim)).cosine_distance(
+                np.asarray(query_embedding, dtype=np.float32)
+            )
+        else:
+            key = distance
+        inner = select(*RECORD_COLUMNS, distance).where(scope.where()).order_by(key).limit(k).subquery()
         stmt: Select[Any] = select(inner)
         if max_distance is not None:
             stmt = stmt.where(inner.c.distance <= max_distance)
@@ -245,10 +262,15 @@ class MemoryRepository:
         mode: SearchMode,
         depth: int,
         text_weight: float,
+        index: IndexKind | None,
     ) -> list[RecalledMemory]:
         condition, params = scope.sql()
-        build = hybrid.hybrid_sql if mode == "hybrid" else hybrid.text_sql
-        sql = build(condition, max_distance=max_distance is not None)
+        if mode == "hybrid":
+            sql = hybrid.hybrid_sql(
+                condition, max_distance=max_distance is not None, index=index, dim=len(query_embedding)
+            )
+        else:
+            sql = hybrid.text_sql(condition, max_distance=max_distance is not None)
         params |= hybrid.fusion_params(w_text=text_weight) | {
             "qtext": query_text,
             "qvec": Vector._to_db(np.asarray(query_embedding, dtype=np.float32)),
@@ -276,6 +298,11 @@ class MemoryRepository:
         )
 
     # -- embedding space -----------------------------------------------------------------------------------
+
+    def index_kind(self) -> IndexKind:
+        """Which HNSW index serves recall (vector until someone chooses halfvec)."""
+        kind = self.session.execute(select(EmbeddingSpace.index_kind)).scalar_one_or_none()
+        return "halfvec" if kind == "halfvec" else "vector"
 
     def embedding_space(self) -> tuple[str, int] | None:
         """The (model, dimension) the database holds, or None before the first write."""

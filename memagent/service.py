@@ -164,16 +164,22 @@ class MemoryService:
         session_id: str | None = None,
         max_distance: float | None = None,
         mode: SearchMode | None = None,
+        ef_search: int | None = None,
     ) -> list[RecalledMemory]:
         """The best memories for the query, best first; k rows whenever the scope holds k.
 
         mode: hybrid (BM25 + vector, fused), vector or text; default MEMAGENT_RECALL_MODE.
+        ef_search: HNSW candidate list size for this query (higher: better recall, slower); default
+        MEMAGENT_EF_SEARCH. It is raised to k (or the hybrid depth) when smaller.
         """
         query = clean_text(query, "query")
         k = k if k is not None else self.settings.top_k
         if not 1 <= k <= 1000:
             raise InputError(f"k must be between 1 and 1000, not {k}.")
         max_distance = max_distance if max_distance is not None else self.settings.max_distance
+        ef_search = ef_search if ef_search is not None else self.settings.ef_search
+        if not 1 <= ef_search <= 1000:
+            raise InputError(f"ef_search must be between 1 and 1000, not {ef_search}.")
         if max_distance is not None and not 0.0 <= max_distance <= 2.0:
             raise InputError(f"max distance must be between 0 and 2 (cosine distance), not {max_distance}.")
         scope = self._scope(namespace, session_id)
@@ -190,7 +196,7 @@ class MemoryService:
                 scope=scope,
                 k=k,
                 max_distance=max_distance,
-                ef_search=self.settings.ef_search,
+                ef_search=ef_search,
                 mode=mode,
                 query_text=query,
                 depth=self.settings.hybrid_depth,
@@ -200,6 +206,7 @@ class MemoryService:
                     if self.settings.recency_half_life_days
                     else None
                 ),
+                index=repo.index_kind(),
             )
 
     def recent(
@@ -227,9 +234,19 @@ class MemoryService:
 
 
 @contextmanager
-def open_memory(settings: Settings, *, embedder: Embedder | None = None) -> Iterator[MemoryService]:
-    """Open the configured database (schema at head) and yield a MemoryService over it."""
+def open_memory(
+    settings: Settings, *, embedder: Embedder | None = None, notify: Callable[[str], None] | None = None
+) -> Iterator[MemoryService]:
+    """Open the configured database (schema at head) and yield a MemoryService over it.
+
+    A vector index left missing by a killed bulk import is rebuilt first (notify says so).
+    """
+    from memagent.maintenance import IndexMaintenance
+
     embedder = embedder or make_embedder(settings)
     with Database(settings) as db:
         db.ensure_schema(embedding_dim=embedder.dim)
-        yield MemoryService(db.sessions, embedder, settings)
+        service = MemoryService(db.sessions, embedder, settings)
+        if IndexMaintenance(service).repair() and notify is not None:
+            notify("Rebuilt the vector index, which an interrupted import had left out.")
+        yield service

@@ -232,3 +232,21 @@ def test_as_an_ordinary_user_the_cluster_lives_in_their_home(fake: FakeOpenAI) -
         assert not (base / "data" / "postmaster.pid").exists(), "stopped when the last client exited"
     finally:
         shutil.rmtree(user_home, ignore_errors=True)
+
+
+def test_two_handles_in_one_process_share_the_server(home: Path) -> None:
+    """Closing one of two handles a process holds (two Memory objects) must not stop the other's server."""
+    from sqlalchemy import create_engine, text
+
+    first, second = EmbeddedPostgres(home), EmbeddedPostgres(home)
+    url = first.acquire()
+    second.acquire()
+    first.release()
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT 1")).scalar_one() == 1
+    finally:
+        engine.dispose()
+    second.release()
+    assert not second._running()  # the last handle out stops it

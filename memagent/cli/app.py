@@ -83,6 +83,14 @@ def recall(
         str | None,
         typer.Option("--mode", help="hybrid (full-text + vector), vector or text (default: hybrid)."),
     ] = None,
+    ef_search: Annotated[
+        int | None,
+        typer.Option(
+            "--ef-search",
+            help="HNSW candidates to examine (1-1000; higher finds more true neighbours, slower). "
+            "Default: MEMAGENT_EF_SEARCH, 100.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Show the memories that best match a query, best first."""
@@ -97,6 +105,7 @@ def recall(
             session_id=session,
             max_distance=max_distance,
             mode=mode,
+            ef_search=ef_search,
         )
     if as_json:
         render.print_json([memory.to_json() for memory in memories])
@@ -192,9 +201,9 @@ def migrate(
 
 
 # The chat and transfer commands live in their own modules; importing them registers them on `app`.
-from memagent.cli import chat, transfer_cmds  # noqa: E402
+from memagent.cli import chat, index_cmd, transfer_cmds  # noqa: E402
 
-__all__ = ["app", "chat", "main", "transfer_cmds"]
+__all__ = ["app", "chat", "index_cmd", "main", "transfer_cmds"]
 
 
 def main() -> None:

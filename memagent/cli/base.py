@@ -84,7 +84,7 @@ def _first_line(exc: BaseException) -> str:
 def open_service(settings: Settings) -> Iterator[Any]:
     from memagent.service import open_memory
 
-    with open_memory(settings) as service:
+    with open_memory(settings, notify=render.message) as service:
         yield service
 
 

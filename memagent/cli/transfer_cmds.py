@@ -35,7 +35,7 @@ def run_export(
     scope = None if all_namespaces else (namespace or settings.namespace)
     count = 0
     with contextlib.ExitStack() as stack:
-        service = stack.enter_context(open_memory(settings))
+        service = stack.enter_context(open_memory(settings, notify=render.message))
         stream = stack.enter_context(open(output, "w", encoding="utf-8")) if output else sys.stdout
         for line in Transfer(service).export(scope, with_embeddings=with_embeddings):
             stream.write(line)
@@ -47,14 +47,19 @@ def run_export(
 
 def run_import(settings: Settings, *, path: Path, namespace: str | None) -> None:
     """Load memories from JSON lines: idempotent, resumable, through binary COPY."""
+    from memagent.maintenance import IndexMaintenance
     from memagent.service import open_memory
-    from memagent.transfer import ImportSummary, Transfer, parse_batches, read_ahead
+    from memagent.transfer import ImportSummary, Transfer, count_lines, parse_batches, read_ahead
 
     if not path.is_file():
         raise InputError(f"no such file: {path}")
     summary = ImportSummary()
     size = os.path.getsize(path)
-    with open_memory(settings) as service, open(path, "rb") as source:
+    with contextlib.ExitStack() as stack:
+        service = stack.enter_context(open_memory(settings, notify=render.message))
+        source = stack.enter_context(open(path, "rb"))
+        if stack.enter_context(IndexMaintenance(service).bulk_load(count_lines(path), render.message)):
+            render.message("Large import: loading without the vector index, then building it once.")
         transfer = Transfer(service)
         progress = Progress(
             TextColumn("importing"),

@@ -1,0 +1,197 @@
+"""The HNSW index: halfvec or vector, rebuilt without losing recall, dropped for bulk loads and repaired."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from sqlalchemy import text
+from typer.testing import CliRunner
+
+from memagent import vector_index
+from memagent.cli.app import app
+from memagent.config import Settings
+from memagent.db import Database
+from memagent.embedded import EmbeddedPostgres
+from memagent.maintenance import IndexMaintenance
+from memagent.service import MemoryService
+from tests.conftest import DIM, FAKE_MODEL, fake_embedder, make_database
+from tests.fake_openai import FakeOpenAI
+
+TOPICS = ["rust compilers", "alpine hiking", "sourdough baking", "jazz piano", "tide pools", "chess openings"]
+runner = CliRunner()
+
+
+@pytest.fixture
+def db(embedded: EmbeddedPostgres) -> Iterator[Database]:
+    """A database of its own: these tests drop and rebuild the index, and commit."""
+    url = make_database(embedded, "memagent_index")
+    with Database(Settings(), url=url) as database:
+        database.upgrade("head", embedding_dim=DIM)
+        yield database
+
+
+@pytest.fixture
+def memory(db: Database, fake: FakeOpenAI) -> MemoryService:
+    service = MemoryService(db.sessions, fake_embedder(fake), Settings(namespace="idx"))
+    service.remember_many([f"notes about {topic} number {i}" for i in range(10) for topic in TOPICS])
+    return service
+
+
+def index_definition(db: Database) -> str | None:
+    with db.engine.connect() as conn:
+        return conn.execute(
+            text("SELECT indexdef FROM pg_indexes WHERE indexname = :name"), {"name": vector_index.INDEX_NAME}
+        ).scalar_one_or_none()
+
+
+def plan(db: Database, sql: str, qvec: str) -> str:
+    with db.engine.connect() as conn:
+        conn.execute(text("SET enable_seqscan = off"))
+        rows = conn.execute(text("EXPLAIN " + sql), {"qvec": qvec}).scalars()
+        return "\n".join(rows)
+
+
+def test_halfvec_index_serves_recall_with_the_same_answers(db: Database, memory: MemoryService) -> None:
+    before = [m.content for m in memory.recall("jazz piano", k=5, mode="vector")]
+    hybrid_before = {m.content for m in memory.recall("jazz piano", k=5, mode="hybrid")}
+
+    IndexMaintenance(memory).rebuild("halfvec")
+    definition = index_definition(db)
+    assert definition is not None and f"halfvec({DIM})" in definition and "halfvec_cosine_ops" in definition
+    assert IndexMaintenance(memory).status().kind == "halfvec"
+
+    vector_hits = memory.recall("jazz piano", k=5, mode="vector")
+    assert [m.content for m in vector_hits] == before
+    # Near-ties may swap places in half precision; the same memories come back.
+    assert {m.content for m in memory.recall("jazz piano", k=5, mode="hybrid")} == hybrid_before
+    # Scores are full-precision cosine similarities, not the half-precision ones the index orders by.
+    with db.engine.connect() as conn:
+        exact = conn.execute(
+            text("SELECT embedding FROM memories WHERE content = :c"), {"c": vector_hits[0].content}
+        ).scalar_one()
+    query = memory.embedder.embed(["jazz piano"])[0]
+    exact_score = float(query @ np.asarray(json.loads(exact), dtype=np.float32))
+    assert vector_hits[0].score == pytest.approx(exact_score, abs=1e-5)
+
+    # The planner picks the halfvec index for the expression recall orders by.
+    qvec = "[" + ",".join(["0.1"] * DIM) + "]"
+    key = vector_index.key_expression("halfvec", DIM)
+    query_sql = vector_index.query_expression("halfvec", DIM)
+    assert vector_index.INDEX_NAME in plan(
+        db, f"SELECT id FROM memories ORDER BY {key} <=> {query_sql} LIMIT 5", qvec
+    )
+
+    IndexMaintenance(memory).rebuild("vector")
+    definition = index_definition(db)
+    assert definition is not None and "halfvec" not in definition and "vector_cosine_ops" in definition
+    assert [m.content for m in memory.recall("jazz piano", k=5, mode="vector")] == before
+
+
+def test_a_missing_index_is_repaired_unless_a_bulk_load_holds_it(db: Database, memory: MemoryService) -> None:
+    IndexMaintenance(memory).rebuild("halfvec")
+    with db.engine.begin() as conn:
+        conn.execute(text(f"DROP INDEX {vector_index.INDEX_NAME}"))
+    # Recall still works meanwhile (exact scan).
+    assert memory.recall("tide pools", k=3, mode="vector")[0].content.startswith("notes about tide pools")
+
+    with db.engine.connect() as holder, holder.begin():
+        assert holder.execute(
+            text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": vector_index.INDEX_LOCK_KEY}
+        ).scalar_one()
+        assert IndexMaintenance(memory).repair() is False  # a live loader owns the index
+        assert index_definition(db) is None
+
+    assert IndexMaintenance(memory).repair() is True
+    definition = index_definition(db)
+    assert definition is not None and "halfvec" in definition  # the recorded kind, not the default
+    assert IndexMaintenance(memory).repair() is False
+
+
+def test_bulk_load_drops_the_index_and_builds_it_once(db: Database, memory: MemoryService) -> None:
+    maintenance = IndexMaintenance(memory)
+    with maintenance.bulk_load(10, min_rows=1000) as without:
+        assert without is False and index_definition(db) is not None  # a small load keeps the index
+    with maintenance.bulk_load(50, min_rows=10) as without:
+        assert without is False  # smaller than the table (60 rows): cheaper to insert into the graph
+    messages: list[str] = []
+    with maintenance.bulk_load(100, messages.append, min_rows=10) as without:
+        assert without is True and index_definition(db) is None
+        memory.remember_many([f"bulk memory {i} about tide pools" for i in range(40)])
+        assert len(memory.recall("tide pools", k=50, mode="vector")) == 50
+    assert messages == ["Building the vector index…"]
+    assert index_definition(db) is not None
+    with db.engine.connect() as conn:
+        indexed = conn.execute(
+            text("SELECT reltuples FROM pg_class WHERE relname = :name"), {"name": vector_index.INDEX_NAME}
+        ).scalar_one()
+    assert indexed == 100  # the graph was built once over every row, old and bulk-loaded
+
+
+KILLED_LOADER = """
+import os, sys
+from memagent.config import get_settings
+from memagent.maintenance import IndexMaintenance
+from memagent.service import open_memory
+
+with open_memory(get_settings()) as memory:
+    with IndexMaintenance(memory).bulk_load(10**6, min_rows=1):
+        memory.remember("written while the index is dropped")
+        print("dropped", flush=True)
+        os.kill(os.getpid(), 9)
+"""
+
+
+def test_a_bulk_load_killed_with_sigkill_is_repaired_by_the_next_run(
+    db: Database, memory: MemoryService, fake: FakeOpenAI
+) -> None:
+    env = {
+        **os.environ,
+        "MEMAGENT_DATABASE_URL": db.engine.url.render_as_string(hide_password=False),
+        "MEMAGENT_EMBEDDING_PROVIDER": "openai",
+        "MEMAGENT_OPENAI_BASE_URL": fake.base_url,
+        "OPENAI_API_KEY": fake.api_key,
+        "MEMAGENT_EMBEDDING_MODEL": FAKE_MODEL,
+        "MEMAGENT_EMBEDDING_DIM": str(DIM),
+        "MEMAGENT_NAMESPACE": "idx",
+    }
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_LOADER], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert killed.returncode == -9 and "dropped" in killed.stdout
+    assert index_definition(db) is None
+
+    result = runner.invoke(app, ["recall", "written while the index", "--mode", "vector", "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "Rebuilt the vector index" in result.stderr
+    assert json.loads(result.stdout)[0]["content"] == "written while the index is dropped"
+    assert index_definition(db) is not None
+
+
+def test_index_command_shows_and_switches_the_kind(
+    db: Database, memory: MemoryService, fake: FakeOpenAI
+) -> None:
+    env = {
+        "MEMAGENT_DATABASE_URL": db.engine.url.render_as_string(hide_password=False),
+        "MEMAGENT_EMBEDDING_PROVIDER": "openai",
+        "MEMAGENT_OPENAI_BASE_URL": fake.base_url,
+        "OPENAI_API_KEY": fake.api_key,
+        "MEMAGENT_EMBEDDING_MODEL": FAKE_MODEL,
+        "MEMAGENT_EMBEDDING_DIM": str(DIM),
+    }
+    shown = runner.invoke(app, ["index"], env=env)
+    assert (
+        shown.exit_code == 0
+        and "HNSW index: vector, in place" in shown.stderr
+        and "60 memories" in shown.stderr
+    )
+    switched = runner.invoke(app, ["index", "--kind", "halfvec"], env=env)
+    assert switched.exit_code == 0 and "HNSW index: halfvec, in place" in switched.stderr
+    bad = runner.invoke(app, ["index", "--kind", "ivfflat"], env=env)
+    assert bad.exit_code == 2 and "--kind must be vector or halfvec" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
