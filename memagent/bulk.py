@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +17,39 @@ from memagent.models import Memory
 from memagent.repository import RECORD_COLUMNS, NewMemory, Scope, content_hash
 
 _COLUMNS = "namespace, session_id, content, embedding, embedding_model, content_hash, metadata, created_at"
+
+
+@dataclass(frozen=True)
+class EncodedBatch:
+    """Memories as a binary COPY stream, duplicates (same namespace and content) dropped."""
+
+    rows: int
+    payload: bytes
+
+
+def encode(memories: Sequence[NewMemory]) -> EncodedBatch:
+    """Encode memories for copy_add (pure computation: no database involved)."""
+    unique: dict[tuple[str, str], NewMemory] = {}
+    for m in memories:
+        unique.setdefault((m.namespace, content_hash(m.content)), m)
+    now = datetime.now(UTC)
+    payload = pgcopy.encode(
+        (
+            (
+                m.namespace,
+                m.session_id,
+                m.content,
+                m.embedding,
+                m.embedding_model,
+                digest,
+                m.metadata,
+                m.created_at or now,
+            )
+            for (_, digest), m in unique.items()
+        ),
+        ["text", "text", "text", "vector", "text", "text", "jsonb", "timestamptz"],
+    )
+    return EncodedBatch(len(unique), payload)
 
 
 class BulkRepository:
@@ -32,14 +66,16 @@ class BulkRepository:
         found: set[tuple[str, str]] = set()
         for namespace, hashes in wanted.items():
             rows = self.session.execute(
-                select(Memory.content_hash).where(
-                    Memory.namespace == namespace, Memory.content_hash.in_(hashes)
-                )
+                text(
+                    "SELECT content_hash FROM memories"
+                    " WHERE namespace = :namespace AND content_hash = ANY(:hashes)"
+                ),
+                {"namespace": namespace, "hashes": hashes},
             )
-            found |= {(namespace, row.content_hash) for row in rows}
+            found |= {(namespace, digest) for (digest,) in rows}
         return found
 
-    def copy_add(self, memories: Sequence[NewMemory]) -> int:
+    def copy_add(self, memories: Sequence[NewMemory] | EncodedBatch) -> int:
         """Bulk-store memories through binary COPY; returns how many were new.
 
         Identical content in a namespace is kept once. COPY cannot skip conflicts, so the batch (duplicates
@@ -47,33 +83,15 @@ class BulkRepository:
         fast path when the caller has filtered out stored rows with existing(). If a row turns out to be
         stored already (a concurrent import), the savepoint is rolled back and the batch goes through a
         temporary table and INSERT ... SELECT ... ON CONFLICT DO NOTHING instead.
+        Memories may come pre-encoded (encode()), so that encoding can run while another batch loads.
         """
-        unique: dict[tuple[str, str], NewMemory] = {}
-        for m in memories:
-            unique.setdefault((m.namespace, content_hash(m.content)), m)
-        if not unique:
+        batch = memories if isinstance(memories, EncodedBatch) else encode(memories)
+        if not batch.rows:
             return 0
-        now = datetime.now(UTC)
-        payload = pgcopy.encode(
-            (
-                (
-                    m.namespace,
-                    m.session_id,
-                    m.content,
-                    m.embedding,
-                    m.embedding_model,
-                    digest,
-                    m.metadata,
-                    m.created_at or now,
-                )
-                for (_, digest), m in unique.items()
-            ),
-            ["text", "text", "text", "vector", "text", "text", "jsonb", "timestamptz"],
-        )
         try:
             with self.session.begin_nested():
-                self._copy(f"memories ({_COLUMNS})", payload)
-            return len(unique)
+                self._copy(f"memories ({_COLUMNS})", batch.payload)
+            return batch.rows
         except psycopg2.errors.UniqueViolation:
             pass  # some rows are stored already: take the conflict-skipping path
         self.session.execute(
@@ -83,7 +101,7 @@ class BulkRepository:
                 " content_hash text, metadata jsonb, created_at timestamptz) ON COMMIT DELETE ROWS"
             )
         )
-        self._copy("memagent_import_stage", payload)
+        self._copy("memagent_import_stage", batch.payload)
         result = self.session.execute(
             text(
                 f"INSERT INTO memories ({_COLUMNS}) SELECT {_COLUMNS} FROM memagent_import_stage"

@@ -167,7 +167,7 @@ def validate_name(value: str, what: str) -> str:
         raise ValueError(f"{what} must not be empty")
     if len(value) > 200:
         raise ValueError(f"{what} must be at most 200 characters")
-    if any(not ch.isprintable() for ch in value):
+    if not value.isprintable():
         raise ValueError(f"{what} must not contain control characters")
     return value
 

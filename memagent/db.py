@@ -126,6 +126,8 @@ class Database:
                 "MEMAGENT_DATABASE_URL is not a valid database URL.",
                 hint="Use postgresql://user:password@host:5432/database.",
             ) from None
+        if self._embedded is not None:
+            _restart_on_connect_failure(self._engine, self._embedded)
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
         return self
 
@@ -231,6 +233,24 @@ class Database:
             f"the database schema is not up to date ({where}; memagent needs {', '.join(sorted(heads))}).",
             hint="Run `alembic upgrade head` (or `memagent migrate`).",
         )
+
+
+def _restart_on_connect_failure(engine: Engine, embedded: EmbeddedPostgres) -> None:
+    """If the embedded server went away (stopped, crashed, machine slept), start it again on the next connect.
+
+    Pooled connections are pinged before use (pool_pre_ping), so a restart is noticed at the next unit of
+    work, which then reconnects here; a turn in flight at that moment fails once and is kept (recovery).
+    """
+    import psycopg2
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "do_connect")
+    def connect(dialect: Any, record: Any, cargs: Any, cparams: Any) -> Any:
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except psycopg2.OperationalError:
+            embedded.acquire()  # starts the server unless another process already did
+            return dialect.connect(*cargs, **cparams)
 
 
 class translate_errors:

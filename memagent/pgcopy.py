@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from pgvector import Vector
 
 HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 TRAILER = struct.pack(">h", -1)
@@ -25,6 +24,8 @@ def _text(value: str) -> bytes:
 
 
 def _jsonb(value: Any) -> bytes:
+    if not value and isinstance(value, dict):
+        return b"\x01{}"
     return b"\x01" + json.dumps(value, ensure_ascii=False).encode("utf-8")
 
 
@@ -37,7 +38,11 @@ def _timestamptz(value: datetime) -> bytes:
 
 
 def _vector(value: Any) -> bytes:
-    return Vector(np.asarray(value, dtype=np.float32)).to_binary()
+    # pgvector's binary form: dimensions (int16), unused (int16), then big-endian float32 values.
+    array = np.asarray(value, dtype=">f4")
+    if array.ndim != 1:
+        raise ValueError("a vector must be one-dimensional")
+    return struct.pack(">HH", array.shape[0], 0) + array.tobytes()
 
 
 ENCODERS = {"text": _text, "jsonb": _jsonb, "timestamptz": _timestamptz, "vector": _vector}

@@ -40,7 +40,7 @@ def clean_name(value: str, what: str) -> str:
 
 def clean_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
     """Metadata must be a JSON object."""
-    if metadata is None:
+    if not metadata and (metadata is None or isinstance(metadata, Mapping)):
         return {}
     if not isinstance(metadata, Mapping):
         raise InputError("metadata must be a JSON object.")

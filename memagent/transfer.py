@@ -11,11 +11,11 @@ its own, and a re-run skips what is stored already before embedding anything.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -23,8 +23,9 @@ from queue import Full, Queue
 from typing import Any, TypeVar
 
 import numpy as np
+import pybase64
 
-from memagent.bulk import BulkRepository
+from memagent.bulk import BulkRepository, EncodedBatch, encode
 from memagent.errors import InputError, MemagentError
 from memagent.repository import NewMemory, Scope, content_hash
 from memagent.service import MemoryService, clean_metadata, clean_name, clean_text
@@ -74,7 +75,7 @@ def export_line(row: Any) -> str:
     }
     embedding = getattr(row, "embedding", None)
     if embedding is not None:
-        record["embedding"] = base64.b64encode(np.asarray(embedding, dtype="<f4").tobytes()).decode("ascii")
+        record["embedding"] = pybase64.b64encode(np.asarray(embedding, dtype="<f4").tobytes()).decode("ascii")
     return json.dumps(record, ensure_ascii=False) + "\n"
 
 
@@ -82,7 +83,7 @@ def parse_embedding(value: Any) -> np.ndarray:
     """A stored vector from an import line: base64 of little-endian float32, or a list of numbers."""
     if isinstance(value, str):
         try:
-            raw = base64.b64decode(value, validate=True)
+            raw = pybase64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):
             raise InputError("embedding is not valid base64") from None
         if not raw or len(raw) % 4:
@@ -240,6 +241,28 @@ class Transfer:
 
     def import_batch(self, records: list[ImportRecord]) -> ImportSummary:
         """Store a batch: skip what exists, reuse vectors of the database's model, embed the rest, COPY."""
+        return self._write(*self._prepare(records))
+
+    def import_stream(
+        self, items: Iterable[T], records: Callable[[T], list[ImportRecord]]
+    ) -> Iterator[tuple[T, ImportSummary]]:
+        """Import batch after batch, writing one batch while the next is prepared; yields (item, summary).
+
+        The COPY and commit of batch n run in a writer thread (psycopg2 releases the GIL while the server
+        works) while this thread checks, embeds and builds batch n + 1. A duplicate across two batches in
+        flight is caught by the unique constraint and skipped (BulkRepository.copy_add).
+        """
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="memagent-copy") as writer:
+            in_flight: tuple[T, Future[ImportSummary]] | None = None
+            for item in items:
+                prepared = self._prepare(records(item))
+                if in_flight is not None:
+                    yield in_flight[0], in_flight[1].result()
+                in_flight = item, writer.submit(self._write, *prepared)
+            if in_flight is not None:
+                yield in_flight[0], in_flight[1].result()
+
+    def _prepare(self, records: list[ImportRecord]) -> tuple[ImportSummary, EncodedBatch]:
         summary = ImportSummary()
         embedder = self.memory.embedder
         with self.memory.unit() as repo:
@@ -277,9 +300,14 @@ class Transfer:
             )
             for r, ok in zip(fresh, reusable, strict=True)
         ]
+        return summary, encode(memories)
+
+    def _write(self, summary: ImportSummary, batch: EncodedBatch) -> ImportSummary:
+        if not batch.rows:
+            return summary
         with self.memory.unit() as repo:
             self.memory.check_embedding_space(repo, claim=True)
-            added = BulkRepository(repo.session).copy_add(memories)
+            added = BulkRepository(repo.session).copy_add(batch)
         summary.added = added
-        summary.skipped += len(memories) - added  # written by a concurrent import meanwhile
+        summary.skipped += batch.rows - added  # written by a concurrent import meanwhile
         return summary

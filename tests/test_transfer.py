@@ -200,7 +200,7 @@ def test_an_import_killed_halfway_resumes_without_duplicates(
     env = {k: v for k, v in os.environ.items()} | cli_env | {"MEMAGENT_EMBEDDING_BATCH_SIZE": "100"}
     fake.latency = 0.15  # slow enough to be killed between batches
     proc = subprocess.Popen(
-        [sys.executable, "-m", "memagent", "import", str(big_dump)],
+        [sys.executable, "-m", "memagent", "import", str(big_dump), "--batch-size", "1000"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

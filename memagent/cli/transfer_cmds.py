@@ -16,7 +16,7 @@ from memagent.cli.base import app, confirm_or_refuse, handled, load_settings
 from memagent.config import Settings
 from memagent.errors import InputError
 
-BATCH = 1000
+BATCH = 5000
 SHOWN_FAILURES = 20
 
 
@@ -45,7 +45,7 @@ def run_export(
     render.message(f"Exported {count} memories from {where}.")
 
 
-def run_import(settings: Settings, *, path: Path, namespace: str | None) -> None:
+def run_import(settings: Settings, *, path: Path, namespace: str | None, batch_size: int = BATCH) -> None:
     """Load memories from JSON lines: idempotent, resumable, through binary COPY."""
     from memagent.maintenance import IndexMaintenance
     from memagent.service import open_memory
@@ -53,6 +53,8 @@ def run_import(settings: Settings, *, path: Path, namespace: str | None) -> None
 
     if not path.is_file():
         raise InputError(f"no such file: {path}")
+    if not 1 <= batch_size <= 100_000:
+        raise InputError(f"--batch-size must be between 1 and 100000, not {batch_size}.")
     summary = ImportSummary()
     size = os.path.getsize(path)
     with contextlib.ExitStack() as stack:
@@ -71,17 +73,16 @@ def run_import(settings: Settings, *, path: Path, namespace: str | None) -> None
         )
         batches = parse_batches(
             source,
-            size=BATCH,
+            size=batch_size,
             namespace=namespace,
             default_namespace=settings.namespace,
             session=settings.session,
         )
         with progress:
             task = progress.add_task("import", total=size)
-            for batch in read_ahead(batches):
+            for batch, done in transfer.import_stream(read_ahead(batches), lambda b: b.records):
                 summary.failed.extend(batch.failed)
-                if batch.records:
-                    summary.merge(transfer.import_batch(batch.records))
+                summary.merge(done)
                 progress.advance(task, batch.bytes_read)
     render.message(
         f"Imported {path.name}: added {summary.added}, skipped {summary.skipped} already stored, "
@@ -172,13 +173,16 @@ def import_(
     namespace: Annotated[
         str | None, typer.Option("--namespace", "-n", help="Put every memory in this namespace.")
     ] = None,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", help="Lines per batch; each batch is committed on its own.")
+    ] = BATCH,
 ) -> None:
     """Load memories from JSON lines: idempotent, resumable, bulk-loaded with binary COPY.
 
     Stored vectors are reused when their model is the database's; other lines are embedded in batches.
     A malformed line is reported with its number and the rest still load.
     """
-    run_import(load_settings(), path=path, namespace=namespace)
+    run_import(load_settings(), path=path, namespace=namespace, batch_size=batch_size)
 
 
 @app.command()
