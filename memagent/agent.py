@@ -5,11 +5,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from memagent.errors import ProviderError
+from memagent.errors import DatabaseError, ProviderError
 from memagent.llm import ChatModel
 from memagent.prompt import build_prompt
 from memagent.records import RecalledMemory, RememberResult
+from memagent.recovery import RecoveryFile
 from memagent.service import MemoryService, clean_text
 
 
@@ -25,9 +27,13 @@ class TurnResult:
     message: str
     reply: str | None
     memories: list[RecalledMemory]
-    stored: RememberResult
+    stored: RememberResult | None  # None when the database was unreachable: see kept
     error: str | None = None
     system_prompt: str = field(default="", repr=False)
+    # The database error that kept this turn from being recalled against or stored, and the recovery
+    # file the exchange waits in until the next run that reaches the database.
+    db_error: str | None = None
+    kept: Path | None = None
 
 
 class ChatAgent:
@@ -61,11 +67,15 @@ class ChatAgent:
         keep = self.settings.history_turns
         history = self._history[-keep:] if keep else []
         in_context = {memory_id for memory_id, _, _ in history}
-        recalled = self.memory.recall(
-            message,
-            namespace=self.namespace,
-            session_id=self.session_id if self.this_session_only else None,
-        )
+        db_error: str | None = None
+        try:
+            recalled = self.memory.recall(
+                message,
+                namespace=self.namespace,
+                session_id=self.session_id if self.this_session_only else None,
+            )
+        except DatabaseError as exc:  # answer without memories rather than not at all
+            recalled, db_error = [], exc.message
         prompt = build_prompt(
             message,
             [m for m in recalled if m.id not in in_context],
@@ -91,10 +101,21 @@ class ChatAgent:
         else:
             text = f"User: {message}"
             metadata = {"kind": "unanswered", "chat_model": self.model.model, "error": error}
-        stored = self.memory.remember(
-            text, namespace=self.namespace, session_id=self.session_id, metadata=metadata
-        )
-        if reply is not None:
+        stored: RememberResult | None = None
+        kept: Path | None = None
+        try:
+            stored = self.memory.remember(
+                text, namespace=self.namespace, session_id=self.session_id, metadata=metadata
+            )
+        except DatabaseError as exc:
+            db_error = exc.message
+            kept = RecoveryFile(self.settings.home_path()).keep(
+                namespace=self.namespace or self.settings.namespace,
+                session_id=self.session_id,
+                content=text,
+                metadata=metadata,
+            )
+        if reply is not None and stored is not None:
             self._history.append((stored.id, message, reply))
         return TurnResult(
             message=message,
@@ -103,4 +124,6 @@ class ChatAgent:
             stored=stored,
             error=error,
             system_prompt=prompt.messages[0].content,
+            db_error=db_error,
+            kept=kept,
         )

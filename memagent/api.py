@@ -13,7 +13,7 @@ from memagent.embeddings import Embedder, make_embedder
 from memagent.errors import InputError
 from memagent.llm import ChatModel, make_chat_model
 from memagent.records import MemoryRecord, RecalledMemory, RememberResult
-from memagent.service import MemoryService
+from memagent.service import MemoryService, catch_up
 
 
 class Memory:
@@ -54,6 +54,7 @@ class Memory:
                 raise
             self._db = db
             self._service = MemoryService(db.sessions, embedder, self.settings)
+            catch_up(self._service)
         return self._service
 
     def close(self) -> None:

@@ -81,7 +81,7 @@ vec AS (
     FROM (
         SELECT m.id, {key} <=> {query} AS distance
         FROM memories m
-        WHERE {scope}
+        WHERE {scope} AND m.embedding IS NOT NULL
         ORDER BY {key} <=> {query}
         LIMIT :depth
     ) nearest

@@ -42,7 +42,8 @@ class Memory(Base):
     content: Mapped[str] = mapped_column(Text, nullable=False)
     # The dimension is fixed per database by the first migration (MEMAGENT_EMBEDDING_DIM: 1536 for
     # text-embedding-3-small, 384 for the bundled local model), so the ORM type leaves it open.
-    embedding: Mapped[Any] = mapped_column(Vector(), nullable=False)
+    # NULL while the embedding is pending (the provider failed when it was stored; revision 0005).
+    embedding: Mapped[Any] = mapped_column(Vector(), nullable=True)
     embedding_model: Mapped[str] = mapped_column(String(200), nullable=False)
     content_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     metadata_: Mapped[dict[str, Any]] = mapped_column(
@@ -60,6 +61,7 @@ class Memory(Base):
         UniqueConstraint("namespace", "content_hash", name="uq_memories_namespace_content_hash"),
         Index("ix_memories_content_tsv", "content_tsv", postgresql_using="gin"),
         Index("ix_memories_scope_recent", "namespace", "session_id", "created_at"),
+        Index("ix_memories_pending", "id", postgresql_where=text("embedding IS NULL")),
         Index(
             "ix_memories_embedding_hnsw",
             "embedding",
@@ -94,4 +96,5 @@ class EmbeddingStaging(Base):
         BigInteger, ForeignKey("memories.id", ondelete="CASCADE"), primary_key=True
     )
     model: Mapped[str] = mapped_column(String(200), nullable=False)
-    embedding: Mapped[Any] = mapped_column(Vector(), nullable=False)
+    # NULL while the embedding is pending (the provider failed when it was stored; revision 0005).
+    embedding: Mapped[Any] = mapped_column(Vector(), nullable=True)

@@ -37,7 +37,7 @@ def _entry(memory: RecalledMemory, text: str) -> str:
     record = {
         "date": memory.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "session": memory.session_id,
-        "similarity": round(memory.similarity, 3),
+        "similarity": None if memory.similarity is None else round(memory.similarity, 3),
         "text": text,
     }
     # JSON keeps each memory on one line (newlines escaped) and \u003c leaves no "<" for a fake marker.

@@ -30,18 +30,20 @@ class MemoryRecord:
 class RecalledMemory(MemoryRecord):
     """A memory returned by recall, with its cosine distance to the query and its ranking score."""
 
-    distance: float = 0.0
+    # None when there is no vector to compare: the memory's embedding is pending, or the query could not
+    # be embedded (provider down) and recall fell back to full-text search.
+    distance: float | None = 0.0
     score: float = 0.0  # vector: similarity; text: BM25; hybrid: reciprocal-rank-fusion score
 
     @property
-    def similarity(self) -> float:
-        """Cosine similarity, 1 - distance."""
-        return 1.0 - self.distance
+    def similarity(self) -> float | None:
+        """Cosine similarity, 1 - distance (None without vectors)."""
+        return None if self.distance is None else 1.0 - self.distance
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (ISO dates, similarity included)."""
         data = super().to_json()
-        data["similarity"] = round(self.similarity, 6)
+        data["similarity"] = None if self.similarity is None else round(self.similarity, 6)
         data["score"] = round(self.score, 6)
         return data
 
@@ -54,3 +56,6 @@ class RememberResult:
     created: bool
     namespace: str
     session_id: str
+    # Stored without its embedding because the provider failed; `memagent backfill` (or any later run
+    # whose embedding calls succeed) fills it in. Full-text recall finds it meanwhile.
+    pending: bool = False

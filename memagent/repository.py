@@ -11,7 +11,7 @@ from typing import Any, Literal
 import numpy as np
 from pgvector import Vector
 from pgvector.sqlalchemy import HALFVEC
-from sqlalchemy import ColumnElement, Select, and_, cast, delete, func, select, text
+from sqlalchemy import ColumnElement, Select, and_, cast, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -95,7 +95,8 @@ def _by_recency(found: list[RecalledMemory], half_life: timedelta, mode: SearchM
 
 
 def _recalled(row: Any, *, score: float) -> RecalledMemory:
-    return RecalledMemory(**_record(row).__dict__, distance=float(row.distance), score=score)
+    distance = None if row.distance is None else float(row.distance)
+    return RecalledMemory(**_record(row).__dict__, distance=distance, score=score)
 
 
 def _record(row: Any) -> MemoryRecord:
@@ -243,7 +244,13 @@ class MemoryRepository:
             )
         else:
             key = distance
-        inner = select(*RECORD_COLUMNS, distance).where(scope.where()).order_by(key).limit(k).subquery()
+        inner = (
+            select(*RECORD_COLUMNS, distance)
+            .where(scope.where(), Memory.embedding.is_not(None))
+            .order_by(key)
+            .limit(k)
+            .subquery()
+        )
         stmt: Select[Any] = select(inner)
         if max_distance is not None:
             stmt = stmt.where(inner.c.distance <= max_distance)
@@ -273,7 +280,11 @@ class MemoryRepository:
             sql = hybrid.text_sql(condition, max_distance=max_distance is not None)
         params |= hybrid.fusion_params(w_text=text_weight) | {
             "qtext": query_text,
-            "qvec": Vector._to_db(np.asarray(query_embedding, dtype=np.float32)),
+            "qvec": (
+                None
+                if query_embedding is None
+                else Vector._to_db(np.asarray(query_embedding, dtype=np.float32))
+            ),
             "k": k,
             "depth": depth,
             "max_distance": max_distance,
@@ -298,6 +309,37 @@ class MemoryRepository:
         )
 
     # -- embedding space -----------------------------------------------------------------------------------
+
+    # -- pending embeddings ------------------------------------------------------------------------------
+
+    def pending_count(self, namespace: str | None = None) -> int:
+        """How many memories wait for their embedding (in one namespace, or in all)."""
+        stmt = select(func.count()).select_from(Memory).where(Memory.embedding.is_(None))
+        if namespace is not None:
+            stmt = stmt.where(Memory.namespace == namespace)
+        return int(self.session.execute(stmt).scalar_one())
+
+    def pending_batch(self, limit: int) -> list[tuple[int, str]]:
+        """Up to `limit` memories waiting for their embedding, oldest first: (id, content)."""
+        rows = self.session.execute(
+            select(Memory.id, Memory.content)
+            .where(Memory.embedding.is_(None))
+            .order_by(Memory.id)
+            .limit(limit)
+        )
+        return [(int(row.id), str(row.content)) for row in rows]
+
+    def set_embeddings(self, vectors: Sequence[tuple[int, Any]], model: str) -> int:
+        """Fill in pending embeddings; a memory embedded meanwhile (another backfill) is left alone."""
+        done = 0
+        for memory_id, vector in vectors:
+            result = self.session.execute(
+                update(Memory)
+                .where(Memory.id == memory_id, Memory.embedding.is_(None))
+                .values(embedding=vector, embedding_model=model)
+            )
+            done += int(result.rowcount)  # type: ignore[attr-defined]
+        return done
 
     def index_kind(self) -> IndexKind:
         """Which HNSW index serves recall (vector until someone chooses halfvec)."""

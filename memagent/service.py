@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from memagent.config import Settings, validate_name
 from memagent.db import Database, translate_errors
 from memagent.embeddings import Embedder, make_embedder
-from memagent.errors import EmbeddingMismatchError, InputError
+from memagent.errors import EmbeddingMismatchError, InputError, ProviderError
 from memagent.records import MemoryRecord, RecalledMemory, RememberResult
 from memagent.repository import MemoryRepository, NewMemory, Scope, SearchMode
 
@@ -53,6 +53,10 @@ def clean_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
     return dict(json.loads(text))
 
 
+# Memories embedded per batch by backfill, and at most per automatic catch-up after a successful call.
+BACKFILL_BATCH = 64
+
+
 class MemoryService:
     """Long-term memory over one database and one embedder; each call is one transaction."""
 
@@ -60,6 +64,10 @@ class MemoryService:
         self._sessions = sessions
         self.embedder = embedder
         self.settings = settings
+        # Set by the last recall when the provider failed and full-text recall stood in (the error line).
+        self.degraded: str | None = None
+        # The provider error of the last remember that stored its memories as pending.
+        self.last_provider_error: str | None = None
 
     @contextmanager
     def unit(self) -> Iterator[MemoryRepository]:
@@ -134,7 +142,13 @@ class MemoryService:
             created_at = created_at.astimezone()  # a naive date means the caller's local time
         with self.unit() as repo:  # fail fast on a model mismatch, before any embedding work
             self.check_embedding_space(repo, claim=False)
-        vectors = self.embedder.embed(contents)
+        vectors: Any
+        try:
+            vectors = self.embedder.embed(contents)
+        except ProviderError as exc:
+            # Nothing is lost: store the text now, embed it later (backfill).
+            self.last_provider_error = exc.message
+            vectors = [None] * len(contents)
         with self.unit() as repo:
             self.check_embedding_space(repo, claim=True)
             stored = repo.add_many(
@@ -151,8 +165,12 @@ class MemoryService:
                     for content, vector in zip(contents, vectors, strict=True)
                 ]
             )
+        pending = vectors[0] is None if len(contents) else False
+        if not pending:
+            self.backfill(limit=BACKFILL_BATCH, quiet=True)  # the provider answers: catch up on old ones
         return [
-            RememberResult(new_id, created, scope.namespace, scope.session_id) for new_id, created in stored
+            RememberResult(new_id, created, scope.namespace, scope.session_id, pending=pending)
+            for new_id, created in stored
         ]
 
     def recall(
@@ -189,7 +207,18 @@ class MemoryService:
         mode = mode or self.settings.recall_mode
         if mode not in ("hybrid", "vector", "text"):
             raise InputError(f"mode must be hybrid, vector or text, not {mode!r}.")
-        vector = self.embedder.embed([query])[0]
+        self.degraded = None
+        vector: Any = None
+        try:
+            vector = self.embedder.embed([query])[0]
+        except ProviderError as exc:
+            if mode == "vector":
+                raise
+            # Full-text recall still works without the provider; say so rather than fail the turn.
+            self.degraded = exc.message
+            mode = "text"
+        else:
+            self.backfill(limit=BACKFILL_BATCH, quiet=True)
         with self.unit() as repo:
             return repo.search(
                 vector,
@@ -208,6 +237,52 @@ class MemoryService:
                 ),
                 index=repo.index_kind(),
             )
+
+    def pending(self, *, namespace: str | None = None, all_namespaces: bool = False) -> int:
+        """How many memories wait for their embedding (in the namespace, or in every namespace)."""
+        with self.unit() as repo:
+            return repo.pending_count(None if all_namespaces else self._scope(namespace, None).namespace)
+
+    def backfill(
+        self,
+        *,
+        limit: int | None = None,
+        batch: int = BACKFILL_BATCH,
+        quiet: bool = False,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Embed memories stored while the provider was failing; returns how many were embedded.
+
+        Runs in batches, each committed, so it can stop and resume. quiet: stop at the first provider
+        error instead of raising it (the automatic catch-up after a successful call).
+        """
+        done = 0
+        while limit is None or done < limit:
+            size = batch if limit is None else min(batch, limit - done)
+            with self.unit() as repo:
+                if not self.check_embedding_space(repo, claim=False):
+                    return done
+                waiting = repo.pending_batch(size)
+            if not waiting:
+                return done
+            try:
+                vectors = self.embedder.embed([content for _, content in waiting])
+            except ProviderError:
+                if quiet:
+                    return done
+                raise
+            with self.unit() as repo:
+                self.check_embedding_space(repo, claim=False)
+                filled = repo.set_embeddings(
+                    [(memory_id, vector) for (memory_id, _), vector in zip(waiting, vectors, strict=True)],
+                    self.embedder.model,
+                )
+            done += len(waiting)
+            if on_progress is not None:
+                on_progress(filled)
+            if len(waiting) < size:
+                return done
+        return done
 
     def recent(
         self, *, limit: int = 5, namespace: str | None = None, session_id: str | None = None
@@ -241,12 +316,23 @@ def open_memory(
 
     A vector index left missing by a killed bulk import is rebuilt first (notify says so).
     """
-    from memagent.maintenance import IndexMaintenance
-
     embedder = embedder or make_embedder(settings)
     with Database(settings) as db:
         db.ensure_schema(embedding_dim=embedder.dim)
         service = MemoryService(db.sessions, embedder, settings)
-        if IndexMaintenance(service).repair() and notify is not None:
-            notify("Rebuilt the vector index, which an interrupted import had left out.")
+        catch_up(service, notify)
         yield service
+
+
+def catch_up(service: MemoryService, notify: Callable[[str], None] | None = None) -> None:
+    """What a run does first once the database answers: rebuild a vector index a killed import left out,
+    and store the memories kept in the recovery file while the database was unreachable."""
+    from memagent.maintenance import IndexMaintenance
+    from memagent.recovery import RecoveryFile
+
+    say = notify or (lambda _: None)
+    if IndexMaintenance(service).repair():
+        say("Rebuilt the vector index, which an interrupted import had left out.")
+    replayed = RecoveryFile(service.settings.home_path()).replay(service)
+    if replayed:
+        say(f"Stored {replayed} memories kept in the recovery file while the database was unreachable.")

@@ -30,6 +30,8 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in list(os.environ):
         if name.startswith(("MEMAGENT_", "OPENAI_")):
             monkeypatch.delenv(name)
+    # Files memagent keeps in its home (the recovery file) stay in the test's own folder.
+    monkeypatch.setenv("MEMAGENT_HOME", str(tmp_path / "memagent-home-of-test"))
     monkeypatch.chdir(tmp_path)
 
 

@@ -118,6 +118,7 @@ def test_turn_recalls_streams_and_stores_the_exchange(
     assert request["messages"][-1] == {"role": "user", "content": QUESTION}
     assert [m.content for m in result.memories] == [PRIYA]
 
+    assert result.stored is not None
     row = connection.execute(
         text("SELECT content, session_id, metadata FROM memories WHERE id = :id"), {"id": result.stored.id}
     ).one()
@@ -139,7 +140,7 @@ def test_history_of_this_conversation_is_sent_and_not_repeated_as_memory(
         {"role": "assistant", "content": "Nice to meet you."},
     ]
     # The first exchange is in the conversation already: it is not repeated in the memory block.
-    assert first.stored.id not in [m.id for m in second.memories]
+    assert first.stored is not None and first.stored.id not in [m.id for m in second.memories]
     assert "Hello, I am Sam" not in messages[0]["content"]
 
 
@@ -174,6 +175,7 @@ def test_a_failed_model_call_keeps_the_message_and_the_loop_goes_on(
     result = agent.turn("please remember the blue door")
     assert result.reply is None and result.error is not None and message in result.error
     assert fake.api_key not in result.error
+    assert result.stored is not None
     row = connection.execute(
         text("SELECT content, metadata FROM memories WHERE id = :id"), {"id": result.stored.id}
     ).one()

@@ -104,12 +104,14 @@ def test_debug_shows_the_traceback(cli_env: dict[str, str]) -> None:
     assert "Traceback" in result.stderr
 
 
-def test_provider_failure_stores_nothing(cli_env: dict[str, str], engine: Engine, fake: FakeOpenAI) -> None:
+def test_provider_failure_keeps_the_memory_pending(
+    cli_env: dict[str, str], engine: Engine, fake: FakeOpenAI
+) -> None:
     fake.failures = [Failure(500)]
     result = runner.invoke(app, ["remember", "lost?"])
-    assert result.exit_code == 5
-    assert "HTTP 500" in result.stderr
-    assert rows(engine, cli_env["MEMAGENT_NAMESPACE"]) == []
+    assert result.exit_code == 0
+    assert "Stored with its embedding pending (the embeddings provider answered HTTP 500" in result.stderr
+    assert len(rows(engine, cli_env["MEMAGENT_NAMESPACE"])) == 1
 
 
 def test_purge_asks_and_counts(cli_env: dict[str, str], engine: Engine) -> None:

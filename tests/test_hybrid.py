@@ -99,7 +99,7 @@ def test_max_distance_applies_in_every_mode(repo: MemoryRepository) -> None:
             fake_embedding(query, DIM), scope=Scope("h"), k=5, mode=mode, query_text=query, max_distance=0.05
         )
         assert [m.content for m in found] == [query], mode
-        assert found[0].distance <= 0.05
+        assert found[0].distance is not None and found[0].distance <= 0.05
 
 
 def test_recency_half_life_favours_newer_memories(repo: MemoryRepository) -> None:

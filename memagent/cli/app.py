@@ -7,6 +7,7 @@ import os
 from typing import Annotated, Any
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from memagent.cli import render
 from memagent.cli.base import (
@@ -21,7 +22,7 @@ from memagent.cli.base import (
     parse_before,
     read_stdin,
 )
-from memagent.errors import InputError
+from memagent.errors import DatabaseError, InputError
 
 
 @app.command()
@@ -49,8 +50,24 @@ def remember(
         except json.JSONDecodeError as exc:
             raise InputError(f"--metadata is not valid JSON: {exc.msg} at position {exc.pos}.") from None
     settings = load_settings()
-    with open_service(settings) as service:
-        result = service.remember(body, namespace=namespace, session_id=session, metadata=meta)
+    try:
+        with open_service(settings) as service:
+            result = service.remember(body, namespace=namespace, session_id=session, metadata=meta)
+    except DatabaseError as exc:
+        # Nothing is dropped: the memory waits in the recovery file for the next run that reaches the DB.
+        from memagent.recovery import RecoveryFile
+        from memagent.service import clean_metadata, clean_name, clean_text
+
+        kept = RecoveryFile(settings.home_path()).keep(
+            namespace=clean_name(namespace or settings.namespace, "namespace"),
+            session_id=clean_name(session or settings.session, "session"),
+            content=clean_text(body),
+            metadata=clean_metadata(meta),
+        )
+        raise DatabaseError(
+            f"{exc.message.rstrip('.')}; the memory is kept in {kept} and will be stored by the next run "
+            "that reaches the database."
+        ) from None
     if as_json:
         render.print_json(
             {
@@ -58,12 +75,19 @@ def remember(
                 "created": result.created,
                 "namespace": result.namespace,
                 "session_id": result.session_id,
+                "pending": result.pending,
             }
         )
     elif result.created:
         render.message(f"Remembered as memory {result.id} in namespace {result.namespace!r}.")
     else:
         render.message(f"Already remembered as memory {result.id} in namespace {result.namespace!r}.")
+    if result.pending:
+        reason = (service.last_provider_error or "provider error").rstrip(".")
+        render.message(
+            f"Stored with its embedding pending ({reason}); "
+            "`memagent backfill` or the next run that reaches the provider embeds it."
+        )
 
 
 @app.command()
@@ -107,12 +131,43 @@ def recall(
             mode=mode,
             ef_search=ef_search,
         )
+        waiting = service.pending(namespace=namespace)
+    if service.degraded:
+        render.message(f"Recalled by full-text search only: {service.degraded}")
+    if waiting:
+        render.message(
+            f"{waiting} memories in this namespace wait for their embeddings (vector recall skips them); "
+            "`memagent backfill` embeds them."
+        )
     if as_json:
         render.print_json([memory.to_json() for memory in memories])
     elif not memories:
         render.message("No memories found.")
     else:
         render.recall_table(query, memories)
+
+
+@app.command()
+@handled
+def backfill() -> None:
+    """Embed the memories stored while the embeddings provider was failing, in every namespace.
+
+    Batches are committed as they go: an interrupted backfill resumes where it stopped.
+    """
+    settings = load_settings()
+    with open_service(settings) as service:
+        waiting = service.pending(all_namespaces=True)
+        if not waiting:
+            render.message("No memories wait for their embeddings.")
+            return
+        progress = Progress(
+            TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), console=render.err(), transient=True
+        )
+        with progress:
+            task = progress.add_task("backfill", total=waiting)
+            done = service.backfill(on_progress=lambda n: progress.advance(task, n))
+        left = service.pending(all_namespaces=True)
+    render.message(f"Embedded {done} pending memories; {left} still pending.")
 
 
 @app.command()

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from memagent.agent import ChatAgent
+from memagent.agent import ChatAgent, TurnResult
 from memagent.cli import render
 from memagent.cli.base import NamespaceOpt, app, handled, load_settings, open_service, read_stdin
 from memagent.errors import MemagentError
@@ -26,7 +26,9 @@ def show_memories(memories: list[RecalledMemory]) -> None:
     for memory in memories:
         first_line = memory.content.splitlines()[0] if memory.content else ""
         console.print(
-            f"  {memory.similarity:.3f}  {memory.session_id}  {first_line[:100]}", style="dim", markup=False
+            f"  {render.similarity(memory)}  {memory.session_id}  {first_line[:100]}",
+            style="dim",
+            markup=False,
         )
 
 
@@ -41,9 +43,19 @@ def one_shot(agent: ChatAgent, message: str) -> int:
     if result.reply is not None:
         sys.stdout.write("\n")
         sys.stdout.flush()
+    if result.kept is not None:
+        render.error_line(kept_line(result))
+        return 3
+    if result.reply is not None:
         return 0
     render.error_line(f"{result.error} Your message was stored.")
     return 5
+
+
+def kept_line(result: TurnResult) -> str:
+    """The one line saying where an exchange the database could not take is kept."""
+    reason = (result.db_error or "the database is unreachable").rstrip(".")
+    return f"{reason}; this exchange is kept in {result.kept} until the next run that reaches the database."
 
 
 def interactive(
@@ -85,7 +97,9 @@ def interactive(
             render.error_line(str(exc))
             continue
         console.print()
-        if result.error is not None:
+        if result.kept is not None:
+            render.error_line(kept_line(result))
+        elif result.error is not None:
             render.error_line(f"{result.error} Your message was stored; go on.")
     render.message(f"Bye. Resume with: memagent chat --session {agent.session_id}")
 

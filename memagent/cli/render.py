@@ -54,9 +54,14 @@ def recall_table(query: str, memories: Sequence[RecalledMemory]) -> None:
     table.add_column("memory", overflow="fold")
     for rank, memory in enumerate(memories, start=1):
         table.add_row(
-            str(rank), f"{memory.similarity:.3f}", memory.session_id, _when(memory.created_at), memory.content
+            str(rank), similarity(memory), memory.session_id, _when(memory.created_at), memory.content
         )
     out().print(table)
+
+
+def similarity(memory: RecalledMemory) -> str:
+    """The similarity as shown: three decimals, or a dash when there is no vector to compare."""
+    return "-" if memory.similarity is None else f"{memory.similarity:.3f}"
 
 
 def memory_table(title: str, memories: Sequence[MemoryRecord]) -> None:

@@ -1,0 +1,99 @@
+"""The recovery file: memories that could not be stored because the database was unreachable.
+
+When a memory must be stored and PostgreSQL cannot be reached, the memory is appended (and fsynced) to
+`recovery.jsonl` in the memagent home, readable by its owner only. The next run that opens the database
+stores them and empties the file. Replaying is idempotent: identical content in a namespace is stored once,
+so a replay interrupted halfway is simply replayed again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from memagent.service import MemoryService
+
+
+@dataclass(frozen=True)
+class Kept:
+    """One memory waiting in the recovery file."""
+
+    namespace: str
+    session_id: str
+    content: str
+    metadata: dict[str, Any]
+    created_at: datetime
+
+
+class RecoveryFile:
+    """Append-only JSON lines under a file lock, replayed into the database by the next successful run."""
+
+    def __init__(self, home: Path) -> None:
+        self.path = home / "recovery.jsonl"
+        self._lock = home / "recovery.lock"
+
+    def keep(self, *, namespace: str, session_id: str, content: str, metadata: dict[str, Any]) -> Path:
+        """Append one memory durably; returns the file's path."""
+        from filelock import FileLock
+
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        record = {
+            "namespace": namespace,
+            "session_id": session_id,
+            "content": content,
+            "metadata": metadata,
+            "created_at": datetime.now(UTC).isoformat(),
+        }
+        with FileLock(str(self._lock), timeout=30):
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        return self.path
+
+    def waiting(self) -> list[Kept]:
+        """The memories in the file (lines that cannot be read are skipped)."""
+        if not self.path.exists():
+            return []
+        out = []
+        for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                data = json.loads(line)
+                out.append(
+                    Kept(
+                        namespace=str(data["namespace"]),
+                        session_id=str(data["session_id"]),
+                        content=str(data["content"]),
+                        metadata=dict(data.get("metadata") or {}),
+                        created_at=datetime.fromisoformat(str(data["created_at"])),
+                    )
+                )
+            except (ValueError, KeyError, TypeError):
+                continue  # a line torn by a crash mid-write: nothing to store
+        return out
+
+    def replay(self, memory: MemoryService) -> int:
+        """Store every kept memory (with its original date), then empty the file; returns how many."""
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return 0
+        from filelock import FileLock
+
+        with FileLock(str(self._lock), timeout=30):
+            kept = self.waiting()
+            for item in kept:
+                memory.remember(
+                    item.content,
+                    namespace=item.namespace,
+                    session_id=item.session_id,
+                    metadata=item.metadata,
+                    created_at=item.created_at,
+                )
+            self.path.unlink(missing_ok=True)
+        return len(kept)
