@@ -43,7 +43,7 @@ class IndexMaintenance:
         self.memory = memory
 
     def status(self) -> IndexStatus:
-        with self.memory.unit() as repo:
+        with self.memory.unit("*") as repo:
             session = repo.session
             present = vector_index.kind(session) is not None
             size = session.execute(
@@ -61,7 +61,7 @@ class IndexMaintenance:
         if kind not in ("vector", "halfvec"):
             raise InputError(f"the index kind must be vector or halfvec, not {kind!r}.")
         dim = self.memory.embedder.dim
-        with self.memory.unit() as repo:
+        with self.memory.unit(admin=True) as repo:
             self.memory.check_embedding_space(repo, claim=True)
             session = repo.session
             if not vector_index.try_lock(session):
@@ -75,7 +75,7 @@ class IndexMaintenance:
 
     def repair(self) -> bool:
         """Rebuild the index if a killed bulk load left the table without it; True if it did."""
-        with self.memory.unit() as repo:
+        with self.memory.unit(admin=True) as repo:
             session = repo.session
             if repo.embedding_space() is None or vector_index.kind(session) is not None:
                 return False
@@ -100,22 +100,22 @@ class IndexMaintenance:
         if expected_rows < min_rows:
             yield False
             return
-        with self.memory.unit() as repo:
+        with self.memory.unit("*") as repo:
             stored = repo.session.execute(select(func.count()).select_from(Memory)).scalar_one()
         if expected_rows < stored:
             yield False
             return
         # The holder's transaction touches nothing but the lock: a lock on memories would block the drop.
-        with self.memory.unit() as holder:
+        with self.memory.unit(admin=True) as holder:
             if not vector_index.try_lock(holder.session):
                 yield False
                 return
-            with self.memory.unit() as repo:
+            with self.memory.unit(admin=True) as repo:
                 vector_index.drop(repo.session)
             try:
                 yield True
             finally:
                 if notify is not None:
                     notify("Building the vector index…")
-                with self.memory.unit() as repo:
+                with self.memory.unit(admin=True) as repo:
                     vector_index.create(repo.session, repo.index_kind(), self.memory.embedder.dim)

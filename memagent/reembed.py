@@ -53,7 +53,7 @@ class Reembedder:
 
     def pending(self) -> int:
         """How many memories still need a vector from the target model."""
-        with self.memory.unit() as repo:
+        with self.memory.unit("*") as repo:
             return int(
                 repo.session.execute(
                     text(
@@ -85,13 +85,13 @@ class Reembedder:
 
     def stage_batch(self) -> int:
         """Embed and stage the next batch in its own transaction; returns how many (0: all staged)."""
-        with self.memory.unit() as repo:
+        with self.memory.unit("*") as repo:
             return self._stage(repo.session)
 
     def switch(self) -> int:
         """Finish staging under a write lock and switch to the target model; returns the memory count."""
         dim = self.target.dim
-        with self.memory.unit() as repo:
+        with self.memory.unit(admin=True) as repo:  # retypes the column: the table owner's work
             session = repo.session
             # Readers go on; writers wait until the switch commits.
             session.execute(text("LOCK TABLE memories IN SHARE ROW EXCLUSIVE MODE"))

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
 from memagent.config import Settings, validate_name
@@ -53,6 +54,8 @@ def clean_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
     return dict(json.loads(text))
 
 
+# The role whose transactions row-level security confines to one namespace (revision 0006).
+APP_ROLE = "memagent_app"
 # Memories embedded per batch by backfill, and at most per automatic catch-up after a successful call.
 BACKFILL_BATCH = 64
 
@@ -64,17 +67,48 @@ class MemoryService:
         self._sessions = sessions
         self.embedder = embedder
         self.settings = settings
+        self._app_role: bool | None = None  # whether this login may switch to memagent_app (once known)
         # Set by the last recall when the provider failed and full-text recall stood in (the error line).
         self.degraded: str | None = None
         # The provider error of the last remember that stored its memories as pending.
         self.last_provider_error: str | None = None
 
     @contextmanager
-    def unit(self) -> Iterator[MemoryRepository]:
-        """One transaction: a repository over a new session, committed on success, rolled back on error."""
+    def unit(self, namespace: str | None = None, *, admin: bool = False) -> Iterator[MemoryRepository]:
+        """One transaction: a repository over a new session, committed on success, rolled back on error.
+
+        The transaction sees one namespace: it runs as the role memagent_app under row-level security
+        (revision 0006) with memagent.namespace set, so even a query without a namespace filter reads and
+        writes that namespace only. namespace '*' opens every namespace (export of all, import, backfill);
+        None opens none. admin: schema work (index builds, the re-embedding switch) as the login role.
+        """
         session = self._sessions()
         with translate_errors(), session, session.begin():
+            if not admin:
+                self._isolate(session, namespace)
             yield MemoryRepository(session)
+            if not admin and isinstance(session.get_bind(), Connection):
+                # Joined to a caller's transaction (tests): LOCAL settings would outlive this unit.
+                session.execute(text("SELECT set_config('role', 'none', true)"))
+
+    def _isolate(self, session: Session, namespace: str | None) -> None:
+        if self._app_role is None:
+            self._app_role = bool(
+                session.execute(
+                    text(
+                        "SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :role)"
+                        " THEN pg_has_role(current_user, :role, 'MEMBER') ELSE false END"
+                    ),
+                    {"role": APP_ROLE},
+                ).scalar_one()
+            )
+        session.execute(
+            text(
+                "SELECT set_config('memagent.namespace', :ns, true)"
+                + (", set_config('role', :role, true)" if self._app_role else "")
+            ),
+            {"ns": namespace if namespace is not None else "", "role": APP_ROLE},
+        )
 
     def _scope(self, namespace: str | None, session_id: str | None, before: datetime | None = None) -> Scope:
         return Scope(
@@ -149,7 +183,7 @@ class MemoryService:
             # Nothing is lost: store the text now, embed it later (backfill).
             self.last_provider_error = exc.message
             vectors = [None] * len(contents)
-        with self.unit() as repo:
+        with self.unit(scope.namespace) as repo:
             self.check_embedding_space(repo, claim=True)
             stored = repo.add_many(
                 [
@@ -219,7 +253,7 @@ class MemoryService:
             mode = "text"
         else:
             self.backfill(limit=BACKFILL_BATCH, quiet=True)
-        with self.unit() as repo:
+        with self.unit(scope.namespace) as repo:
             return repo.search(
                 vector,
                 scope=scope,
@@ -240,8 +274,9 @@ class MemoryService:
 
     def pending(self, *, namespace: str | None = None, all_namespaces: bool = False) -> int:
         """How many memories wait for their embedding (in the namespace, or in every namespace)."""
-        with self.unit() as repo:
-            return repo.pending_count(None if all_namespaces else self._scope(namespace, None).namespace)
+        scope = None if all_namespaces else self._scope(namespace, None).namespace
+        with self.unit(scope or "*") as repo:
+            return repo.pending_count(scope)
 
     def backfill(
         self,
@@ -259,7 +294,7 @@ class MemoryService:
         done = 0
         while limit is None or done < limit:
             size = batch if limit is None else min(batch, limit - done)
-            with self.unit() as repo:
+            with self.unit("*") as repo:
                 if not self.check_embedding_space(repo, claim=False):
                     return done
                 waiting = repo.pending_batch(size)
@@ -271,7 +306,7 @@ class MemoryService:
                 if quiet:
                     return done
                 raise
-            with self.unit() as repo:
+            with self.unit("*") as repo:
                 self.check_embedding_space(repo, claim=False)
                 filled = repo.set_embeddings(
                     [(memory_id, vector) for (memory_id, _), vector in zip(waiting, vectors, strict=True)],
@@ -290,22 +325,25 @@ class MemoryService:
         """The newest memories in scope, newest first."""
         if not 1 <= limit <= 10000:
             raise InputError(f"limit must be between 1 and 10000, not {limit}.")
-        with self.unit() as repo:
-            return repo.recent(self._scope(namespace, session_id), limit=limit)
+        scope = self._scope(namespace, session_id)
+        with self.unit(scope.namespace) as repo:
+            return repo.recent(scope, limit=limit)
 
     def count(
         self, *, namespace: str | None = None, session_id: str | None = None, before: datetime | None = None
     ) -> int:
         """How many memories are in scope."""
-        with self.unit() as repo:
-            return repo.count(self._scope(namespace, session_id, before))
+        scope = self._scope(namespace, session_id, before)
+        with self.unit(scope.namespace) as repo:
+            return repo.count(scope)
 
     def purge(
         self, *, namespace: str | None = None, session_id: str | None = None, before: datetime | None = None
     ) -> int:
         """Delete the memories in scope (one namespace; optionally one session, older than a date)."""
-        with self.unit() as repo:
-            return repo.purge(self._scope(namespace, session_id, before))
+        scope = self._scope(namespace, session_id, before)
+        with self.unit(scope.namespace) as repo:
+            return repo.purge(scope)
 
 
 @contextmanager

@@ -235,7 +235,7 @@ class Transfer:
     def export(self, namespace: str | None, *, with_embeddings: bool = True) -> Iterator[str]:
         """JSON lines for one namespace (or all when namespace is None), streamed in one read transaction."""
         scope = Scope(clean_name(namespace, "namespace")) if namespace is not None else None
-        with self.memory.unit() as repo:
+        with self.memory.unit(scope.namespace if scope is not None else "*") as repo:
             for row in BulkRepository(repo.session).iter_all(scope, with_embeddings=with_embeddings):
                 yield export_line(row)
 
@@ -265,7 +265,7 @@ class Transfer:
     def _prepare(self, records: list[ImportRecord]) -> tuple[ImportSummary, EncodedBatch]:
         summary = ImportSummary()
         embedder = self.memory.embedder
-        with self.memory.unit() as repo:
+        with self.memory.unit("*") as repo:  # a file may hold many namespaces
             self.memory.check_embedding_space(repo, claim=False)
             stored = BulkRepository(repo.session).existing(
                 (r.namespace, content_hash(r.content)) for r in records
@@ -305,7 +305,9 @@ class Transfer:
     def _write(self, summary: ImportSummary, batch: EncodedBatch) -> ImportSummary:
         if not batch.rows:
             return summary
-        with self.memory.unit() as repo:
+        # As the login role: PostgreSQL refuses COPY FROM under row-level security, and an import spans
+        # the namespaces its file names anyway.
+        with self.memory.unit(admin=True) as repo:
             self.memory.check_embedding_space(repo, claim=True)
             added = BulkRepository(repo.session).copy_add(batch)
         summary.added = added
