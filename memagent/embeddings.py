@@ -34,6 +34,27 @@ class Embedder(Protocol):
         """Embed texts in batches; returns an array of shape (len(texts), dim)."""
         ...
 
+    def covered(self, text: str) -> int:
+        """How many leading characters of the text its embedding reads (models have an input limit)."""
+        ...
+
+
+# OpenAI's embedding models read at most 8,191 tokens. Every token is at least one byte of UTF-8, so the first
+# 8,000 bytes always fit; longer texts are stored whole and embedded from their beginning.
+OPENAI_MAX_INPUT_BYTES = 8000
+
+
+# all-MiniLM-L6-v2 reads its first 256 word pieces; tokenising a megabyte to find them would be wasted work.
+LOCAL_MAX_CHARS = 20_000
+
+
+def head_within(text: str, max_bytes: int) -> str:
+    """The longest prefix of text whose UTF-8 encoding fits in max_bytes (never a split character)."""
+    encoded = text.encode("utf-8")
+    if len(encoded) <= max_bytes:
+        return text
+    return encoded[:max_bytes].decode("utf-8", errors="ignore")
+
 
 def _check(vectors: NDArray[np.float32], count: int, dim: int, model: str) -> NDArray[np.float32]:
     if vectors.shape != (count, dim):
@@ -80,13 +101,16 @@ class OpenAIEmbedder:
     def dim(self) -> int:
         return self._dim
 
+    def covered(self, text: str) -> int:
+        return len(head_within(text, OPENAI_MAX_INPUT_BYTES))
+
     def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
         import openai
 
         client = self._client.get()
         out: list[NDArray[np.float32]] = []
         for start in range(0, len(texts), self._batch_size):
-            batch = list(texts[start : start + self._batch_size])
+            batch = [head_within(t, OPENAI_MAX_INPUT_BYTES) for t in texts[start : start + self._batch_size]]
             extra: dict[str, Any] = {"dimensions": self._dim} if self._send_dimensions else {}
             try:
                 response = client.embeddings.create(model=self._model, input=batch, **extra)
@@ -167,12 +191,27 @@ class LocalEmbedder:
                 self._st_model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
         return self._st_model
 
+    def covered(self, text: str) -> int:
+        # Every word piece covers at least one character: a short text always fits in max_seq_length.
+        if len(text) < 250:
+            return len(text)
+        model = self._load()
+        encoded = model.tokenizer(
+            text[:LOCAL_MAX_CHARS],
+            truncation=True,
+            max_length=model.max_seq_length,
+            return_offsets_mapping=True,
+        )
+        if len(encoded["input_ids"]) < model.max_seq_length:
+            return min(len(text), LOCAL_MAX_CHARS)
+        return max((end for _, end in encoded["offset_mapping"]), default=len(text))
+
     def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         model = self._load()
         vectors = model.encode(
-            list(texts),
+            [text[:LOCAL_MAX_CHARS] for text in texts],  # the model reads 256 word pieces: spare the rest
             batch_size=self._batch_size,
             normalize_embeddings=True,
             convert_to_numpy=True,

@@ -29,10 +29,10 @@ RRF_C = 5
 
 _TEXT_RANKING = """
 query AS MATERIALIZED (
-    SELECT replace(plainto_tsquery('english', :qtext)::text, '&', '|')::tsquery AS tsq
+    SELECT replace(plainto_tsquery('english', left(:qtext, 100000))::text, '&', '|')::tsquery AS tsq
 ),
 terms AS MATERIALIZED (
-    SELECT DISTINCT u.lexeme FROM unnest(to_tsvector('english', :qtext)) AS u
+    SELECT DISTINCT u.lexeme FROM unnest(to_tsvector('english', left(:qtext, 100000))) AS u
 ),
 n_docs AS MATERIALIZED (
     SELECT count(*)::float8 AS n FROM memories m WHERE {scope}

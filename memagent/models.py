@@ -52,9 +52,10 @@ class Memory(Base):
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, server_default=func.now()
     )
-    # Full-text search (revision 0002): kept by PostgreSQL itself, never written by memagent.
+    # Full-text search (revisions 0002, 0007): kept by PostgreSQL itself, never written by memagent; it reads
+    # the first 100,000 characters (a tsvector holds at most 1 MB).
     content_tsv: Mapped[Any] = mapped_column(
-        TSVECTOR, Computed("to_tsvector('english'::regconfig, content)", persisted=True)
+        TSVECTOR, Computed("to_tsvector('english'::regconfig, left(content, 100000))", persisted=True)
     )
 
     __table_args__ = (

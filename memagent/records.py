@@ -59,3 +59,6 @@ class RememberResult:
     # Stored without its embedding because the provider failed; `memagent backfill` (or any later run
     # whose embedding calls succeed) fills it in. Full-text recall finds it meanwhile.
     pending: bool = False
+    # How many leading characters the embedding read, when the model's input limit cut the text short
+    # (the text itself is stored whole); None when it read everything.
+    embedded_chars: int | None = None

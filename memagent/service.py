@@ -202,9 +202,17 @@ class MemoryService:
         pending = vectors[0] is None if len(contents) else False
         if not pending:
             self.backfill(limit=BACKFILL_BATCH, quiet=True)  # the provider answers: catch up on old ones
+        covered = [self.embedder.covered(content) for content in contents]
         return [
-            RememberResult(new_id, created, scope.namespace, scope.session_id, pending=pending)
-            for new_id, created in stored
+            RememberResult(
+                new_id,
+                created,
+                scope.namespace,
+                scope.session_id,
+                pending=pending,
+                embedded_chars=reads if reads < len(content) else None,
+            )
+            for (new_id, created), content, reads in zip(stored, contents, covered, strict=True)
         ]
 
     def recall(

@@ -76,12 +76,18 @@ def remember(
                 "namespace": result.namespace,
                 "session_id": result.session_id,
                 "pending": result.pending,
+                "embedded_chars": result.embedded_chars,
             }
         )
     elif result.created:
         render.message(f"Remembered as memory {result.id} in namespace {result.namespace!r}.")
     else:
         render.message(f"Already remembered as memory {result.id} in namespace {result.namespace!r}.")
+    if result.embedded_chars is not None:
+        render.message(
+            f"Stored all {len(body.strip())} characters; the embedding reads the first "
+            f"{result.embedded_chars} (the model's input limit)."
+        )
     if result.pending:
         reason = (service.last_provider_error or "provider error").rstrip(".")
         render.message(

@@ -53,9 +53,7 @@ def handled(func: Callable[P, R]) -> Callable[P, R]:
             return func(*args, **kwargs)
         except MemagentError as exc:
             if _state["debug"]:
-                import traceback
-
-                traceback.print_exc(file=sys.stderr)
+                print_traceback()
             render.error_line(redact(str(exc)))
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
@@ -65,7 +63,7 @@ def handled(func: Callable[P, R]) -> Callable[P, R]:
             raise
         except Exception as exc:  # a bug: still one line, the traceback on request
             if _state["debug"]:
-                raise
+                print_traceback()
             name = type(exc).__name__
             render.error_line(
                 redact(f"unexpected {name}: {_first_line(exc)} (run with --debug for the traceback).")
@@ -73,6 +71,13 @@ def handled(func: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(1) from None
 
     return wrapper
+
+
+def print_traceback() -> None:
+    """The current exception's traceback on stderr, with keys and passwords replaced by ***."""
+    import traceback
+
+    sys.stderr.write(redact(traceback.format_exc()))
 
 
 def _first_line(exc: BaseException) -> str:
