@@ -114,6 +114,14 @@ class Memory:
         """How many memories there are in the namespace (or session)."""
         return self._memory().count(namespace=namespace, session_id=session)
 
+    def pending(self, *, namespace: str | None = None) -> int:
+        """How many memories of the namespace wait for their embedding (the provider was failing)."""
+        return self._memory().pending(namespace=namespace)
+
+    def backfill(self) -> int:
+        """Embed every memory stored while the provider was failing; returns how many."""
+        return self._memory().backfill()
+
     def purge(
         self,
         *,

@@ -103,6 +103,21 @@ def test_the_next_successful_call_embeds_pending_memories_by_itself(
     assert memory.pending() == 0
 
 
+def test_the_python_api_reports_and_backfills_pending_memories(db_url: str, fake: FakeOpenAI) -> None:
+    from memagent.api import Memory
+
+    namespace = "api-pending"
+    with Memory(database_url=db_url, namespace=namespace, embedder=fake_embedder(fake)) as memory:
+        memory.purge(everything=True)
+        memory.remember("stored while the provider works")
+        fake.failures = [Failure(503, path=EMBED)]
+        assert memory.remember("stored while it fails").pending
+        assert memory.pending() == 1
+        assert memory.backfill() == 1
+        assert memory.pending() == 0
+        memory.purge(everything=True)
+
+
 def test_cli_remember_and_recall_say_what_is_pending(
     cli_env: dict[str, str], fake: FakeOpenAI, engine: Engine
 ) -> None:

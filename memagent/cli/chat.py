@@ -97,6 +97,8 @@ def interactive(
             render.error_line(str(exc))
             continue
         console.print()
+        if agent.memory.degraded:
+            render.message(f"(memories recalled by full-text search only: {agent.memory.degraded})")
         if result.kept is not None:
             render.error_line(kept_line(result))
         elif result.error is not None:
