@@ -70,11 +70,9 @@ class Scope:
         return and_(*clauses)
 
 
-# Scopes holding at most this many vector components (rows x dimension: 5,208 rows at 1536) and rows are
-# ranked by exact scan instead of the HNSW index (docs/benchmarks.md). The row cap bounds what the check
-# itself reads in a large namespace (counting 10,000 index entries: about 1 ms).
+# Scopes holding at most this many vector components (rows x dimension: 5,208 rows at 1536, 20,833 at 384)
+# are ranked by exact scan instead of the HNSW index (docs/benchmarks.md).
 EXACT_SCAN_FLOATS = 8_000_000
-EXACT_SCAN_ROWS = 10_000
 
 RECORD_COLUMNS = (
     Memory.id,
@@ -246,7 +244,7 @@ class MemoryRepository:
         comparing every vector of a few thousand rows costs less and misses nothing. The count stops at
         the threshold, so it stays cheap for large namespaces.
         """
-        limit = max(1, min(EXACT_SCAN_ROWS, EXACT_SCAN_FLOATS // max(dim, 1)))
+        limit = max(1, EXACT_SCAN_FLOATS // max(dim, 1))
         inner = select(Memory.namespace).where(scope.where()).limit(limit + 1).subquery()
         return int(self.session.execute(select(func.count()).select_from(inner)).scalar_one()) <= limit
 
