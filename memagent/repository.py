@@ -70,10 +70,6 @@ class Scope:
         return and_(*clauses)
 
 
-# Scopes holding at most this many vector components (rows x dimension: 5,208 rows at 1536, 20,833 at 384)
-# are ranked by exact scan instead of the HNSW index (docs/benchmarks.md).
-EXACT_SCAN_FLOATS = 8_000_000
-
 RECORD_COLUMNS = (
     Memory.id,
     Memory.namespace,
@@ -213,17 +209,12 @@ class MemoryRepository:
         """
         depth = max(depth, k)
         fetch = depth if recency_half_life is not None else k
-        exact = query_embedding is not None and self._small_scope(scope, len(query_embedding))
         self.session.execute(
             text(
                 "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true),"
-                " set_config('hnsw.ef_search', :ef, true),"
-                " set_config('enable_indexscan', :index_scan, true)"
+                " set_config('hnsw.ef_search', :ef, true)"
             ),
-            {
-                "ef": str(max(ef_search, depth if mode == "hybrid" else fetch)),
-                "index_scan": "off" if exact else "on",
-            },
+            {"ef": str(max(ef_search, depth if mode == "hybrid" else fetch))},
         )
         if mode == "vector":
             found = self._vector_search(query_embedding, scope, fetch, max_distance, index)
@@ -236,17 +227,6 @@ class MemoryRepository:
         if recency_half_life is not None:
             found = _by_recency(found, recency_half_life, mode)[:k]
         return found
-
-    def _small_scope(self, scope: Scope, dim: int) -> bool:
-        """Whether the scope is small enough to rank exactly: faster than the HNSW walk, and exact.
-
-        A scope of 1% of the rows makes the iterative index scan visit ~100 candidates per row it keeps;
-        comparing every vector of a few thousand rows costs less and misses nothing. The count stops at
-        the threshold, so it stays cheap for large namespaces.
-        """
-        limit = max(1, EXACT_SCAN_FLOATS // max(dim, 1))
-        inner = select(Memory.namespace).where(scope.where()).limit(limit + 1).subquery()
-        return int(self.session.execute(select(func.count()).select_from(inner)).scalar_one()) <= limit
 
     def _vector_search(
         self,

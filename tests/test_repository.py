@@ -10,7 +10,6 @@ import pytest
 from sqlalchemy import Connection, insert, text
 from sqlalchemy.orm import Session
 
-from memagent import repository
 from memagent.models import Memory
 from memagent.repository import MemoryRepository, NewMemory, Scope, content_hash
 from tests.conftest import DIM
@@ -119,14 +118,10 @@ def _clustered(count: int, seed: int) -> np.ndarray:
     return normalised
 
 
-@pytest.mark.parametrize("path", ["iterative index scan", "exact scan of a small scope"])
 def test_scoped_recall_returns_k_rows_through_the_hnsw_index(
-    connection: Connection, repo: MemoryRepository, monkeypatch: pytest.MonkeyPatch, path: str
+    connection: Connection, repo: MemoryRepository
 ) -> None:
-    """A namespace holding 1% of 3,000 rows still gets k rows: through the iterative index scan, or by
-    ranking the small scope exactly (what memagent does below repository.EXACT_SCAN_FLOATS)."""
-    if path == "iterative index scan":
-        monkeypatch.setattr(repository, "EXACT_SCAN_FLOATS", 0)
+    """A namespace holding 1% of 3,000 rows still gets k rows: the fix is the iterative index scan."""
     total, k = 3000, 10
     vectors = _clustered(total, seed=7)
     rows = [
@@ -169,15 +164,12 @@ def test_scoped_recall_returns_k_rows_through_the_hnsw_index(
     ).all()
     assert len(naive) < k
 
-    connection.execute(text("RESET enable_seqscan"))
-    connection.execute(text("RESET enable_sort"))
     found = repo.search(query, scope=Scope("scoped"), k=k)
     assert len(found) == k
     assert all(m.namespace == "scoped" for m in found)
     scoped_ids = np.arange(0, total, 100)
     exact = scoped_ids[np.argsort(1 - vectors[scoped_ids] @ query)[:k]]
-    overlap = len({int(m.content.split()[1]) for m in found} & set(exact.tolist()))
-    assert overlap >= (k - 1 if path == "iterative index scan" else k)
+    assert len({int(m.content.split()[1]) for m in found} & set(exact.tolist())) >= k - 1
 
 
 def test_add_many_keeps_order_and_stores_identical_content_once(repo: MemoryRepository) -> None:
