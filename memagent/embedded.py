@@ -58,7 +58,8 @@ def shared_buffers_mb() -> int:
     """The embedded server's buffer cache: an eighth of this machine's memory, 128 MB to 1 GB.
 
     PostgreSQL's default 128 MB holds a sixth of the HNSW graph of 100k x 1536 vectors; at 1 GB the graph
-    stays in memory and storing one memory measured p95 6.8 ms instead of 12.6 ms (docs/benchmarks.md).
+    stays in memory and a single-row INSERT measured p95 6.8 ms instead of 12.6 ms (benchmarks/store_one.py,
+    docs/benchmarks.md).
     """
     import psutil
 
