@@ -70,6 +70,12 @@ class Scope:
         return and_(*clauses)
 
 
+_INSERT_SKIPPING = (
+    insert(Memory)
+    .on_conflict_do_nothing(constraint="uq_memories_namespace_content_hash")
+    .returning(Memory.id, Memory.namespace, Memory.content_hash)
+)
+
 RECORD_COLUMNS = (
     Memory.id,
     Memory.namespace,
@@ -146,13 +152,11 @@ class MemoryRepository:
                 }
                 for m in part
             ]
-            stmt = (
-                insert(Memory)
-                .values(rows)
-                .on_conflict_do_nothing(constraint="uq_memories_namespace_content_hash")
-                .returning(Memory.id, Memory.namespace, Memory.content_hash)
-            )
-            inserted = {(r.namespace, r.content_hash): int(r.id) for r in self.session.execute(stmt)}
+            # One statement for every call (compiled once, cached), executed with the rows as parameters:
+            # SQLAlchemy sends them as one multi-row INSERT ("insertmanyvalues").
+            inserted = {
+                (r.namespace, r.content_hash): int(r.id) for r in self.session.execute(_INSERT_SKIPPING, rows)
+            }
             missing = {(r["namespace"], r["content_hash"]) for r in rows} - inserted.keys()
             existing: dict[tuple[str, str], int] = {}
             for namespace in {ns for ns, _ in missing}:
