@@ -169,6 +169,8 @@ def validate_name(value: str, what: str) -> str:
         raise ValueError(f"{what} must be at most 200 characters")
     if not value.isprintable():
         raise ValueError(f"{what} must not contain control characters")
+    if value == "*":  # memagent's own "every namespace" marker (row-level security, revision 0006)
+        raise ValueError(f"{what} '*' is reserved")
     return value
 
 

@@ -10,7 +10,7 @@ from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.orm import Session
 
 from memagent.config import Settings
-from memagent.errors import DatabaseError
+from memagent.errors import DatabaseError, InputError
 from memagent.service import MemoryService
 from memagent.transfer import Transfer
 from tests.conftest import fake_embedder
@@ -81,3 +81,10 @@ def test_recall_recent_purge_and_export_stay_in_their_namespace(memory: MemorySe
     assert memory.count(namespace="bob") == 1
     exported = list(Transfer(memory).export("bob"))
     assert len(exported) == 1 and "bob's password" in exported[0]
+
+
+def test_the_all_namespaces_marker_cannot_be_a_namespace(memory: MemoryService) -> None:
+    with pytest.raises(InputError, match="reserved"):
+        memory.recall("bank", namespace="*")
+    with pytest.raises(InputError, match="reserved"):
+        memory.remember("planted", namespace="*")
