@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+from pgvector import Vector
 
 HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 TRAILER = struct.pack(">h", -1)
@@ -38,11 +39,7 @@ def _timestamptz(value: datetime) -> bytes:
 
 
 def _vector(value: Any) -> bytes:
-    # pgvector's binary form: dimensions (int16), unused (int16), then big-endian float32 values.
-    array = np.asarray(value, dtype=">f4")
-    if array.ndim != 1:
-        raise ValueError("a vector must be one-dimensional")
-    return struct.pack(">HH", array.shape[0], 0) + array.tobytes()
+    return Vector(np.asarray(value, dtype=np.float32)).to_binary()
 
 
 ENCODERS = {"text": _text, "jsonb": _jsonb, "timestamptz": _timestamptz, "vector": _vector}

@@ -303,11 +303,11 @@ class MemoryService:
         while limit is None or done < limit:
             size = batch if limit is None else min(batch, limit - done)
             with self.unit("*") as repo:
-                if not self.check_embedding_space(repo, claim=False):
-                    return done
+                # Every remember and recall comes here: the common case (nothing pending) is one query.
                 waiting = repo.pending_batch(size)
-            if not waiting:
-                return done
+                if not waiting:
+                    return done
+                self.check_embedding_space(repo, claim=False)  # never embed with the wrong model
             try:
                 vectors = self.embedder.embed([content for _, content in waiting])
             except ProviderError:

@@ -127,6 +127,17 @@ def service(sessions: Callable[[], Session], fake: FakeOpenAI) -> MemoryService:
     return MemoryService(sessions, fake_embedder(fake), Settings(namespace="test"))
 
 
+def provider_env(fake: FakeOpenAI) -> dict[str, str]:
+    """Settings that point memagent's embeddings at the loopback provider (384-dimension fake model)."""
+    return {
+        "MEMAGENT_EMBEDDING_PROVIDER": "openai",
+        "MEMAGENT_OPENAI_BASE_URL": fake.base_url,
+        "OPENAI_API_KEY": fake.api_key,
+        "MEMAGENT_EMBEDDING_MODEL": FAKE_MODEL,
+        "MEMAGENT_EMBEDDING_DIM": str(DIM),
+    }
+
+
 @pytest.fixture
 def cli_env(
     monkeypatch: pytest.MonkeyPatch, db_url: str, fake: FakeOpenAI, engine: Engine
@@ -135,11 +146,7 @@ def cli_env(
     namespace = f"cli-{uuid.uuid4().hex[:10]}"
     env = {
         "MEMAGENT_DATABASE_URL": db_url,
-        "MEMAGENT_EMBEDDING_PROVIDER": "openai",
-        "MEMAGENT_OPENAI_BASE_URL": fake.base_url,
-        "OPENAI_API_KEY": fake.api_key,
-        "MEMAGENT_EMBEDDING_MODEL": FAKE_MODEL,
-        "MEMAGENT_EMBEDDING_DIM": str(DIM),
+        **provider_env(fake),
         "MEMAGENT_NAMESPACE": namespace,
         "MEMAGENT_MAX_RETRIES": "0",
     }

@@ -20,7 +20,7 @@ from memagent.db import Database
 from memagent.embedded import EmbeddedPostgres
 from memagent.maintenance import IndexMaintenance
 from memagent.service import MemoryService
-from tests.conftest import DIM, FAKE_MODEL, fake_embedder, make_database
+from tests.conftest import DIM, fake_embedder, make_database, provider_env
 from tests.fake_openai import FakeOpenAI
 
 TOPICS = ["rust compilers", "alpine hiking", "sourdough baking", "jazz piano", "tide pools", "chess openings"]
@@ -41,6 +41,14 @@ def memory(db: Database, fake: FakeOpenAI) -> MemoryService:
     service = MemoryService(db.sessions, fake_embedder(fake), Settings(namespace="idx"))
     service.remember_many([f"notes about {topic} number {i}" for i in range(10) for topic in TOPICS])
     return service
+
+
+def db_env(db: Database, fake: FakeOpenAI) -> dict[str, str]:
+    """memagent's settings for this test's database and the loopback provider."""
+    return {
+        "MEMAGENT_DATABASE_URL": db.engine.url.render_as_string(hide_password=False),
+        **provider_env(fake),
+    }
 
 
 def index_definition(db: Database) -> str | None:
@@ -150,16 +158,7 @@ with open_memory(get_settings()) as memory:
 def test_a_bulk_load_killed_with_sigkill_is_repaired_by_the_next_run(
     db: Database, memory: MemoryService, fake: FakeOpenAI
 ) -> None:
-    env = {
-        **os.environ,
-        "MEMAGENT_DATABASE_URL": db.engine.url.render_as_string(hide_password=False),
-        "MEMAGENT_EMBEDDING_PROVIDER": "openai",
-        "MEMAGENT_OPENAI_BASE_URL": fake.base_url,
-        "OPENAI_API_KEY": fake.api_key,
-        "MEMAGENT_EMBEDDING_MODEL": FAKE_MODEL,
-        "MEMAGENT_EMBEDDING_DIM": str(DIM),
-        "MEMAGENT_NAMESPACE": "idx",
-    }
+    env = {**os.environ, **db_env(db, fake), "MEMAGENT_NAMESPACE": "idx"}
     killed = subprocess.run(
         [sys.executable, "-c", KILLED_LOADER], env=env, capture_output=True, text=True, timeout=120
     )
@@ -176,14 +175,7 @@ def test_a_bulk_load_killed_with_sigkill_is_repaired_by_the_next_run(
 def test_index_command_shows_and_switches_the_kind(
     db: Database, memory: MemoryService, fake: FakeOpenAI
 ) -> None:
-    env = {
-        "MEMAGENT_DATABASE_URL": db.engine.url.render_as_string(hide_password=False),
-        "MEMAGENT_EMBEDDING_PROVIDER": "openai",
-        "MEMAGENT_OPENAI_BASE_URL": fake.base_url,
-        "OPENAI_API_KEY": fake.api_key,
-        "MEMAGENT_EMBEDDING_MODEL": FAKE_MODEL,
-        "MEMAGENT_EMBEDDING_DIM": str(DIM),
-    }
+    env = db_env(db, fake)
     shown = runner.invoke(app, ["index"], env=env)
     assert (
         shown.exit_code == 0

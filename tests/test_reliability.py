@@ -23,7 +23,7 @@ from memagent.embeddings import OpenAIEmbedder
 from memagent.errors import ProviderError
 from memagent.repository import MemoryRepository, Scope
 from memagent.service import MemoryService
-from tests.conftest import DIM, FAKE_MODEL, fake_embedder
+from tests.conftest import DIM, FAKE_MODEL, fake_embedder, provider_env
 from tests.fake_openai import Failure, FakeOpenAI, fake_embedding
 
 EMBED = "/embeddings"
@@ -184,15 +184,7 @@ def test_an_unreachable_database_keeps_the_memory_for_the_next_run(
 
     server = EmbeddedPostgres(tmp_path / "external-postgres")  # reached by URL: memagent cannot restart it
     url = server.acquire()
-    env = {
-        "MEMAGENT_HOME": str(home),
-        "MEMAGENT_DATABASE_URL": url,
-        "MEMAGENT_EMBEDDING_PROVIDER": "openai",
-        "MEMAGENT_OPENAI_BASE_URL": fake.base_url,
-        "OPENAI_API_KEY": fake.api_key,
-        "MEMAGENT_EMBEDDING_MODEL": FAKE_MODEL,
-        "MEMAGENT_EMBEDDING_DIM": str(DIM),
-    }
+    env = {"MEMAGENT_HOME": str(home), "MEMAGENT_DATABASE_URL": url, **provider_env(fake)}
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     try:
@@ -258,11 +250,7 @@ def writer_env(home: Path, fake: FakeOpenAI) -> dict[str, str]:
     return {
         **{k: v for k, v in os.environ.items() if not k.startswith(("MEMAGENT_", "OPENAI_"))},
         "MEMAGENT_HOME": str(home),
-        "MEMAGENT_EMBEDDING_PROVIDER": "openai",
-        "MEMAGENT_OPENAI_BASE_URL": fake.base_url,
-        "OPENAI_API_KEY": fake.api_key,
-        "MEMAGENT_EMBEDDING_MODEL": FAKE_MODEL,
-        "MEMAGENT_EMBEDDING_DIM": str(DIM),
+        **provider_env(fake),
         "MEMAGENT_NAMESPACE": "writers",
     }
 

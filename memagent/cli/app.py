@@ -7,7 +7,6 @@ import os
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from memagent.cli import render
 from memagent.cli.base import (
@@ -166,9 +165,7 @@ def backfill() -> None:
         if not waiting:
             render.message("No memories wait for their embeddings.")
             return
-        progress = Progress(
-            TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), console=render.err(), transient=True
-        )
+        progress = render.count_progress("embedding")
         with progress:
             task = progress.add_task("backfill", total=waiting)
             done = service.backfill(on_progress=lambda n: progress.advance(task, n))

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from memagent.records import MemoryRecord, RecalledMemory
@@ -38,6 +39,18 @@ def print_json(data: Any) -> None:
     """JSON to stdout, one document."""
     sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
     sys.stdout.flush()
+
+
+def count_progress(label: str) -> Progress:
+    """A transient progress bar on stderr for work counted in memories (backfill, reembed)."""
+    return Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err(),
+        transient=True,
+    )
 
 
 def _when(value: datetime) -> str:

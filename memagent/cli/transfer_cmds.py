@@ -123,14 +123,7 @@ def run_reembed(settings: Settings, *, model: str, provider: str | None, dim: in
             refusal=f"{pending} memories would be re-embedded with {target.model}; pass --yes to confirm.",
             yes=yes,
         )
-        progress = Progress(
-            TextColumn("re-embedding"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
-            TimeRemainingColumn(),
-            console=render.err(),
-            transient=True,
-        )
+        progress = render.count_progress("re-embedding")
         with progress:
             task = progress.add_task("reembed", total=pending)
             moved = mover.run(on_progress=lambda n: progress.advance(task, n))
