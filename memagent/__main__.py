@@ -2,4 +2,5 @@
 
 from memagent.cli import main
 
-main()
+if __name__ == "__main__":
+    main()

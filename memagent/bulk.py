@@ -19,12 +19,41 @@ from memagent.repository import RECORD_COLUMNS, NewMemory, Scope, content_hash
 _COLUMNS = "namespace, session_id, content, embedding, embedding_model, content_hash, metadata, created_at"
 
 
+_ENCODERS = pgcopy.encoders(["text", "text", "text", "vector", "text", "text", "jsonb", "timestamptz"])
+
+
 @dataclass(frozen=True)
 class EncodedBatch:
     """Memories as a binary COPY stream, duplicates (same namespace and content) dropped."""
 
     rows: int
     payload: bytes
+
+    @classmethod
+    def of(cls, rows: Sequence[bytes], count: int | None = None) -> EncodedBatch:
+        """A batch of rows from encode_row (the caller has dropped duplicates).
+
+        `count` says how many rows there are when some of the pieces hold several rows back to back.
+        """
+        return cls(len(rows) if count is None else count, pgcopy.stream(rows))
+
+
+def encode_row(memory: NewMemory, digest: str, now: datetime) -> bytes:
+    """One memory as a row of the COPY stream (`now` stands in for a missing created_at)."""
+    m = memory
+    return pgcopy.encode_row(
+        (
+            m.namespace,
+            m.session_id,
+            m.content,
+            m.embedding,
+            m.embedding_model,
+            digest,
+            m.metadata,
+            m.created_at or now,
+        ),
+        _ENCODERS,
+    )
 
 
 def encode(memories: Sequence[NewMemory]) -> EncodedBatch:
@@ -33,23 +62,7 @@ def encode(memories: Sequence[NewMemory]) -> EncodedBatch:
     for m in memories:
         unique.setdefault((m.namespace, content_hash(m.content)), m)
     now = datetime.now(UTC)
-    payload = pgcopy.encode(
-        (
-            (
-                m.namespace,
-                m.session_id,
-                m.content,
-                m.embedding,
-                m.embedding_model,
-                digest,
-                m.metadata,
-                m.created_at or now,
-            )
-            for (_, digest), m in unique.items()
-        ),
-        ["text", "text", "text", "vector", "text", "text", "jsonb", "timestamptz"],
-    )
-    return EncodedBatch(len(unique), payload)
+    return EncodedBatch.of([encode_row(m, digest, now) for (_, digest), m in unique.items()])
 
 
 class BulkRepository:
@@ -116,7 +129,9 @@ class BulkRepository:
         assert raw is not None
         cursor: Any = raw.cursor()
         try:
-            cursor.copy_expert(f"COPY {target} FROM STDIN WITH (FORMAT binary)", io.BytesIO(payload))
+            cursor.copy_expert(
+                f"COPY {target} FROM STDIN WITH (FORMAT binary)", io.BytesIO(payload), size=1 << 20
+            )
         finally:
             cursor.close()
 

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from pgvector import Vector
 
 HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 TRAILER = struct.pack(">h", -1)
@@ -38,26 +37,49 @@ def _timestamptz(value: datetime) -> bytes:
     return struct.pack(">q", micros)
 
 
-def _vector(value: Any) -> bytes:
-    return Vector(np.asarray(value, dtype=np.float32)).to_binary()
+def _vector(value: Any) -> bytearray:
+    # pgvector's binary format (vector_send/vector_recv): the dimension count and an unused field as
+    # unsigned 16-bit integers, then the values as float32, all big-endian. Converted in one pass.
+    values = np.asarray(value, dtype=np.float32)
+    out = bytearray(4 + 4 * values.size)
+    struct.pack_into(">HH", out, 0, values.size, 0)
+    np.frombuffer(out, dtype=">f4", offset=4)[:] = values
+    return out
 
 
-ENCODERS = {"text": _text, "jsonb": _jsonb, "timestamptz": _timestamptz, "vector": _vector}
+ENCODERS: dict[str, Callable[[Any], bytes | bytearray]] = {
+    "text": _text,
+    "jsonb": _jsonb,
+    "timestamptz": _timestamptz,
+    "vector": _vector,
+}
+_NULL = struct.pack(">i", -1)
+
+
+def encoders(types: Sequence[str]) -> list[Callable[[Any], bytes | bytearray]]:
+    """The encoders for columns of the given types, for encode_row."""
+    return [ENCODERS[t] for t in types]
+
+
+def encode_row(row: Sequence[Any], column_encoders: Sequence[Callable[[Any], bytes | bytearray]]) -> bytes:
+    """One row of a binary COPY stream (None is NULL)."""
+    parts: list[bytes | bytearray] = [struct.pack(">h", len(column_encoders))]
+    for value, encoder in zip(row, column_encoders, strict=True):
+        if value is None:
+            parts.append(_NULL)
+        else:
+            data = encoder(value)
+            parts.append(struct.pack(">i", len(data)))
+            parts.append(data)
+    return b"".join(parts)
+
+
+def stream(rows: Iterable[bytes | bytearray]) -> bytes:
+    """A complete binary COPY stream of encoded rows."""
+    return b"".join([HEADER, *rows, TRAILER])
 
 
 def encode(rows: Iterable[Sequence[Any]], types: Sequence[str]) -> bytes:
     """A complete binary COPY stream for rows whose columns have the given types (None is NULL)."""
-    encoders = [ENCODERS[t] for t in types]
-    parts = [HEADER]
-    count = struct.pack(">h", len(types))
-    for row in rows:
-        parts.append(count)
-        for value, encoder in zip(row, encoders, strict=True):
-            if value is None:
-                parts.append(struct.pack(">i", -1))
-            else:
-                data = encoder(value)
-                parts.append(struct.pack(">i", len(data)))
-                parts.append(data)
-    parts.append(TRAILER)
-    return b"".join(parts)
+    column_encoders = encoders(types)
+    return stream(encode_row(row, column_encoders) for row in rows)

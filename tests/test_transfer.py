@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
@@ -24,6 +26,7 @@ from typer.testing import CliRunner
 from memagent import pgcopy
 from memagent.bulk import BulkRepository
 from memagent.cli.app import app
+from memagent.importfile import plan_chunks
 from memagent.repository import NewMemory
 from tests.fake_openai import FakeOpenAI, fake_embedding
 
@@ -183,6 +186,86 @@ def test_another_model_in_the_file_is_re_embedded_in_batches(
             {"ns": ns},
         ).scalar_one()
     assert json.loads(stored) == pytest.approx(fake_embedding("line 3", 384).tolist(), abs=1e-6)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    lines=st.lists(st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"")), max_size=40),
+    final_newline=st.booleans(),
+    per_chunk=st.integers(min_value=1, max_value=7),
+    block_size=st.sampled_from([1, 3, 64, 1 << 20]),
+)
+def test_a_file_is_cut_into_whole_lines_numbered_from_one(
+    tmp_path_factory: pytest.TempPathFactory,
+    lines: list[bytes],
+    final_newline: bool,
+    per_chunk: int,
+    block_size: int,
+) -> None:
+    data = b"\n".join(lines) + (b"\n" if final_newline and lines else b"")
+    path = tmp_path_factory.mktemp("chunks") / "file.jsonl"
+    path.write_bytes(data)
+    chunks = plan_chunks(path, per_chunk, block_size=block_size)
+    seen: list[bytes] = []
+    for chunk in chunks:
+        assert chunk.first_line == len(seen) + 1 and 1 <= chunk.lines <= per_chunk
+        piece = data[chunk.start : chunk.end].split(b"\n")
+        if piece[-1] == b"":
+            piece.pop()
+        assert len(piece) == chunk.lines
+        seen += piece
+    expected = data.split(b"\n")
+    if expected[-1] == b"":
+        expected.pop()  # a final newline ends the last line; it does not start another
+    assert seen == expected
+    assert all(chunk.lines == per_chunk for chunk in chunks[:-1])
+
+
+def test_an_import_in_many_batches_reuses_skips_and_embeds_exactly(
+    ns: str, engine: Engine, fake: FakeOpenAI, tmp_path: Path
+) -> None:
+    """Rows already stored, repeated lines and lines of another model, spread over batches of three."""
+    runner.invoke(app, ["remember", "stored before"])
+    fake.reset()
+
+    def line(content: str, model: str = "fake-embed-384") -> str:
+        vector = fake_embedding(content + " (file)", 384).astype("<f4").tobytes()
+        record = {
+            "content": content,
+            "embedding_model": model,
+            "embedding": base64.b64encode(vector).decode(),
+        }
+        return json.dumps(record) + "\n"
+
+    dump = tmp_path / "mixed-batches.jsonl"
+    dump.write_text(
+        line("one")
+        + line("two")
+        + line("stored before")
+        + line("one")  # batch 1 and the start of 2
+        + line("three", model="other")
+        + line("four")
+        + line("two")  # a repeat across batches
+        + line("five")
+    )
+    result = runner.invoke(app, ["import", str(dump), "--batch-size", "3"])
+    assert result.exit_code == 0, result.output
+    assert "added 5, skipped 3 already stored, embedded 1, failed 0" in result.stderr
+    assert [r["body"]["input"] for r in fake.embedding_requests()] == [["three"]]
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT content, embedding::text FROM memories WHERE namespace = :ns"), {"ns": ns}
+        ).all()
+    stored: dict[str, str] = {content: vector for content, vector in rows}
+    assert sorted(stored) == ["five", "four", "one", "stored before", "three", "two"]
+    for content in ["one", "two", "four", "five"]:  # the file's vectors, exactly
+        assert json.loads(stored[content]) == pytest.approx(
+            fake_embedding(content + " (file)", 384).tolist(), abs=1e-6
+        )
+    assert json.loads(stored["three"]) == pytest.approx(fake_embedding("three", 384).tolist(), abs=1e-6)
+    assert json.loads(stored["stored before"]) == pytest.approx(
+        fake_embedding("stored before", 384).tolist(), abs=1e-6
+    )
 
 
 @pytest.fixture

@@ -47,9 +47,10 @@ def run_export(
 
 def run_import(settings: Settings, *, path: Path, namespace: str | None, batch_size: int = BATCH) -> None:
     """Load memories from JSON lines: idempotent, resumable, through binary COPY."""
+    from memagent.importfile import ParseOptions, parse_file, plan_chunks
     from memagent.maintenance import IndexMaintenance
     from memagent.service import open_memory
-    from memagent.transfer import ImportSummary, Transfer, count_lines, parse_batches, read_ahead
+    from memagent.transfer import ImportSummary, Transfer
 
     if not path.is_file():
         raise InputError(f"no such file: {path}")
@@ -59,8 +60,9 @@ def run_import(settings: Settings, *, path: Path, namespace: str | None, batch_s
     size = os.path.getsize(path)
     with contextlib.ExitStack() as stack:
         service = stack.enter_context(open_memory(settings, notify=render.message))
-        source = stack.enter_context(open(path, "rb"))
-        if stack.enter_context(IndexMaintenance(service).bulk_load(count_lines(path), render.message)):
+        chunks = plan_chunks(path, batch_size)
+        lines = sum(chunk.lines for chunk in chunks)
+        if stack.enter_context(IndexMaintenance(service).bulk_load(lines, render.message)):
             render.message("Large import: loading without the vector index, then building it once.")
         transfer = Transfer(service)
         progress = Progress(
@@ -71,16 +73,16 @@ def run_import(settings: Settings, *, path: Path, namespace: str | None, batch_s
             console=render.err(),
             transient=True,
         )
-        batches = parse_batches(
-            source,
-            size=batch_size,
+        options = ParseOptions(
             namespace=namespace,
             default_namespace=settings.namespace,
             session=settings.session,
+            model=service.embedder.model,
+            dim=service.embedder.dim,
         )
         with progress:
             task = progress.add_task("import", total=size)
-            for batch, done in transfer.import_stream(read_ahead(batches), lambda b: b.records):
+            for batch, done in transfer.import_batches(parse_file(path, chunks, options)):
                 summary.failed.extend(batch.failed)
                 summary.merge(done)
                 progress.advance(task, batch.bytes_read)
