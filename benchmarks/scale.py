@@ -1,7 +1,7 @@
 """memagent at scale on the embedded server, beside the tutorial's approach and mem0, on the same vectors.
 
     python benchmarks/scale.py --rows 100000 --dim 1536 --compare-builds
-    python benchmarks/scale.py --rows 1000000 --dim 384
+    python benchmarks/scale.py --rows 1000000 --dim 384 --more-ef 40 200
 
 Vectors are shaped like real embeddings: a few hundred clusters in a 48-dimensional latent space, mapped to
 `dim` dimensions and normalised (uniform random vectors would make HNSW recall meaningless). 1% of the rows
@@ -13,13 +13,14 @@ form the "scoped" namespace. In one process run, on one server:
 - index builds (with --compare-builds): maintenance_work_mem 64 MB serial, sized serial, sized parallel.
 - store one memory with the index in place (embedding excluded; one transaction each): p50/p95, with the
   vector index and with the halfvec index.
-- recall latency p50/p95 and recall@10 against exact search, unfiltered and scoped to the 1% namespace.
+- recall latency p50/p95 and recall@10 against exact search, unfiltered and scoped to the 1% namespace, at
+  ef_search 100 (memagent's default) and at each --more-ef value.
 - the tutorial's approach: psycopg2, one INSERT and commit per memory, `ORDER BY embedding <=> %s LIMIT k`.
 - mem0's pgvector store (mem0ai's PGVector, the class `Memory.add(..., infer=False)` writes through: one
   insert call per memory; mem0's SQLite history write is left out, which flatters mem0), and its search
   with and without a user_id filter.
 Peers insert --peer-rows rows one by one (timed); the rest of their table is filled untimed and their HNSW
-index rebuilt, so every system searches the same rows. Peak memory is the proportional set size (PSS) of the
+index rebuilt (with memagent's build memory and workers), so every system searches the same rows. Peak memory is the proportional set size (PSS) of the
 server's processes and the peak RSS of this client.
 
 The run uses a temporary MEMAGENT_HOME; nothing of yours is touched. mem0ai is optional (pip install mem0ai).
@@ -174,6 +175,9 @@ def main() -> None:
     parser.add_argument("--peer-rows", type=int, default=2000, help="rows each peer inserts one by one")
     parser.add_argument("--copy-sample", type=int, default=5000, help="rows COPY'd with the index in place")
     parser.add_argument("--compare-builds", action="store_true", help="time 64MB/serial/parallel builds")
+    parser.add_argument(
+        "--more-ef", type=int, nargs="*", default=[40], help="ef_search values to measure besides 100"
+    )
     parser.add_argument("--skip-mem0", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
@@ -352,9 +356,7 @@ def run(
                 ("scoped", scoped_ids, Scope("scoped")),
             ):
                 if ef != 100:
-                    if label == "scoped":
-                        continue
-                    label = f"unfiltered_ef{ef}"
+                    label = f"{label}_ef{ef}"
 
                 def search(q: np.ndarray, scope: Scope = scope) -> list[int]:
                     with sessions.begin() as session:
@@ -378,7 +380,8 @@ def run(
         # 4-5. Store one and recall, vector index, then halfvec.
         store_one("vector")
         memagent_recall("vector")
-        memagent_recall("vector", ef=40)
+        for ef in args.more_ef:
+            memagent_recall("vector", ef=ef)
         t = time.perf_counter()
         IndexMaintenance(memory).rebuild("halfvec")
         took = time.perf_counter() - t
@@ -432,7 +435,13 @@ def _peer_fill_and_index(cur: Any, table: str, select_sql: str, rows_done: int) 
     for (name,) in cur.fetchall():
         cur.execute(f'DROP INDEX "{name}"')
     cur.execute(select_sql, (rows_done,))
-    cur.execute("SET maintenance_work_mem = '1GB'")
+    from memagent import vector_index
+
+    # Untimed setup: the peers' index is built with the memory and workers memagent gives its own build.
+    workers = vector_index.build_workers()
+    cur.execute(f"SET maintenance_work_mem = '{vector_index.build_memory_mb()}MB'")
+    cur.execute(f"SET max_parallel_maintenance_workers = {workers}")
+    cur.execute(f"ALTER TABLE {table} SET (parallel_workers = {max(workers, 1)})")
     column = "embedding" if table.startswith("tutorial") else "vector"
     cur.execute(f"CREATE INDEX ON {table} USING hnsw ({column} vector_cosine_ops)")
     cur.execute(f"ANALYZE {table}")

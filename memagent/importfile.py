@@ -1,28 +1,28 @@
 """Reading an import file: JSON lines parsed, validated and encoded for COPY in batches, ahead of the loader.
 
-The file is first cut into batches of lines (one read in 1 MB blocks, which also counts them). A parser
-thread then reads each batch by its byte range, parses it, and encodes the rows whose vectors can be
-reused straight into PostgreSQL's binary COPY format, while the loader checks and loads the batch before.
-The per-line work is kept small (about 35 µs at 1536 dimensions here: JSON, base64, one conversion of the
-vector to big-endian floats), because on a two-core machine it shares the CPU with the server's COPY. A
-second process was measured too and was slower: moving 30 MB batches between processes cost more than it
-saved (docs/benchmarks.md).
+A reader thread reads the file once, front to back in large blocks, and turns each batch of lines into
+rows already in PostgreSQL's binary COPY format (for lines whose vectors can be reused), while the loader
+checks and loads the batch before. The per-line work is kept small (about 35 µs at 1536 dimensions here:
+JSON, base64, one conversion of the vector to big-endian floats), because on a two-core machine it shares
+the CPU with the server's COPY. A second process was measured too and was slower: moving 30 MB batches
+between processes cost more than it saved (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import binascii
 import json
-from collections import deque
+import threading
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from queue import Full, Queue
+from typing import Any, BinaryIO
 
 import numpy as np
+import orjson
 import pybase64
 
 from memagent.bulk import encode_row
@@ -89,16 +89,6 @@ class ParsedBatch:
         return len(kept), b"".join(kept)
 
 
-@dataclass(frozen=True)
-class Chunk:
-    """Lines [first_line, first_line + lines) of a file, at bytes [start, end)."""
-
-    start: int
-    end: int
-    first_line: int
-    lines: int
-
-
 def parse_embedding(value: Any) -> np.ndarray:
     """A stored vector from an import line: base64 of little-endian float32, or a list of numbers."""
     if isinstance(value, str):
@@ -122,13 +112,34 @@ def parse_embedding(value: Any) -> np.ndarray:
     return embedding
 
 
-def parse_line(raw: bytes, line: int, options: ParseOptions, now: datetime) -> ImportRecord:
+def _loads(raw: bytes | memoryview) -> Any:
+    data = orjson.loads(raw)
+    # orjson reads an integer beyond 64 bits as a float; the standard library keeps it exact. Only metadata
+    # can hold numbers, so a line whose metadata has a float is read again the slow, exact way.
+    if isinstance(data, dict) and _has_float(data.get("metadata")):
+        data = json.loads(bytes(raw).decode("utf-8"))
+    return data
+
+
+def _has_float(value: Any) -> bool:
+    if isinstance(value, float):
+        return True
+    if isinstance(value, dict):
+        return any(_has_float(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_float(v) for v in value)
+    return False
+
+
+def parse_line(raw: bytes | memoryview, line: int, options: ParseOptions, now: datetime) -> ImportRecord:
     """Parse and validate one line; raises InputError naming what is wrong."""
     try:
-        data = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise InputError("not valid UTF-8") from None
-    except json.JSONDecodeError as exc:
+        data = _loads(raw)
+    except orjson.JSONDecodeError as exc:
+        try:
+            bytes(raw).decode("utf-8")
+        except UnicodeDecodeError:
+            raise InputError("not valid UTF-8") from None
         raise InputError(f"not valid JSON ({exc.msg})") from None
     if not isinstance(data, dict):
         raise InputError("not a JSON object")
@@ -158,26 +169,19 @@ def parse_line(raw: bytes, line: int, options: ParseOptions, now: datetime) -> I
     return ImportRecord(line, namespace, session, content, digest, metadata, created_at, row)
 
 
-def parse_chunk(path: Path, chunk: Chunk, options: ParseOptions) -> ParsedBatch:
-    """Parse one range of lines of the file."""
-    with open(path, "rb") as source:
-        source.seek(chunk.start)
-        data = source.read(chunk.end - chunk.start)
-    batch = ParsedBatch(bytes_read=len(data))
+def parse_lines(lines: list[bytes | memoryview], first_line: int, options: ParseOptions) -> ParsedBatch:
+    """Parse a batch of lines numbered from first_line (blank lines are skipped, bad ones reported)."""
+    batch = ParsedBatch(bytes_read=sum(len(raw) + 1 for raw in lines))
     now = datetime.now(UTC)
     rows: list[bytes] = []
     seen: set[tuple[str, str]] = set()
     size = 0
-    lines = data.split(b"\n")
-    if lines and not lines[-1]:
-        lines.pop()  # the piece after the last newline
-    for number, raw in enumerate(lines, start=chunk.first_line):
-        if not raw.strip():
-            continue
+    for number, raw in enumerate(lines, start=first_line):
         try:
             record = parse_line(raw, number, options, now)
         except MemagentError as exc:
-            batch.failed.append((number, exc.message.rstrip(".")))
+            if bytes(raw).strip():  # blank lines are skipped
+                batch.failed.append((number, exc.message.rstrip(".")))
             continue
         key = (record.namespace, record.digest)
         if key in seen:
@@ -195,44 +199,90 @@ def parse_chunk(path: Path, chunk: Chunk, options: ParseOptions) -> ParsedBatch:
     return batch
 
 
-def plan_chunks(path: Path, lines_per_chunk: int, *, block_size: int = 1 << 20) -> list[Chunk]:
-    """Cut a file into ranges of `lines_per_chunk` lines (one read of the file, block by block)."""
-    chunks: list[Chunk] = []
-    start = position = 0
+def line_batches(
+    source: BinaryIO, lines_per_batch: int, *, block_size: int = 1 << 22
+) -> Iterator[tuple[int, list[bytes | memoryview]]]:
+    """(number of the first line, the lines without their newlines), `lines_per_batch` lines at a time.
+
+    Lines are views into the blocks read (no copy), except a line that spans two blocks.
+    """
     first_line = 1
-    lines = 0
-    ends_with_newline = True
+    lines: list[bytes | memoryview] = []
+    carry: list[bytes] = []  # the start of a line that continues in the next block
+    while block := source.read(block_size):
+        view = memoryview(block)
+        start = 0
+        while (end := block.find(b"\n", start)) >= 0:
+            if carry:
+                lines.append(b"".join([*carry, block[start:end]]))
+                carry = []
+            else:
+                lines.append(view[start:end])
+            start = end + 1
+            if len(lines) == lines_per_batch:
+                yield first_line, lines
+                first_line += len(lines)
+                lines = []
+        if start < len(block):
+            carry.append(block[start:])
+    if carry:
+        lines.append(b"".join(carry))  # a last line without a newline
+    if lines:
+        yield first_line, lines
+
+
+def count_lines(path: Path, *, stop_at: int | None = None) -> int:
+    """How many lines a file has, or stop_at once it has that many (read in 1 MB blocks)."""
+    count = 0
+    last = b"\n"
     with open(path, "rb") as source:
-        while block := source.read(block_size):
-            ends_with_newline = block.endswith(b"\n")
-            offset = 0
-            while (count := block.count(b"\n", offset)) >= lines_per_chunk - lines:
-                for _ in range(lines_per_chunk - lines):
-                    offset = block.index(b"\n", offset) + 1
-                chunks.append(Chunk(start, position + offset, first_line, lines_per_chunk))
-                start, first_line, lines = position + offset, first_line + lines_per_chunk, 0
-            lines += count
-            position += len(block)
-    if position > start:
-        chunks.append(Chunk(start, position, first_line, lines + (not ends_with_newline)))
-    return chunks
+        while block := source.read(1 << 20):
+            count += block.count(b"\n")
+            last = block[-1:]
+            if stop_at is not None and count >= stop_at:
+                return stop_at
+    return count + (last != b"\n")
 
 
-def parse_file(path: Path, chunks: list[Chunk], options: ParseOptions) -> Iterator[ParsedBatch]:
-    """The chunks parsed, in order, by a thread that works up to READ_AHEAD batches ahead of the caller.
+def parse_file(path: Path, lines_per_batch: int, options: ParseOptions) -> Iterator[ParsedBatch]:
+    """The file parsed batch by batch, by a thread that works up to READ_AHEAD batches ahead of the caller.
 
     psycopg2 releases the interpreter lock while COPY data goes to the server, so parsing overlaps the
-    load of the batch before. The thread stops with the iteration, also when the caller stops early.
+    load of the batch before. An error in the thread is raised here; stopping early stops the thread.
     """
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="memagent-parse") as parser:
-        ahead: deque[Future[ParsedBatch]] = deque()
+    queue: Queue[tuple[str, Any]] = Queue(maxsize=READ_AHEAD)
+    stop = threading.Event()
+
+    def put(item: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                queue.put(item, timeout=0.1)
+                return True
+            except Full:
+                continue
+        return False
+
+    def produce() -> None:
         try:
-            for chunk in chunks:
-                ahead.append(parser.submit(parse_chunk, path, chunk, options))
-                if len(ahead) > READ_AHEAD:
-                    yield ahead.popleft().result()
-            while ahead:
-                yield ahead.popleft().result()
-        finally:
-            for future in ahead:
-                future.cancel()
+            with open(path, "rb") as source:
+                for first_line, lines in line_batches(source, lines_per_batch):
+                    if not put(("batch", parse_lines(lines, first_line, options))):
+                        return
+        except BaseException as exc:  # handed to the consumer, which raises it
+            put(("error", exc))
+            return
+        put(("done", None))
+
+    reader = threading.Thread(target=produce, name="memagent-import-reader", daemon=True)
+    reader.start()
+    try:
+        while True:
+            kind, value = queue.get()
+            if kind == "done":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        reader.join(timeout=5)

@@ -87,22 +87,24 @@ class IndexMaintenance:
     @contextmanager
     def bulk_load(
         self,
-        expected_rows: int,
+        load_rows: Callable[[int], int],
         notify: Callable[[str], None] | None = None,
         *,
         min_rows: int = BULK_MIN_ROWS,
     ) -> Iterator[bool]:
         """Load without the index when the load is large and at least the table's size; yields whether.
 
-        The maintenance lock is held, in a transaction of its own, for the whole load; the index is dropped
-        in one committed transaction and rebuilt in another at the end (also when the load fails).
+        `load_rows(enough)` counts the rows the load brings and may stop counting at `enough` (a large file
+        need not be read to its end to know it is large enough). The maintenance lock is held, in a
+        transaction of its own, for the whole load; the index is dropped in one committed transaction and
+        rebuilt in another at the end (also when the load fails).
         """
-        if expected_rows < min_rows:
+        if load_rows(min_rows) < min_rows:
             yield False
             return
         with self.memory.unit("*") as repo:
             stored = repo.session.execute(select(func.count()).select_from(Memory)).scalar_one()
-        if expected_rows < stored:
+        if stored > min_rows and load_rows(stored) < stored:
             yield False
             return
         # The holder's transaction touches nothing but the lock: a lock on memories would block the drop.

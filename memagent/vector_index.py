@@ -55,6 +55,11 @@ def build_memory_mb() -> int:
     return int(max(64, min(2048, total // 4)))
 
 
+def build_workers() -> int:
+    """Parallel workers for an index build besides the leader: every other core, at most 7."""
+    return max(0, min(7, (os.cpu_count() or 1) - 1))
+
+
 def drop(session: Session) -> None:
     """Drop the HNSW index (before a bulk load into a table the load will dwarf)."""
     session.execute(text(f"DROP INDEX IF EXISTS {INDEX_NAME}"))
@@ -66,7 +71,7 @@ def create(session: Session, index: IndexKind, dim: int) -> None:
     The planner sizes parallel index builds by the table's main heap; 1536-dimension vectors live in the
     TOAST table, so without an explicit parallel_workers on the table it plans no workers at all.
     """
-    workers = max(0, min(7, (os.cpu_count() or 1) - 1))
+    workers = build_workers()
     opclass = "halfvec_cosine_ops" if index == "halfvec" else "vector_cosine_ops"
     session.execute(text(f"SET LOCAL maintenance_work_mem = '{build_memory_mb()}MB'"))
     session.execute(text(f"SET LOCAL max_parallel_maintenance_workers = {workers}"))

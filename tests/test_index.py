@@ -123,12 +123,12 @@ def test_a_missing_index_is_repaired_unless_a_bulk_load_holds_it(db: Database, m
 
 def test_bulk_load_drops_the_index_and_builds_it_once(db: Database, memory: MemoryService) -> None:
     maintenance = IndexMaintenance(memory)
-    with maintenance.bulk_load(10, min_rows=1000) as without:
+    with maintenance.bulk_load(lambda _: 10, min_rows=1000) as without:
         assert without is False and index_definition(db) is not None  # a small load keeps the index
-    with maintenance.bulk_load(50, min_rows=10) as without:
+    with maintenance.bulk_load(lambda _: 50, min_rows=10) as without:
         assert without is False  # smaller than the table (60 rows): cheaper to insert into the graph
     messages: list[str] = []
-    with maintenance.bulk_load(100, messages.append, min_rows=10) as without:
+    with maintenance.bulk_load(lambda _: 100, messages.append, min_rows=10) as without:
         assert without is True and index_definition(db) is None
         memory.remember_many([f"bulk memory {i} about tide pools" for i in range(40)])
         assert len(memory.recall("tide pools", k=50, mode="vector")) == 50
@@ -148,7 +148,7 @@ from memagent.maintenance import IndexMaintenance
 from memagent.service import open_memory
 
 with open_memory(get_settings()) as memory:
-    with IndexMaintenance(memory).bulk_load(10**6, min_rows=1):
+    with IndexMaintenance(memory).bulk_load(lambda _: 10**6, min_rows=1):
         memory.remember("written while the index is dropped")
         print("dropped", flush=True)
         os.kill(os.getpid(), 9)

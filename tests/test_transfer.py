@@ -26,7 +26,7 @@ from typer.testing import CliRunner
 from memagent import pgcopy
 from memagent.bulk import BulkRepository
 from memagent.cli.app import app
-from memagent.importfile import plan_chunks
+from memagent.importfile import count_lines, line_batches
 from memagent.repository import NewMemory
 from tests.fake_openai import FakeOpenAI, fake_embedding
 
@@ -145,7 +145,8 @@ def test_malformed_lines_are_reported_and_the_rest_loads(ns: str, engine: Engine
         b'{"content": "odd bytes", "embedding": "AAAAAAA="}\n'
         b'{"content": "nul \\u0000 inside"}\n'
         b"\xff\xfe invalid utf-8\n"
-        b'{"content": "good two", "created_at": "2023-05-08T13:56:00+00:00", "metadata": {"k": 1}}\n'
+        b'{"content": "good two", "created_at": "2023-05-08T13:56:00+00:00",'
+        b' "metadata": {"k": 1, "id": 123456789012345678901234567890, "x": [0.1, {"y": 2.5e-7}]}}\n'
     )
     result = runner.invoke(app, ["import", str(dump)])
     assert result.exit_code == 2
@@ -163,6 +164,11 @@ def test_malformed_lines_are_reported_and_the_rest_loads(ns: str, engine: Engine
     ]:
         assert fragment in result.stderr
     assert count(engine, ns) == 2
+    with engine.connect() as conn:
+        metadata = conn.execute(
+            text("SELECT metadata FROM memories WHERE namespace = :ns AND content = 'good two'"), {"ns": ns}
+        ).scalar_one()
+    assert metadata == {"k": 1, "id": 123456789012345678901234567890, "x": [0.1, {"y": 2.5e-7}]}  # exact
 
 
 def test_another_model_in_the_file_is_re_embedded_in_batches(
@@ -192,33 +198,28 @@ def test_another_model_in_the_file_is_re_embedded_in_batches(
 @given(
     lines=st.lists(st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"")), max_size=40),
     final_newline=st.booleans(),
-    per_chunk=st.integers(min_value=1, max_value=7),
+    per_batch=st.integers(min_value=1, max_value=7),
     block_size=st.sampled_from([1, 3, 64, 1 << 20]),
 )
-def test_a_file_is_cut_into_whole_lines_numbered_from_one(
+def test_a_file_is_read_in_batches_of_whole_lines_numbered_from_one(
     tmp_path_factory: pytest.TempPathFactory,
     lines: list[bytes],
     final_newline: bool,
-    per_chunk: int,
+    per_batch: int,
     block_size: int,
 ) -> None:
     data = b"\n".join(lines) + (b"\n" if final_newline and lines else b"")
-    path = tmp_path_factory.mktemp("chunks") / "file.jsonl"
-    path.write_bytes(data)
-    chunks = plan_chunks(path, per_chunk, block_size=block_size)
-    seen: list[bytes] = []
-    for chunk in chunks:
-        assert chunk.first_line == len(seen) + 1 and 1 <= chunk.lines <= per_chunk
-        piece = data[chunk.start : chunk.end].split(b"\n")
-        if piece[-1] == b"":
-            piece.pop()
-        assert len(piece) == chunk.lines
-        seen += piece
     expected = data.split(b"\n")
     if expected[-1] == b"":
         expected.pop()  # a final newline ends the last line; it does not start another
-    assert seen == expected
-    assert all(chunk.lines == per_chunk for chunk in chunks[:-1])
+    batches = list(line_batches(io.BytesIO(data), per_batch, block_size=block_size))
+    assert [line for _, batch in batches for line in batch] == expected
+    assert [first for first, _ in batches] == list(range(1, len(expected) + 1, per_batch))
+    assert all(len(batch) == per_batch for _, batch in batches[:-1])
+    path = tmp_path_factory.mktemp("lines") / "file.jsonl"
+    path.write_bytes(data)
+    assert count_lines(path) == len(expected)
+    assert count_lines(path, stop_at=per_batch) == min(per_batch, len(expected))
 
 
 def test_an_import_in_many_batches_reuses_skips_and_embeds_exactly(

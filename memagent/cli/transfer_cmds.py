@@ -47,7 +47,7 @@ def run_export(
 
 def run_import(settings: Settings, *, path: Path, namespace: str | None, batch_size: int = BATCH) -> None:
     """Load memories from JSON lines: idempotent, resumable, through binary COPY."""
-    from memagent.importfile import ParseOptions, parse_file, plan_chunks
+    from memagent.importfile import ParseOptions, count_lines, parse_file
     from memagent.maintenance import IndexMaintenance
     from memagent.service import open_memory
     from memagent.transfer import ImportSummary, Transfer
@@ -60,9 +60,10 @@ def run_import(settings: Settings, *, path: Path, namespace: str | None, batch_s
     size = os.path.getsize(path)
     with contextlib.ExitStack() as stack:
         service = stack.enter_context(open_memory(settings, notify=render.message))
-        chunks = plan_chunks(path, batch_size)
-        lines = sum(chunk.lines for chunk in chunks)
-        if stack.enter_context(IndexMaintenance(service).bulk_load(lines, render.message)):
+        load = IndexMaintenance(service).bulk_load(
+            lambda enough: count_lines(path, stop_at=enough), render.message
+        )
+        if stack.enter_context(load):
             render.message("Large import: loading without the vector index, then building it once.")
         transfer = Transfer(service)
         progress = Progress(
@@ -82,7 +83,7 @@ def run_import(settings: Settings, *, path: Path, namespace: str | None, batch_s
         )
         with progress:
             task = progress.add_task("import", total=size)
-            for batch, done in transfer.import_batches(parse_file(path, chunks, options)):
+            for batch, done in transfer.import_batches(parse_file(path, batch_size, options)):
                 summary.failed.extend(batch.failed)
                 summary.merge(done)
                 progress.advance(task, batch.bytes_read)
