@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
+import numpy as np
 from pgvector.sqlalchemy import Vector
 from sqlalchemy import (
     BigInteger,
@@ -20,11 +22,42 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # The HNSW graph parameters of the first revision (pgvector's defaults, named so they stay visible).
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 64
+
+
+@lru_cache(maxsize=8)
+def _vector_format(dim: int) -> str:
+    return "[" + ",".join(["%.9g"] * dim) + "]"
+
+
+def vector_text(values: Any) -> str:
+    """A vector in pgvector's text form, each value as float32 written with 9 significant digits.
+
+    Nine digits read back (strtof, as pgvector's vector_in does) to the very same float32. pgvector's own
+    Vector.to_text writes each value's float64 repr, 17 digits: for 1536 dimensions 30 KB and 1.2 ms here,
+    against 19 KB and 0.3 ms this way, on every store and every recall.
+    """
+    array = np.asarray(values, dtype=np.float32)
+    if array.ndim != 1:
+        raise ValueError("a vector must be one-dimensional")
+    return _vector_format(array.shape[0]) % tuple(array.tolist())
+
+
+class Float32Vector(Vector):
+    """pgvector's column type, binding values with vector_text."""
+
+    cache_ok = True
+
+    def bind_processor(self, dialect: Dialect) -> Any:
+        def process(value: Any) -> str | None:
+            return None if value is None else vector_text(value)
+
+        return process
 
 
 class Base(DeclarativeBase):
@@ -43,7 +76,7 @@ class Memory(Base):
     # The dimension is fixed per database by the first migration (MEMAGENT_EMBEDDING_DIM: 1536 for
     # text-embedding-3-small, 384 for the bundled local model), so the ORM type leaves it open.
     # NULL while the embedding is pending (the provider failed when it was stored; revision 0005).
-    embedding: Mapped[Any] = mapped_column(Vector(), nullable=True)
+    embedding: Mapped[Any] = mapped_column(Float32Vector(), nullable=True)
     embedding_model: Mapped[str] = mapped_column(String(200), nullable=False)
     content_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     metadata_: Mapped[dict[str, Any]] = mapped_column(
@@ -98,4 +131,4 @@ class EmbeddingStaging(Base):
     )
     model: Mapped[str] = mapped_column(String(200), nullable=False)
     # NULL while the embedding is pending (the provider failed when it was stored; revision 0005).
-    embedding: Mapped[Any] = mapped_column(Vector(), nullable=True)
+    embedding: Mapped[Any] = mapped_column(Float32Vector(), nullable=True)

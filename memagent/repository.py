@@ -8,15 +8,13 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-import numpy as np
-from pgvector import Vector
 from pgvector.sqlalchemy import HALFVEC
-from sqlalchemy import ColumnElement, Select, and_, cast, delete, func, select, text, update
+from sqlalchemy import ColumnElement, Select, and_, bindparam, cast, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from memagent import hybrid
-from memagent.models import EmbeddingSpace, Memory
+from memagent.models import EmbeddingSpace, Float32Vector, Memory, vector_text
 from memagent.records import MemoryRecord, RecalledMemory
 from memagent.vector_index import IndexKind
 
@@ -243,9 +241,8 @@ class MemoryRepository:
         distance = Memory.embedding.cosine_distance(query_embedding).label("distance")
         if index == "halfvec":
             dim = len(query_embedding)
-            key = cast(Memory.embedding, HALFVEC(dim)).cosine_distance(
-                np.asarray(query_embedding, dtype=np.float32)
-            )
+            query = bindparam("query_halfvec", query_embedding, type_=Float32Vector())
+            key = cast(Memory.embedding, HALFVEC(dim)).cosine_distance(cast(query, HALFVEC(dim)))
         else:
             key = distance
         inner = (
@@ -284,11 +281,7 @@ class MemoryRepository:
             sql = hybrid.text_sql(condition, max_distance=max_distance is not None)
         params |= hybrid.fusion_params(w_text=text_weight) | {
             "qtext": query_text,
-            "qvec": (
-                None
-                if query_embedding is None
-                else Vector._to_db(np.asarray(query_embedding, dtype=np.float32))
-            ),
+            "qvec": (None if query_embedding is None else vector_text(query_embedding)),
             "k": k,
             "depth": depth,
             "max_distance": max_distance,

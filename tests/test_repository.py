@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
-from sqlalchemy import Connection, insert, text
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from sqlalchemy import Connection, insert, select, text
 from sqlalchemy.orm import Session
 
-from memagent.models import Memory
+from memagent.models import Memory, vector_text
 from memagent.repository import MemoryRepository, NewMemory, Scope, content_hash
 from tests.conftest import DIM
 
@@ -188,3 +192,15 @@ def test_add_many_keeps_order_and_stores_identical_content_once(repo: MemoryRepo
     assert created == [True, False, True, False, True]
     assert ids[1] == first_id and ids[3] == ids[0] and len({ids[0], ids[2], ids[4], first_id}) == 4
     assert repo.count(Scope("ns")) == 3 and repo.count(Scope("ns2")) == 1
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(values=arrays(np.float32, DIM, elements=st.floats(width=32, allow_nan=False, allow_infinity=False)))
+def test_vectors_are_stored_and_read_back_bit_for_bit(repo: MemoryRepository, values: np.ndarray) -> None:
+    """Vectors travel as text with 9 significant digits: each float32 comes back exactly, extremes too."""
+    values[:4] = [np.finfo(np.float32).max, -np.finfo(np.float32).smallest_subnormal, 1e-38, -0.0]
+    # Named by all its bytes: an example hypothesis repeats finds its own row again.
+    memory_id, _ = repo.add(new(f"exact {hashlib.sha256(values.tobytes()).hexdigest()}", values))
+    stored = repo.session.execute(select(Memory.embedding).where(Memory.id == memory_id)).scalar_one()
+    assert np.array_equal(np.asarray(stored, dtype=np.float32), values)
+    assert vector_text(values).count(",") == DIM - 1
