@@ -63,9 +63,9 @@ class ImportRecord:
 class ParsedBatch:
     """A range of lines of an import file, parsed.
 
-    Lines whose vectors are reused arrive encoded for COPY, back to back in `rows` (one bytes object: it
-    crosses from the parser process in one piece, and a batch of new memories is loaded as it is); the
-    lines to embed arrive as records. Identical content in a namespace is kept once per batch.
+    Lines whose vectors are reused arrive encoded for COPY, back to back in `rows` (one bytes object, so a
+    batch of new memories is loaded as it is, without a copy per row); the lines to embed arrive as
+    records. Identical content in a namespace is kept once per batch.
     """
 
     rows: bytes = b""
