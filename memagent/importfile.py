@@ -11,6 +11,7 @@ between processes cost more than it saved (docs/benchmarks.md).
 from __future__ import annotations
 
 import binascii
+import codecs
 import json
 import threading
 from collections.abc import Iterator
@@ -204,12 +205,16 @@ def line_batches(
 ) -> Iterator[tuple[int, list[bytes | memoryview]]]:
     """(number of the first line, the lines without their newlines), `lines_per_batch` lines at a time.
 
-    Lines are views into the blocks read (no copy), except a line that spans two blocks.
+    Lines are views into the blocks read (no copy), except a line that spans two blocks. A UTF-8 byte
+    order mark at the start of the file (some Windows editors write one) is skipped.
     """
     first_line = 1
     lines: list[bytes | memoryview] = []
     carry: list[bytes] = []  # the start of a line that continues in the next block
-    while block := source.read(block_size):
+    head = source.read(len(codecs.BOM_UTF8))
+    head = b"" if head == codecs.BOM_UTF8 else head
+    while block := head + source.read(block_size):
+        head = b""
         view = memoryview(block)
         start = 0
         while (end := block.find(b"\n", start)) >= 0:

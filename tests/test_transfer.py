@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import codecs
 import io
 import json
 import os
@@ -214,6 +215,8 @@ def test_a_file_is_read_in_batches_of_whole_lines_numbered_from_one(
         expected.pop()  # a final newline ends the last line; it does not start another
     batches = list(line_batches(io.BytesIO(data), per_batch, block_size=block_size))
     assert [line for _, batch in batches for line in batch] == expected
+    with_bom = list(line_batches(io.BytesIO(codecs.BOM_UTF8 + data), per_batch, block_size=block_size))
+    assert [bytes(line) for _, batch in with_bom for line in batch] == (expected or [])
     assert [first for first, _ in batches] == list(range(1, len(expected) + 1, per_batch))
     assert all(len(batch) == per_batch for _, batch in batches[:-1])
     path = tmp_path_factory.mktemp("lines") / "file.jsonl"
