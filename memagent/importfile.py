@@ -46,7 +46,7 @@ class ParseOptions:
     dim: int  # ...and this many dimensions
 
 
-@dataclass(frozen=True)
+@dataclass
 class ImportRecord:
     """One valid line of an import file."""
 
@@ -57,7 +57,14 @@ class ImportRecord:
     digest: str  # content_hash(content)
     metadata: dict[str, Any]
     created_at: datetime | None
-    row: bytes | None  # the COPY row, when the line's vector is reused; None when it must be embedded
+    row: bytes | None = None  # the COPY row, when the line's vector is reused; None while it must be embedded
+
+    def copy_row(self, embedding: Any, model: str, now: datetime) -> bytes:
+        """The record with this embedding as a binary COPY row (`now` stands in for a missing created_at)."""
+        memory = NewMemory(
+            self.namespace, self.session_id, self.content, embedding, model, self.metadata, self.created_at
+        )
+        return encode_row(memory, self.digest, now)
 
 
 @dataclass
@@ -160,14 +167,12 @@ def parse_line(raw: bytes | memoryview, line: int, options: ParseOptions, now: d
         if created_at.tzinfo is None:
             created_at = created_at.astimezone()
     metadata = clean_metadata(data.get("metadata"))
-    digest = content_hash(content)
-    row = None
+    record = ImportRecord(line, namespace, session, content, content_hash(content), metadata, created_at)
     if data.get("embedding") is not None:
         embedding = parse_embedding(data["embedding"])  # validated even when it will be re-embedded
         if data.get("embedding_model") == options.model and embedding.shape == (options.dim,):
-            memory = NewMemory(namespace, session, content, embedding, options.model, metadata, created_at)
-            row = encode_row(memory, digest, now)
-    return ImportRecord(line, namespace, session, content, digest, metadata, created_at, row)
+            record.row = record.copy_row(embedding, options.model, now)
+    return record
 
 
 def parse_lines(lines: list[bytes | memoryview], first_line: int, options: ParseOptions) -> ParsedBatch:

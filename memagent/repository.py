@@ -238,10 +238,11 @@ class MemoryRepository:
         max_distance: float | None,
         index: IndexKind | None,
     ) -> list[RecalledMemory]:
-        distance = Memory.embedding.cosine_distance(query_embedding).label("distance")
+        # One parameter, sent once, for both the reported distance and the index's ordering key.
+        query = bindparam("query", query_embedding, type_=Float32Vector())
+        distance = Memory.embedding.cosine_distance(query).label("distance")
         if index == "halfvec":
             dim = len(query_embedding)
-            query = bindparam("query_halfvec", query_embedding, type_=Float32Vector())
             key = cast(Memory.embedding, HALFVEC(dim)).cosine_distance(cast(query, HALFVEC(dim)))
         else:
             key = distance
@@ -281,7 +282,7 @@ class MemoryRepository:
             sql = hybrid.text_sql(condition, max_distance=max_distance is not None)
         params |= hybrid.fusion_params(w_text=text_weight) | {
             "qtext": query_text,
-            "qvec": (None if query_embedding is None else vector_text(query_embedding)),
+            "qvec": None if query_embedding is None else vector_text(query_embedding),
             "k": k,
             "depth": depth,
             "max_distance": max_distance,
@@ -304,8 +305,6 @@ class MemoryRepository:
         return int(
             self.session.execute(select(func.count()).select_from(Memory).where(scope.where())).scalar_one()
         )
-
-    # -- embedding space -----------------------------------------------------------------------------------
 
     # -- pending embeddings ------------------------------------------------------------------------------
 
@@ -337,6 +336,8 @@ class MemoryRepository:
             )
             done += int(result.rowcount)  # type: ignore[attr-defined]
         return done
+
+    # -- embedding space -----------------------------------------------------------------------------------
 
     def index_kind(self) -> IndexKind:
         """Which HNSW index serves recall (vector until someone chooses halfvec)."""

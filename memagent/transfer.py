@@ -5,7 +5,8 @@ embedding. Export writes the embedding as base64 of little-endian float32 values
 `encoding_format="base64"` does): exact, half the size of decimal text, and about ten times faster to read
 back. Import takes that or a JSON list of numbers.
 
-Import is idempotent (identical content in a namespace is stored once) and resumable: every batch commits on
+Import (the file is read by memagent.importfile) is idempotent (identical content in a namespace is stored
+once) and resumable: every batch commits on
 its own, and a re-run skips what is stored already before embedding anything.
 """
 
@@ -21,9 +22,9 @@ from typing import Any
 import numpy as np
 import pybase64
 
-from memagent.bulk import BulkRepository, EncodedBatch, encode_row
+from memagent.bulk import BulkRepository, EncodedBatch
 from memagent.importfile import ParsedBatch
-from memagent.repository import NewMemory, Scope
+from memagent.repository import Scope
 from memagent.service import MemoryService, clean_name
 
 
@@ -105,16 +106,7 @@ class Transfer:
             embedder = self.memory.embedder
             vectors = embedder.embed([r.content for r in to_embed])
             now = datetime.now(UTC)
-            embedded = [
-                encode_row(
-                    NewMemory(
-                        r.namespace, r.session_id, r.content, v, embedder.model, r.metadata, r.created_at
-                    ),
-                    r.digest,
-                    now,
-                )
-                for r, v in zip(to_embed, vectors, strict=True)
-            ]
+            embedded = [r.copy_row(v, embedder.model, now) for r, v in zip(to_embed, vectors, strict=True)]
         summary.embedded = len(to_embed)
         return summary, EncodedBatch.of([rows, *embedded], count + len(embedded))
 
