@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy.engine import Connection
 
 from alembic import context
-from memagent.models import Base
+from memagent.store.models import Base
 
 config = context.config
 target_metadata = Base.metadata
@@ -35,10 +35,11 @@ def run_migrations_online() -> None:
         _run(connection)
         return
     from memagent.config import get_settings
-    from memagent.db import Database
+    from memagent.store import schema
+    from memagent.store.database import Database
 
     with Database(get_settings()) as db, db.engine.begin() as conn:
-        db.lock_migrations(conn)
+        schema.lock(conn)
         _run(conn)
 
 

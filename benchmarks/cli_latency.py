@@ -51,7 +51,7 @@ def main() -> None:
         )
         print(f"warm recall:   median {statistics.median(warm_recall):.2f} s, min {min(warm_recall):.2f} s")
     finally:
-        from memagent.embedded import EmbeddedPostgres
+        from memagent.store.embedded import EmbeddedPostgres
 
         EmbeddedPostgres(home).destroy()
         shutil.rmtree(home, ignore_errors=True)

@@ -12,7 +12,7 @@ import random
 import time
 from pathlib import Path
 
-from memagent.embeddings import LocalEmbedder
+from memagent.providers.local import LocalEmbedder
 
 WORDS = [
     "I",

@@ -136,15 +136,15 @@ def load(path: Path) -> list[Conversation]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    from memagent.bootstrap import open_service
     from memagent.config import get_settings
-    from memagent.service import open_memory
 
     settings = get_settings()
     conversations = load(args.data)
     by_category: dict[int, Scores] = defaultdict(Scores)
     ingest_seconds = query_seconds = 0.0
     stored = questions = 0
-    with open_memory(settings) as memory:
+    with open_service(settings) as memory:
         for conv in conversations:
             namespace = f"locomo-{conv.sample_id}-{os.getpid()}"
             memory.purge(namespace=namespace)
@@ -258,7 +258,7 @@ def main() -> None:
         result = run(args)
     finally:
         if temp_home is not None:
-            from memagent.embedded import EmbeddedPostgres
+            from memagent.store.embedded import EmbeddedPostgres
 
             EmbeddedPostgres(temp_home).destroy()
             shutil.rmtree(temp_home, ignore_errors=True)

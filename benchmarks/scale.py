@@ -35,6 +35,7 @@ import os
 import resource
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 import uuid
@@ -194,7 +195,7 @@ def main() -> None:
     os.environ["MEMAGENT_OPENAI_BASE_URL"] = "http://127.0.0.1:9/v1"  # never called: vectors are given
     os.environ["OPENAI_API_KEY"] = "unused"
 
-    from memagent.embedded import EmbeddedPostgres
+    from memagent.store.embedded import EmbeddedPostgres
 
     report = Report(args.rows, args.dim)
     t0 = time.perf_counter()
@@ -226,17 +227,18 @@ def run(
 ) -> None:
     from sqlalchemy import text
 
-    from memagent import vector_index
-    from memagent.bulk import BulkRepository
-    from memagent.cli import render
-    from memagent.cli.transfer_cmds import run_import
+    from memagent.bootstrap import open_service
     from memagent.config import get_settings
-    from memagent.db import Database
-    from memagent.embeddings import make_embedder
-    from memagent.maintenance import IndexMaintenance
-    from memagent.repository import MemoryRepository, NewMemory, Scope
-    from memagent.service import MemoryService
-    from memagent.vector_index import IndexKind
+    from memagent.providers.embeddings import make_embedder
+    from memagent.store import hnsw, schema
+    from memagent.store.bulk import BulkRepository
+    from memagent.store.database import Database
+    from memagent.store.hnsw import IndexKind
+    from memagent.store.memories import MemoryRepository, NewMemory
+    from memagent.store.scope import Scope
+    from memagent.usecases.maintenance import IndexMaintenance
+    from memagent.usecases.service import MemoryService
+    from memagent.usecases.transfer import Transfer
 
     settings = get_settings()
     k, dim, rows = args.k, args.dim, args.rows
@@ -246,7 +248,7 @@ def run(
     f = report.figures
 
     with Database(settings) as db:
-        db.upgrade("head", embedding_dim=dim)
+        schema.upgrade(db, "head", embedding_dim=dim)
         sessions = db.sessions
         memory = MemoryService(sessions, make_embedder(settings), settings)
         with sessions.begin() as session:
@@ -270,21 +272,17 @@ def run(
 
         # 2. `memagent import` of the export file into the empty table: load, then one index build.
         marks: dict[str, float] = {}
-        say = render.message
 
         def mark(text: str) -> None:
             marks.setdefault(text, time.perf_counter())
-            say(text)
+            print(text, file=sys.stderr)
 
-        render.message = mark
-        try:
-            t = time.perf_counter()
-            run_import(settings, path=dump, namespace=None)
-            total = time.perf_counter() - t
-        finally:
-            render.message = say
+        t = time.perf_counter()
+        with open_service(settings) as importer:  # a process's own service, as `memagent import` opens
+            Transfer(importer).import_file(dump, notify=mark)
+            done = time.perf_counter()
+        total = time.perf_counter() - t
         built_at = marks.get("Building the vector index…")
-        done = next(v for m, v in marks.items() if m.startswith("Imported"))
         load = (built_at or done) - t
         build = done - (built_at or done)
         report.add(
@@ -302,19 +300,14 @@ def run(
         if args.compare_builds:
             for label, mem, workers in (
                 ("64MB serial", "64MB", 0),
-                ("sized serial", f"{vector_index.build_memory_mb()}MB", 0),
+                ("sized serial", f"{hnsw.build_memory_mb()}MB", 0),
             ):
                 with sessions.begin() as session:
-                    vector_index.drop(session)
+                    hnsw.IndexRepository(session).drop()
                     session.execute(text(f"SET LOCAL maintenance_work_mem = '{mem}'"))
                     session.execute(text(f"SET LOCAL max_parallel_maintenance_workers = {workers}"))
                     t = time.perf_counter()
-                    session.execute(
-                        text(
-                            f"CREATE INDEX {vector_index.INDEX_NAME} ON memories USING hnsw "
-                            "(embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)"
-                        )
-                    )
+                    session.execute(text(hnsw.create_sql("vector", dim)))
                     took = time.perf_counter() - t
                 report.add(
                     f"index build, {label}: {took:.1f} s", **{f"build_{label.replace(' ', '_')}_s": took}
@@ -388,9 +381,7 @@ def run(
             IndexMaintenance(memory).rebuild("halfvec")
             took = time.perf_counter() - t
             with sessions.begin() as session:
-                size = session.execute(
-                    text(f"SELECT pg_relation_size('{vector_index.INDEX_NAME}')")
-                ).scalar_one()
+                size = session.execute(text(f"SELECT pg_relation_size('{hnsw.INDEX_NAME}')")).scalar_one()
             report.add(
                 f"halfvec index build: {took:.1f} s, {size / 2**20:.0f} MB",
                 halfvec_build_s=took,
@@ -439,11 +430,11 @@ def _peer_fill_and_index(cur: Any, table: str, select_sql: str, rows_done: int) 
     for (name,) in cur.fetchall():
         cur.execute(f'DROP INDEX "{name}"')
     cur.execute(select_sql, (rows_done,))
-    from memagent import vector_index
+    from memagent.store import hnsw
 
     # Untimed setup: the peers' index is built with the memory and workers memagent gives its own build.
-    workers = vector_index.build_workers()
-    cur.execute(f"SET maintenance_work_mem = '{vector_index.build_memory_mb()}MB'")
+    workers = hnsw.build_workers()
+    cur.execute(f"SET maintenance_work_mem = '{hnsw.build_memory_mb()}MB'")
     cur.execute(f"SET max_parallel_maintenance_workers = {workers}")
     cur.execute(f"ALTER TABLE {table} SET (parallel_workers = {max(workers, 1)})")
     column = "embedding" if table.startswith("tutorial") else "vector"

@@ -32,10 +32,11 @@ os.environ["MEMAGENT_EMBEDDING_DIM"] = "1536"
 os.environ["MEMAGENT_OPENAI_BASE_URL"] = "http://127.0.0.1:9/v1"
 from sqlalchemy import text
 from memagent.config import get_settings
-from memagent.db import Database
-from memagent.embedded import EmbeddedPostgres
-from memagent.bulk import BulkRepository
-from memagent.repository import NewMemory, MemoryRepository
+from memagent.store import schema
+from memagent.store.database import Database
+from memagent.store.embedded import EmbeddedPostgres
+from memagent.store.bulk import BulkRepository
+from memagent.store.memories import NewMemory, MemoryRepository
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 100000
 vecs = make_vectors(N + 600, 1536, 1)
@@ -89,13 +90,13 @@ def run(db, label, expr, ops):
     )
 
 
-import memagent.embedded as embedded_module
+import memagent.store.embedded as embedded_module
 
 try:
     # PostgreSQL's default buffer cache first (memagent passes shared_buffers on the server's command line).
     embedded_module.shared_buffers_mb = lambda: 128
     with Database(get_settings()) as db:
-        db.upgrade("head", embedding_dim=1536)
+        schema.upgrade(db, "head", embedding_dim=1536)
         with db.sessions.begin() as s:
             s.execute(text("DROP INDEX ix_memories_embedding_hnsw"))
         for a in range(0, N, 5000):

@@ -6,14 +6,15 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any
 
-from memagent.agent import ChatAgent, TurnResult
+from memagent.agent.turn import ChatAgent, TurnResult
+from memagent.bootstrap import App
 from memagent.config import Settings, get_settings
-from memagent.db import Database
-from memagent.embeddings import Embedder, make_embedder
 from memagent.errors import InputError
-from memagent.llm import ChatModel, make_chat_model
-from memagent.records import MemoryRecord, RecalledMemory, RememberResult
-from memagent.service import MemoryService, catch_up
+from memagent.providers.chat import ChatModel, make_chat_model
+from memagent.providers.embeddings import Embedder
+from memagent.records import MemoryRecord, RecallResult, RememberResult
+from memagent.usecases.recovery import remember_or_keep
+from memagent.usecases.service import MemoryService
 
 
 class Memory:
@@ -35,34 +36,18 @@ class Memory:
         if settings is not None and overrides:
             settings = settings.model_copy(update=overrides)
         self.settings = settings if settings is not None else get_settings(**overrides)
-        self._embedder = embedder
+        self._app = App(self.settings, embedder=embedder)
         self._chat_model = chat_model
-        self._db: Database | None = None
-        self._service: MemoryService | None = None
         self._agents: dict[tuple[str | None, str | None, bool], ChatAgent] = {}
 
     # -- lifecycle ----------------------------------------------------------------------------------------
 
     def _memory(self) -> MemoryService:
-        if self._service is None:
-            embedder = self._embedder or make_embedder(self.settings)
-            db = Database(self.settings).open()
-            try:
-                db.ensure_schema(embedding_dim=embedder.dim)
-            except BaseException:
-                db.close()
-                raise
-            self._db = db
-            self._service = MemoryService(db.sessions, embedder, self.settings)
-            catch_up(self._service)
-        return self._service
+        return self._app.service()
 
     def close(self) -> None:
         """Release the database (and the embedded server, when this was its last user)."""
-        if self._db is not None:
-            self._db.close()
-        self._db = None
-        self._service = None
+        self._app.close()
         self._agents.clear()
 
     def __enter__(self) -> Memory:
@@ -80,14 +65,24 @@ class Memory:
         self,
         text: str,
         *,
-        session: str | None = None,
+        session_id: str | None = None,
         namespace: str | None = None,
         metadata: dict[str, Any] | None = None,
         created_at: datetime | None = None,
     ) -> RememberResult:
-        """Embed and store a text; identical text in the namespace is stored once."""
-        return self._memory().remember(
-            text, namespace=namespace, session_id=session, metadata=metadata, created_at=created_at
+        """Embed and store a text; identical text in the namespace is stored once.
+
+        If the database cannot be reached the memory is kept in the recovery file and KeptError (a
+        DatabaseError) says where; the next time memagent reaches the database it stores it.
+        """
+        return remember_or_keep(
+            self._memory,
+            self.settings,
+            text,
+            namespace=namespace,
+            session_id=session_id,
+            metadata=metadata,
+            created_at=created_at,
         )
 
     def recall(
@@ -95,24 +90,27 @@ class Memory:
         query: str,
         *,
         k: int | None = None,
-        session: str | None = None,
+        session_id: str | None = None,
         namespace: str | None = None,
         max_distance: float | None = None,
-    ) -> list[RecalledMemory]:
-        """The memories most similar to the query, most similar first."""
+    ) -> RecallResult:
+        """The memories most similar to the query, most similar first (a sequence of RecalledMemory).
+
+        The result's `degraded` says why recall fell back to full-text search, when it had to.
+        """
         return self._memory().recall(
-            query, k=k, namespace=namespace, session_id=session, max_distance=max_distance
+            query, k=k, namespace=namespace, session_id=session_id, max_distance=max_distance
         )
 
     def recent(
-        self, *, limit: int = 5, session: str | None = None, namespace: str | None = None
+        self, *, limit: int = 5, session_id: str | None = None, namespace: str | None = None
     ) -> list[MemoryRecord]:
         """The newest memories."""
-        return self._memory().recent(limit=limit, namespace=namespace, session_id=session)
+        return self._memory().recent(limit=limit, namespace=namespace, session_id=session_id)
 
-    def count(self, *, session: str | None = None, namespace: str | None = None) -> int:
+    def count(self, *, session_id: str | None = None, namespace: str | None = None) -> int:
         """How many memories there are in the namespace (or session)."""
-        return self._memory().count(namespace=namespace, session_id=session)
+        return self._memory().count(namespace=namespace, session_id=session_id)
 
     def pending(self, *, namespace: str | None = None) -> int:
         """How many memories of the namespace wait for their embedding (the provider was failing)."""
@@ -125,34 +123,35 @@ class Memory:
     def purge(
         self,
         *,
-        session: str | None = None,
+        session_id: str | None = None,
         before: datetime | None = None,
         namespace: str | None = None,
         everything: bool = False,
     ) -> int:
         """Delete memories of the namespace by session and/or date; `everything=True` for all of them."""
-        if not (everything or session or before):
-            raise InputError("say what to purge: session=, before= or everything=True.")
-        return self._memory().purge(namespace=namespace, session_id=session, before=before)
+        if not (everything or session_id or before):
+            raise InputError("say what to purge: session_id=, before= or everything=True.")
+        return self._memory().purge(namespace=namespace, session_id=session_id, before=before)
 
     def chat(
         self,
         message: str,
         *,
-        session: str | None = None,
+        session_id: str | None = None,
         namespace: str | None = None,
         this_session_only: bool = False,
     ) -> TurnResult:
         """One chat turn: recall, ask the chat model, store the exchange. Keeps per-session history."""
-        key = (session, namespace, this_session_only)
+        key = (session_id, namespace, this_session_only)
         agent = self._agents.get(key)
         if agent is None:
             model = self._chat_model or make_chat_model(self.settings)
             self._chat_model = model
             agent = ChatAgent(
-                self._memory(),
+                self._memory,
                 model,
-                session_id=session,
+                self.settings,
+                session_id=session_id,
                 namespace=namespace,
                 this_session_only=this_session_only,
             )

@@ -11,6 +11,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from memagent.errors import ConfigError
+from memagent.validation import validate_name
 
 LOCAL_MODEL = "all-MiniLM-L6-v2"
 OPENAI_MODEL = "text-embedding-3-small"
@@ -45,13 +46,21 @@ class Settings(BaseSettings):
     """Every setting memagent reads; environment variables carry the MEMAGENT_ prefix."""
 
     model_config = SettingsConfigDict(
-        env_prefix="MEMAGENT_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="MEMAGENT_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
     )
 
     home: Path | None = Field(default=None, description="Where memagent keeps its files")
     database_url: SecretStr | None = Field(default=None, description="PostgreSQL URL; unset: embedded server")
     namespace: str = Field(default="default", description="Memory namespace (a hard boundary)")
-    session: str = Field(default="default", description="Session id stored with new memories")
+    session_id: str = Field(
+        default="default",
+        validation_alias=AliasChoices("MEMAGENT_SESSION", "session_id"),
+        description="Session id stored with new memories",
+    )
     top_k: int = Field(default=5, ge=1, le=1000, description="Memories returned by recall")
     max_distance: float | None = Field(
         default=None, ge=0.0, le=2.0, description="Drop recalled memories farther than this cosine distance"
@@ -110,7 +119,7 @@ class Settings(BaseSettings):
     request_timeout: float = Field(default=30.0, gt=0, le=600, description="Seconds per provider request")
     max_retries: int = Field(default=2, ge=0, le=10, description="Retries per provider request")
 
-    @field_validator("namespace", "session")
+    @field_validator("namespace", "session_id")
     @classmethod
     def _check_name(cls, value: str) -> str:
         return validate_name(value, "name")
@@ -159,19 +168,6 @@ class Settings(BaseSettings):
                 hint="Set OPENAI_API_KEY, or MEMAGENT_OPENAI_BASE_URL for a local OpenAI-compatible server.",
             )
         return EmbeddingSpec(provider=provider, model=model, dim=dim, base_url=base_url, api_key=api_key)
-
-
-def validate_name(value: str, what: str) -> str:
-    """Check a namespace or session id: 1-200 printable characters."""
-    if not value or not value.strip():
-        raise ValueError(f"{what} must not be empty")
-    if len(value) > 200:
-        raise ValueError(f"{what} must be at most 200 characters")
-    if not value.isprintable():
-        raise ValueError(f"{what} must not contain control characters")
-    if value == "*":  # memagent's own "every namespace" marker (row-level security, revision 0006)
-        raise ValueError(f"{what} '*' is reserved")
-    return value
 
 
 def get_settings(**overrides: object) -> Settings:

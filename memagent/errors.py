@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 
 class MemagentError(Exception):
     """Base of every error memagent reports; `str()` is the one-line message shown to the user."""
@@ -53,3 +56,21 @@ class ProviderError(MemagentError):
     """A model provider (embeddings or chat) failed or refused the request."""
 
     exit_code = 5
+
+
+def first_line(error: Any) -> str:
+    """The first non-empty line of an error's message (drivers add detail lines), or its type's name."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
+class KeptError(DatabaseError):
+    """The database could not be reached (`reason`), so the memory waits in the recovery file (`kept`)."""
+
+    def __init__(self, reason: str, *, kept: Path) -> None:
+        super().__init__(
+            f"{reason.rstrip('.')}; the memory is kept in {kept} and will be stored by the next run that "
+            "reaches the database."
+        )
+        self.reason = reason
+        self.kept = kept

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, overload
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,32 @@ class RecalledMemory(MemoryRecord):
 
 
 @dataclass(frozen=True)
+class RecallResult(Sequence[RecalledMemory]):
+    """What recall found, best first (a sequence of RecalledMemory), and whether it had to make do.
+
+    degraded: why recall fell back to full-text search (the embeddings provider's error), or None.
+    """
+
+    memories: list[RecalledMemory]
+    degraded: str | None = None
+
+    @overload
+    def __getitem__(self, index: int) -> RecalledMemory: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[RecalledMemory]: ...
+
+    def __getitem__(self, index: int | slice) -> RecalledMemory | list[RecalledMemory]:
+        return self.memories[index]
+
+    def __len__(self) -> int:
+        return len(self.memories)
+
+    def __iter__(self) -> Iterator[RecalledMemory]:
+        return iter(self.memories)
+
+
+@dataclass(frozen=True)
 class RememberResult:
     """What `remember` did: the memory's id and whether it was new or already stored."""
 
@@ -56,9 +83,14 @@ class RememberResult:
     created: bool
     namespace: str
     session_id: str
-    # Stored without its embedding because the provider failed; `memagent backfill` (or any later run
-    # whose embedding calls succeed) fills it in. Full-text recall finds it meanwhile.
-    pending: bool = False
+    # Why the memory was stored without its embedding (the provider's error), or None: `memagent backfill`
+    # (or any later run whose embedding calls succeed) fills it in; full-text recall finds it meanwhile.
+    pending_reason: str | None = None
     # How many leading characters the embedding read, when the model's input limit cut the text short
     # (the text itself is stored whole); None when it read everything.
     embedded_chars: int | None = None
+
+    @property
+    def pending(self) -> bool:
+        """Whether the memory waits for its embedding."""
+        return self.pending_reason is not None

@@ -13,10 +13,11 @@ from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.orm import Session
 
 from memagent.config import Settings
-from memagent.db import Database
-from memagent.embedded import EmbeddedPostgres
-from memagent.embeddings import OpenAIEmbedder
-from memagent.service import MemoryService
+from memagent.providers.embeddings import OpenAIEmbedder
+from memagent.store import schema
+from memagent.store.database import Database
+from memagent.store.embedded import EmbeddedPostgres
+from memagent.usecases.service import MemoryService
 from tests.fake_openai import FakeOpenAI
 
 DIM = 384
@@ -68,7 +69,7 @@ def db_url(embedded: EmbeddedPostgres) -> str:
     """A test database migrated with the real Alembic scripts."""
     url = make_database(embedded, TEST_DB)
     with Database(Settings(), url=url) as db:
-        db.upgrade("head", embedding_dim=DIM)
+        schema.upgrade(db, "head", embedding_dim=DIM)
     return url
 
 

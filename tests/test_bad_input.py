@@ -12,7 +12,7 @@ from sqlalchemy import Engine, text
 from typer.testing import CliRunner
 
 from memagent.cli.app import app
-from memagent.embeddings import OPENAI_MAX_INPUT_BYTES
+from memagent.providers.embeddings import OPENAI_MAX_INPUT_BYTES
 from tests.fake_openai import Failure, FakeOpenAI
 
 runner = CliRunner()

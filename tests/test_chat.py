@@ -10,6 +10,7 @@ import sys
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rich.console import Console
@@ -17,20 +18,25 @@ from sqlalchemy import Connection, Engine, text
 from typer.testing import CliRunner
 
 from memagent import Memory
-from memagent.agent import ChatAgent
+from memagent.agent.prompt import build_prompt, estimate_tokens
+from memagent.agent.turn import ChatAgent
 from memagent.cli.app import app
 from memagent.cli.chat import interactive
 from memagent.config import Settings
-from memagent.llm import OpenAIChat
-from memagent.prompt import build_prompt, estimate_tokens
+from memagent.providers.chat import ChatModel, OpenAIChat
 from memagent.records import RecalledMemory
-from memagent.service import MemoryService
+from memagent.usecases.service import MemoryService
 from tests.conftest import fake_embedder
 from tests.fake_openai import Failure, FakeOpenAI
 
 PRIYA = "My name is Priya and I'm building a Rust compiler for embedded targets"
 QUESTION = "Do you remember what project I'm working on?"
 CHAT = "/chat/completions"
+
+
+def make_agent(service: MemoryService, model: ChatModel, **options: Any) -> ChatAgent:
+    """A chat agent over an open service."""
+    return ChatAgent(lambda: service, model, service.settings, **options)
 
 
 def recalled(content: str, rank: int = 0) -> RecalledMemory:
@@ -57,7 +63,7 @@ def chat_model(fake: FakeOpenAI, **kwargs: object) -> OpenAIChat:
 
 @pytest.fixture
 def agent(service: MemoryService, fake: FakeOpenAI) -> ChatAgent:
-    return ChatAgent(service, chat_model(fake), session_id="chat-1")
+    return make_agent(service, chat_model(fake), session_id="chat-1")
 
 
 # -- the prompt -----------------------------------------------------------------------------------------
@@ -147,7 +153,7 @@ def test_history_of_this_conversation_is_sent_and_not_repeated_as_memory(
 def test_this_session_only_restricts_recall(service: MemoryService, fake: FakeOpenAI) -> None:
     service.remember("the other session talked about volcanoes", session_id="other")
     service.remember("this session talked about volcanoes too", session_id="mine")
-    agent = ChatAgent(service, chat_model(fake), session_id="mine", this_session_only=True)
+    agent = make_agent(service, chat_model(fake), session_id="mine", this_session_only=True)
     result = agent.turn("volcanoes?")
     assert [m.session_id for m in result.memories] == ["mine"]
 
@@ -171,7 +177,7 @@ def test_a_failed_model_call_keeps_the_message_and_the_loop_goes_on(
     message: str,
 ) -> None:
     fake.failures = list(failures)
-    agent = ChatAgent(service, chat_model(fake, max_retries=retries, timeout=timeout), session_id="f")
+    agent = make_agent(service, chat_model(fake, max_retries=retries, timeout=timeout), session_id="f")
     result = agent.turn("please remember the blue door")
     assert result.reply is None and result.error is not None and message in result.error
     assert fake.api_key not in result.error
@@ -188,9 +194,9 @@ def test_a_failed_model_call_keeps_the_message_and_the_loop_goes_on(
 
 def test_unreachable_chat_provider(service: MemoryService, fake: FakeOpenAI) -> None:
     model = OpenAIChat(model="m", base_url="http://127.0.0.1:9/v1", api_key="k", timeout=2, max_retries=0)
-    result = ChatAgent(service, model).turn("hello?")
+    result = make_agent(service, model).turn("hello?")
     assert result.error is not None and "cannot reach the chat provider" in result.error
-    assert service.count(session_id=ChatAgent(service, model, session_id="x").session_id) == 0
+    assert service.count(session_id=make_agent(service, model, session_id="x").session_id) == 0
     assert service.recall("hello?", k=1)[0].content == "User: hello?"
 
 
@@ -324,16 +330,16 @@ def test_python_api(db_url: str, fake: FakeOpenAI, engine: Engine) -> None:
             embedder=fake_embedder(fake),
             chat_model=chat_model(fake),
         ) as memory:
-            stored = memory.remember(PRIYA, session="s1", metadata={"source": "api"})
+            stored = memory.remember(PRIYA, session_id="s1", metadata={"source": "api"})
             assert stored.created and stored.namespace == namespace
             found = memory.recall("What compiler is Priya building?", k=3)
             assert found[0].content == PRIYA and isinstance(found[0], RecalledMemory)
             fake.chat_reply = "A Rust compiler."
-            turn = memory.chat(QUESTION, session="s2")
+            turn = memory.chat(QUESTION, session_id="s2")
             assert turn.reply == "A Rust compiler." and PRIYA in [m.content for m in turn.memories]
             assert memory.count() == 2
             assert [m.session_id for m in memory.recent(limit=1)] == ["s2"]
-            assert memory.purge(session="s2") == 1
+            assert memory.purge(session_id="s2") == 1
             assert memory.count() == 1
     finally:
         with engine.begin() as conn:
@@ -352,7 +358,7 @@ def test_retry_after_is_honoured(service: MemoryService, fake: FakeOpenAI) -> No
 
     fake.failures = [Failure(429, retry_after=1, path=CHAT)]
     fake.chat_reply = "after waiting"
-    agent = ChatAgent(service, chat_model(fake, max_retries=1))
+    agent = make_agent(service, chat_model(fake, max_retries=1))
     started = time.monotonic()
     assert agent.turn("hello").reply == "after waiting"
     assert time.monotonic() - started >= 0.9
@@ -361,8 +367,8 @@ def test_retry_after_is_honoured(service: MemoryService, fake: FakeOpenAI) -> No
 
 def test_chat_and_embeddings_can_use_different_endpoints() -> None:
     from memagent.config import get_settings
-    from memagent.embeddings import OpenAIEmbedder, make_embedder
-    from memagent.llm import make_chat_model
+    from memagent.providers.chat import make_chat_model
+    from memagent.providers.embeddings import OpenAIEmbedder, make_embedder
 
     settings = get_settings(
         chat_base_url="http://chat.local:8000/v1",

@@ -182,7 +182,7 @@ def test_a_malformed_database_url_never_echoes_the_password(monkeypatch: pytest.
 def test_an_unexpected_error_is_one_redacted_line(
     cli_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from memagent.service import MemoryService
+    from memagent.usecases.service import MemoryService
 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError(f"boom with {cli_env['OPENAI_API_KEY']} inside\nsecond line")

@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from memagent.embedded import EmbeddedPostgres
+from memagent.store.embedded import EmbeddedPostgres
 from tests.fake_openai import FakeOpenAI
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -119,7 +119,7 @@ def test_a_client_killed_with_kill_9_does_not_keep_the_server_forever(home: Path
         [
             sys.executable,
             "-c",
-            "import sys,time; from pathlib import Path; from memagent.embedded import EmbeddedPostgres;"
+            "import sys,time; from pathlib import Path; from memagent.store.embedded import EmbeddedPostgres;"
             "EmbeddedPostgres(Path(sys.argv[1])).acquire(); print('ready', flush=True); time.sleep(600)",
             str(home),
         ],
@@ -219,7 +219,7 @@ def test_as_an_ordinary_user_the_cluster_lives_in_their_home(fake: FakeOpenAI) -
         )
 
     try:
-        probe = as_nobody("-c", "import memagent.service, sqlalchemy, psycopg2")
+        probe = as_nobody("-c", "import memagent.usecases.service, sqlalchemy, psycopg2")
         if probe.returncode != 0:
             pytest.skip(f"this virtualenv is not usable by another user: {probe.stderr.strip()[-200:]}")
         stored = as_nobody("-m", "memagent", "remember", "remembered by nobody")

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from memagent.config import Settings, get_settings
-from memagent.embeddings import LocalEmbedder, OpenAIEmbedder, make_embedder
 from memagent.errors import ProviderError
+from memagent.providers.embeddings import OpenAIEmbedder, make_embedder
+from memagent.providers.local import LocalEmbedder
 from tests.conftest import fake_embedder
 from tests.fake_openai import Failure, FakeOpenAI, fake_embedding
 

@@ -12,9 +12,10 @@ from sqlalchemy.orm import Session
 
 from memagent.config import Settings
 from memagent.errors import InputError
-from memagent.models import Memory
-from memagent.repository import MemoryRepository, NewMemory, Scope, content_hash
-from memagent.service import MemoryService
+from memagent.store.memories import MemoryRepository, NewMemory, content_hash
+from memagent.store.models import MemoryRow
+from memagent.store.scope import Scope
+from memagent.usecases.service import MemoryService
 from tests.conftest import DIM
 from tests.fake_openai import fake_embedding
 
@@ -86,7 +87,7 @@ def test_hybrid_finds_what_either_ranking_finds(repo: MemoryRepository) -> None:
 
     top = hybrid_ids("garage password")
     assert "the password for the garage is tulip" in top  # text side, though the vector side ranks it last
-    assert repo.session.get(Memory, semantic) is not None
+    assert repo.session.get(MemoryRow, semantic) is not None
     assert "a memory with no shared words" in top  # vector side, though it shares no word
 
 
@@ -133,7 +134,7 @@ def test_scoped_recall_returns_k_rows_in_every_mode(
                 "content_hash": content_hash(content),
             }
         )
-    connection.execute(insert(Memory), rows)
+    connection.execute(insert(MemoryRow), rows)
     connection.execute(text("SET LOCAL enable_seqscan = off"))
     found = repo.search(
         fake_embedding("compilers", DIM),

@@ -13,13 +13,13 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from memagent import vector_index
 from memagent.cli.app import app
 from memagent.config import Settings
-from memagent.db import Database
-from memagent.embedded import EmbeddedPostgres
-from memagent.maintenance import IndexMaintenance
-from memagent.service import MemoryService
+from memagent.store import hnsw, schema
+from memagent.store.database import Database
+from memagent.store.embedded import EmbeddedPostgres
+from memagent.usecases.maintenance import IndexMaintenance
+from memagent.usecases.service import MemoryService
 from tests.conftest import DIM, fake_embedder, make_database, provider_env
 from tests.fake_openai import FakeOpenAI
 
@@ -32,7 +32,7 @@ def db(embedded: EmbeddedPostgres) -> Iterator[Database]:
     """A database of its own: these tests drop and rebuild the index, and commit."""
     url = make_database(embedded, "memagent_index")
     with Database(Settings(), url=url) as database:
-        database.upgrade("head", embedding_dim=DIM)
+        schema.upgrade(database, "head", embedding_dim=DIM)
         yield database
 
 
@@ -54,7 +54,7 @@ def db_env(db: Database, fake: FakeOpenAI) -> dict[str, str]:
 def index_definition(db: Database) -> str | None:
     with db.engine.connect() as conn:
         return conn.execute(
-            text("SELECT indexdef FROM pg_indexes WHERE indexname = :name"), {"name": vector_index.INDEX_NAME}
+            text("SELECT indexdef FROM pg_indexes WHERE indexname = :name"), {"name": hnsw.INDEX_NAME}
         ).scalar_one_or_none()
 
 
@@ -89,9 +89,9 @@ def test_halfvec_index_serves_recall_with_the_same_answers(db: Database, memory:
 
     # The planner picks the halfvec index for the expression recall orders by.
     qvec = "[" + ",".join(["0.1"] * DIM) + "]"
-    key = vector_index.key_expression("halfvec", DIM)
-    query_sql = vector_index.query_expression("halfvec", DIM)
-    assert vector_index.INDEX_NAME in plan(
+    key = hnsw.key_expression("halfvec", DIM)
+    query_sql = hnsw.query_expression("halfvec", DIM)
+    assert hnsw.INDEX_NAME in plan(
         db, f"SELECT id FROM memories ORDER BY {key} <=> {query_sql} LIMIT 5", qvec
     )
 
@@ -104,13 +104,13 @@ def test_halfvec_index_serves_recall_with_the_same_answers(db: Database, memory:
 def test_a_missing_index_is_repaired_unless_a_bulk_load_holds_it(db: Database, memory: MemoryService) -> None:
     IndexMaintenance(memory).rebuild("halfvec")
     with db.engine.begin() as conn:
-        conn.execute(text(f"DROP INDEX {vector_index.INDEX_NAME}"))
+        conn.execute(text(f"DROP INDEX {hnsw.INDEX_NAME}"))
     # Recall still works meanwhile (exact scan).
     assert memory.recall("tide pools", k=3, mode="vector")[0].content.startswith("notes about tide pools")
 
     with db.engine.connect() as holder, holder.begin():
         assert holder.execute(
-            text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": vector_index.INDEX_LOCK_KEY}
+            text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": hnsw.INDEX_LOCK_KEY}
         ).scalar_one()
         assert IndexMaintenance(memory).repair() is False  # a live loader owns the index
         assert index_definition(db) is None
@@ -136,7 +136,7 @@ def test_bulk_load_drops_the_index_and_builds_it_once(db: Database, memory: Memo
     assert index_definition(db) is not None
     with db.engine.connect() as conn:
         indexed = conn.execute(
-            text("SELECT reltuples FROM pg_class WHERE relname = :name"), {"name": vector_index.INDEX_NAME}
+            text("SELECT reltuples FROM pg_class WHERE relname = :name"), {"name": hnsw.INDEX_NAME}
         ).scalar_one()
     assert indexed == 100  # the graph was built once over every row, old and bulk-loaded
 
@@ -144,10 +144,10 @@ def test_bulk_load_drops_the_index_and_builds_it_once(db: Database, memory: Memo
 KILLED_LOADER = """
 import os, sys
 from memagent.config import get_settings
-from memagent.maintenance import IndexMaintenance
-from memagent.service import open_memory
+from memagent.usecases.maintenance import IndexMaintenance
+from memagent.bootstrap import open_service
 
-with open_memory(get_settings()) as memory:
+with open_service(get_settings()) as memory:
     with IndexMaintenance(memory).bulk_load(lambda _: 10**6, min_rows=1):
         memory.remember("written while the index is dropped")
         print("dropped", flush=True)

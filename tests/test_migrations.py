@@ -11,9 +11,10 @@ import pytest
 from sqlalchemy import create_engine, inspect, text
 
 from memagent.config import Settings, get_settings
-from memagent.db import Database
-from memagent.embedded import EmbeddedPostgres
 from memagent.errors import SchemaError
+from memagent.store import schema
+from memagent.store.database import Database
+from memagent.store.embedded import EmbeddedPostgres
 from tests.conftest import make_database
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,8 +62,8 @@ def test_head_schema_has_table_and_indexes(db_url: str) -> None:
 def test_upgrade_downgrade_upgrade(embedded: EmbeddedPostgres) -> None:
     url = make_database(embedded, "memagent_migrations")
     with Database(Settings(), url=url) as db:
-        db.upgrade("head", embedding_dim=1536)
-        assert db.schema_state()[0] == db.schema_state()[1]
+        schema.upgrade(db, "head", embedding_dim=1536)
+        assert schema.state(db)[0] == schema.state(db)[1]
         with db.engine.connect() as conn:
             assert (
                 conn.execute(
@@ -73,19 +74,19 @@ def test_upgrade_downgrade_upgrade(embedded: EmbeddedPostgres) -> None:
                 ).scalar_one()
                 == "vector(1536)"
             )
-        db.downgrade("base")
+        schema.downgrade(db, "base")
         with db.engine.connect() as conn:
             assert "memories" not in inspect(conn).get_table_names()
-        assert db.schema_state()[0] == set()
-        db.upgrade("head", embedding_dim=384)
-        db.ensure_schema()  # at head: no error
+        assert schema.state(db)[0] == set()
+        schema.upgrade(db, "head", embedding_dim=384)
+        schema.ensure_at_head(db)  # at head: no error
 
 
 def test_external_database_behind_head_gets_a_clear_message(embedded: EmbeddedPostgres) -> None:
     url = make_database(embedded, "memagent_empty")
     settings = get_settings(database_url=url)
     with Database(settings) as db, pytest.raises(SchemaError, match="alembic upgrade head"):
-        db.ensure_schema()
+        schema.ensure_at_head(db)
 
 
 def test_alembic_command_line_with_a_plain_postgresql_url(embedded: EmbeddedPostgres) -> None:

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Connection, text
 
 from memagent.errors import InputError
-from memagent.service import MemoryService
+from memagent.usecases.service import MemoryService
 
 # Any Unicode text, with the awkward parts made likely: NUL, whitespace, emoji, right-to-left, SQL.
 awkward = st.one_of(

@@ -10,11 +10,12 @@ from typer.testing import CliRunner
 
 from memagent.cli.app import app
 from memagent.config import Settings
-from memagent.db import Database
-from memagent.embedded import EmbeddedPostgres
 from memagent.errors import EmbeddingMismatchError, InputError
-from memagent.reembed import Reembedder
-from memagent.service import MemoryService
+from memagent.store import schema
+from memagent.store.database import Database
+from memagent.store.embedded import EmbeddedPostgres
+from memagent.usecases.reembed import Reembedder
+from memagent.usecases.service import MemoryService
 from tests.conftest import fake_embedder, make_database
 from tests.fake_openai import FakeOpenAI
 
@@ -26,7 +27,7 @@ def db(embedded: EmbeddedPostgres) -> Iterator[Database]:
     """A database of its own: the switch retypes the vector column."""
     url = make_database(embedded, "memagent_reembed")
     with Database(Settings(), url=url) as database:
-        database.upgrade("head", embedding_dim=384)
+        schema.upgrade(database, "head", embedding_dim=384)
         yield database
 
 

@@ -18,11 +18,12 @@ from typer.testing import CliRunner
 
 from memagent.cli.app import app
 from memagent.config import Settings
-from memagent.embedded import EmbeddedPostgres
-from memagent.embeddings import OpenAIEmbedder
 from memagent.errors import ProviderError
-from memagent.repository import MemoryRepository, Scope
-from memagent.service import MemoryService
+from memagent.providers.embeddings import OpenAIEmbedder
+from memagent.store.embedded import EmbeddedPostgres
+from memagent.store.memories import MemoryRepository
+from memagent.store.scope import Scope
+from memagent.usecases.service import MemoryService
 from tests.conftest import DIM, FAKE_MODEL, fake_embedder, provider_env
 from tests.fake_openai import Failure, FakeOpenAI, fake_embedding
 
@@ -47,7 +48,7 @@ def test_a_failed_embedding_is_stored_pending_then_backfilled(
     fake.failures = [failure]
     result = memory.remember("the deploy key rotates every ninety days")
     assert result.pending and result.created
-    assert memory.last_provider_error is not None
+    assert result.pending_reason is not None
     assert memory.pending() == 1
 
     # Meanwhile vector search skips it and full-text search finds it.
@@ -85,7 +86,7 @@ def test_an_unreachable_provider_falls_back_to_full_text_recall(
     )
     found = down.recall("when does the cafeteria close", k=3)
     assert [m.content for m in found] == ["the cafeteria closes at three on Fridays"]
-    assert down.degraded is not None and "cannot reach the embeddings provider" in down.degraded
+    assert found.degraded is not None and "cannot reach the embeddings provider" in found.degraded
     with pytest.raises(ProviderError):
         down.recall("cafeteria", mode="vector")  # asked for vectors only: say it plainly
 
@@ -162,14 +163,14 @@ def test_the_embedded_server_stopping_mid_chat_is_healed_by_the_next_turn(
     home: Path, fake: FakeOpenAI
 ) -> None:
     from memagent.api import Memory
-    from memagent.embedded import EmbeddedPostgres
+    from memagent.store.embedded import EmbeddedPostgres
     from tests.test_chat import chat_model
 
     with Memory(home=str(home), embedder=fake_embedder(fake), chat_model=chat_model(fake)) as memory:
-        first = memory.chat("My locker code is 4711.", session="s")
+        first = memory.chat("My locker code is 4711.", session_id="s")
         assert first.stored is not None
         EmbeddedPostgres(home).stop()  # a crash, a restart, a laptop waking up: the server is gone
-        second = memory.chat("What is my locker code?", session="t")  # a new session: recall, not history
+        second = memory.chat("What is my locker code?", session_id="t")  # a new session: recall, not history
         assert second.stored is not None and second.kept is None and second.db_error is None
         assert "My locker code is 4711." in second.system_prompt
         assert memory.count() == 2
@@ -190,9 +191,9 @@ def test_an_unreachable_database_keeps_the_memory_for_the_next_run(
     try:
         assert runner.invoke(app, ["migrate"]).exit_code == 0
         with Memory(embedder=fake_embedder(fake), chat_model=chat_model(fake)) as memory:
-            assert memory.chat("Hello there.", session="c").stored is not None
+            assert memory.chat("Hello there.", session_id="c").stored is not None
             server.stop()
-            turn = memory.chat("Remind me to water the plants.", session="c")
+            turn = memory.chat("Remind me to water the plants.", session_id="c")
         assert turn.reply is not None and turn.stored is None and turn.kept == home / "recovery.jsonl"
         assert turn.db_error is not None and "cannot connect" in turn.db_error
 
@@ -223,7 +224,7 @@ def test_an_unreachable_database_keeps_the_memory_for_the_next_run(
         with Memory(embedder=fake_embedder(fake)) as memory:
             # The first exchange, the 3 kept (one of them the second exchange) and the new one: all there.
             assert memory.count() == 5
-            assert memory.count(session="c") == 2
+            assert memory.count(session_id="c") == 2
     finally:
         server.release()
         server.destroy()
@@ -257,7 +258,7 @@ def writer_env(home: Path, fake: FakeOpenAI) -> dict[str, str]:
 
 def count_rows(home: Path, namespace: str) -> tuple[int, int]:
     """(rows, distinct contents) in a namespace of the home's embedded database."""
-    from memagent.db import Database
+    from memagent.store.database import Database
 
     with Database(Settings(home=home)) as db, db.engine.connect() as conn:
         row = conn.execute(

@@ -14,8 +14,10 @@ from hypothesis.extra.numpy import arrays
 from sqlalchemy import Connection, insert, select, text
 from sqlalchemy.orm import Session
 
-from memagent.models import Memory, vector_text
-from memagent.repository import MemoryRepository, NewMemory, Scope, content_hash
+from memagent.store.memories import MemoryRepository, NewMemory, content_hash
+from memagent.store.models import MemoryRow, vector_text
+from memagent.store.scope import Scope
+from memagent.store.space import SpaceRepository
 from tests.conftest import DIM
 
 
@@ -107,10 +109,11 @@ def test_recent_count_and_purge_by_session_and_date(repo: MemoryRepository) -> N
 
 def test_embedding_space_first_writer_wins(repo: MemoryRepository) -> None:
     repo.session.execute(text("DELETE FROM embedding_space"))
-    assert repo.embedding_space() is None
-    assert repo.column_dimension() == DIM
-    assert repo.claim_embedding_space("model-a", DIM) == ("model-a", DIM)
-    assert repo.claim_embedding_space("model-b", 99) == ("model-a", DIM)
+    space = SpaceRepository(repo.session)
+    assert space.get() is None
+    assert space.column_dimension() == DIM
+    assert space.claim("model-a", DIM) == ("model-a", DIM)
+    assert space.claim("model-b", 99) == ("model-a", DIM)
 
 
 def _clustered(count: int, seed: int) -> np.ndarray:
@@ -139,7 +142,7 @@ def test_scoped_recall_returns_k_rows_through_the_hnsw_index(
         }
         for i in range(total)
     ]
-    connection.execute(insert(Memory), rows)
+    connection.execute(insert(MemoryRow), rows)
     query = vectors[1] + 0.05 * _clustered(1, seed=8)[0]
 
     # Make the planner take the HNSW index, as it does on a large table.
@@ -201,6 +204,6 @@ def test_vectors_are_stored_and_read_back_bit_for_bit(repo: MemoryRepository, va
     values[:4] = [np.finfo(np.float32).max, -np.finfo(np.float32).smallest_subnormal, 1e-38, -0.0]
     # Named by all its bytes: an example hypothesis repeats finds its own row again.
     memory_id, _ = repo.add(new(f"exact {hashlib.sha256(values.tobytes()).hexdigest()}", values))
-    stored = repo.session.execute(select(Memory.embedding).where(Memory.id == memory_id)).scalar_one()
+    stored = repo.session.execute(select(MemoryRow.embedding).where(MemoryRow.id == memory_id)).scalar_one()
     assert np.array_equal(np.asarray(stored, dtype=np.float32), values)
     assert vector_text(values).count(",") == DIM - 1

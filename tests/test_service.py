@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from memagent.config import Settings
 from memagent.errors import EmbeddingMismatchError, InputError
-from memagent.service import MemoryService
+from memagent.usecases.service import MemoryService
 from tests.conftest import fake_embedder
 from tests.fake_openai import FakeOpenAI
 
@@ -79,7 +79,7 @@ def test_recall_on_a_database_never_written_does_not_call_the_model(
 ) -> None:
     connection.execute(text("DELETE FROM embedding_space"))
     connection.execute(text("DELETE FROM memories"))
-    assert service.recall("anything") == []
+    assert service.recall("anything").memories == []
     assert fake.embedding_requests() == []
 
 

@@ -24,11 +24,11 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
-from memagent import pgcopy
-from memagent.bulk import BulkRepository
 from memagent.cli.app import app
-from memagent.importfile import count_lines, line_batches
-from memagent.repository import NewMemory
+from memagent.store import pgcopy
+from memagent.store.bulk import BulkRepository
+from memagent.store.memories import NewMemory
+from memagent.usecases.importfile import count_lines, line_batches
 from tests.fake_openai import FakeOpenAI, fake_embedding
 
 runner = CliRunner()

@@ -13,7 +13,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from alembic import context, op
-from memagent.db import embedding_dim_for_migration
+from memagent.store import hnsw
+from memagent.store.schema import embedding_dim_for_migration
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -41,11 +42,8 @@ def upgrade() -> None:
         sa.UniqueConstraint("namespace", "content_hash", name="uq_memories_namespace_content_hash"),
     )
     op.create_index("ix_memories_scope_recent", "memories", ["namespace", "session_id", "created_at"])
-    # Written by hand: autogenerate does not render vector indexes.
-    op.execute(
-        "CREATE INDEX ix_memories_embedding_hnsw ON memories "
-        "USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)"
-    )
+    # Stated once, by the index's owner (autogenerate does not render vector indexes).
+    op.execute(hnsw.create_sql("vector", dim))
     op.create_table(
         "embedding_space",
         sa.Column("id", sa.Integer(), primary_key=True),
@@ -59,6 +57,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     # The vector extension stays: other schemas in the database may use it.
     op.drop_table("embedding_space")
-    op.drop_index("ix_memories_embedding_hnsw", table_name="memories")
+    op.drop_index(hnsw.INDEX_NAME, table_name="memories")
     op.drop_index("ix_memories_scope_recent", table_name="memories")
     op.drop_table("memories")

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 
 from alembic import op
+from memagent.store import hnsw
 
 revision: str = "0004"
 down_revision: str | None = "0003"
@@ -20,7 +21,7 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     # Recorded here rather than read off the index: a bulk import drops the index while it loads, and the
-    # rebuild (or the repair after a killed import) must know which kind to build.
+    # rebuild (or the repair after a killed import) must know which kind to build (memagent.store.hnsw).
     op.add_column(
         "embedding_space",
         sa.Column("index_kind", sa.String(20), nullable=False, server_default="vector"),
@@ -33,10 +34,9 @@ def upgrade() -> None:
 def downgrade() -> None:
     # A halfvec index would not match the vector queries of older revisions: put the plain one back.
     op.execute(
-        "DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_indexes WHERE indexname = 'ix_memories_embedding_hnsw'"
-        " AND indexdef LIKE '%halfvec%') THEN DROP INDEX ix_memories_embedding_hnsw;"
-        " CREATE INDEX ix_memories_embedding_hnsw ON memories USING hnsw (embedding vector_cosine_ops)"
-        " WITH (m = 16, ef_construction = 64); END IF; END $$"
+        f"DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_indexes WHERE indexname = '{hnsw.INDEX_NAME}'"
+        f" AND indexdef LIKE '%halfvec%') THEN DROP INDEX {hnsw.INDEX_NAME};"
+        f" {hnsw.create_sql('vector', 0)}; END IF; END $$"
     )
     op.drop_constraint("ck_embedding_space_index_kind", "embedding_space", type_="check")
     op.drop_column("embedding_space", "index_kind")

@@ -14,16 +14,18 @@ Superusers bypass row-level security, which is why memagent switches role rather
 from collections.abc import Sequence
 
 from alembic import op
+from memagent.store.unit import APP_ROLE
+from memagent.validation import ALL_NAMESPACES
 
 revision: str = "0006"
 down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-ROLE = "memagent_app"
+ROLE = APP_ROLE
 VISIBLE = (
     "(namespace = current_setting('memagent.namespace', true)"
-    " OR current_setting('memagent.namespace', true) = '*')"
+    f" OR current_setting('memagent.namespace', true) = '{ALL_NAMESPACES}')"
 )
 
 

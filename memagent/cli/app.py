@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
@@ -16,12 +16,16 @@ from memagent.cli.base import (
     app,
     confirm_or_refuse,
     handled,
+    lazy_app,
     load_settings,
     open_service,
     parse_before,
     read_stdin,
 )
-from memagent.errors import DatabaseError, InputError
+from memagent.errors import InputError
+
+if TYPE_CHECKING:
+    from memagent.store.search import SearchMode
 
 
 @app.command()
@@ -48,25 +52,14 @@ def remember(
             meta = json.loads(metadata)
         except json.JSONDecodeError as exc:
             raise InputError(f"--metadata is not valid JSON: {exc.msg} at position {exc.pos}.") from None
-    settings = load_settings()
-    try:
-        with open_service(settings) as service:
-            result = service.remember(body, namespace=namespace, session_id=session, metadata=meta)
-    except DatabaseError as exc:
-        # Nothing is dropped: the memory waits in the recovery file for the next run that reaches the DB.
-        from memagent.recovery import RecoveryFile
-        from memagent.service import clean_metadata, clean_name, clean_text
+    from memagent.usecases.recovery import remember_or_keep
 
-        kept = RecoveryFile(settings.home_path()).keep(
-            namespace=clean_name(namespace or settings.namespace, "namespace"),
-            session_id=clean_name(session or settings.session, "session"),
-            content=clean_text(body),
-            metadata=clean_metadata(meta),
+    settings = load_settings()
+    # A database that cannot be reached loses nothing: the memory waits in the recovery file (exit 3).
+    with lazy_app(settings) as opened:
+        result = remember_or_keep(
+            opened.service, settings, body, namespace=namespace, session_id=session, metadata=meta
         )
-        raise DatabaseError(
-            f"{exc.message.rstrip('.')}; the memory is kept in {kept} and will be stored by the next run "
-            "that reaches the database."
-        ) from None
     if as_json:
         render.print_json(
             {
@@ -87,8 +80,8 @@ def remember(
             f"Stored all {len(body.strip())} characters; the embedding reads the first "
             f"{result.embedded_chars} (the model's input limit)."
         )
-    if result.pending:
-        reason = (service.last_provider_error or "provider error").rstrip(".")
+    if result.pending_reason is not None:
+        reason = result.pending_reason.rstrip(".")
         render.message(
             f"Stored with its embedding pending ({reason}); "
             "`memagent backfill` or the next run that reaches the provider embeds it."
@@ -125,31 +118,32 @@ def recall(
     """Show the memories that best match a query, best first."""
     if mode is not None and mode not in ("hybrid", "vector", "text"):
         raise InputError(f"--mode must be hybrid, vector or text, not {mode!r}.")
+    search_mode = cast("SearchMode | None", mode)
     settings = load_settings()
     with open_service(settings) as service:
-        memories = service.recall(
+        found = service.recall(
             query,
             k=k,
             namespace=namespace,
             session_id=session,
             max_distance=max_distance,
-            mode=mode,
+            mode=search_mode,
             ef_search=ef_search,
         )
         waiting = service.pending(namespace=namespace)
-    if service.degraded:
-        render.message(f"Recalled by full-text search only: {service.degraded}")
+    if found.degraded:
+        render.message(f"Recalled by full-text search only: {found.degraded}")
     if waiting:
         render.message(
             f"{waiting} memories in this namespace wait for their embeddings (vector recall skips them); "
             "`memagent backfill` embeds them."
         )
     if as_json:
-        render.print_json([memory.to_json() for memory in memories])
-    elif not memories:
+        render.print_json([memory.to_json() for memory in found])
+    elif not found:
         render.message("No memories found.")
     else:
-        render.recall_table(query, memories)
+        render.recall_table(query, found)
 
 
 @app.command()
@@ -249,12 +243,13 @@ def migrate(
     revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
 ) -> None:
     """Upgrade the database schema (what `alembic upgrade head` does, without alembic.ini)."""
-    from memagent.db import Database
+    from memagent.store import schema
+    from memagent.store.database import Database
 
     settings = load_settings()
     with Database(settings) as db:
-        db.upgrade(revision)
-        current, _ = db.schema_state()
+        schema.upgrade(db, revision)
+        current, _ = schema.state(db)
     render.message(f"Schema at {', '.join(sorted(current)) or 'base'} ({db.describe()}).")
 
 

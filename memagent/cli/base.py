@@ -7,14 +7,18 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, time
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
 
 import typer
 
 from memagent.cli import render
 from memagent.config import Settings, get_settings
-from memagent.errors import InputError, MemagentError
+from memagent.errors import InputError, MemagentError, first_line
 from memagent.redact import redact
+
+if TYPE_CHECKING:
+    from memagent.bootstrap import App
+    from memagent.usecases.service import MemoryService
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -66,7 +70,7 @@ def handled(func: Callable[P, R]) -> Callable[P, R]:
                 print_traceback()
             name = type(exc).__name__
             render.error_line(
-                redact(f"unexpected {name}: {_first_line(exc)} (run with --debug for the traceback).")
+                redact(f"unexpected {name}: {first_line(exc)} (run with --debug for the traceback).")
             )
             raise typer.Exit(1) from None
 
@@ -80,24 +84,29 @@ def print_traceback() -> None:
     sys.stderr.write(redact(traceback.format_exc()))
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else "no message"
-
-
 @contextmanager
-def open_service(settings: Settings) -> Iterator[Any]:
-    from memagent.service import open_memory
+def open_service(settings: Settings) -> Iterator[MemoryService]:
+    """Open memagent for one command (catch-up messages on stderr); released when the command ends."""
+    from memagent.bootstrap import open_service as open_now
 
-    with open_memory(settings, notify=render.message) as service:
+    with open_now(settings, notify=render.message) as service:
         yield service
 
 
+def lazy_app(settings: Settings) -> App:
+    """memagent for a command that must work even when the database cannot be reached (remember, chat)."""
+    from memagent.bootstrap import App
+
+    return App(settings, notify=render.message)
+
+
 def load_settings() -> Settings:
+    """The settings of this run (environment and .env)."""
     return get_settings()
 
 
 def parse_before(value: str) -> datetime:
+    """A --before date; a bare date or time means the user's local time."""
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
@@ -110,6 +119,7 @@ def parse_before(value: str) -> datetime:
 
 
 def read_stdin() -> str:
+    """The text piped on stdin, which must be UTF-8."""
     if sys.stdin is None or sys.stdin.isatty():
         raise InputError("give the text as an argument, or pipe it on stdin.")
     raw = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode()

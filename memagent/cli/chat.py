@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
-from memagent.agent import ChatAgent, TurnResult
 from memagent.cli import render
-from memagent.cli.base import NamespaceOpt, app, handled, load_settings, open_service, read_stdin
+from memagent.cli.base import NamespaceOpt, app, handled, lazy_app, load_settings, read_stdin
 from memagent.errors import MemagentError
-from memagent.records import RecalledMemory
+
+if TYPE_CHECKING:
+    from memagent.agent.turn import ChatAgent, TurnResult
+    from memagent.records import RecalledMemory
 
 LEAVE_WORDS = {"quit", "exit", ":q", "/quit", "/exit"}
 
@@ -97,8 +99,8 @@ def interactive(
             render.error_line(str(exc))
             continue
         console.print()
-        if agent.memory.degraded:
-            render.message(f"(memories recalled by full-text search only: {agent.memory.degraded})")
+        if result.degraded:
+            render.message(f"(memories recalled by full-text search only: {result.degraded})")
         if result.kept is not None:
             render.error_line(kept_line(result))
         elif result.error is not None:
@@ -127,16 +129,23 @@ def chat(
 
     Text piped on stdin is answered once, like --message.
     """
-    from memagent.agent import ChatAgent
-    from memagent.llm import make_chat_model
+    from memagent.agent.turn import ChatAgent
+    from memagent.providers.chat import make_chat_model
 
     settings = load_settings()
     model = make_chat_model(settings)  # fails fast, before any database work, if none is configured
     piped = message is None and sys.stdin is not None and not sys.stdin.isatty()
     text = message if message is not None else (read_stdin() if piped else None)
-    with open_service(settings) as service:
+    # Opened at the first turn: a turn whose database cannot be reached still answers, and keeps the
+    # exchange in the recovery file.
+    with lazy_app(settings) as opened:
         agent = ChatAgent(
-            service, model, session_id=session, namespace=namespace, this_session_only=this_session
+            opened.service,
+            model,
+            settings,
+            session_id=session,
+            namespace=namespace,
+            this_session_only=this_session,
         )
         if text is not None:
             code = one_shot(agent, text)

@@ -28,7 +28,7 @@ def index(
 
     Recall keeps using the current index while the new one builds; writes wait until the switch.
     """
-    from memagent.maintenance import IndexMaintenance
+    from memagent.usecases.maintenance import IndexMaintenance
 
     if kind is not None and kind not in ("vector", "halfvec"):
         raise InputError(f"--kind must be vector or halfvec, not {kind!r}.")

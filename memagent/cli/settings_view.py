@@ -8,6 +8,7 @@ from pydantic import SecretStr
 
 from memagent.config import Settings, env_names
 from memagent.errors import MemagentError
+from memagent.redact import masked_url
 
 
 def _source(settings: Settings, name: str) -> str:
@@ -19,14 +20,12 @@ def _source(settings: Settings, name: str) -> str:
 
 def settings_rows(settings: Settings) -> list[tuple[str, str, str]]:
     """(setting, shown value, source) for each setting, plus the resolved embedding model and database."""
-    from memagent.db import Database
+    from memagent.store.database import Database, normalise_url
 
     rows: list[tuple[str, str, str]] = []
     for name in Settings.model_fields:
         value = getattr(settings, name)
         if name == "database_url" and value is not None:
-            from memagent.db import masked_url, normalise_url
-
             shown = masked_url(normalise_url(value.get_secret_value()))
         elif isinstance(value, SecretStr):
             shown = "**** (set)"

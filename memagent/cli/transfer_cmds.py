@@ -12,11 +12,11 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from memagent.cli import render
-from memagent.cli.base import app, confirm_or_refuse, handled, load_settings
+from memagent.cli.base import app, confirm_or_refuse, handled, load_settings, open_service
 from memagent.config import Settings
 from memagent.errors import InputError
 
-BATCH = 5000
+BATCH = 5000  # memagent.usecases.transfer.BATCH, without importing the database layer for --help
 SHOWN_FAILURES = 20
 
 
@@ -29,13 +29,12 @@ def run_export(
     output: Path | None,
 ) -> None:
     """Stream memories as JSON lines (constant memory whatever the size)."""
-    from memagent.service import open_memory
-    from memagent.transfer import Transfer
+    from memagent.usecases.transfer import Transfer
 
     scope = None if all_namespaces else (namespace or settings.namespace)
     count = 0
     with contextlib.ExitStack() as stack:
-        service = stack.enter_context(open_memory(settings, notify=render.message))
+        service = stack.enter_context(open_service(settings))
         stream = stack.enter_context(open(output, "w", encoding="utf-8")) if output else sys.stdout
         for line in Transfer(service).export(scope, with_embeddings=with_embeddings):
             stream.write(line)
@@ -45,48 +44,29 @@ def run_export(
     render.message(f"Exported {count} memories from {where}.")
 
 
-def run_import(settings: Settings, *, path: Path, namespace: str | None, batch_size: int = BATCH) -> None:
-    """Load memories from JSON lines: idempotent, resumable, through binary COPY."""
-    from memagent.importfile import ParseOptions, count_lines, parse_file
-    from memagent.maintenance import IndexMaintenance
-    from memagent.service import open_memory
-    from memagent.transfer import ImportSummary, Transfer
+def run_import(settings: Settings, *, path: Path, namespace: str | None, batch_size: int) -> None:
+    """Load memories from JSON lines, with a progress bar; exit code 2 if any line failed."""
+    from memagent.usecases.transfer import Transfer
 
     if not path.is_file():
         raise InputError(f"no such file: {path}")
-    if not 1 <= batch_size <= 100_000:
-        raise InputError(f"--batch-size must be between 1 and 100000, not {batch_size}.")
-    summary = ImportSummary()
-    size = os.path.getsize(path)
-    with contextlib.ExitStack() as stack:
-        service = stack.enter_context(open_memory(settings, notify=render.message))
-        load = IndexMaintenance(service).bulk_load(
-            lambda enough: count_lines(path, stop_at=enough), render.message
-        )
-        if stack.enter_context(load):
-            render.message("Large import: loading without the vector index, then building it once.")
-        transfer = Transfer(service)
-        progress = Progress(
-            TextColumn("importing"),
-            BarColumn(),
-            DownloadColumn(),
-            TimeRemainingColumn(),
-            console=render.err(),
-            transient=True,
-        )
-        options = ParseOptions(
+    progress = Progress(
+        TextColumn("importing"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=render.err(),
+        transient=True,
+    )
+    with open_service(settings) as service, progress:
+        task = progress.add_task("import", total=os.path.getsize(path))
+        summary = Transfer(service).import_file(
+            path,
             namespace=namespace,
-            default_namespace=settings.namespace,
-            session=settings.session,
-            model=service.embedder.model,
-            dim=service.embedder.dim,
+            batch_size=batch_size,
+            notify=render.message,
+            on_progress=lambda read: progress.advance(task, read),
         )
-        with progress:
-            task = progress.add_task("import", total=size)
-            for batch, done in transfer.import_batches(parse_file(path, batch_size, options)):
-                summary.failed.extend(batch.failed)
-                summary.merge(done)
-                progress.advance(task, batch.bytes_read)
     render.message(
         f"Imported {path.name}: added {summary.added}, skipped {summary.skipped} already stored, "
         f"embedded {summary.embedded}, failed {len(summary.failed)}."
@@ -101,19 +81,10 @@ def run_import(settings: Settings, *, path: Path, namespace: str | None, batch_s
 
 def run_reembed(settings: Settings, *, model: str, provider: str | None, dim: int | None, yes: bool) -> None:
     """Re-embed every memory with another model and switch the database over to it."""
-    from memagent.config import LOCAL_MODEL
-    from memagent.embeddings import make_embedder
-    from memagent.reembed import Reembedder
-    from memagent.service import open_memory
+    from memagent.usecases.reembed import Reembedder, target_embedder
 
-    chosen = provider or (
-        "local" if model in (LOCAL_MODEL, f"sentence-transformers/{LOCAL_MODEL}") else "openai"
-    )
-    target_settings = settings.model_copy(
-        update={"embedding_model": model, "embedding_provider": chosen, "embedding_dim": dim}
-    )
-    target = make_embedder(target_settings)
-    with open_memory(settings) as service:
+    target = target_embedder(settings, model=model, provider=provider, dim=dim)
+    with open_service(settings) as service:
         mover = Reembedder(service, target)
         current = mover.current()
         if current == (target.model, target.dim):
@@ -132,7 +103,7 @@ def run_reembed(settings: Settings, *, model: str, provider: str | None, dim: in
             moved = mover.run(on_progress=lambda n: progress.advance(task, n))
     render.message(
         f"Switched {moved} memories to {target.model} ({target.dim} dimensions). From now on set "
-        f"MEMAGENT_EMBEDDING_PROVIDER={chosen} and MEMAGENT_EMBEDDING_MODEL={target.model}"
+        f"MEMAGENT_EMBEDDING_PROVIDER={target.provider} and MEMAGENT_EMBEDDING_MODEL={target.model}"
         + (f" and MEMAGENT_EMBEDDING_DIM={target.dim}." if dim else ".")
     )
 
@@ -178,6 +149,8 @@ def import_(
     Stored vectors are reused when their model is the database's; other lines are embedded in batches.
     A malformed line is reported with its number and the rest still load.
     """
+    if not 1 <= batch_size <= 100_000:
+        raise InputError(f"--batch-size must be between 1 and 100000, not {batch_size}.")
     run_import(load_settings(), path=path, namespace=namespace, batch_size=batch_size)
 
 

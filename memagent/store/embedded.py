@@ -20,63 +20,20 @@ import os
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-from memagent import pgbinaries
 from memagent.errors import EmbeddedServerError
-
-ROOT_BASE = Path("/var/lib/memagent")
-DATABASE = "memagent"
-PORT = 5432
-# Longest Unix socket path Linux accepts is 107 bytes; keep a margin.
-MAX_SOCKET_PATH = 100
-
-
-@dataclass(frozen=True)
-class ClusterPaths:
-    """Where one embedded cluster keeps its files."""
-
-    base: Path  # owned by the user running postgres, 0700
-    data: Path
-    log: Path
-    lock: Path
-    clients: Path
-
-    @classmethod
-    def for_base(cls, base: Path) -> ClusterPaths:
-        return cls(
-            base=base,
-            data=base / "data",
-            log=base / "server.log",
-            lock=base / "cluster.lock",
-            clients=base / "clients",
-        )
-
-
-def shared_buffers_mb() -> int:
-    """The embedded server's buffer cache: an eighth of this machine's memory, 128 MB to 1 GB.
-
-    PostgreSQL's default 128 MB holds a sixth of the HNSW graph of 100k x 1536 vectors; at 1 GB the graph
-    stays in memory and a single-row INSERT measured p95 6.8 ms instead of 12.6 ms (benchmarks/store_one.py,
-    docs/benchmarks.md).
-    """
-    import psutil
-
-    total_mb = psutil.virtual_memory().total // 2**20
-    return int(max(128, min(1024, total_mb // 8)))
-
-
-def _is_root() -> bool:
-    return hasattr(os, "geteuid") and os.geteuid() == 0
-
-
-def cluster_paths(home: Path) -> ClusterPaths:
-    """The cluster belonging to a memagent home (as root: under /var/lib/memagent, keyed by the home)."""
-    if _is_root():
-        key = hashlib.sha256(str(home).encode()).hexdigest()[:16]
-        return ClusterPaths.for_base(ROOT_BASE / "clusters" / key)
-    return ClusterPaths.for_base(home / "postgres")
+from memagent.store import pgbinaries
+from memagent.store.embedded_clients import ClientRegistry
+from memagent.store.embedded_paths import (
+    DATABASE,
+    MAX_SOCKET_PATH,
+    PORT,
+    ROOT_BASE,
+    cluster_paths,
+    is_root,
+    shared_buffers_mb,
+)
 
 
 class EmbeddedPostgres:
@@ -86,6 +43,7 @@ class EmbeddedPostgres:
         self.home = home
         self.paths = cluster_paths(home)
         self._registered = False
+        self._clients = ClientRegistry(self.paths.clients, self)
 
     # -- public -----------------------------------------------------------------------------------------
 
@@ -101,7 +59,8 @@ class EmbeddedPostgres:
                 if not self._running():
                     self._start(socket_dir)
                     self._ensure_database(socket_dir)
-                self._register()
+                self._clients.register()
+                self._registered = True
         except Timeout:
             raise EmbeddedServerError(
                 f"another process holds the embedded server lock {self.paths.lock} for over 2 minutes."
@@ -115,9 +74,9 @@ class EmbeddedPostgres:
         from filelock import FileLock
 
         with FileLock(str(self.paths.lock), timeout=120):
-            self._client_file().unlink(missing_ok=True)
+            self._clients.unregister()
             self._registered = False
-            if not self._live_clients() and self._running():
+            if not self._clients.live() and self._running():
                 self._stop()
 
     def stop(self) -> None:
@@ -143,7 +102,7 @@ class EmbeddedPostgres:
 
     def _prepare_base(self) -> None:
         base = self.paths.base
-        if _is_root():
+        if is_root():
             pgbinaries.ensure_service_user(ROOT_BASE)
             ROOT_BASE.mkdir(mode=0o755, parents=True, exist_ok=True)
             (ROOT_BASE / "clusters").mkdir(mode=0o755, exist_ok=True)
@@ -163,11 +122,11 @@ class EmbeddedPostgres:
         return self._install_dir() / "bin" / name
 
     def _install_dir(self) -> Path:
-        return pgbinaries.install_dir(for_root=_is_root(), root_base=ROOT_BASE)
+        return pgbinaries.install_dir(for_root=is_root(), root_base=ROOT_BASE)
 
     def _run(self, args: list[str], *, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         kwargs: dict[str, object] = {}
-        if _is_root():
+        if is_root():
             uid, gid = pgbinaries.service_ids()
             kwargs = {"user": uid, "group": gid, "extra_groups": []}
         return subprocess.run(  # type: ignore[call-overload, no-any-return]
@@ -224,10 +183,10 @@ class EmbeddedPostgres:
         key = hashlib.sha256(str(self.paths.base).encode()).hexdigest()[:12]
         fallback = Path("/tmp") / f"memagent-{os.getuid()}-{key}"
         fallback.mkdir(mode=0o700, exist_ok=True)
-        if _is_root():  # as root the cluster path is short; this is never reached, but stay safe
+        if is_root():  # as root the cluster path is short; this is never reached, but stay safe
             uid, gid = pgbinaries.service_ids()
             os.chown(fallback, uid, gid, follow_symlinks=False)
-        owner = pgbinaries.service_ids()[0] if _is_root() else os.getuid()
+        owner = pgbinaries.service_ids()[0] if is_root() else os.getuid()
         if fallback.is_symlink() or fallback.lstat().st_uid != owner:
             raise EmbeddedServerError(f"refusing to use socket folder {fallback}: it is not ours.")
         fallback.chmod(0o700)
@@ -309,33 +268,3 @@ class EmbeddedPostgres:
                     cur.execute(f'CREATE DATABASE "{DATABASE}"')
         finally:
             conn.close()
-
-    # -- clients ------------------------------------------------------------------------------------------
-
-    def _client_file(self) -> Path:
-        # One entry per open handle, not per process: a process may open the database twice (an API user
-        # with two Memory objects), and closing one must not stop the server under the other.
-        return self.paths.clients / f"{os.getpid()}.{id(self):x}"
-
-    def _register(self) -> None:
-        import psutil
-
-        created = psutil.Process(os.getpid()).create_time()
-        self._client_file().write_text(repr(created))
-        self._registered = True
-
-    def _live_clients(self) -> list[int]:
-        import psutil
-
-        live = []
-        for entry in self.paths.clients.iterdir():
-            try:
-                pid, created = int(entry.name.split(".")[0]), float(entry.read_text())
-                alive = abs(psutil.Process(pid).create_time() - created) < 1.0
-            except (ValueError, OSError, psutil.Error):
-                alive = False
-            if alive:
-                live.append(pid)
-            else:  # a client that died without releasing (kill -9): forget it
-                entry.unlink(missing_ok=True)
-        return live

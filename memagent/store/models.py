@@ -1,4 +1,8 @@
-"""SQLAlchemy 2 ORM: the memories table and the record of the embedding space the database holds."""
+"""SQLAlchemy 2 ORM: the memories table and the record of the embedding space the database holds.
+
+The revisions in alembic/ create the schema; these classes must agree with them, and a test checks that
+they do (Alembic's compare_metadata against a migrated database is empty).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from sqlalchemy import (
     Computed,
     DateTime,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     String,
@@ -25,9 +30,7 @@ from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-# The HNSW graph parameters of the first revision (pgvector's defaults, named so they stay visible).
-HNSW_M = 16
-HNSW_EF_CONSTRUCTION = 64
+from memagent.store import hnsw
 
 
 @lru_cache(maxsize=8)
@@ -64,18 +67,18 @@ class Base(DeclarativeBase):
     """Declarative base of memagent's tables."""
 
 
-class Memory(Base):
-    """One remembered text with its embedding."""
+class MemoryRow(Base):
+    """One remembered text with its embedding (a row; callers get memagent.records dataclasses)."""
 
     __tablename__ = "memories"
 
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     namespace: Mapped[str] = mapped_column(String(200), nullable=False)
     session_id: Mapped[str] = mapped_column(String(200), nullable=False)
     content: Mapped[str] = mapped_column(Text, nullable=False)
     # The dimension is fixed per database by the first migration (MEMAGENT_EMBEDDING_DIM: 1536 for
-    # text-embedding-3-small, 384 for the bundled local model), so the ORM type leaves it open.
-    # NULL while the embedding is pending (the provider failed when it was stored; revision 0005).
+    # text-embedding-3-small, 384 for the bundled local model) and changed only by `memagent reembed`, so
+    # the ORM type leaves it open. NULL while the embedding is pending (the provider failed; revision 0005).
     embedding: Mapped[Any] = mapped_column(Float32Vector(), nullable=True)
     embedding_model: Mapped[str] = mapped_column(String(200), nullable=False)
     content_hash: Mapped[str] = mapped_column(String(64), nullable=False)
@@ -96,12 +99,13 @@ class Memory(Base):
         Index("ix_memories_content_tsv", "content_tsv", postgresql_using="gin"),
         Index("ix_memories_scope_recent", "namespace", "session_id", "created_at"),
         Index("ix_memories_pending", "id", postgresql_where=text("embedding IS NULL")),
+        # Built by memagent.store.hnsw.create_sql (the vector kind; halfvec is an expression over this).
         Index(
-            "ix_memories_embedding_hnsw",
+            hnsw.INDEX_NAME,
             "embedding",
             postgresql_using="hnsw",
-            postgresql_with={"m": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION},
-            postgresql_ops={"embedding": "vector_cosine_ops"},
+            postgresql_with={"m": hnsw.M, "ef_construction": hnsw.EF_CONSTRUCTION},
+            postgresql_ops={"embedding": hnsw.OPCLASS["vector"]},
         ),
     )
 
@@ -114,7 +118,7 @@ class EmbeddingSpace(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     model: Mapped[str] = mapped_column(String(200), nullable=False)
     dimension: Mapped[int] = mapped_column(Integer, nullable=False)
-    # Which HNSW index serves recall (revision 0004; memagent.vector_index): vector or halfvec.
+    # Which HNSW index serves recall (revision 0004; memagent.store.hnsw): vector or halfvec.
     index_kind: Mapped[str] = mapped_column(String(20), nullable=False, server_default="vector")
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, server_default=func.now()
@@ -122,7 +126,7 @@ class EmbeddingSpace(Base):
 
 
 class EmbeddingStaging(Base):
-    """Vectors of the model a `memagent reembed` is moving to, waiting for the switch-over."""
+    """Vectors of the model a `memagent reembed` is moving to, waiting for the switch-over (revision 0003)."""
 
     __tablename__ = "embedding_staging"
 
@@ -130,5 +134,5 @@ class EmbeddingStaging(Base):
         BigInteger, ForeignKey("memories.id", ondelete="CASCADE"), primary_key=True
     )
     model: Mapped[str] = mapped_column(String(200), nullable=False)
-    # NULL while the embedding is pending (the provider failed when it was stored; revision 0005).
-    embedding: Mapped[Any] = mapped_column(Float32Vector(), nullable=True)
+    # Any dimension: it holds the target model's vectors, whatever their size.
+    embedding: Mapped[Any] = mapped_column(Float32Vector(), nullable=False)

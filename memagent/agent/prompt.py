@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from memagent.llm import Message
+from memagent.providers.chat import Message
 from memagent.records import RecalledMemory
 
 INSTRUCTIONS = (

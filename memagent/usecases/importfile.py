@@ -26,10 +26,10 @@ import numpy as np
 import orjson
 import pybase64
 
-from memagent.bulk import encode_row
 from memagent.errors import InputError, MemagentError
-from memagent.repository import NewMemory, content_hash
-from memagent.service import clean_metadata, clean_name, clean_text
+from memagent.store.bulk import encode_row
+from memagent.store.memories import NewMemory, content_hash
+from memagent.validation import clean_metadata, clean_name, clean_text
 
 # Batches parsed ahead of the loader (each about 30 MB at 5,000 lines of 1536 dimensions).
 READ_AHEAD = 2

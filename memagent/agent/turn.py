@@ -7,12 +7,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from memagent.errors import DatabaseError, ProviderError
-from memagent.llm import ChatModel
-from memagent.prompt import build_prompt
+from memagent.agent.prompt import build_prompt
+from memagent.config import Settings
+from memagent.errors import DatabaseError, KeptError, ProviderError
+from memagent.providers.chat import ChatModel
 from memagent.records import RecalledMemory, RememberResult
-from memagent.recovery import RecoveryFile
-from memagent.service import MemoryService, clean_text
+from memagent.usecases.recovery import remember_or_keep
+from memagent.usecases.service import MemoryService
+from memagent.validation import clean_text
 
 
 def new_session_id() -> str:
@@ -34,23 +36,30 @@ class TurnResult:
     # file the exchange waits in until the next run that reaches the database.
     db_error: str | None = None
     kept: Path | None = None
+    # Why the memories were recalled by full-text search only (the embeddings provider's error), or None.
+    degraded: str | None = None
 
 
 class ChatAgent:
-    """A conversation over long-term memory; every exchange is stored as one memory."""
+    """A conversation over long-term memory; every exchange is stored as one memory.
+
+    `service` opens the database on first use (memagent.bootstrap.App.service): a turn whose database is
+    unreachable still answers, without memories, and keeps the exchange in the recovery file.
+    """
 
     def __init__(
         self,
-        memory: MemoryService,
+        service: Callable[[], MemoryService],
         model: ChatModel,
+        settings: Settings,
         *,
         session_id: str | None = None,
         namespace: str | None = None,
         this_session_only: bool = False,
     ) -> None:
-        self.memory = memory
+        self.service = service
         self.model = model
-        self.settings = memory.settings
+        self.settings = settings
         self.session_id = session_id or new_session_id()
         self.namespace = namespace
         self.this_session_only = this_session_only
@@ -68,14 +77,17 @@ class ChatAgent:
         history = self._history[-keep:] if keep else []
         in_context = {memory_id for memory_id, _, _ in history}
         db_error: str | None = None
+        degraded: str | None = None
+        recalled: list[RecalledMemory] = []
         try:
-            recalled = self.memory.recall(
+            found = self.service().recall(
                 message,
                 namespace=self.namespace,
                 session_id=self.session_id if self.this_session_only else None,
             )
+            recalled, degraded = found.memories, found.degraded
         except DatabaseError as exc:  # answer without memories rather than not at all
-            recalled, db_error = [], exc.message
+            db_error = exc.message
         prompt = build_prompt(
             message,
             [m for m in recalled if m.id not in in_context],
@@ -104,17 +116,16 @@ class ChatAgent:
         stored: RememberResult | None = None
         kept: Path | None = None
         try:
-            stored = self.memory.remember(
-                text, namespace=self.namespace, session_id=self.session_id, metadata=metadata
-            )
-        except DatabaseError as exc:
-            db_error = exc.message
-            kept = RecoveryFile(self.settings.home_path()).keep(
-                namespace=self.namespace or self.settings.namespace,
+            stored = remember_or_keep(
+                self.service,
+                self.settings,
+                text,
+                namespace=self.namespace,
                 session_id=self.session_id,
-                content=text,
                 metadata=metadata,
             )
+        except KeptError as exc:
+            db_error, kept = exc.reason, exc.kept
         if reply is not None and stored is not None:
             self._history.append((stored.id, message, reply))
         return TurnResult(
@@ -126,4 +137,5 @@ class ChatAgent:
             system_prompt=prompt.messages[0].content,
             db_error=db_error,
             kept=kept,
+            degraded=degraded,
         )

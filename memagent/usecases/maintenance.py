@@ -14,13 +14,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, text, update
-
-from memagent import vector_index
 from memagent.errors import InputError
-from memagent.models import EmbeddingSpace, Memory
-from memagent.service import MemoryService
-from memagent.vector_index import IndexKind
+from memagent.store.hnsw import IndexKind
+from memagent.usecases.service import MemoryService
+from memagent.validation import ALL_NAMESPACES
 
 # Loads smaller than this keep the index in place: a build costs more than inserting into the graph.
 BULK_MIN_ROWS = 10_000
@@ -43,15 +40,14 @@ class IndexMaintenance:
         self.memory = memory
 
     def status(self) -> IndexStatus:
-        with self.memory.unit("*") as repo:
-            session = repo.session
-            present = vector_index.kind(session) is not None
-            size = session.execute(
-                text("SELECT coalesce(pg_relation_size(to_regclass(:name)), 0)"),
-                {"name": vector_index.INDEX_NAME},
-            ).scalar_one()
-            rows = session.execute(select(func.count()).select_from(Memory)).scalar_one()
-            return IndexStatus(repo.index_kind(), present, int(rows), int(size))
+        """The recorded kind, whether the index is in place, the rows it covers and its size."""
+        with self.memory.unit(ALL_NAMESPACES) as store:
+            return IndexStatus(
+                store.space.index_kind(),
+                store.index.present(),
+                store.memories.count(None),
+                store.index.size_bytes(),
+            )
 
     def rebuild(self, kind: IndexKind) -> None:
         """Build the index of this kind and make it the one recall uses, in one transaction.
@@ -60,28 +56,23 @@ class IndexMaintenance:
         """
         if kind not in ("vector", "halfvec"):
             raise InputError(f"the index kind must be vector or halfvec, not {kind!r}.")
-        dim = self.memory.embedder.dim
-        with self.memory.unit(admin=True) as repo:
-            self.memory.check_embedding_space(repo, claim=True)
-            session = repo.session
-            if not vector_index.try_lock(session):
+        with self.memory.unit(admin=True) as store:
+            self.memory.check_embedding_space(store, claim=True)
+            if not store.index.try_lock():
                 raise InputError("another memagent is loading or rebuilding the index; try again later.")
-            session.execute(
-                text(f"ALTER INDEX IF EXISTS {vector_index.INDEX_NAME} RENAME TO memagent_old_hnsw")
-            )
-            vector_index.create(session, kind, dim)
-            session.execute(text("DROP INDEX IF EXISTS memagent_old_hnsw"))
-            session.execute(update(EmbeddingSpace).values(index_kind=kind))
+            store.index.set_aside()
+            store.index.create(kind, self.memory.embedder.dim)
+            store.index.drop_set_aside()
+            store.space.set_index_kind(kind)
 
     def repair(self) -> bool:
         """Rebuild the index if a killed bulk load left the table without it; True if it did."""
-        with self.memory.unit(admin=True) as repo:
-            session = repo.session
-            if repo.embedding_space() is None or vector_index.kind(session) is not None:
+        with self.memory.unit(admin=True) as store:
+            if store.space.get() is None or store.index.present():
                 return False
-            if not vector_index.try_lock(session):
+            if not store.index.try_lock():
                 return False  # a live bulk load (or another repair) owns the index right now
-            vector_index.create(session, repo.index_kind(), self.memory.embedder.dim)
+            store.index.create(store.space.index_kind(), self.memory.embedder.dim)
             return True
 
     @contextmanager
@@ -102,22 +93,22 @@ class IndexMaintenance:
         if load_rows(min_rows) < min_rows:
             yield False
             return
-        with self.memory.unit("*") as repo:
-            stored = repo.session.execute(select(func.count()).select_from(Memory)).scalar_one()
+        with self.memory.unit(ALL_NAMESPACES) as store:
+            stored = store.memories.count(None)
         if stored > min_rows and load_rows(stored) < stored:
             yield False
             return
         # The holder's transaction touches nothing but the lock: a lock on memories would block the drop.
         with self.memory.unit(admin=True) as holder:
-            if not vector_index.try_lock(holder.session):
+            if not holder.index.try_lock():
                 yield False
                 return
-            with self.memory.unit(admin=True) as repo:
-                vector_index.drop(repo.session)
+            with self.memory.unit(admin=True) as store:
+                store.index.drop()
             try:
                 yield True
             finally:
                 if notify is not None:
                     notify("Building the vector index…")
-                with self.memory.unit(admin=True) as repo:
-                    vector_index.create(repo.session, repo.index_kind(), self.memory.embedder.dim)
+                with self.memory.unit(admin=True) as store:
+                    store.index.create(store.space.index_kind(), self.memory.embedder.dim)

@@ -5,27 +5,34 @@ embedding. Export writes the embedding as base64 of little-endian float32 values
 `encoding_format="base64"` does): exact, half the size of decimal text, and about ten times faster to read
 back. Import takes that or a JSON list of numbers.
 
-Import (the file is read by memagent.importfile) is idempotent (identical content in a namespace is stored
-once) and resumable: every batch commits on
-its own, and a re-run skips what is stored already before embedding anything.
+Import (the file is read by memagent.usecases.importfile) is idempotent (identical content in a namespace is
+stored once) and resumable: every batch commits on its own, and a re-run skips what is stored already before
+embedding anything.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pybase64
 
-from memagent.bulk import BulkRepository, EncodedBatch
-from memagent.importfile import ParsedBatch
-from memagent.repository import Scope
-from memagent.service import MemoryService, clean_name
+from memagent.errors import InputError
+from memagent.store.bulk import EncodedBatch
+from memagent.store.scope import Scope
+from memagent.usecases.importfile import ParsedBatch, ParseOptions, count_lines, parse_file
+from memagent.usecases.maintenance import IndexMaintenance
+from memagent.usecases.service import MemoryService
+from memagent.validation import ALL_NAMESPACES, clean_name
+
+# Lines per import batch; each batch commits on its own.
+BATCH = 5000
 
 
 @dataclass
@@ -69,9 +76,48 @@ class Transfer:
     def export(self, namespace: str | None, *, with_embeddings: bool = True) -> Iterator[str]:
         """JSON lines for one namespace (or all when namespace is None), streamed in one read transaction."""
         scope = Scope(clean_name(namespace, "namespace")) if namespace is not None else None
-        with self.memory.unit(scope.namespace if scope is not None else "*") as repo:
-            for row in BulkRepository(repo.session).iter_all(scope, with_embeddings=with_embeddings):
+        with self.memory.unit(scope.namespace if scope is not None else ALL_NAMESPACES) as store:
+            for row in store.bulk.iter_all(scope, with_embeddings=with_embeddings):
                 yield export_line(row)
+
+    def import_file(
+        self,
+        path: Path,
+        *,
+        namespace: str | None = None,
+        batch_size: int = BATCH,
+        notify: Callable[[str], None] | None = None,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> ImportSummary:
+        """Load memories from a JSON-lines file: idempotent, resumable, through binary COPY.
+
+        namespace puts every memory in that namespace. A large load into a small table goes without the
+        vector index (IndexMaintenance.bulk_load; notify says so). on_progress gets the bytes read per batch.
+        """
+        if not path.is_file():
+            raise InputError(f"no such file: {path}")
+        if not 1 <= batch_size <= 100_000:
+            raise InputError(f"the batch size must be between 1 and 100000, not {batch_size}.")
+        say = notify or (lambda _: None)
+        settings, embedder = self.memory.settings, self.memory.embedder
+        options = ParseOptions(
+            namespace=namespace,
+            default_namespace=settings.namespace,
+            session=settings.session_id,
+            model=embedder.model,
+            dim=embedder.dim,
+        )
+        summary = ImportSummary()
+        bulk = IndexMaintenance(self.memory).bulk_load(lambda enough: count_lines(path, stop_at=enough), say)
+        with bulk as without_index:
+            if without_index:
+                say("Large import: loading without the vector index, then building it once.")
+            for batch, done in self.import_batches(parse_file(path, batch_size, options)):
+                summary.failed.extend(batch.failed)
+                summary.merge(done)
+                if on_progress is not None:
+                    on_progress(batch.bytes_read)
+        return summary
 
     def import_batches(self, batches: Iterable[ParsedBatch]) -> Iterator[tuple[ParsedBatch, ImportSummary]]:
         """Import batch after batch, writing one batch while the next is prepared; yields (batch, summary).
@@ -93,11 +139,9 @@ class Transfer:
     def _prepare(self, batch: ParsedBatch) -> tuple[ImportSummary, EncodedBatch]:
         summary = ImportSummary(skipped=batch.duplicates)
         to_embed = batch.to_embed
-        with self.memory.unit("*") as repo:  # a file may hold many namespaces
-            self.memory.check_embedding_space(repo, claim=False)
-            stored = BulkRepository(repo.session).existing(
-                [*batch.keys, *((r.namespace, r.digest) for r in to_embed)]
-            )
+        with self.memory.unit(ALL_NAMESPACES) as store:  # a file may hold many namespaces
+            self.memory.check_embedding_space(store, claim=False)
+            stored = store.bulk.existing([*batch.keys, *((r.namespace, r.digest) for r in to_embed)])
         count, rows = batch.rows_except(stored)
         to_embed = [r for r in to_embed if (r.namespace, r.digest) not in stored]
         summary.skipped += len(batch.keys) + len(batch.to_embed) - count - len(to_embed)
@@ -115,9 +159,9 @@ class Transfer:
             return summary
         # As the login role: PostgreSQL refuses COPY FROM under row-level security, and an import spans
         # the namespaces its file names anyway.
-        with self.memory.unit(admin=True) as repo:
-            self.memory.check_embedding_space(repo, claim=True)
-            added = BulkRepository(repo.session).copy_add(batch)
+        with self.memory.unit(admin=True) as store:
+            self.memory.check_embedding_space(store, claim=True)
+            added = store.bulk.copy_add(batch)
         summary.added = added
         summary.skipped += batch.rows - added  # written by a concurrent import meanwhile
         return summary

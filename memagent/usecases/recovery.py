@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from memagent.service import MemoryService
+from memagent.config import Settings
+from memagent.errors import DatabaseError, KeptError
+from memagent.records import RememberResult
+from memagent.usecases.service import MemoryService
+from memagent.validation import clean_metadata, clean_name, clean_text
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,17 @@ class Kept:
     metadata: dict[str, Any]
     created_at: datetime
 
+    def to_json(self) -> str:
+        """The memory as one line of the file."""
+        record = {
+            "namespace": self.namespace,
+            "session_id": self.session_id,
+            "content": self.content,
+            "metadata": self.metadata,
+            "created_at": self.created_at.isoformat(),
+        }
+        return json.dumps(record, ensure_ascii=False) + "\n"
+
 
 class RecoveryFile:
     """Append-only JSON lines under a file lock, replayed into the database by the next successful run."""
@@ -37,22 +52,15 @@ class RecoveryFile:
         self.path = home / "recovery.jsonl"
         self._lock = home / "recovery.lock"
 
-    def keep(self, *, namespace: str, session_id: str, content: str, metadata: dict[str, Any]) -> Path:
+    def keep(self, item: Kept) -> Path:
         """Append one memory durably; returns the file's path."""
         from filelock import FileLock
 
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        record = {
-            "namespace": namespace,
-            "session_id": session_id,
-            "content": content,
-            "metadata": metadata,
-            "created_at": datetime.now(UTC).isoformat(),
-        }
         with FileLock(str(self._lock), timeout=30):
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
-                os.write(fd, (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
+                os.write(fd, item.to_json().encode("utf-8"))
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -97,3 +105,39 @@ class RecoveryFile:
                 )
             self.path.unlink(missing_ok=True)
         return len(kept)
+
+
+def remember_or_keep(
+    service: Callable[[], MemoryService],
+    settings: Settings,
+    text: str,
+    *,
+    namespace: str | None = None,
+    session_id: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    created_at: datetime | None = None,
+) -> RememberResult:
+    """Remember a text; when the database cannot be reached (opening it included), keep it in the recovery
+    file and raise KeptError saying where. Bad input is refused first, and never kept."""
+    item = Kept(
+        namespace=clean_name(namespace if namespace is not None else settings.namespace, "namespace"),
+        session_id=clean_name(session_id or settings.session_id, "session"),
+        content=clean_text(text),
+        metadata=clean_metadata(metadata),
+        created_at=datetime.now(UTC) if created_at is None else _aware(created_at),
+    )
+    try:
+        return service().remember(
+            item.content,
+            namespace=item.namespace,
+            session_id=item.session_id,
+            metadata=item.metadata,
+            created_at=created_at,
+        )
+    except DatabaseError as exc:
+        kept = RecoveryFile(settings.home_path()).keep(item)
+        raise KeptError(exc.message, kept=kept) from None
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.astimezone()  # naive: the caller's local time

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from memagent.config import Settings
-from memagent.errors import ConfigError, ProviderError
-from memagent.openai_client import LazyClient
+from memagent.errors import ConfigError
+from memagent.providers.openai_client import LazyClient
 
 
 @dataclass(frozen=True)
@@ -60,13 +60,10 @@ class OpenAIChat:
         return self._model
 
     def stream(self, messages: Sequence[Message]) -> Iterator[str]:
-        import openai
-
         extra: dict[str, Any] = {}
         if self._temperature is not None:
             extra["temperature"] = self._temperature
-        where = self._client.where
-        try:
+        with self._client.errors("chat", self._model):
             response = self._client.get().chat.completions.create(
                 model=self._model,
                 messages=[{"role": m.role, "content": m.content} for m in messages],
@@ -79,28 +76,6 @@ class OpenAIChat:
                 piece = chunk.choices[0].delta.content
                 if piece:
                     yield piece
-        except openai.AuthenticationError:
-            raise ProviderError(
-                f"the chat provider at {where} rejected the API key.",
-                hint="Check OPENAI_API_KEY or MEMAGENT_CHAT_API_KEY.",
-            ) from None
-        except openai.RateLimitError:
-            raise ProviderError(
-                f"the chat provider is rate-limiting (HTTP 429) after {self._client.max_retries} retries."
-            ) from None
-        except openai.NotFoundError:
-            raise ProviderError(
-                f"the chat provider at {where} does not know model {self._model!r}."
-            ) from None
-        except openai.APIStatusError as exc:
-            raise ProviderError(f"the chat provider answered HTTP {exc.status_code}.") from None
-        except openai.APITimeoutError:
-            raise ProviderError(
-                f"the chat provider did not answer within {self._client.timeout:g}s "
-                f"(after {self._client.max_retries} retries)."
-            ) from None
-        except openai.APIConnectionError:
-            raise ProviderError(f"cannot reach the chat provider at {where}.") from None
 
 
 def make_chat_model(settings: Settings) -> ChatModel:

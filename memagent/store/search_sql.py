@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from memagent import vector_index
-from memagent.vector_index import IndexKind
+from memagent.store import hnsw
+from memagent.store.hnsw import IndexKind
 
 K1 = 1.2
 B = 0.75
@@ -107,14 +107,14 @@ def text_sql(scope: str, *, max_distance: bool) -> str:
 def hybrid_sql(scope: str, *, max_distance: bool, index: IndexKind | None = "vector", dim: int = 0) -> str:
     """Top-k memories by reciprocal rank fusion of the vector and BM25 rankings.
 
-    The vector side orders by the expression the HNSW index is built on (memagent.vector_index); the
+    The vector side orders by the expression the HNSW index is built on (memagent.store.hnsw); the
     distance reported and filtered on is always the full-precision one.
     """
     ranking = _TEXT_RANKING.format(scope=scope, k1=K1, b=B)
     vector = _VECTOR_RANKING.format(
         scope=scope,
-        key=vector_index.key_expression(index, dim, "m.embedding"),
-        query=vector_index.query_expression(index, dim),
+        key=hnsw.key_expression(index, dim, "m.embedding"),
+        query=hnsw.query_expression(index, dim),
     )
     fused = (
         "ranked AS (\n"

@@ -12,13 +12,17 @@ import psycopg2.errors
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from memagent import pgcopy
-from memagent.models import Memory
-from memagent.repository import RECORD_COLUMNS, NewMemory, Scope, content_hash
+from memagent.store import pgcopy
+from memagent.store.memories import NewMemory, content_hash
+from memagent.store.models import MemoryRow
+from memagent.store.scope import RECORD_COLUMNS, Scope
 
 _COLUMNS = "namespace, session_id, content, embedding, embedding_model, content_hash, metadata, created_at"
 
 
+_EXISTING = text(
+    "SELECT content_hash FROM memories WHERE namespace = :namespace AND content_hash = ANY(:hashes)"
+)
 _ENCODERS = pgcopy.encoders(["text", "text", "text", "vector", "text", "text", "jsonb", "timestamptz"])
 
 
@@ -78,13 +82,7 @@ class BulkRepository:
             wanted.setdefault(namespace, []).append(digest)
         found: set[tuple[str, str]] = set()
         for namespace, hashes in wanted.items():
-            rows = self.session.execute(
-                text(
-                    "SELECT content_hash FROM memories"
-                    " WHERE namespace = :namespace AND content_hash = ANY(:hashes)"
-                ),
-                {"namespace": namespace, "hashes": hashes},
-            )
+            rows = self.session.execute(_EXISTING, {"namespace": namespace, "hashes": hashes})
             found |= {(namespace, digest) for (digest,) in rows}
         return found
 
@@ -137,8 +135,8 @@ class BulkRepository:
 
     def iter_all(self, scope: Scope | None, *, with_embeddings: bool, batch: int = 1000) -> Iterator[Any]:
         """Every memory in scope (or in every namespace), oldest first, streamed from a server-side cursor."""
-        columns = [*RECORD_COLUMNS, Memory.embedding] if with_embeddings else list(RECORD_COLUMNS)
-        stmt = select(*columns).order_by(Memory.id)
+        columns = [*RECORD_COLUMNS, MemoryRow.embedding] if with_embeddings else list(RECORD_COLUMNS)
+        stmt = select(*columns).order_by(MemoryRow.id)
         if scope is not None:
             stmt = stmt.where(scope.where())
         result = self.session.execute(stmt.execution_options(yield_per=batch))

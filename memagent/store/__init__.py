@@ -1,0 +1,1 @@
+"""Storage: PostgreSQL + pgvector. Engines, the embedded server, ORM models, repositories, the HNSW index."""

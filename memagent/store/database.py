@@ -1,0 +1,186 @@
+"""The database memagent talks to: engine and sessions over a URL or the embedded server, and its errors."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from memagent.config import Settings
+from memagent.errors import ConfigError, DatabaseError, first_line
+from memagent.redact import masked_url, redact
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from memagent.store.embedded import EmbeddedPostgres
+
+
+def normalise_url(url: str) -> str:
+    """Name the psycopg2 driver: SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg2://" + url[len(prefix) :]
+    return url
+
+
+class Database:
+    """The database memagent talks to: configured by URL, or the embedded server started on demand.
+
+    Use as a context manager; closing disposes the engine and releases the embedded server.
+    """
+
+    def __init__(self, settings: Settings, *, url: str | None = None) -> None:
+        self.settings = settings
+        explicit = url or (settings.database_url.get_secret_value() if settings.database_url else None)
+        self._url = normalise_url(explicit) if explicit else None
+        self._embedded: EmbeddedPostgres | None = None
+        self._engine: Engine | None = None
+        self._sessions: sessionmaker[Session] | None = None
+
+    @property
+    def is_embedded(self) -> bool:
+        """True when memagent runs its own PostgreSQL."""
+        return self._url is None or self._embedded is not None
+
+    def describe(self) -> str:
+        """Where the data lives, safe to print."""
+        if self._url is not None and self._embedded is None:
+            return masked_url(self._url)
+        from memagent.store.embedded_paths import cluster_paths
+
+        return f"embedded PostgreSQL in {cluster_paths(self.settings.home_path()).data}"
+
+    def password(self) -> str | None:
+        """The configured URL's password (to keep it out of messages)."""
+        if self._url is None or self._embedded is not None:
+            return None
+        from sqlalchemy.engine import make_url
+
+        try:
+            password = make_url(self._url).password
+            return None if password is None else str(password)
+        except Exception:
+            return None
+
+    def open(self) -> Database:
+        """Start the embedded server if needed and create the engine (idempotent)."""
+        if self._engine is not None:
+            return self
+        from sqlalchemy import create_engine
+        from sqlalchemy.exc import ArgumentError
+        from sqlalchemy.orm import sessionmaker
+
+        url = self._url
+        if url is None:
+            from memagent.store.embedded import EmbeddedPostgres
+
+            self._embedded = EmbeddedPostgres(self.settings.home_path())
+            url = self._embedded.acquire()
+            self._url = url
+        try:
+            self._engine = create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=4)
+        except (ArgumentError, ValueError):  # the message would echo the URL, password included
+            raise ConfigError(
+                "MEMAGENT_DATABASE_URL is not a valid database URL.",
+                hint="Use postgresql://user:password@host:5432/database.",
+            ) from None
+        if self._embedded is not None:
+            _restart_on_connect_failure(self._engine, self._embedded)
+        self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+        return self
+
+    def close(self) -> None:
+        """Dispose of the engine and release the embedded server."""
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+            self._sessions = None
+        if self._embedded is not None:
+            self._embedded.release()
+
+    def __enter__(self) -> Database:
+        return self.open()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine (after open())."""
+        if self._engine is None:
+            self.open()
+        assert self._engine is not None
+        return self._engine
+
+    @property
+    def sessions(self) -> sessionmaker[Session]:
+        """The session factory (after open())."""
+        if self._sessions is None:
+            self.open()
+        assert self._sessions is not None
+        return self._sessions
+
+
+def _restart_on_connect_failure(engine: Engine, embedded: EmbeddedPostgres) -> None:
+    """If the embedded server went away (stopped, crashed, machine slept), start it again on the next connect.
+
+    Pooled connections are pinged before use (pool_pre_ping), so a restart is noticed at the next unit of
+    work, which then reconnects here; a turn in flight at that moment fails once and is kept (recovery).
+    """
+    import psycopg2
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "do_connect")
+    def connect(dialect: Any, record: Any, cargs: Any, cparams: Any) -> Any:
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except psycopg2.OperationalError:
+            embedded.acquire()  # starts the server unless another process already did
+            return dialect.connect(*cargs, **cparams)
+
+
+class translate_errors:
+    """Turn driver errors into one-line DatabaseErrors that never show the password."""
+
+    def __init__(self, db: Database | None = None) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        import psycopg2
+        from sqlalchemy.exc import DBAPIError, OperationalError
+
+        if exc is None:
+            return
+        if isinstance(exc, psycopg2.Error):  # raised by the driver directly (COPY goes around SQLAlchemy)
+            raise DatabaseError(f"database error: {first_line(exc)}") from None
+        if not isinstance(exc, DBAPIError):
+            return
+        where = self.db.describe() if self.db is not None else "the database"
+        first = redact(first_line(exc.orig), [self.db.password() if self.db is not None else None])
+        if isinstance(exc, OperationalError) and exc.connection_invalidated is False and _is_connect(first):
+            raise DatabaseError(f"cannot connect to PostgreSQL at {where}: {first}") from None
+        raise DatabaseError(f"database error: {first}") from None
+
+
+def _is_connect(message: str) -> bool:
+    lowered = message.lower()
+    return any(
+        word in lowered
+        for word in (
+            "connection to server",
+            "could not connect",
+            "connection refused",
+            "does not exist",
+            "password authentication",
+            "timeout expired",
+            "could not translate host",
+        )
+    )

@@ -1,0 +1,120 @@
+"""The HNSW index on memories.embedding: its one owner. Parameters, DDL, how recall addresses it, builds.
+
+- vector: the index on the column itself: full-precision graph.
+- halfvec: an expression index on `embedding::halfvec(dim)`: half the size, so twice as much of the graph
+  stays in memory. It pays when the index outgrows the buffer cache (100k x 1536 with 128 MB: store p95
+  8.1 vs 12.6 ms); when the index fits it gains nothing (docs/benchmarks.md). Queries must use the same
+  expression for the planner to pick it.
+
+Which kind recall uses is recorded in embedding_space.index_kind (revision 0004), not read off the index: a
+bulk import drops the index while it loads, and the rebuild (or the repair after a killed import) must know
+which kind to build. Whether the index is in place is read from the catalogue. With no index, recall scans
+exactly: slower, correct.
+
+Revisions, the ORM declaration (memagent.store.models), `memagent index`, bulk loads and `reembed` all build
+the index from `create_sql` here.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+IndexKind = Literal["vector", "halfvec"]
+INDEX_NAME = "ix_memories_embedding_hnsw"
+# The graph's parameters (pgvector's defaults, named so they stay visible).
+M = 16
+EF_CONSTRUCTION = 64
+OPCLASS: dict[IndexKind, str] = {"vector": "vector_cosine_ops", "halfvec": "halfvec_cosine_ops"}
+# Advisory lock held while the index is dropped for a bulk load, repaired or rebuilt (not migrations' key).
+INDEX_LOCK_KEY = 0x6D656D6167656E74 ^ 0x696E_6478  # "memagent" ^ "indx"
+_SET_ASIDE = "memagent_old_hnsw"
+
+
+def key_expression(index: IndexKind | None, dim: int, column: str = "embedding") -> str:
+    """The SQL expression the index is built on (what ORDER BY ... <=> must use to be served by it)."""
+    return f"({column})::halfvec({dim})" if index == "halfvec" else column
+
+
+def query_expression(index: IndexKind | None, dim: int, param: str = ":qvec") -> str:
+    """The query vector, cast to match key_expression."""
+    return f"CAST({param} AS halfvec({dim}))" if index == "halfvec" else f"CAST({param} AS vector)"
+
+
+def create_sql(kind: IndexKind, dim: int) -> str:
+    """The CREATE INDEX statement for the index of this kind (dim matters for halfvec only)."""
+    return (
+        f"CREATE INDEX IF NOT EXISTS {INDEX_NAME} ON memories USING hnsw "
+        f"(({key_expression(kind, dim)}) {OPCLASS[kind]}) "
+        f"WITH (m = {M}, ef_construction = {EF_CONSTRUCTION})"
+    )
+
+
+def build_memory_mb() -> int:
+    """maintenance_work_mem for an index build: the graph should fit (64 MB builds 4x slower at 100k x 1536),
+    but never more than a quarter of this machine's memory."""
+    import psutil
+
+    total = psutil.virtual_memory().total // 2**20
+    return int(max(64, min(2048, total // 4)))
+
+
+def build_workers() -> int:
+    """Parallel workers for an index build besides the leader: every other core, at most 7."""
+    return max(0, min(7, (os.cpu_count() or 1) - 1))
+
+
+class IndexRepository:
+    """The index's state and its builds, in the caller's transaction (never commits)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def present(self) -> bool:
+        """Whether the index exists (a bulk load drops it while it loads)."""
+        found = self.session.execute(text("SELECT to_regclass(:name) IS NOT NULL"), {"name": INDEX_NAME})
+        return bool(found.scalar_one())
+
+    def size_bytes(self) -> int:
+        """The index's size on disk (0 when it is missing)."""
+        size = self.session.execute(
+            text("SELECT coalesce(pg_relation_size(to_regclass(:name)), 0)"), {"name": INDEX_NAME}
+        ).scalar_one()
+        return int(size)
+
+    def try_lock(self) -> bool:
+        """Take the index-maintenance lock for this transaction, if nobody holds it.
+
+        A bulk load holds it for its whole run (its index is dropped on purpose meanwhile); a repair or a
+        rebuild holds it while it builds. A killed holder's connection closes and the lock goes with it.
+        """
+        taken = self.session.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": INDEX_LOCK_KEY})
+        return bool(taken.scalar_one())
+
+    def drop(self) -> None:
+        """Drop the index (before a bulk load into a table the load will dwarf, or a column retype)."""
+        self.session.execute(text(f"DROP INDEX IF EXISTS {INDEX_NAME}"))
+
+    def set_aside(self) -> None:
+        """Rename the index in place so a new one can be built beside it (recall keeps using the old)."""
+        self.session.execute(text(f"ALTER INDEX IF EXISTS {INDEX_NAME} RENAME TO {_SET_ASIDE}"))
+
+    def drop_set_aside(self) -> None:
+        """Drop the index set aside by set_aside()."""
+        self.session.execute(text(f"DROP INDEX IF EXISTS {_SET_ASIDE}"))
+
+    def create(self, kind: IndexKind, dim: int) -> None:
+        """Build the index of this kind, with memory and parallel workers sized for the build.
+
+        The planner sizes parallel index builds by the table's main heap; 1536-dimension vectors live in the
+        TOAST table, so without an explicit parallel_workers on the table it plans no workers at all.
+        """
+        workers = build_workers()
+        self.session.execute(text(f"SET LOCAL maintenance_work_mem = '{build_memory_mb()}MB'"))
+        self.session.execute(text(f"SET LOCAL max_parallel_maintenance_workers = {workers}"))
+        self.session.execute(text(f"ALTER TABLE memories SET (parallel_workers = {max(workers, 1)})"))
+        self.session.execute(text(create_sql(kind, dim)))
+        self.session.execute(text("ALTER TABLE memories RESET (parallel_workers)"))

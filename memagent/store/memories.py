@@ -1,0 +1,190 @@
+"""MemoryRepository: every query on the memories table outside bulk work. Takes a Session, never commits."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from memagent.records import MemoryRecord, RecalledMemory
+from memagent.store import search as search_queries
+from memagent.store.hnsw import IndexKind
+from memagent.store.models import MemoryRow
+from memagent.store.scope import RECORD_COLUMNS, Scope, to_record
+from memagent.store.search import SearchMode
+
+
+def content_hash(content: str) -> str:
+    """The key that makes identical content in a namespace a single memory."""
+    return hashlib.sha256(content.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class NewMemory:
+    """A memory ready to be stored (embedding None: pending)."""
+
+    namespace: str
+    session_id: str
+    content: str
+    embedding: Any
+    embedding_model: str
+    metadata: dict[str, Any]
+    created_at: datetime | None = None
+
+
+_INSERT_SKIPPING = (
+    insert(MemoryRow)
+    .on_conflict_do_nothing(constraint="uq_memories_namespace_content_hash")
+    .returning(MemoryRow.id, MemoryRow.namespace, MemoryRow.content_hash)
+)
+
+
+class MemoryRepository:
+    """Reads and writes memories in the caller's session and transaction."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    # -- writes ---------------------------------------------------------------------------------------------
+
+    def add(self, memory: NewMemory) -> tuple[int, bool]:
+        """Store one memory; identical content in the namespace is kept once. Returns (id, created)."""
+        return self.add_many([memory])[0]
+
+    def add_many(self, memories: Sequence[NewMemory], *, chunk: int = 500) -> list[tuple[int, bool]]:
+        """Store memories with one multi-row INSERT per chunk; identical content in a namespace is kept once.
+
+        Returns (id, created) per memory, in order; a memory identical to one stored before (or earlier in
+        the same batch) gets the existing id and created=False.
+        """
+        results: list[tuple[int, bool]] = []
+        now = datetime.now(UTC)
+        for start in range(0, len(memories), chunk):
+            part = memories[start : start + chunk]
+            rows = [
+                {
+                    "namespace": m.namespace,
+                    "session_id": m.session_id,
+                    "content": m.content,
+                    "embedding": m.embedding,
+                    "embedding_model": m.embedding_model,
+                    "content_hash": content_hash(m.content),
+                    "metadata_": m.metadata,
+                    "created_at": m.created_at or now,
+                }
+                for m in part
+            ]
+            # One statement for every call (compiled once, cached), executed with the rows as parameters:
+            # SQLAlchemy sends them as one multi-row INSERT ("insertmanyvalues").
+            inserted = {
+                (r.namespace, r.content_hash): int(r.id) for r in self.session.execute(_INSERT_SKIPPING, rows)
+            }
+            missing = {(r["namespace"], r["content_hash"]) for r in rows} - inserted.keys()
+            existing: dict[tuple[str, str], int] = {}
+            for namespace in {ns for ns, _ in missing}:
+                hashes = [h for ns, h in missing if ns == namespace]
+                found = self.session.execute(
+                    select(MemoryRow.id, MemoryRow.content_hash).where(
+                        MemoryRow.namespace == namespace, MemoryRow.content_hash.in_(hashes)
+                    )
+                )
+                existing |= {(namespace, r.content_hash): int(r.id) for r in found}
+            seen: set[tuple[str, str]] = set()
+            for row in rows:
+                key = (row["namespace"], row["content_hash"])
+                created = key in inserted and key not in seen
+                seen.add(key)
+                results.append((inserted[key] if key in inserted else existing[key], created))
+        return results
+
+    def purge(self, scope: Scope) -> int:
+        """Delete the memories in scope; returns how many."""
+        result = self.session.execute(delete(MemoryRow).where(scope.where()))
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    # -- reads -----------------------------------------------------------------------------------------------
+
+    def search(
+        self,
+        query_embedding: Sequence[float] | Any,
+        *,
+        scope: Scope,
+        k: int,
+        max_distance: float | None = None,
+        ef_search: int = 100,
+        mode: SearchMode = "vector",
+        query_text: str | None = None,
+        depth: int = 50,
+        text_weight: float = 1.0,
+        recency_half_life: timedelta | None = None,
+        index: IndexKind | None = "vector",
+    ) -> list[RecalledMemory]:
+        """The k best memories in scope, best first (memagent.store.search.search)."""
+        return search_queries.search(
+            self.session,
+            query_embedding,
+            scope=scope,
+            k=k,
+            max_distance=max_distance,
+            ef_search=ef_search,
+            mode=mode,
+            query_text=query_text,
+            depth=depth,
+            text_weight=text_weight,
+            recency_half_life=recency_half_life,
+            index=index,
+        )
+
+    def recent(self, scope: Scope, *, limit: int) -> list[MemoryRecord]:
+        """The newest memories in scope, newest first."""
+        stmt = (
+            select(*RECORD_COLUMNS)
+            .where(scope.where())
+            .order_by(MemoryRow.created_at.desc(), MemoryRow.id.desc())
+            .limit(limit)
+        )
+        return [to_record(row) for row in self.session.execute(stmt).all()]
+
+    def count(self, scope: Scope | None) -> int:
+        """How many memories are in scope (None: every memory this unit of work can see)."""
+        stmt = select(func.count()).select_from(MemoryRow)
+        if scope is not None:
+            stmt = stmt.where(scope.where())
+        return int(self.session.execute(stmt).scalar_one())
+
+    # -- pending embeddings ------------------------------------------------------------------------------
+
+    def pending_count(self, namespace: str | None = None) -> int:
+        """How many memories wait for their embedding (in one namespace, or in all)."""
+        stmt = select(func.count()).select_from(MemoryRow).where(MemoryRow.embedding.is_(None))
+        if namespace is not None:
+            stmt = stmt.where(MemoryRow.namespace == namespace)
+        return int(self.session.execute(stmt).scalar_one())
+
+    def pending_batch(self, limit: int) -> list[tuple[int, str]]:
+        """Up to `limit` memories waiting for their embedding, oldest first: (id, content)."""
+        rows = self.session.execute(
+            select(MemoryRow.id, MemoryRow.content)
+            .where(MemoryRow.embedding.is_(None))
+            .order_by(MemoryRow.id)
+            .limit(limit)
+        )
+        return [(int(row.id), str(row.content)) for row in rows]
+
+    def set_embeddings(self, vectors: Sequence[tuple[int, Any]], model: str) -> int:
+        """Fill in pending embeddings; a memory embedded meanwhile (another backfill) is left alone."""
+        done = 0
+        for memory_id, vector in vectors:
+            result = self.session.execute(
+                update(MemoryRow)
+                .where(MemoryRow.id == memory_id, MemoryRow.embedding.is_(None))
+                .values(embedding=vector, embedding_model=model)
+            )
+            done += int(result.rowcount)  # type: ignore[attr-defined]
+        return done

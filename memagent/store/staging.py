@@ -1,0 +1,69 @@
+"""The re-embedding's staging table and the vector column's switch-over (`memagent reembed`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from memagent.store.models import vector_text
+
+_UNSTAGED = """
+FROM memories m
+LEFT JOIN embedding_staging s ON s.memory_id = m.id AND s.model = :model
+WHERE s.memory_id IS NULL
+"""
+
+
+class StagingRepository:
+    """Vectors of the model a re-embedding moves to, and the switch to them (never commits)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def unstaged_count(self, model: str) -> int:
+        """How many memories have no staged vector of `model` yet."""
+        return int(self.session.execute(text("SELECT count(*)" + _UNSTAGED), {"model": model}).scalar_one())
+
+    def unstaged(self, model: str, limit: int) -> list[tuple[int, str]]:
+        """Up to `limit` memories with no staged vector of `model`, oldest first: (id, content)."""
+        rows = self.session.execute(
+            text("SELECT m.id, m.content" + _UNSTAGED + "ORDER BY m.id LIMIT :limit"),
+            {"model": model, "limit": limit},
+        )
+        return [(int(row.id), str(row.content)) for row in rows]
+
+    def stage(self, vectors: Sequence[tuple[int, Any]], model: str) -> None:
+        """Stage vectors of `model` (replacing a staged vector of another model)."""
+        self.session.execute(
+            text(
+                "INSERT INTO embedding_staging (memory_id, model, embedding)"
+                " VALUES (:id, :model, CAST(:embedding AS vector))"
+                " ON CONFLICT (memory_id) DO UPDATE"
+                " SET model = excluded.model, embedding = excluded.embedding"
+            ),
+            [{"id": memory_id, "model": model, "embedding": vector_text(v)} for memory_id, v in vectors],
+        )
+
+    def hold_writes(self) -> None:
+        """Block writes to memories until this transaction ends; readers go on."""
+        self.session.execute(text("LOCK TABLE memories IN SHARE ROW EXCLUSIVE MODE"))
+
+    def switch(self, dim: int) -> None:
+        """Retype the vector column to `dim` and move the staged vectors in; then empty the staging table.
+
+        Only the type changes (the dimension is data-dependent, so this is not a revision); nullability,
+        defaults and constraints stay as the revisions made them. The caller drops and rebuilds the index.
+        """
+        self.session.execute(
+            text(f"ALTER TABLE memories ALTER COLUMN embedding TYPE vector({int(dim)}) USING NULL")
+        )
+        self.session.execute(
+            text(
+                "UPDATE memories m SET embedding = s.embedding, embedding_model = s.model"
+                " FROM embedding_staging s WHERE s.memory_id = m.id"
+            )
+        )
+        self.session.execute(text("DELETE FROM embedding_staging"))
