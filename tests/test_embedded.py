@@ -19,6 +19,7 @@ import psutil
 import pytest
 
 from memagent.store.embedded import EmbeddedPostgres
+from tests.conftest import needs_local_model
 from tests.fake_openai import FakeOpenAI
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -50,6 +51,7 @@ def server_running(home: Path) -> bool:
     return bool(psutil.pid_exists(int(pidfile.read_text().split()[0])))
 
 
+@needs_local_model
 def test_remember_then_recall_in_two_processes_with_the_local_model(home: Path) -> None:
     """The README story: nothing configured, two processes, the memory lives in Postgres."""
     env = cli_env(home)

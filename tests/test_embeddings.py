@@ -9,7 +9,7 @@ from memagent.config import Settings, get_settings
 from memagent.errors import ProviderError
 from memagent.providers.embeddings import OpenAIEmbedder, make_embedder
 from memagent.providers.local import LocalEmbedder
-from tests.conftest import fake_embedder
+from tests.conftest import fake_embedder, needs_local_model
 from tests.fake_openai import Failure, FakeOpenAI, fake_embedding
 
 
@@ -77,12 +77,14 @@ def local() -> LocalEmbedder:
     return LocalEmbedder()
 
 
+@needs_local_model
 def test_local_embedder_is_normalised_384(local: LocalEmbedder) -> None:
     vectors = local.embed(["My name is Priya", "Rust compilers for embedded targets"])
     assert vectors.shape == (2, 384)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
 
 
+@needs_local_model
 def test_local_embedder_ranks_by_meaning(local: LocalEmbedder) -> None:
     memories = [
         "My name is Priya and I'm building a Rust compiler for embedded targets",

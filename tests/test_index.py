@@ -20,7 +20,7 @@ from memagent.store.database import Database
 from memagent.store.embedded import EmbeddedPostgres
 from memagent.usecases.maintenance import IndexMaintenance
 from memagent.usecases.service import MemoryService
-from tests.conftest import DIM, fake_embedder, make_database, provider_env
+from tests.conftest import DIM, explain, fake_embedder, make_database, provider_env, sent_statements
 from tests.fake_openai import FakeOpenAI
 
 TOPICS = ["rust compilers", "alpine hiking", "sourdough baking", "jazz piano", "tide pools", "chess openings"]
@@ -58,13 +58,6 @@ def index_definition(db: Database) -> str | None:
         ).scalar_one_or_none()
 
 
-def plan(db: Database, sql: str, qvec: str) -> str:
-    with db.engine.connect() as conn:
-        conn.execute(text("SET enable_seqscan = off"))
-        rows = conn.execute(text("EXPLAIN " + sql), {"qvec": qvec}).scalars()
-        return "\n".join(rows)
-
-
 def test_halfvec_index_serves_recall_with_the_same_answers(db: Database, memory: MemoryService) -> None:
     before = [m.content for m in memory.recall("jazz piano", k=5, mode="vector")]
     hybrid_before = {m.content for m in memory.recall("jazz piano", k=5, mode="hybrid")}
@@ -87,13 +80,15 @@ def test_halfvec_index_serves_recall_with_the_same_answers(db: Database, memory:
     exact_score = float(query @ np.asarray(json.loads(exact), dtype=np.float32))
     assert vector_hits[0].score == pytest.approx(exact_score, abs=1e-5)
 
-    # The planner picks the halfvec index for the expression recall orders by.
-    qvec = "[" + ",".join(["0.1"] * DIM) + "]"
-    key = hnsw.key_expression("halfvec", DIM)
-    query_sql = hnsw.query_expression("halfvec", DIM)
-    assert hnsw.INDEX_NAME in plan(
-        db, f"SELECT id FROM memories ORDER BY {key} <=> {query_sql} LIMIT 5", qvec
-    )
+    # The planner picks the halfvec index for the statements recall really sends.
+    with sent_statements(db.engine) as sent:
+        memory.recall("jazz piano", k=5, mode="vector")
+        memory.recall("jazz piano", k=5, mode="hybrid")
+    with db.engine.connect() as conn:
+        conn.execute(text("SET enable_seqscan = off"))
+        conn.execute(text("SET enable_sort = off"))
+        assert hnsw.INDEX_NAME in explain(conn, sent, "<=>", "ORDER BY anon_1.distance")
+        assert hnsw.INDEX_NAME in explain(conn, sent, "<=>", "FULL OUTER JOIN")
 
     IndexMaintenance(memory).rebuild("vector")
     definition = index_definition(db)

@@ -8,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.conftest import needs_local_model
+
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
+@needs_local_model
 def test_python_api_example_runs(home: Path) -> None:
     section = README.read_text().split("## Python API", 1)[1]
     match = re.search(r"```python\n(.*?)```", section, re.S)

@@ -16,8 +16,8 @@ from memagent.store.database import Database
 from memagent.store.embedded import EmbeddedPostgres
 from memagent.usecases.reembed import Reembedder
 from memagent.usecases.service import MemoryService
-from tests.conftest import fake_embedder, make_database
-from tests.fake_openai import FakeOpenAI
+from tests.conftest import fake_embedder, make_database, schema_drift
+from tests.fake_openai import Failure, FakeOpenAI
 
 TOPICS = ["rust compilers", "alpine hiking", "sourdough baking", "jazz piano", "tide pools", "chess openings"]
 
@@ -79,6 +79,29 @@ def test_reembed_stages_then_switches_in_one_go(db: Database, fake: FakeOpenAI) 
     assert found[0].content == "a memory written during the re-embedding about tide pools"
     with pytest.raises(EmbeddingMismatchError, match="fake-embed-1536"):
         old.recall("rust compilers")
+
+
+def test_after_a_reembed_a_provider_outage_stores_pending_and_backfill_embeds(
+    db: Database, fake: FakeOpenAI
+) -> None:
+    """The switch changes only the column's type: pending embeddings (NULL, revision 0005) still work."""
+    old = MemoryService(db.sessions, fake_embedder(fake), Settings(namespace="r"))
+    old.remember_many([f"notes about {topic}" for topic in TOPICS])
+    new_embedder = fake_embedder(fake, model="fake-embed-128", dim=128)
+    assert Reembedder(old, new_embedder).run() == len(TOPICS)
+    assert column_type(db) == "vector(128)"
+    with db.engine.connect() as conn:
+        assert schema_drift(conn) == []  # nullability, defaults and indexes as the revisions made them
+
+    new = MemoryService(db.sessions, new_embedder, Settings(namespace="r"))
+    fake.failures = [Failure(500, path="/embeddings")]
+    stored = new.remember("the badge reader by the north door needs new batteries")
+    assert stored.pending and stored.created
+    assert new.pending() == 1
+    assert new.backfill() == 1
+    assert new.pending() == 0
+    found = new.recall("badge reader batteries", k=1, mode="vector")
+    assert found[0].content == "the badge reader by the north door needs new batteries"
 
 
 def test_reembed_refuses_dimensions_hnsw_cannot_index(db: Database, fake: FakeOpenAI) -> None:

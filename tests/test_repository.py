@@ -14,11 +14,12 @@ from hypothesis.extra.numpy import arrays
 from sqlalchemy import Connection, insert, select, text
 from sqlalchemy.orm import Session
 
+from memagent.store import hnsw
 from memagent.store.memories import MemoryRepository, NewMemory, content_hash
 from memagent.store.models import MemoryRow, vector_text
 from memagent.store.scope import Scope
 from memagent.store.space import SpaceRepository
-from tests.conftest import DIM
+from tests.conftest import DIM, explain, sent_statements
 
 
 def unit(seed: int) -> np.ndarray:
@@ -148,16 +149,6 @@ def test_scoped_recall_returns_k_rows_through_the_hnsw_index(
     # Make the planner take the HNSW index, as it does on a large table.
     connection.execute(text("SET LOCAL enable_seqscan = off"))
     connection.execute(text("SET LOCAL enable_sort = off"))
-    plan = "\n".join(
-        connection.execute(
-            text(
-                "EXPLAIN SELECT id FROM memories WHERE namespace = 'scoped' "
-                "ORDER BY embedding <=> CAST(:q AS vector) LIMIT 10"
-            ),
-            {"q": str(query.tolist())},
-        ).scalars()
-    )
-    assert "ix_memories_embedding_hnsw" in plan
 
     # Without the fix: a plain filtered ANN query over the default 40-candidate scan comes up short.
     connection.execute(text("SET LOCAL hnsw.iterative_scan = off"))
@@ -171,9 +162,14 @@ def test_scoped_recall_returns_k_rows_through_the_hnsw_index(
     ).all()
     assert len(naive) < k
 
-    found = repo.search(query, scope=Scope("scoped"), k=k)
-    assert len(found) == k
+    with sent_statements(connection) as sent:
+        found = repo.search(query, scope=Scope("scoped"), k=k)
+        hybrid = repo.search(query, scope=Scope("scoped"), k=k, mode="hybrid", query_text="memory 1")
+    assert len(found) == k and len(hybrid) == k
     assert all(m.namespace == "scoped" for m in found)
+    # The statements the repository really sent are served by the HNSW index.
+    assert hnsw.INDEX_NAME in explain(connection, sent, "<=>", "ORDER BY anon_1.distance")
+    assert hnsw.INDEX_NAME in explain(connection, sent, "<=>", "FULL OUTER JOIN")
     scoped_ids = np.arange(0, total, 100)
     exact = scoped_ids[np.argsort(1 - vectors[scoped_ids] @ query)[:k]]
     assert len({int(m.content.split()[1]) for m in found} & set(exact.tolist())) >= k - 1

@@ -35,7 +35,7 @@ def remember(
         str | None, typer.Argument(help="The text to remember; '-' or nothing reads stdin.")
     ] = None,
     namespace: NamespaceOpt = None,
-    session: Annotated[
+    session_id: Annotated[
         str | None, typer.Option("--session", "-s", help="Session id to store (default: MEMAGENT_SESSION).")
     ] = None,
     metadata: Annotated[
@@ -58,7 +58,7 @@ def remember(
     # A database that cannot be reached loses nothing: the memory waits in the recovery file (exit 3).
     with lazy_app(settings) as opened:
         result = remember_or_keep(
-            opened.service, settings, body, namespace=namespace, session_id=session, metadata=meta
+            opened.service, settings, body, namespace=namespace, session_id=session_id, metadata=meta
         )
     if as_json:
         render.print_json(
@@ -96,7 +96,7 @@ def recall(
         int | None, typer.Option("--k", "-k", help="How many memories (default: MEMAGENT_TOP_K, 5).")
     ] = None,
     namespace: NamespaceOpt = None,
-    session: SessionOpt = None,
+    session_id: SessionOpt = None,
     max_distance: Annotated[
         float | None,
         typer.Option("--max-distance", help="Drop memories farther than this cosine distance (0-2)."),
@@ -125,7 +125,7 @@ def recall(
             query,
             k=k,
             namespace=namespace,
-            session_id=session,
+            session_id=session_id,
             max_distance=max_distance,
             mode=search_mode,
             ef_search=ef_search,
@@ -172,14 +172,14 @@ def backfill() -> None:
 def inspect(
     limit: Annotated[int, typer.Option("--limit", "-l", help="How many of the newest memories.")] = 5,
     namespace: NamespaceOpt = None,
-    session: SessionOpt = None,
+    session_id: SessionOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """List the newest memories."""
     settings = load_settings()
     with open_service(settings) as service:
-        memories = service.recent(limit=limit, namespace=namespace, session_id=session)
-        total = service.count(namespace=namespace, session_id=session)
+        memories = service.recent(limit=limit, namespace=namespace, session_id=session_id)
+        total = service.count(namespace=namespace, session_id=session_id)
     if as_json:
         render.print_json([memory.to_json() for memory in memories])
         return
@@ -197,7 +197,7 @@ def purge(
         str | None,
         typer.Option("--namespace", "-n", help="Purge in this namespace (alone: the whole namespace)."),
     ] = None,
-    session: Annotated[str | None, typer.Option("--session", "-s", help="Only this session.")] = None,
+    session_id: Annotated[str | None, typer.Option("--session", "-s", help="Only this session.")] = None,
     before: Annotated[
         str | None, typer.Option("--before", help="Only memories older than this date (YYYY-MM-DD[THH:MM]).")
     ] = None,
@@ -205,13 +205,13 @@ def purge(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Delete memories by session, namespace or date; shows the count and asks first."""
-    if not (everything or session or before or namespace):
+    if not (everything or session_id or before or namespace):
         raise InputError("say what to purge: --session, --before, --namespace or --all.")
     cutoff = parse_before(before) if before else None
     settings = load_settings()
     scope = namespace or settings.namespace
     with open_service(settings) as service:
-        count = service.count(namespace=namespace, session_id=session, before=cutoff)
+        count = service.count(namespace=namespace, session_id=session_id, before=cutoff)
         if count == 0:
             render.message(f"Nothing to purge in namespace {scope!r}.")
             return
@@ -220,7 +220,7 @@ def purge(
             refusal=f"{count} memories would be deleted; pass --yes to confirm without a terminal.",
             yes=yes,
         )
-        deleted = service.purge(namespace=namespace, session_id=session, before=cutoff)
+        deleted = service.purge(namespace=namespace, session_id=session_id, before=cutoff)
     render.message(f"Deleted {deleted} memories from namespace {scope!r}.")
 
 

@@ -114,7 +114,7 @@ def chat(
     message: Annotated[
         str | None, typer.Option("--message", "-m", help="Answer this one message, print the reply, exit.")
     ] = None,
-    session: Annotated[
+    session_id: Annotated[
         str | None, typer.Option("--session", "-s", help="Resume this session id (default: a new one).")
     ] = None,
     namespace: NamespaceOpt = None,
@@ -143,7 +143,7 @@ def chat(
             opened.service,
             model,
             settings,
-            session_id=session,
+            session_id=session_id,
             namespace=namespace,
             this_session_only=this_session,
         )

@@ -5,19 +5,17 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from memagent.records import MemoryRecord, RecalledMemory
-from memagent.store import search as search_queries
-from memagent.store.hnsw import IndexKind
+from memagent.records import MemoryRecord
 from memagent.store.models import MemoryRow
 from memagent.store.scope import RECORD_COLUMNS, Scope, to_record
-from memagent.store.search import SearchMode
+from memagent.store.search import SearchQueries
 
 
 def content_hash(content: str) -> str:
@@ -45,8 +43,8 @@ _INSERT_SKIPPING = (
 )
 
 
-class MemoryRepository:
-    """Reads and writes memories in the caller's session and transaction."""
+class MemoryRepository(SearchQueries):
+    """Reads and writes memories in the caller's session and transaction (recall's: SearchQueries)."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -109,37 +107,6 @@ class MemoryRepository:
         return int(result.rowcount)  # type: ignore[attr-defined]
 
     # -- reads -----------------------------------------------------------------------------------------------
-
-    def search(
-        self,
-        query_embedding: Sequence[float] | Any,
-        *,
-        scope: Scope,
-        k: int,
-        max_distance: float | None = None,
-        ef_search: int = 100,
-        mode: SearchMode = "vector",
-        query_text: str | None = None,
-        depth: int = 50,
-        text_weight: float = 1.0,
-        recency_half_life: timedelta | None = None,
-        index: IndexKind | None = "vector",
-    ) -> list[RecalledMemory]:
-        """The k best memories in scope, best first (memagent.store.search.search)."""
-        return search_queries.search(
-            self.session,
-            query_embedding,
-            scope=scope,
-            k=k,
-            max_distance=max_distance,
-            ef_search=ef_search,
-            mode=mode,
-            query_text=query_text,
-            depth=depth,
-            text_weight=text_weight,
-            recency_half_life=recency_half_life,
-            index=index,
-        )
 
     def recent(self, scope: Scope, *, limit: int) -> list[MemoryRecord]:
         """The newest memories in scope, newest first."""

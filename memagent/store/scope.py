@@ -48,9 +48,9 @@ class Scope:
 
 
 @lru_cache(maxsize=4)
-def _compiled(session: bool, before: bool) -> str:
+def _compiled(has_session: bool, has_before: bool) -> str:
     # The text depends only on which parts are set: compile each shape once.
-    shape = Scope("", "" if session else None, datetime.min if before else None)
+    shape = Scope("", "" if has_session else None, datetime.min if has_before else None)
     # The driver memagent uses, with text()'s :name parameters (and no casts written into the SQL).
     dialect = psycopg2.dialect(paramstyle="named")  # type: ignore[no-untyped-call]
     return str(shape.where(MEMORIES.alias("m")).compile(dialect=dialect))

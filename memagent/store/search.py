@@ -20,55 +20,69 @@ from memagent.store.scope import RECORD_COLUMNS, Scope, to_recalled
 SearchMode = Literal["vector", "text", "hybrid"]
 
 
-def search(
-    session: Session,
-    query_embedding: Sequence[float] | Any,
-    *,
-    scope: Scope,
-    k: int,
-    max_distance: float | None = None,
-    ef_search: int = 100,
-    mode: SearchMode = "vector",
-    query_text: str | None = None,
-    depth: int = 50,
-    text_weight: float = 1.0,
-    recency_half_life: timedelta | None = None,
-    index: IndexKind | None = "vector",
-) -> list[RecalledMemory]:
-    """The k best memories in scope, best first.
+class SearchQueries:
+    """Recall's queries over a session (MemoryRepository has them); never commits."""
 
-    vector: nearest by cosine distance. The inner query is exactly `ORDER BY embedding <=> :q LIMIT k`,
-    the shape the HNSW index serves. Scope filters apply after the index scan, so iterative scanning is
-    switched on for this transaction: the scan keeps going until k rows pass the filter.
-    text: BM25 over the full-text index. hybrid: both, fused by reciprocal rank (memagent.store.search_sql),
-    each side ranking `depth` candidates.
-    With a recency half-life, the `depth` best are re-ranked by score * 0.5^(age / half-life) (vector
-    scores mapped to 0-1 first) and the k best kept.
-    In every mode max_distance drops memories farther than that cosine distance from the query; it is
-    applied outside the index query, where it cannot make the iterative scan walk its whole budget.
-    index: the kind of HNSW index in place (memagent.store.hnsw); the vector ranking orders by the
-    expression it is built on, and reports full-precision distances either way.
-    """
-    depth = max(depth, k)
-    fetch = depth if recency_half_life is not None else k
-    session.execute(
-        text(
-            "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true),"
-            " set_config('hnsw.ef_search', :ef, true)"
-        ),
-        {"ef": str(max(ef_search, depth if mode == "hybrid" else fetch))},
-    )
-    if mode == "vector":
-        found = _vector(session, query_embedding, scope, fetch, max_distance, index)
-    elif query_text is None:
-        raise ValueError(f"{mode} search needs the query text")
-    else:
-        found = _ranked(
-            session, query_embedding, query_text, scope, fetch, max_distance, mode, depth, text_weight, index
+    session: Session
+
+    def search(
+        self,
+        query_embedding: Sequence[float] | Any,
+        *,
+        scope: Scope,
+        k: int,
+        max_distance: float | None = None,
+        ef_search: int = 100,
+        mode: SearchMode = "vector",
+        query_text: str | None = None,
+        depth: int = 50,
+        text_weight: float = 1.0,
+        recency_half_life: timedelta | None = None,
+        index: IndexKind | None = "vector",
+    ) -> list[RecalledMemory]:
+        """The k best memories in scope, best first.
+
+        vector: nearest by cosine distance. The inner query is exactly `ORDER BY embedding <=> :q LIMIT k`,
+        the shape the HNSW index serves. Scope filters apply after the index scan, so iterative scanning is
+        switched on for this transaction: the scan keeps going until k rows pass the filter.
+        text: BM25 over the full-text index. hybrid: both, fused by reciprocal rank
+        (memagent.store.search_sql), each side ranking `depth` candidates.
+        With a recency half-life, the `depth` best are re-ranked by score * 0.5^(age / half-life) (vector
+        scores mapped to 0-1 first) and the k best kept.
+        In every mode max_distance drops memories farther than that cosine distance from the query; it is
+        applied outside the index query, where it cannot make the iterative scan walk its whole budget.
+        index: the kind of HNSW index in place (memagent.store.hnsw); the vector ranking orders by the
+        expression it is built on, and reports full-precision distances either way.
+        """
+        depth = max(depth, k)
+        fetch = depth if recency_half_life is not None else k
+        self.session.execute(
+            text(
+                "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true),"
+                " set_config('hnsw.ef_search', :ef, true)"
+            ),
+            {"ef": str(max(ef_search, depth if mode == "hybrid" else fetch))},
         )
-    if recency_half_life is not None:
-        found = _by_recency(found, recency_half_life, mode)[:k]
-    return found
+        if mode == "vector":
+            found = _vector(self.session, query_embedding, scope, fetch, max_distance, index)
+        elif query_text is None:
+            raise ValueError(f"{mode} search needs the query text")
+        else:
+            found = _ranked(
+                self.session,
+                query_embedding,
+                query_text,
+                scope,
+                fetch,
+                max_distance,
+                mode,
+                depth,
+                text_weight,
+                index,
+            )
+        if recency_half_life is not None:
+            found = _by_recency(found, recency_half_life, mode)[:k]
+        return found
 
 
 def _vector(

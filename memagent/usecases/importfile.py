@@ -41,7 +41,7 @@ class ParseOptions:
 
     namespace: str | None  # put every memory here (--namespace)
     default_namespace: str  # for lines that name none
-    session: str  # for lines that name none
+    session_id: str  # for lines that name none
     model: str  # the database's embedding model: a line's vector is reused when it has this model...
     dim: int  # ...and this many dimensions
 
@@ -157,7 +157,7 @@ def parse_line(raw: bytes | memoryview, line: int, options: ParseOptions, now: d
     namespace = clean_name(
         options.namespace or str(data.get("namespace") or options.default_namespace), "namespace"
     )
-    session = clean_name(str(data.get("session_id") or options.session), "session")
+    session_id = clean_name(str(data.get("session_id") or options.session_id), "session")
     created_at = None
     if data.get("created_at") is not None:
         try:
@@ -167,7 +167,7 @@ def parse_line(raw: bytes | memoryview, line: int, options: ParseOptions, now: d
         if created_at.tzinfo is None:
             created_at = created_at.astimezone()
     metadata = clean_metadata(data.get("metadata"))
-    record = ImportRecord(line, namespace, session, content, content_hash(content), metadata, created_at)
+    record = ImportRecord(line, namespace, session_id, content, content_hash(content), metadata, created_at)
     if data.get("embedding") is not None:
         embedding = parse_embedding(data["embedding"])  # validated even when it will be re-embedded
         if data.get("embedding_model") == options.model and embedding.shape == (options.dim,):

@@ -103,7 +103,7 @@ class Transfer:
         options = ParseOptions(
             namespace=namespace,
             default_namespace=settings.namespace,
-            session=settings.session_id,
+            session_id=settings.session_id,
             model=embedder.model,
             dim=embedder.dim,
         )
