@@ -19,6 +19,7 @@ from memagent.store.database import Database
 from memagent.usecases.maintenance import IndexMaintenance
 from memagent.usecases.recovery import RecoveryFile
 from memagent.usecases.service import MemoryService
+from memagent.wording import memories
 
 Notify = Callable[[str], None]
 
@@ -47,6 +48,9 @@ class App:
         try:
             schema.ensure_at_head(db, embedding_dim=embedder.dim)
             service = MemoryService(db.sessions, embedder, self.settings)
+            isolation = service.unit.isolation()
+            if not isolation.on and self._notify is not None:
+                self._notify(f"Warning: namespace isolation is {isolation.describe()}")
             catch_up(service, self._notify)
         except BaseException:
             db.close()
@@ -88,4 +92,4 @@ def catch_up(service: MemoryService, notify: Notify | None = None) -> None:
         say("Rebuilt the vector index, which an interrupted import had left out.")
     replayed = RecoveryFile(service.settings.home_path()).replay(service)
     if replayed:
-        say(f"Stored {replayed} memories kept in the recovery file while the database was unreachable.")
+        say(f"Stored {memories(replayed)} kept in the recovery file while the database was unreachable.")

@@ -11,6 +11,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from memagent.errors import ConfigError
+from memagent.redact import register
 from memagent.validation import validate_name
 
 LOCAL_MODEL = "all-MiniLM-L6-v2"
@@ -58,7 +59,7 @@ class Settings(BaseSettings):
     namespace: str = Field(default="default", description="Memory namespace (a hard boundary)")
     session_id: str = Field(
         default="default",
-        validation_alias=AliasChoices("MEMAGENT_SESSION", "session_id"),
+        validation_alias=AliasChoices("MEMAGENT_SESSION"),
         description="Session id stored with new memories",
     )
     top_k: int = Field(default=5, ge=1, le=1000, description="Memories returned by recall")
@@ -131,6 +132,11 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/") if value else value
 
+    def api_keys(self) -> list[SecretStr]:
+        """The API keys these settings hold (to keep them out of every message)."""
+        keys = (self.openai_api_key, self.embedding_api_key, self.chat_api_key)
+        return [key for key in keys if key is not None]
+
     def home_path(self) -> Path:
         """The folder memagent keeps its files in (MEMAGENT_HOME, else the user's data dir)."""
         if self.home is not None:
@@ -173,7 +179,7 @@ class Settings(BaseSettings):
 def get_settings(**overrides: object) -> Settings:
     """Build the settings from the environment, .env and explicit overrides; one clear error if invalid."""
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or "settings"
@@ -181,6 +187,8 @@ def get_settings(**overrides: object) -> Settings:
         env = next((name for name in names if name in os.environ), names[0])
         reason = str(first["msg"]).removeprefix("Value error, ")
         raise ConfigError(f"invalid setting {env}: {reason}.") from None
+    register(key.get_secret_value() for key in settings.api_keys())
+    return settings
 
 
 def env_names(field: str) -> list[str]:

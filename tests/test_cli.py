@@ -128,7 +128,7 @@ def test_purge_asks_and_counts(cli_env: dict[str, str], engine: Engine) -> None:
     assert rows(engine, ns) == [("alpha", "a")]
 
     future = runner.invoke(app, ["purge", "--before", "2999-01-01", "--yes"])
-    assert "Deleted 1 memories" in future.stderr
+    assert "Deleted 1 memory from" in future.stderr
     assert rows(engine, ns) == []
     assert "Nothing to purge" in runner.invoke(app, ["purge", "--all", "--yes"]).stderr
 

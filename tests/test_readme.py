@@ -26,7 +26,7 @@ def test_python_api_example_runs(home: Path) -> None:
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert "Rust compiler" in lines[0]
-    assert lines[-1] == "1 memories"
+    assert lines[-1] == "memories stored: 1"
 
 
 def test_every_command_in_the_table_exists() -> None:

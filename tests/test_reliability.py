@@ -146,12 +146,12 @@ def test_cli_remember_and_recall_say_what_is_pending(
     degraded = runner.invoke(app, ["recall", "badge reader battery", "--json"])
     assert degraded.exit_code == 0, degraded.output
     assert "Recalled by full-text search only" in degraded.stderr
-    assert "1 memories in this namespace wait for their embeddings" in degraded.stderr
+    assert "1 memory in this namespace waits for an embedding" in degraded.stderr
     assert json.loads(degraded.stdout)[0]["similarity"] is None
 
     filled = runner.invoke(app, ["backfill"])
     assert filled.exit_code == 0, filled.output
-    assert "Embedded 1 pending memories; 0 still pending." in filled.stderr
+    assert "Embedded 1 pending memory; 0 still pending." in filled.stderr
     again = runner.invoke(app, ["backfill"])
     assert "No memories wait for their embeddings." in again.stderr
 

@@ -14,7 +14,7 @@ Superusers bypass row-level security, which is why memagent switches role rather
 from collections.abc import Sequence
 
 from alembic import op
-from memagent.store.unit import APP_ROLE
+from memagent.store import roles
 from memagent.validation import ALL_NAMESPACES
 
 revision: str = "0006"
@@ -22,7 +22,6 @@ down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-ROLE = APP_ROLE
 VISIBLE = (
     "(namespace = current_setting('memagent.namespace', true)"
     f" OR current_setting('memagent.namespace', true) = '{ALL_NAMESPACES}')"
@@ -30,36 +29,10 @@ VISIBLE = (
 
 
 def upgrade() -> None:
-    op.execute(
-        f"""
-        DO $$
-        BEGIN
-            IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{ROLE}') THEN
-                CREATE ROLE {ROLE} NOLOGIN NOBYPASSRLS;
-            END IF;
-            EXECUTE format('GRANT {ROLE} TO %I', current_user);
-        EXCEPTION WHEN insufficient_privilege THEN
-            RAISE WARNING 'memagent: cannot create or grant {ROLE}; namespaces enforced by queries only';
-        END
-        $$
-        """
-    )
-    op.execute(
-        f"""
-        DO $$
-        BEGIN
-            IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{ROLE}') THEN
-                EXECUTE format('GRANT USAGE ON SCHEMA %I TO {ROLE}', current_schema());
-                GRANT SELECT, INSERT, UPDATE, DELETE
-                    ON memories, embedding_space, embedding_staging TO {ROLE};
-                EXECUTE format(
-                    'GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA %I TO {ROLE}', current_schema()
-                );
-            END IF;
-        END
-        $$
-        """
-    )
+    # Stated once, in memagent.store.roles: create and join memagent_app where this login may (else a
+    # warning, and memagent says on every run that isolation is off), then grant it the tables.
+    op.execute(roles.CREATE_AND_JOIN_SQL)
+    op.execute(roles.GRANT_SQL)
     op.execute("ALTER TABLE memories ENABLE ROW LEVEL SECURITY")
     op.execute(f"CREATE POLICY memagent_namespace ON memories USING {VISIBLE} WITH CHECK {VISIBLE}")
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
+from memagent import wording
 from memagent.cli import render
 from memagent.cli.base import (
     JsonOpt,
@@ -39,9 +40,9 @@ def remember(
         str | None, typer.Option("--session", "-s", help="Session id to store (default: MEMAGENT_SESSION).")
     ] = None,
     metadata: Annotated[
-        str | None, typer.Option("--metadata", "-m", help="A JSON object stored alongside.")
+        str | None, typer.Option("--metadata", help="A JSON object stored alongside.")
     ] = None,
-    as_json: JsonOpt = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
 ) -> None:
     """Embed a text and store it as a memory."""
     body = read_stdin() if text in (None, "-") else text
@@ -134,9 +135,11 @@ def recall(
     if found.degraded:
         render.message(f"Recalled by full-text search only: {found.degraded}")
     if waiting:
+        one = waiting == 1
+        them = "it" if one else "them"
         render.message(
-            f"{waiting} memories in this namespace wait for their embeddings (vector recall skips them); "
-            "`memagent backfill` embeds them."
+            f"{wording.memories(waiting)} in this namespace {'waits' if one else 'wait'} for an embedding "
+            f"(vector recall skips {them}); `memagent backfill` embeds {them}."
         )
     if as_json:
         render.print_json([memory.to_json() for memory in found])
@@ -164,7 +167,9 @@ def backfill() -> None:
             task = progress.add_task("backfill", total=waiting)
             done = service.backfill(on_progress=lambda n: progress.advance(task, n))
         left = service.pending(all_namespaces=True)
-    render.message(f"Embedded {done} pending memories; {left} still pending.")
+    render.message(
+        f"Embedded {wording.count(done, 'pending memory', 'pending memories')}; {left} still pending."
+    )
 
 
 @app.command()
@@ -178,16 +183,16 @@ def inspect(
     """List the newest memories."""
     settings = load_settings()
     with open_service(settings) as service:
-        memories = service.recent(limit=limit, namespace=namespace, session_id=session_id)
+        found = service.recent(limit=limit, namespace=namespace, session_id=session_id)
         total = service.count(namespace=namespace, session_id=session_id)
     if as_json:
-        render.print_json([memory.to_json() for memory in memories])
+        render.print_json([memory.to_json() for memory in found])
         return
     scope = namespace or settings.namespace
-    if not memories:
+    if not found:
         render.message(f"No memories in namespace {scope!r}.")
         return
-    render.memory_table(f"{len(memories)} newest of {total} memories in namespace {scope!r}", memories)
+    render.memory_table(f"{len(found)} newest of {wording.memories(total)} in namespace {scope!r}", found)
 
 
 @app.command()
@@ -216,25 +221,26 @@ def purge(
             render.message(f"Nothing to purge in namespace {scope!r}.")
             return
         confirm_or_refuse(
-            f"Delete {count} memories from namespace {scope!r}?",
-            refusal=f"{count} memories would be deleted; pass --yes to confirm without a terminal.",
+            f"Delete {wording.memories(count)} from namespace {scope!r}?",
+            refusal=f"{wording.memories(count)} would be deleted; pass --yes to confirm without a terminal.",
             yes=yes,
         )
         deleted = service.purge(namespace=namespace, session_id=session_id, before=cutoff)
-    render.message(f"Deleted {deleted} memories from namespace {scope!r}.")
+    render.message(f"Deleted {wording.memories(deleted)} from namespace {scope!r}.")
 
 
 @app.command()
 @handled
 def config(as_json: JsonOpt = False) -> None:
-    """Show the effective settings (secrets masked)."""
-    from memagent.cli.settings_view import settings_rows
+    """Show the effective settings (secrets masked) and the state of the database they lead to."""
+    from memagent.cli.settings_view import database_rows, settings_rows, shown
 
-    rows = settings_rows(load_settings())
+    settings = load_settings()
+    rows = settings_rows(settings) + database_rows(settings)
     if as_json:
         render.print_json({name: value for name, value, _ in rows})
     else:
-        render.settings_table(rows)
+        render.settings_table([(name, shown(value), source) for name, value, source in rows])
 
 
 @app.command()
@@ -248,9 +254,11 @@ def migrate(
 
     settings = load_settings()
     with Database(settings) as db:
-        schema.upgrade(db, revision)
+        isolation = schema.upgrade(db, revision)
         current, _ = schema.state(db)
     render.message(f"Schema at {', '.join(sorted(current)) or 'base'} ({db.describe()}).")
+    if not isolation.on:
+        render.message(f"Namespace isolation is {isolation.describe()}")
 
 
 # The chat and transfer commands live in their own modules; importing them registers them on `app`.

@@ -25,10 +25,10 @@ R = TypeVar("R")
 
 app = typer.Typer(
     name="memagent",
-    help="Persistent long-term memory for AI agents, in PostgreSQL with pgvector.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: flags without a "<bool>" value, and nothing to load for --help
 )
 
 _state = {"debug": False}

@@ -9,6 +9,7 @@ import typer
 from memagent.cli import render
 from memagent.cli.base import app, handled, load_settings, open_service
 from memagent.errors import InputError
+from memagent.wording import memories
 
 
 @app.command()
@@ -37,10 +38,10 @@ def index(
         before = maintenance.status()
         if kind is not None or rebuild:
             target = "halfvec" if kind == "halfvec" else "vector" if kind == "vector" else before.kind
-            render.message(f"Building the {target} index over {before.rows} memories…")
+            render.message(f"Building the {target} index over {memories(before.rows)}…")
             maintenance.rebuild(target)
         after = maintenance.status()
     state = "in place" if after.present else "missing (an import is loading, or run --rebuild)"
     render.message(
-        f"HNSW index: {after.kind}, {state}, {after.size_bytes / 2**20:.1f} MB over {after.rows} memories."
+        f"HNSW index: {after.kind}, {state}, {after.size_bytes / 2**20:.1f} MB over {memories(after.rows)}."
     )

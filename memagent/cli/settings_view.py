@@ -1,14 +1,19 @@
-"""The rows `memagent config` shows: every setting's effective value, secrets masked, and its source."""
+"""What `memagent config` shows: every setting's effective value, secrets masked, and its source."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import Any
 
 from pydantic import SecretStr
 
 from memagent.config import Settings, env_names
 from memagent.errors import MemagentError
 from memagent.redact import masked_url
+
+# (setting, value as JSON would hold it, where it came from)
+Row = tuple[str, Any, str]
 
 
 def _source(settings: Settings, name: str) -> str:
@@ -18,22 +23,26 @@ def _source(settings: Settings, name: str) -> str:
     return ".env" if name in settings.model_fields_set else "default"
 
 
-def settings_rows(settings: Settings) -> list[tuple[str, str, str]]:
-    """(setting, shown value, source) for each setting, plus the resolved embedding model and database."""
-    from memagent.store.database import Database, normalise_url
+def _value(name: str, value: Any) -> Any:
+    if name == "database_url" and isinstance(value, SecretStr):
+        from memagent.store.database import normalise_url
 
-    rows: list[tuple[str, str, str]] = []
-    for name in Settings.model_fields:
-        value = getattr(settings, name)
-        if name == "database_url" and value is not None:
-            shown = masked_url(normalise_url(value.get_secret_value()))
-        elif isinstance(value, SecretStr):
-            shown = "**** (set)"
-        elif value is None:
-            shown = "-"
-        else:
-            shown = str(value)
-        rows.append((name, shown, _source(settings, name)))
+        return masked_url(normalise_url(value.get_secret_value()))
+    if isinstance(value, SecretStr):
+        return "**** (set)"
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def settings_rows(settings: Settings) -> list[Row]:
+    """Each setting with its value and source, then the resolved home, embedding model and database."""
+    from memagent.store.database import Database
+
+    rows: list[Row] = [
+        (name, _value(name, getattr(settings, name)), _source(settings, name))
+        for name in Settings.model_fields
+    ]
     rows.append(("home (resolved)", str(settings.home_path()), "derived"))
     try:
         spec = settings.embedding_spec()
@@ -44,3 +53,29 @@ def settings_rows(settings: Settings) -> list[tuple[str, str, str]]:
         rows.append(("embedding (resolved)", f"invalid: {exc}", "derived"))
     rows.append(("database (resolved)", Database(settings).describe(), "derived"))
     return rows
+
+
+def shown(value: Any) -> str:
+    """A value as the table shows it."""
+    return "-" if value is None else str(value)
+
+
+def database_rows(settings: Settings) -> list[Row]:
+    """The database's server, pgvector, schema, embedding space and isolation, or why it cannot be reached."""
+    from memagent.bootstrap import App
+    from memagent.usecases.status import database_status
+
+    try:
+        with App(settings) as app:
+            status = database_status(app.service())
+    except MemagentError as exc:
+        return [("database status", f"unavailable: {exc}", "database")]
+    space = status.embedding_space
+    return [
+        ("postgresql", status.server.postgresql, "database"),
+        ("pgvector", status.server.pgvector, "database"),
+        ("schema revision", status.server.revision, "database"),
+        ("embeddings stored", f"{space[0]}, {space[1]} dimensions" if space else None, "database"),
+        ("vector index kind", status.index_kind, "database"),
+        ("namespace isolation", status.isolation.describe(), "database"),
+    ]

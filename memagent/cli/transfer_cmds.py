@@ -6,7 +6,7 @@ import contextlib
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TextIO
 
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
@@ -15,6 +15,7 @@ from memagent.cli import render
 from memagent.cli.base import app, confirm_or_refuse, handled, load_settings, open_service
 from memagent.config import Settings
 from memagent.errors import InputError
+from memagent.wording import memories
 
 BATCH = 5000  # memagent.usecases.transfer.BATCH, without importing the database layer for --help
 SHOWN_FAILURES = 20
@@ -34,14 +35,21 @@ def run_export(
     scope = None if all_namespaces else (namespace or settings.namespace)
     count = 0
     with contextlib.ExitStack() as stack:
+        stream = stack.enter_context(_open_output(output)) if output else sys.stdout
         service = stack.enter_context(open_service(settings))
-        stream = stack.enter_context(open(output, "w", encoding="utf-8")) if output else sys.stdout
         for line in Transfer(service).export(scope, with_embeddings=with_embeddings):
             stream.write(line)
             count += 1
         stream.flush()
     where = "every namespace" if scope is None else f"namespace {scope!r}"
-    render.message(f"Exported {count} memories from {where}.")
+    render.message(f"Exported {memories(count)} from {where}.")
+
+
+def _open_output(path: Path) -> TextIO:
+    try:
+        return open(path, "w", encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}.") from None
 
 
 def run_import(settings: Settings, *, path: Path, namespace: str | None, batch_size: int) -> None:
@@ -93,8 +101,8 @@ def run_reembed(settings: Settings, *, model: str, provider: str | None, dim: in
         pending = mover.pending()
         where = f"{current[0]} ({current[1]} dimensions)" if current else "no model yet"
         confirm_or_refuse(
-            f"Re-embed {pending} memories from {where} to {target.model} ({target.dim} dimensions)?",
-            refusal=f"{pending} memories would be re-embedded with {target.model}; pass --yes to confirm.",
+            f"Re-embed {memories(pending)} from {where} to {target.model} ({target.dim} dimensions)?",
+            refusal=f"{memories(pending)} would be re-embedded with {target.model}; pass --yes to confirm.",
             yes=yes,
         )
         progress = render.count_progress("re-embedding")
@@ -102,7 +110,7 @@ def run_reembed(settings: Settings, *, model: str, provider: str | None, dim: in
             task = progress.add_task("reembed", total=pending)
             moved = mover.run(on_progress=lambda n: progress.advance(task, n))
     render.message(
-        f"Switched {moved} memories to {target.model} ({target.dim} dimensions). From now on set "
+        f"Switched {memories(moved)} to {target.model} ({target.dim} dimensions). From now on set "
         f"MEMAGENT_EMBEDDING_PROVIDER={target.provider} and MEMAGENT_EMBEDDING_MODEL={target.model}"
         + (f" and MEMAGENT_EMBEDDING_DIM={target.dim}." if dim else ".")
     )

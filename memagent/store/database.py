@@ -33,6 +33,12 @@ class Database:
     def __init__(self, settings: Settings, *, url: str | None = None) -> None:
         self.settings = settings
         explicit = url or (settings.database_url.get_secret_value() if settings.database_url else None)
+        if explicit is not None and not explicit.lower().startswith(("postgresql", "postgres:")):
+            scheme = explicit.split(":", 1)[0][:20] if ":" in explicit else "no scheme"
+            raise ConfigError(
+                f"MEMAGENT_DATABASE_URL must be a PostgreSQL URL, not {scheme}.",
+                hint="Use postgresql://user:password@host:5432/database, or unset it (the embedded server).",
+            )
         self._url = normalise_url(explicit) if explicit else None
         self._embedded: EmbeddedPostgres | None = None
         self._engine: Engine | None = None
@@ -50,18 +56,6 @@ class Database:
         from memagent.store.embedded_paths import cluster_paths
 
         return f"embedded PostgreSQL in {cluster_paths(self.settings.home_path()).data}"
-
-    def password(self) -> str | None:
-        """The configured URL's password (to keep it out of messages)."""
-        if self._url is None or self._embedded is not None:
-            return None
-        from sqlalchemy.engine import make_url
-
-        try:
-            password = make_url(self._url).password
-            return None if password is None else str(password)
-        except Exception:
-            return None
 
     def open(self) -> Database:
         """Start the embedded server if needed and create the engine (idempotent)."""
@@ -164,7 +158,7 @@ class translate_errors:
         if not isinstance(exc, DBAPIError):
             return
         where = self.db.describe() if self.db is not None else "the database"
-        first = redact(first_line(exc.orig), [self.db.password() if self.db is not None else None])
+        first = redact(first_line(exc.orig))
         if isinstance(exc, OperationalError) and exc.connection_invalidated is False and _is_connect(first):
             raise DatabaseError(f"cannot connect to PostgreSQL at {where}: {first}") from None
         raise DatabaseError(f"database error: {first}") from None

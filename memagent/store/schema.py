@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from memagent.errors import DatabaseError, SchemaError
+from memagent.store import roles
 from memagent.store.database import Database, translate_errors
+from memagent.store.roles import Isolation
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -71,9 +75,12 @@ def state(db: Database) -> tuple[set[str], set[str]]:
     return current, heads
 
 
-def upgrade(db: Database, revision: str = "head", *, embedding_dim: int | None = None) -> None:
-    """Apply migrations up to `revision` in one transaction, serialised across processes."""
-    _migrate(db, "upgrade", revision, embedding_dim)
+def upgrade(db: Database, revision: str = "head", *, embedding_dim: int | None = None) -> Isolation:
+    """Apply migrations up to `revision` in one transaction, serialised across processes.
+
+    Returns whether namespaces are isolated by the database afterwards (memagent.store.roles).
+    """
+    return _migrate(db, "upgrade", revision, embedding_dim)
 
 
 def downgrade(db: Database, revision: str) -> None:
@@ -81,19 +88,34 @@ def downgrade(db: Database, revision: str) -> None:
     _migrate(db, "downgrade", revision, None)
 
 
-def _migrate(db: Database, direction: str, revision: str, embedding_dim: int | None) -> None:
-    from sqlalchemy.exc import DBAPIError
-
+def _migrate(db: Database, direction: str, revision: str, embedding_dim: int | None) -> Isolation:
     from alembic import command
 
-    with translate_errors(db), db.engine.begin() as conn:
+    with migration_errors(db), db.engine.begin() as conn:
         lock(conn)
         dim = embedding_dim if embedding_dim is not None else db.settings.embedding_spec().dim
-        config = alembic_config(conn, dim)
+        getattr(command, direction)(alembic_config(conn, dim), revision)
+        return roles.isolation(conn)
+
+
+@contextmanager
+def migration_errors(db: Database) -> Iterator[None]:
+    """One clear line for what stops a migration: no pgvector, no right to create it, no connection."""
+    from sqlalchemy.exc import DBAPIError
+
+    with translate_errors(db):
         try:
-            getattr(command, direction)(config, revision)
+            yield
         except DBAPIError as exc:
-            if "extension" in str(exc.orig) and "vector" in str(exc.orig):
+            message = str(exc.orig)
+            if "permission denied" in message and "extension" in message:
+                raise DatabaseError(
+                    f"this login may not create the pgvector extension in {db.describe()}: PostgreSQL lets "
+                    "only a superuser create it.",
+                    hint="Ask an administrator to run `CREATE EXTENSION vector;` in that database, then "
+                    "migrate again (`memagent migrate` or `alembic upgrade head`).",
+                ) from None
+            if "extension" in message and "vector" in message:
                 raise DatabaseError(
                     f"the PostgreSQL server at {db.describe()} does not have the pgvector extension.",
                     hint="Use the pgvector/pgvector image (see docker-compose.yml) or install pgvector.",

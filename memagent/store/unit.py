@@ -13,11 +13,10 @@ from memagent.store.bulk import BulkRepository
 from memagent.store.database import translate_errors
 from memagent.store.hnsw import IndexRepository
 from memagent.store.memories import MemoryRepository
+from memagent.store.roles import APP_ROLE, Isolation, isolation
+from memagent.store.server import ServerFacts, facts
 from memagent.store.space import SpaceRepository
 from memagent.store.staging import StagingRepository
-
-# The role whose transactions row-level security confines to one namespace (revision 0006).
-APP_ROLE = "memagent_app"
 
 
 class Store:
@@ -51,13 +50,21 @@ class Store:
         """The re-embedding's staging table."""
         return StagingRepository(self._session)
 
+    def server(self) -> ServerFacts:
+        """PostgreSQL's and pgvector's versions and the schema revision."""
+        return facts(self._session)
+
+    def isolation(self) -> Isolation:
+        """Whether this login's units of work can run as memagent_app."""
+        return isolation(self._session)
+
 
 class UnitOfWork:
     """Opens units of work over a session factory; remembers whether this login may take the app role."""
 
     def __init__(self, sessions: Callable[[], Session]) -> None:
         self._sessions = sessions
-        self._app_role: bool | None = None  # whether this login may switch to memagent_app (once known)
+        self._isolation: Isolation | None = None  # whether this login can run as memagent_app (once known)
 
     @contextmanager
     def __call__(self, namespace: str | None = None, *, admin: bool = False) -> Iterator[Store]:
@@ -78,21 +85,21 @@ class UnitOfWork:
                 # Joined to a caller's transaction (tests): LOCAL settings would outlive this unit.
                 session.execute(text("SELECT set_config('role', 'none', true)"))
 
+    def isolation(self) -> Isolation:
+        """Whether units of work run as memagent_app under row-level security (asked once)."""
+        if self._isolation is None:
+            session = self._sessions()
+            with translate_errors(), session, session.begin():
+                self._isolation = isolation(session)
+        return self._isolation
+
     def _isolate(self, session: Session, namespace: str | None) -> None:
-        if self._app_role is None:
-            self._app_role = bool(
-                session.execute(
-                    text(
-                        "SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :role)"
-                        " THEN pg_has_role(current_user, :role, 'MEMBER') ELSE false END"
-                    ),
-                    {"role": APP_ROLE},
-                ).scalar_one()
-            )
+        if self._isolation is None:
+            self._isolation = isolation(session)
         session.execute(
             text(
                 "SELECT set_config('memagent.namespace', :ns, true)"
-                + (", set_config('role', :role, true)" if self._app_role else "")
+                + (", set_config('role', :role, true)" if self._isolation.on else "")
             ),
             {"ns": namespace if namespace is not None else "", "role": APP_ROLE},
         )
