@@ -6,13 +6,13 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any
 
-from memagent.agent.turn import ChatAgent, TurnResult
 from memagent.bootstrap import App
-from memagent.config import Settings, get_settings
+from memagent.config import Settings, check_names, get_settings
 from memagent.errors import InputError
 from memagent.providers.chat import ChatModel, make_chat_model
 from memagent.providers.embeddings import Embedder
 from memagent.records import MemoryRecord, RecallResult, RememberResult
+from memagent.usecases.chat import ChatAgent, TurnResult
 from memagent.usecases.recovery import remember_or_keep
 from memagent.usecases.service import MemoryService
 
@@ -21,8 +21,9 @@ class Memory:
     """Long-term memory for an agent.
 
     Configured from the same settings as the CLI (environment, .env) or from keyword arguments, which
-    override them: `Memory(namespace="alice", database_url="postgresql://…")`. The database is opened on
-    first use; use it as a context manager, or call close(), to release it.
+    override them: `Memory(namespace="alice", database_url="postgresql://…")`. `chat_model` is a model
+    name (`"llama3.2"`, served by the configured chat endpoint) or a ChatModel object. The database is
+    opened on first use; use it as a context manager, or call close(), to release it.
     """
 
     def __init__(
@@ -30,10 +31,13 @@ class Memory:
         *,
         settings: Settings | None = None,
         embedder: Embedder | None = None,
-        chat_model: ChatModel | None = None,
+        chat_model: ChatModel | str | None = None,
         **overrides: Any,
     ) -> None:
+        if isinstance(chat_model, str):  # a name: the chat_model setting
+            overrides["chat_model"], chat_model = chat_model, None
         if settings is not None and overrides:
+            check_names(overrides)
             settings = settings.model_copy(update=overrides)
         self.settings = settings if settings is not None else get_settings(**overrides)
         self._app = App(self.settings, embedder=embedder)

@@ -7,19 +7,20 @@ the recovery file are stored). Nothing happens until the first `service()`.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
 
-from memagent.config import Settings
+from memagent.config import KNOWN_DIMENSIONS, LOCAL_MODEL, Settings
 from memagent.providers.embeddings import Embedder, make_embedder
 from memagent.store import schema
 from memagent.store.database import Database
+from memagent.store.unit import UnitOfWork
 from memagent.usecases.maintenance import IndexMaintenance
 from memagent.usecases.recovery import RecoveryFile
 from memagent.usecases.service import MemoryService
-from memagent.wording import memories
 
 Notify = Callable[[str], None]
 
@@ -43,12 +44,22 @@ class App:
             return self._service
 
     def _open(self) -> MemoryService:
-        embedder = self._embedder or make_embedder(self.settings)
+        configured = self._embedder or make_embedder(self.settings)
         db = Database(self.settings).open()
         try:
-            schema.ensure_at_head(db, embedding_dim=embedder.dim)
-            service = MemoryService(db.sessions, embedder, self.settings)
-            isolation = service.unit.isolation()
+            schema.ensure_at_head(db, embedding_dim=configured.dim)
+            unit = UnitOfWork(db.sessions)
+            with unit() as store:
+                space = store.space.get()
+            embedder = configured
+            if self._embedder is None and space is not None:
+                embedder = embedder_for(self.settings, space, configured)
+                if embedder is not configured:
+                    self._say_once(
+                        f"embedder:{db.describe()}:{space}:{configured.model}", switch_note(space, configured)
+                    )
+            service = MemoryService(db.sessions, embedder, self.settings, unit=unit)
+            isolation = unit.isolation()
             if not isolation.on and self._notify is not None:
                 self._notify(f"Warning: namespace isolation is {isolation.describe()}")
             catch_up(service, self._notify)
@@ -57,6 +68,17 @@ class App:
             raise
         self._db = db
         return service
+
+    def _say_once(self, key: str, text: str) -> None:
+        """Tell the user something once per memagent home (a marker file remembers it was said)."""
+        if self._notify is None:
+            return
+        marker = self.settings.home_path() / "notes" / hashlib.sha256(key.encode()).hexdigest()[:20]
+        if marker.exists():
+            return
+        self._notify(text)
+        marker.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        marker.touch()
 
     def close(self) -> None:
         """Release the database (and the embedded server, when this was its last user)."""
@@ -75,6 +97,38 @@ class App:
         self.close()
 
 
+def embedder_for(settings: Settings, space: tuple[str, int], configured: Embedder) -> Embedder:
+    """The embedder for a database that holds `space`'s vectors.
+
+    With MEMAGENT_EMBEDDING_PROVIDER left on auto and no model named, memagent embeds with the model the
+    database was built with (a key set later for chat must not switch a local database to OpenAI). Any
+    explicit choice stands, and a mismatch is then reported with the fixes that work.
+    """
+    if (configured.model, configured.dim) == space:
+        return configured
+    if settings.embedding_provider != "auto" or settings.embedding_model is not None:
+        return configured
+    model, dim = space
+    if model in (LOCAL_MODEL, f"sentence-transformers/{LOCAL_MODEL}"):
+        return make_embedder(settings.model_copy(update={"embedding_provider": "local"}))
+    if configured.provider == "openai":  # an endpoint is configured: ask it for the database's model
+        update = {
+            "embedding_model": model,
+            "embedding_dim": dim if KNOWN_DIMENSIONS.get(model) != dim else None,
+        }
+        return make_embedder(settings.model_copy(update=update))
+    return configured  # the database's model needs an endpoint that is not configured: the mismatch says so
+
+
+def switch_note(space: tuple[str, int], configured: Embedder) -> str:
+    """Said once when memagent embeds with the database's model rather than the one the settings suggest."""
+    return (
+        f"This database holds {space[0]} vectors, so memagent embeds with {space[0]} rather than "
+        f"{configured.model}. To move it to {configured.model}: "
+        f"memagent reembed --model {configured.model} --provider {configured.provider}"
+    )
+
+
 @contextmanager
 def open_service(
     settings: Settings, *, embedder: Embedder | None = None, notify: Notify | None = None
@@ -90,6 +144,5 @@ def catch_up(service: MemoryService, notify: Notify | None = None) -> None:
     say = notify or (lambda _: None)
     if IndexMaintenance(service).repair():
         say("Rebuilt the vector index, which an interrupted import had left out.")
-    replayed = RecoveryFile(service.settings.home_path()).replay(service)
-    if replayed:
-        say(f"Stored {memories(replayed)} kept in the recovery file while the database was unreachable.")
+    for line in RecoveryFile(service.settings.home_path()).replay(service).messages():
+        say(line)

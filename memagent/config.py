@@ -178,6 +178,7 @@ class Settings(BaseSettings):
 
 def get_settings(**overrides: object) -> Settings:
     """Build the settings from the environment, .env and explicit overrides; one clear error if invalid."""
+    check_names(overrides)
     try:
         settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
@@ -189,6 +190,18 @@ def get_settings(**overrides: object) -> Settings:
         raise ConfigError(f"invalid setting {env}: {reason}.") from None
     register(key.get_secret_value() for key in settings.api_keys())
     return settings
+
+
+def check_names(overrides: dict[str, object]) -> None:
+    """Refuse a keyword that names no setting (a typo would otherwise be ignored without a word)."""
+    import difflib
+
+    for name in overrides:
+        if name not in Settings.model_fields:
+            close = difflib.get_close_matches(name, list(Settings.model_fields), n=1)
+            raise ConfigError(
+                f"there is no setting {name!r}.", hint=f"Did you mean {close[0]!r}?" if close else None
+            )
 
 
 def env_names(field: str) -> list[str]:

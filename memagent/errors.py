@@ -38,7 +38,14 @@ class DatabaseError(MemagentError):
     exit_code = 3
 
 
-class EmbeddedServerError(DatabaseError):
+class DatabaseUnavailableError(DatabaseError):
+    """The database cannot be reached: refused or unreachable, the connection lost, the embedded server down.
+
+    What a memory waiting in the recovery file is waiting for; any other DatabaseError is an answer.
+    """
+
+
+class EmbeddedServerError(DatabaseUnavailableError):
     """The embedded PostgreSQL server could not be initialised or started."""
 
 
@@ -58,13 +65,14 @@ class ProviderError(MemagentError):
     exit_code = 5
 
 
-def first_line(error: Any) -> str:
-    """The first non-empty line of an error's message (drivers add detail lines), or its type's name."""
+def first_line(error: Any, empty: str | None = None) -> str:
+    """The first non-empty line of an error's message (drivers add detail lines); `empty` (default: the
+    error's type name) when it has none."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[0] if lines else type(error).__name__
+    return lines[0] if lines else (empty if empty is not None else type(error).__name__)
 
 
-class KeptError(DatabaseError):
+class KeptError(DatabaseUnavailableError):
     """The database could not be reached (`reason`), so the memory waits in the recovery file (`kept`)."""
 
     def __init__(self, reason: str, *, kept: Path) -> None:

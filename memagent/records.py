@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any, overload
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -49,30 +49,20 @@ class RecalledMemory(MemoryRecord):
         return data
 
 
-@dataclass(frozen=True)
-class RecallResult(Sequence[RecalledMemory]):
-    """What recall found, best first (a sequence of RecalledMemory), and whether it had to make do.
+class RecallResult(list[RecalledMemory]):
+    """What recall found, best first (a list of RecalledMemory), and whether it had to make do.
 
     degraded: why recall fell back to full-text search (the embeddings provider's error), or None.
     """
 
-    memories: list[RecalledMemory]
-    degraded: str | None = None
+    def __init__(self, memories: Iterable[RecalledMemory] = (), degraded: str | None = None) -> None:
+        super().__init__(memories)
+        self.degraded = degraded
 
-    @overload
-    def __getitem__(self, index: int) -> RecalledMemory: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[RecalledMemory]: ...
-
-    def __getitem__(self, index: int | slice) -> RecalledMemory | list[RecalledMemory]:
-        return self.memories[index]
-
-    def __len__(self) -> int:
-        return len(self.memories)
-
-    def __iter__(self) -> Iterator[RecalledMemory]:
-        return iter(self.memories)
+    @property
+    def memories(self) -> list[RecalledMemory]:
+        """The memories as a plain list."""
+        return list(self)
 
 
 @dataclass(frozen=True)

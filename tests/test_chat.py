@@ -19,12 +19,12 @@ from typer.testing import CliRunner
 
 from memagent import Memory
 from memagent.agent.prompt import build_prompt, estimate_tokens
-from memagent.agent.turn import ChatAgent
 from memagent.cli.app import app
 from memagent.cli.chat import interactive
 from memagent.config import Settings
 from memagent.providers.chat import ChatModel, OpenAIChat
 from memagent.records import RecalledMemory
+from memagent.usecases.chat import ChatAgent
 from memagent.usecases.service import MemoryService
 from tests.conftest import fake_embedder
 from tests.fake_openai import Failure, FakeOpenAI

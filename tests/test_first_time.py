@@ -10,14 +10,17 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
 
+from memagent import Memory
 from memagent.store.embedded import EmbeddedPostgres
-from tests.fake_openai import FakeOpenAI
+from tests.conftest import fake_embedder, needs_local_model
+from tests.fake_openai import Failure, FakeOpenAI
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -127,3 +130,139 @@ def test_alembic_and_migrate_print_the_same_one_line_for_a_closed_port(home: Pat
     assert "cannot connect to PostgreSQL at postgresql+psycopg2://u:***@127.0.0.1:9/x" in line
     assert one_error_line(alembic) == line
     assert "pw-secret-1" not in migrate.stderr + alembic.stderr
+
+
+PRIYA = "My name is Priya and I'm building a Rust compiler for embedded targets"
+
+
+@needs_local_model
+def test_from_the_local_model_to_an_openai_key(home: Path, fake: FakeOpenAI) -> None:
+    """The README's try-it stores with the local model; its Chat section then sets a key. The key serves
+    chat; embeddings stay with the model the database holds, and memagent says once how to move."""
+    local = clean_env(MEMAGENT_HOME=str(home))
+    assert run(local, "remember", PRIYA).returncode == 0
+
+    keyed = local | {
+        "OPENAI_API_KEY": fake.api_key,
+        "OPENAI_BASE_URL": fake.base_url,
+        "MEMAGENT_MAX_RETRIES": "0",
+    }
+    fake.chat_reply = "You are building a Rust compiler."
+    first = run(keyed, "chat", "-m", "what project am I working on?")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == fake.chat_reply
+    assert fake.embedding_requests() == []  # embedded locally, not by the provider the key points to
+    assert "Rust compiler for embedded targets" in fake.chat_requests()[-1]["body"]["messages"][0]["content"]
+    note = "memagent reembed --model text-embedding-3-small --provider openai"
+    assert "This database holds all-MiniLM-L6-v2 vectors" in first.stderr and note in first.stderr
+    second = run(keyed, "chat", "-m", "and what is my name?")
+    assert second.returncode == 0 and "This database holds" not in second.stderr  # said once
+
+    # Naming the provider explicitly is a choice memagent keeps; the error names fixes that work.
+    explicit = run(keyed | {"MEMAGENT_EMBEDDING_PROVIDER": "openai"}, "recall", "compiler")
+    assert explicit.returncode == 4
+    hint = one_error_line(explicit)
+    assert "Set MEMAGENT_EMBEDDING_PROVIDER=local" in hint and note in hint
+    followed = run(keyed | {"MEMAGENT_EMBEDDING_PROVIDER": "local"}, "recall", "compiler", "--json")
+    assert followed.returncode == 0 and PRIYA in [m["content"] for m in json.loads(followed.stdout)]
+
+
+def test_a_mismatch_hint_followed_literally_works(home: Path, fake: FakeOpenAI) -> None:
+    """A database built with one OpenAI-compatible model, used with another named explicitly."""
+    provider = clean_env(
+        MEMAGENT_HOME=str(home),
+        MEMAGENT_OPENAI_BASE_URL=fake.base_url,
+        OPENAI_API_KEY=fake.api_key,
+        MEMAGENT_MAX_RETRIES="0",
+    )
+    built = provider | {"MEMAGENT_EMBEDDING_MODEL": "fake-embed-256", "MEMAGENT_EMBEDDING_DIM": "256"}
+    assert run(built, "remember", "the tide turns at six").returncode == 0
+    other = provider | {"MEMAGENT_EMBEDDING_MODEL": "fake-embed-384", "MEMAGENT_EMBEDDING_DIM": "384"}
+    refused = run(other, "recall", "tide")
+    assert refused.returncode == 4
+    hint = one_error_line(refused)
+    expected = "MEMAGENT_EMBEDDING_MODEL=fake-embed-256 and MEMAGENT_EMBEDDING_DIM=256"
+    assert expected in hint and "memagent reembed --model fake-embed-384 --provider openai --dim 384" in hint
+    followed = provider | {"MEMAGENT_EMBEDDING_MODEL": "fake-embed-256", "MEMAGENT_EMBEDDING_DIM": "256"}
+    assert (
+        json.loads(run(followed, "recall", "tide", "--json").stdout)[0]["content"] == "the tide turns at six"
+    )
+    moved = run(
+        other, "reembed", "--model", "fake-embed-384", "--provider", "openai", "--dim", "384", "--yes"
+    )
+    assert moved.returncode == 0, moved.stderr
+    assert json.loads(run(other, "recall", "tide", "--json").stdout)[0]["content"] == "the tide turns at six"
+
+
+def test_chat_resumes_a_session_with_its_turns_and_one_shot_shows_what_it_was_asked(
+    home: Path, fake: FakeOpenAI
+) -> None:
+    env = clean_env(
+        MEMAGENT_HOME=str(home),
+        OPENAI_BASE_URL=fake.base_url,
+        OPENAI_API_KEY=fake.api_key,
+        MEMAGENT_EMBEDDING_MODEL="fake-embed-384",
+        MEMAGENT_EMBEDDING_DIM="384",
+        MEMAGENT_MAX_RETRIES="0",
+    )
+    fake.chat_reply = "Teal is a fine colour."
+    assert run(env, "chat", "--session", "s1", "-m", "My favourite colour is teal").returncode == 0
+    fake.chat_reply = "You said teal."
+    resumed = run(env, "chat", "--session", "s1", "-m", "What did I just tell you?", "--show-memories")
+    assert resumed.returncode == 0, resumed.stderr
+    messages = fake.chat_requests()[-1]["body"]["messages"]
+    assert [(m["role"], m["content"]) for m in messages[1:]] == [
+        ("user", "My favourite colour is teal"),
+        ("assistant", "Teal is a fine colour."),
+        ("user", "What did I just tell you?"),
+    ]
+    assert resumed.stdout.strip() == "You said teal."  # memories shown on stderr, not mixed into the reply
+    assert "(no memories recalled)" in resumed.stderr  # the one memory is already in the conversation
+
+    fake.failures = [Failure(500, path="/embeddings")]
+    degraded = run(env, "chat", "-m", "what colour did I like?")
+    assert degraded.returncode == 0
+    assert "memories recalled by full-text search only" in degraded.stderr
+
+
+def test_python_api_takes_a_chat_model_name(db_url: str, fake: FakeOpenAI) -> None:
+    with Memory(
+        database_url=db_url,
+        namespace=f"api-{uuid.uuid4().hex[:8]}",
+        embedder=fake_embedder(fake),
+        chat_base_url=fake.base_url,
+        chat_api_key=fake.api_key,
+        chat_model="llama3.2",
+        max_retries=0,
+    ) as memory:
+        turn = memory.chat("hello there")
+        assert turn.reply == fake.chat_reply
+        assert fake.chat_requests()[-1]["body"]["model"] == "llama3.2"
+        memory.purge(everything=True)
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["export", "-o", "/nonexistent/folder/x.jsonl"], {}, "cannot write /nonexistent/folder/x.jsonl"),
+        (["inspect"], {"MEMAGENT_DATABASE_URL": "mysql://u:pw-secret-2@h/db"}, "must be a PostgreSQL URL"),
+    ],
+)
+def test_smaller_first_time_errors_are_one_line_exit_2(
+    home: Path, args: list[str], env: dict[str, str], message: str
+) -> None:
+    result = run(clean_env(MEMAGENT_HOME=str(home), MEMAGENT_EMBEDDING_PROVIDER="local", **env), *args)
+    assert result.returncode == 2 and message in one_error_line(result)
+    assert "pw-secret-2" not in result.stderr
+
+
+def test_help_and_config_read_right(home: Path) -> None:
+    env = clean_env(MEMAGENT_HOME=str(home), MEMAGENT_EMBEDDING_PROVIDER="local", MEMAGENT_TOP_K="7")
+    for command in ("remember", "recall", "chat", "export", "import", "purge"):
+        shown = run(env, command, "--help")
+        assert shown.returncode == 0 and "<bool>" not in shown.stdout
+    assert "-m, --metadata" not in run(env, "remember", "--help").stdout  # -m is chat's --message
+    assert "-m, --message" in run(env, "chat", "--help").stdout
+    config = json.loads(run(env, "config", "--json").stdout)
+    assert config["top_k"] == 7 and config["max_distance"] is None and config["hybrid_text_weight"] == 1.5
+    assert config["pgvector"] == "0.8.6" and config["postgresql"].startswith("18.")

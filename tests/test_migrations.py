@@ -72,6 +72,25 @@ def test_the_orm_models_agree_with_the_migrated_schema(db_url: str) -> None:
     engine.dispose()
 
 
+def test_a_column_an_earlier_reembed_made_not_null_is_repaired(embedded: EmbeddedPostgres) -> None:
+    """Before revision 0008, `memagent reembed` re-added NOT NULL; upgrading such a database repairs it."""
+    url = make_database(embedded, "memagent_repair")
+    with Database(Settings(), url=url) as db:
+        schema.upgrade(db, "0007", embedding_dim=384)
+        with db.engine.begin() as conn:
+            conn.execute(text("ALTER TABLE memories ALTER COLUMN embedding SET NOT NULL"))  # the old damage
+        schema.upgrade(db, "head", embedding_dim=384)
+        with db.engine.connect() as conn:
+            assert schema_drift(conn) == []
+            nullable = conn.execute(
+                text(
+                    "SELECT NOT attnotnull FROM pg_attribute"
+                    " WHERE attrelid = 'memories'::regclass AND attname = 'embedding'"
+                )
+            ).scalar_one()
+        assert nullable is True
+
+
 def test_upgrade_downgrade_upgrade(embedded: EmbeddedPostgres) -> None:
     url = make_database(embedded, "memagent_migrations")
     with Database(Settings(), url=url) as db:
@@ -110,7 +129,7 @@ def test_alembic_command_line_with_a_plain_postgresql_url(embedded: EmbeddedPost
     up = subprocess.run([*alembic, "upgrade", "head"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert up.returncode == 0, up.stderr
     current = subprocess.run([*alembic, "current"], cwd=ROOT, env=env, capture_output=True, text=True)
-    assert "0007 (head)" in current.stdout
+    assert "0008 (head)" in current.stdout
     down = subprocess.run([*alembic, "downgrade", "base"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert down.returncode == 0, down.stderr
     engine = create_engine(url.replace("postgresql://", "postgresql+psycopg2://"))

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -228,6 +229,55 @@ def test_an_unreachable_database_keeps_the_memory_for_the_next_run(
     finally:
         server.release()
         server.destroy()
+
+
+def test_a_long_lived_memory_stores_what_it_kept_once_the_database_is_back(
+    tmp_path: Path, home: Path, fake: FakeOpenAI
+) -> None:
+    """The Python API keeps a memory while the database is down, and its next successful call stores it;
+    a kept memory the database refuses stays in the file, said once, and never blocks the call."""
+    from memagent.api import Memory
+    from memagent.errors import KeptError
+    from memagent.usecases.recovery import Kept, RecoveryFile
+
+    from memagent.store import schema
+    from memagent.store.database import Database
+
+    server = EmbeddedPostgres(tmp_path / "external-postgres")
+    url = server.acquire()
+    try:
+        with Database(Settings(), url=url) as db:
+            schema.upgrade(db, embedding_dim=DIM)
+        with Memory(
+            home=str(home), database_url=url, embedder=fake_embedder(fake), namespace="api"
+        ) as memory:
+            memory.remember("written while the database is up")
+            server.stop()
+            with pytest.raises(KeptError) as kept:
+                memory.remember("written while the database is down")
+            assert kept.value.kept == home / "recovery.jsonl" and "cannot connect" in kept.value.reason
+            # A memory the database will refuse (its namespace is reserved): it must not block the others.
+            RecoveryFile(home).keep(Kept("*", "s", "refused", {}, datetime.now(UTC)))
+            server.acquire()
+            memory.remember("written once it is back")
+            assert memory.count() == 3
+            assert [m.content for m in memory.recent(limit=3)][-1] == "written while the database is up"
+            waiting = RecoveryFile(home).waiting()
+            assert [item.content for item in waiting] == ["refused"]
+    finally:
+        server.release()
+        server.destroy()
+
+
+def test_a_schema_that_is_behind_is_an_answer_not_an_outage(embedded: EmbeddedPostgres, home: Path) -> None:
+    """Only an unreachable database puts a memory in the recovery file; a schema to migrate is one line."""
+    from tests.conftest import make_database
+
+    url = make_database(embedded, "memagent_behind")
+    env = {"MEMAGENT_HOME": str(home), "MEMAGENT_DATABASE_URL": url, "MEMAGENT_EMBEDDING_PROVIDER": "local"}
+    result = runner.invoke(app, ["remember", "a memory for an unmigrated database"], env=env)
+    assert result.exit_code == 3 and "alembic upgrade head" in result.stderr
+    assert not (home / "recovery.jsonl").exists()
 
 
 # -- kill -9 and concurrency --------------------------------------------------------------------------------

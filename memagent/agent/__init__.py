@@ -1,1 +1,1 @@
-"""The chat agent: one turn (recall, prompt, reply, store) and the injection-safe prompt."""
+"""Conversation text: the injection-safe prompt with its memory block, and exchanges as stored text."""

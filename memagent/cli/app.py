@@ -59,7 +59,13 @@ def remember(
     # A database that cannot be reached loses nothing: the memory waits in the recovery file (exit 3).
     with lazy_app(settings) as opened:
         result = remember_or_keep(
-            opened.service, settings, body, namespace=namespace, session_id=session_id, metadata=meta
+            opened.service,
+            settings,
+            body,
+            namespace=namespace,
+            session_id=session_id,
+            metadata=meta,
+            notify=render.message,
         )
     if as_json:
         render.print_json(

@@ -68,10 +68,8 @@ def handled(func: Callable[P, R]) -> Callable[P, R]:
         except Exception as exc:  # a bug: still one line, the traceback on request
             if _state["debug"]:
                 print_traceback()
-            name = type(exc).__name__
-            render.error_line(
-                redact(f"unexpected {name}: {first_line(exc)} (run with --debug for the traceback).")
-            )
+            what = f"{type(exc).__name__}: {first_line(exc, 'no message')}"
+            render.error_line(redact(f"unexpected {what} (run with --debug for the traceback)."))
             raise typer.Exit(1) from None
 
     return wrapper

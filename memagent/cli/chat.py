@@ -14,8 +14,8 @@ from memagent.cli.base import NamespaceOpt, app, handled, lazy_app, load_setting
 from memagent.errors import MemagentError
 
 if TYPE_CHECKING:
-    from memagent.agent.turn import ChatAgent, TurnResult
     from memagent.records import RecalledMemory
+    from memagent.usecases.chat import ChatAgent, TurnResult
 
 LEAVE_WORDS = {"quit", "exit", ":q", "/quit", "/exit"}
 
@@ -34,17 +34,19 @@ def show_memories(memories: list[RecalledMemory]) -> None:
         )
 
 
-def one_shot(agent: ChatAgent, message: str) -> int:
-    """Answer one message, printing only the reply to stdout; returns the exit code."""
+def one_shot(agent: ChatAgent, message: str, *, show: bool = False) -> int:
+    """Answer one message, printing only the reply to stdout (the rest to stderr); returns the exit code."""
 
     def write(piece: str) -> None:
         sys.stdout.write(piece)
         sys.stdout.flush()
 
-    result = agent.turn(message, on_token=write)
+    result = agent.turn(message, on_token=write, on_recall=show_memories if show else None)
     if result.reply is not None:
         sys.stdout.write("\n")
         sys.stdout.flush()
+    if result.degraded:
+        render.message(f"(memories recalled by full-text search only: {result.degraded})")
     if result.kept is not None:
         render.error_line(kept_line(result))
         return 3
@@ -129,8 +131,8 @@ def chat(
 
     Text piped on stdin is answered once, like --message.
     """
-    from memagent.agent.turn import ChatAgent
     from memagent.providers.chat import make_chat_model
+    from memagent.usecases.chat import ChatAgent
 
     settings = load_settings()
     model = make_chat_model(settings)  # fails fast, before any database work, if none is configured
@@ -148,7 +150,7 @@ def chat(
             this_session_only=this_session,
         )
         if text is not None:
-            code = one_shot(agent, text)
+            code = one_shot(agent, text, show=show_memories)
             if code:
                 raise typer.Exit(code)
             return

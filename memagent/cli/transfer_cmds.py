@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated, TextIO
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from memagent.cli import render
 from memagent.cli.base import app, confirm_or_refuse, handled, load_settings, open_service
@@ -58,22 +58,9 @@ def run_import(settings: Settings, *, path: Path, namespace: str | None, batch_s
 
     if not path.is_file():
         raise InputError(f"no such file: {path}")
-    progress = Progress(
-        TextColumn("importing"),
-        BarColumn(),
-        DownloadColumn(),
-        TimeRemainingColumn(),
-        console=render.err(),
-        transient=True,
-    )
-    with open_service(settings) as service, progress:
-        task = progress.add_task("import", total=os.path.getsize(path))
+    with open_service(settings) as service, ImportBar(os.path.getsize(path)) as bar:
         summary = Transfer(service).import_file(
-            path,
-            namespace=namespace,
-            batch_size=batch_size,
-            notify=render.message,
-            on_progress=lambda read: progress.advance(task, read),
+            path, namespace=namespace, batch_size=batch_size, notify=render.message, progress=bar
         )
     render.message(
         f"Imported {path.name}: added {summary.added}, skipped {summary.skipped} already stored, "
@@ -85,6 +72,37 @@ def run_import(settings: Settings, *, path: Path, namespace: str | None, batch_s
         render.message(f"  … and {len(summary.failed) - SHOWN_FAILURES} more")
     if summary.failed:
         raise typer.Exit(2)
+
+
+class ImportBar:
+    """Import progress on stderr: lines stored (the bar follows the bytes of the file read), and the
+    embedding of the batch at hand when lines need vectors."""
+
+    def __init__(self, size: int) -> None:
+        self._progress = Progress(
+            TextColumn("importing"),
+            BarColumn(),
+            TextColumn("{task.fields[lines]:,} lines stored{task.fields[embedding]}"),
+            TimeRemainingColumn(),
+            console=render.err(),
+            transient=True,
+        )
+        self._task = self._progress.add_task("import", total=size, lines=0, embedding="")
+        self._lines = 0
+
+    def __enter__(self) -> ImportBar:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def loaded(self, lines: int, size: int) -> None:
+        self._lines += lines
+        self._progress.update(self._task, advance=size, lines=self._lines, embedding="")
+
+    def embedded(self, done: int, total: int) -> None:
+        self._progress.update(self._task, embedding=f"; embedding the next batch: {done:,} of {total:,}")
 
 
 def run_reembed(settings: Settings, *, model: str, provider: str | None, dim: int | None, yes: bool) -> None:

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from typing import Any, Literal
 
 from memagent.errors import ProviderError
+from memagent.redact import redact
 
 
 class LazyClient:
@@ -61,7 +62,7 @@ class LazyClient:
             raise ProviderError(f"{provider} at {where} does not know model {model!r}.") from None
         except openai.APIStatusError as exc:
             raise ProviderError(
-                f"{provider} answered HTTP {exc.status_code} for model {model}: {_short(exc.message)}"
+                f"{provider} answered HTTP {exc.status_code} for model {model}: {redact(_short(exc.message))}"
             ) from None
         except openai.APITimeoutError:
             raise ProviderError(

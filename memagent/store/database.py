@@ -6,7 +6,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from memagent.config import Settings
-from memagent.errors import ConfigError, DatabaseError, first_line
+from memagent.errors import ConfigError, DatabaseError, DatabaseUnavailableError, first_line
 from memagent.redact import masked_url, redact
 
 if TYPE_CHECKING:
@@ -154,14 +154,27 @@ class translate_errors:
         if exc is None:
             return
         if isinstance(exc, psycopg2.Error):  # raised by the driver directly (COPY goes around SQLAlchemy)
-            raise DatabaseError(f"database error: {first_line(exc)}") from None
+            kind = DatabaseUnavailableError if _unreachable(exc) else DatabaseError
+            raise kind(f"database error: {redact(first_line(exc))}") from None
         if not isinstance(exc, DBAPIError):
             return
         where = self.db.describe() if self.db is not None else "the database"
         first = redact(first_line(exc.orig))
         if isinstance(exc, OperationalError) and exc.connection_invalidated is False and _is_connect(first):
-            raise DatabaseError(f"cannot connect to PostgreSQL at {where}: {first}") from None
+            raise DatabaseUnavailableError(f"cannot connect to PostgreSQL at {where}: {first}") from None
+        if exc.connection_invalidated or _unreachable(exc.orig):
+            raise DatabaseUnavailableError(f"database error: {first}") from None
         raise DatabaseError(f"database error: {first}") from None
+
+
+def _unreachable(error: Any) -> bool:
+    """A connection-level failure (no SQLSTATE, class 08, or the server shutting down), not an answer."""
+    import psycopg2
+
+    if not isinstance(error, psycopg2.OperationalError):
+        return False
+    code = error.pgcode
+    return code is None or code.startswith(("08", "57P"))
 
 
 def _is_connect(message: str) -> bool:

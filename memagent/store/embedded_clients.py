@@ -16,9 +16,14 @@ class ClientRegistry:
 
     def __init__(self, folder: Path, handle: object) -> None:
         self.folder = folder
+        self._handle = id(handle)
+
+    @property
+    def _file(self) -> Path:
         # One entry per open handle, not per process: a process may open the database twice (an API user
-        # with two Memory objects), and closing one must not stop the server under the other.
-        self._file = folder / f"{os.getpid()}.{id(handle):x}"
+        # with two Memory objects), and closing one must not stop the server under the other. The pid is
+        # read each time: a forked child must never remove its parent's entry.
+        return self.folder / f"{os.getpid()}.{self._handle:x}"
 
     def register(self) -> None:
         """Record this handle as a client."""

@@ -12,13 +12,14 @@ which kind to build. Whether the index is in place is read from the catalogue. W
 exactly: slower, correct.
 
 Revisions, the ORM declaration (memagent.store.models), `memagent index`, bulk loads and `reembed` all build
-the index from `create_sql` here.
+the index from `create_sql` here. Revision 0001 builds with M and EF_CONSTRUCTION as they are now: changing
+them needs a revision that rebuilds the index on existing databases (and tests/test_migrations.py pins them).
 """
 
 from __future__ import annotations
 
 import os
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -42,6 +43,16 @@ def key_expression(index: IndexKind | None, dim: int, column: str = "embedding")
 def query_expression(index: IndexKind | None, dim: int, param: str = ":qvec") -> str:
     """The query vector, cast to match key_expression."""
     return f"CAST({param} AS halfvec({dim}))" if index == "halfvec" else f"CAST({param} AS vector)"
+
+
+def order_key(column: Any, query: Any, index: IndexKind | None, dim: int) -> Any:
+    """The SQLAlchemy expression recall orders by for the index in place (key_expression <=> the query)."""
+    if index == "halfvec":
+        from pgvector.sqlalchemy import HALFVEC
+        from sqlalchemy import cast
+
+        return cast(column, HALFVEC(dim)).cosine_distance(cast(query, HALFVEC(dim)))
+    return column.cosine_distance(query)
 
 
 def create_sql(kind: IndexKind, dim: int) -> str:

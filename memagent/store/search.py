@@ -7,12 +7,11 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from pgvector.sqlalchemy import HALFVEC
-from sqlalchemy import Select, bindparam, cast, select, text
+from sqlalchemy import Select, bindparam, select, text
 from sqlalchemy.orm import Session
 
 from memagent.records import RecalledMemory
-from memagent.store import search_sql
+from memagent.store import hnsw, search_sql
 from memagent.store.hnsw import IndexKind
 from memagent.store.models import Float32Vector, MemoryRow, vector_text
 from memagent.store.scope import RECORD_COLUMNS, Scope, to_recalled
@@ -96,11 +95,11 @@ def _vector(
     # One parameter, sent once, for both the reported distance and the index's ordering key.
     query = bindparam("query", query_embedding, type_=Float32Vector())
     distance = MemoryRow.embedding.cosine_distance(query).label("distance")
-    if index == "halfvec":
-        dim = len(query_embedding)
-        key = cast(MemoryRow.embedding, HALFVEC(dim)).cosine_distance(cast(query, HALFVEC(dim)))
-    else:
-        key = distance
+    key = (
+        distance
+        if index != "halfvec"
+        else hnsw.order_key(MemoryRow.embedding, query, index, len(query_embedding))
+    )
     inner = (
         select(*RECORD_COLUMNS, distance)
         .where(scope.where(), MemoryRow.embedding.is_not(None))

@@ -83,6 +83,7 @@ class ParsedBatch:
     duplicates: int = 0  # lines whose content appeared earlier in the batch
     failed: list[tuple[int, str]] = field(default_factory=list)
     bytes_read: int = 0
+    lines: int = 0  # lines of the file in this batch (blank and failed ones included)
 
     def rows_except(self, skip: set[tuple[str, str]]) -> tuple[int, bytes]:
         """The encoded rows whose keys are not in `skip`: how many, and their bytes."""
@@ -177,7 +178,7 @@ def parse_line(raw: bytes | memoryview, line: int, options: ParseOptions, now: d
 
 def parse_lines(lines: list[bytes | memoryview], first_line: int, options: ParseOptions) -> ParsedBatch:
     """Parse a batch of lines numbered from first_line (blank lines are skipped, bad ones reported)."""
-    batch = ParsedBatch(bytes_read=sum(len(raw) + 1 for raw in lines))
+    batch = ParsedBatch(bytes_read=sum(len(raw) + 1 for raw in lines), lines=len(lines))
     now = datetime.now(UTC)
     rows: list[bytes] = []
     seen: set[tuple[str, str]] = set()

@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from memagent.config import Settings
-from memagent.errors import DatabaseError, KeptError
+from memagent.errors import DatabaseUnavailableError, KeptError, MemagentError
 from memagent.records import RememberResult
 from memagent.usecases.service import MemoryService
 from memagent.validation import clean_metadata, clean_name, clean_text
+from memagent.wording import memories
 
 
 @dataclass(frozen=True)
@@ -87,24 +88,78 @@ class RecoveryFile:
                 continue  # a line torn by a crash mid-write: nothing to store
         return out
 
-    def replay(self, memory: MemoryService) -> int:
-        """Store every kept memory (with its original date), then empty the file; returns how many."""
-        if not self.path.exists() or self.path.stat().st_size == 0:
-            return 0
-        from filelock import FileLock
+    def replay(self, memory: MemoryService, *, wait: float = 30) -> Replay:
+        """Store the kept memories (with their original dates); those that cannot be stored stay in the file.
 
-        with FileLock(str(self._lock), timeout=30):
-            kept = self.waiting()
-            for item in kept:
-                memory.remember(
-                    item.content,
-                    namespace=item.namespace,
-                    session_id=item.session_id,
-                    metadata=item.metadata,
-                    created_at=item.created_at,
-                )
+        A replay never fails the command that runs it: the database going away again stops it (the rest
+        waits), and a memory the database refuses (its embedding model changed, say) stays, with the reason.
+        wait: how long to wait for another process's replay (0: skip if one runs).
+        """
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return Replay()
+        from filelock import FileLock, Timeout
+
+        try:
+            with FileLock(str(self._lock), timeout=wait):
+                kept = self.waiting()
+                left: list[Kept] = []
+                problem: str | None = None
+                for index, item in enumerate(kept):
+                    try:
+                        memory.remember(
+                            item.content,
+                            namespace=item.namespace,
+                            session_id=item.session_id,
+                            metadata=item.metadata,
+                            created_at=item.created_at,
+                        )
+                    except DatabaseUnavailableError as exc:
+                        left, problem = kept[index:], exc.message
+                        break
+                    except MemagentError as exc:
+                        left.append(item)
+                        problem = exc.message
+                self._rewrite(left)
+        except Timeout:
+            return Replay()
+        return Replay(stored=len(kept) - len(left), waiting=len(left), problem=problem)
+
+    def _rewrite(self, items: list[Kept]) -> None:
+        if not items:
             self.path.unlink(missing_ok=True)
-        return len(kept)
+            return
+        scratch = self.path.with_suffix(".tmp")
+        fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, "".join(item.to_json() for item in items).encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(scratch, self.path)
+
+
+@dataclass(frozen=True)
+class Replay:
+    """What a replay of the recovery file did."""
+
+    stored: int = 0
+    waiting: int = 0  # still in the file
+    problem: str | None = None  # why those could not be stored
+
+    def messages(self) -> list[str]:
+        """Lines for the user (none when there was nothing to replay)."""
+        lines = []
+        if self.stored:
+            lines.append(
+                f"Stored {memories(self.stored)} kept in the recovery file while the database was "
+                "unreachable."
+            )
+        if self.waiting:
+            lines.append(
+                f"{memories(self.waiting)} in the recovery file could not be stored yet "
+                f"({(self.problem or 'unknown reason').rstrip('.')}); memagent tries again on its next run."
+            )
+        return lines
 
 
 def remember_or_keep(
@@ -116,9 +171,11 @@ def remember_or_keep(
     session_id: str | None = None,
     metadata: Mapping[str, Any] | None = None,
     created_at: datetime | None = None,
+    notify: Callable[[str], None] | None = None,
 ) -> RememberResult:
     """Remember a text; when the database cannot be reached (opening it included), keep it in the recovery
-    file and raise KeptError saying where. Bad input is refused first, and never kept."""
+    file and raise KeptError saying where. Bad input is refused first, and never kept. Once the database
+    answers again, memories kept earlier are stored too (notify says so)."""
     item = Kept(
         namespace=clean_name(namespace if namespace is not None else settings.namespace, "namespace"),
         session_id=clean_name(session_id or settings.session_id, "session"),
@@ -126,17 +183,22 @@ def remember_or_keep(
         metadata=clean_metadata(metadata),
         created_at=datetime.now(UTC) if created_at is None else _aware(created_at),
     )
+    recovery = RecoveryFile(settings.home_path())
     try:
-        return service().remember(
+        opened = service()
+        result = opened.remember(
             item.content,
             namespace=item.namespace,
             session_id=item.session_id,
             metadata=item.metadata,
             created_at=created_at,
         )
-    except DatabaseError as exc:
-        kept = RecoveryFile(settings.home_path()).keep(item)
-        raise KeptError(exc.message, kept=kept) from None
+    except DatabaseUnavailableError as exc:
+        raise KeptError(exc.message, kept=recovery.keep(item)) from None
+    for line in recovery.replay(opened, wait=0).messages():  # the database is back: store what waits
+        if notify is not None:
+            notify(line)
+    return result
 
 
 def _aware(moment: datetime) -> datetime:

@@ -9,13 +9,14 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from memagent.config import Settings
-from memagent.errors import EmbeddingMismatchError, InputError, ProviderError
+from memagent.errors import InputError, ProviderError
 from memagent.providers.embeddings import Embedder
 from memagent.records import MemoryRecord, RecallResult, RememberResult
 from memagent.store.memories import NewMemory
 from memagent.store.scope import Scope
 from memagent.store.search import SearchMode
 from memagent.store.unit import Store, UnitOfWork
+from memagent.usecases.embedding_space import check_space
 from memagent.validation import ALL_NAMESPACES, clean_metadata, clean_name, clean_text
 
 # Memories embedded per batch by backfill, and at most per automatic catch-up after a successful call.
@@ -29,8 +30,15 @@ class MemoryService:
     embedding is pending): the service keeps no per-call state, so threads may share it.
     """
 
-    def __init__(self, sessions: Callable[[], Session], embedder: Embedder, settings: Settings) -> None:
-        self.unit = UnitOfWork(sessions)
+    def __init__(
+        self,
+        sessions: Callable[[], Session],
+        embedder: Embedder,
+        settings: Settings,
+        *,
+        unit: UnitOfWork | None = None,
+    ) -> None:
+        self.unit = unit or UnitOfWork(sessions)
         self.embedder = embedder
         self.settings = settings
 
@@ -45,26 +53,7 @@ class MemoryService:
 
     def check_embedding_space(self, store: Store, *, claim: bool) -> bool:
         """Refuse a model the database was not built for; returns False if nothing was ever stored."""
-        model, dim = self.embedder.model, self.embedder.dim
-        space = store.space.get()
-        if space is None:
-            column_dim = store.space.column_dimension()
-            if column_dim is not None and column_dim != dim:
-                raise EmbeddingMismatchError(
-                    f"this database was set up for {column_dim}-dimension vectors, but embedding model "
-                    f"{model} makes {dim}-dimension vectors.",
-                    hint="Configure a model of that dimension, or use a fresh database.",
-                )
-            if not claim:
-                return False
-            space = store.space.claim(model, dim)
-        if space != (model, dim):
-            raise EmbeddingMismatchError(
-                f"this database holds embeddings from {space[0]} ({space[1]} dimensions), but the configured "
-                f"embedding model is {model} ({dim} dimensions).",
-                hint=f"Set MEMAGENT_EMBEDDING_MODEL={space[0]} (and its provider), or use another database.",
-            )
-        return True
+        return check_space(store, self.embedder, claim=claim)
 
     # -- verbs -----------------------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pybase64
@@ -33,6 +33,18 @@ from memagent.validation import ALL_NAMESPACES, clean_name
 
 # Lines per import batch; each batch commits on its own.
 BATCH = 5000
+# Texts embedded per step of an import (progress is reported after each).
+EMBED_CHUNK = 256
+
+
+class ImportProgress(Protocol):
+    """What an import reports while it runs."""
+
+    def loaded(self, lines: int, size: int) -> None:
+        """A batch of `lines` lines (`size` bytes of the file) is stored."""
+
+    def embedded(self, done: int, total: int) -> None:
+        """`done` of the `total` texts of the batch being prepared are embedded."""
 
 
 @dataclass
@@ -87,12 +99,13 @@ class Transfer:
         namespace: str | None = None,
         batch_size: int = BATCH,
         notify: Callable[[str], None] | None = None,
-        on_progress: Callable[[int], None] | None = None,
+        progress: ImportProgress | None = None,
     ) -> ImportSummary:
         """Load memories from a JSON-lines file: idempotent, resumable, through binary COPY.
 
         namespace puts every memory in that namespace. A large load into a small table goes without the
-        vector index (IndexMaintenance.bulk_load; notify says so). on_progress gets the bytes read per batch.
+        vector index (IndexMaintenance.bulk_load; notify says so). progress hears of every loaded batch and
+        of the embedding within a batch.
         """
         if not path.is_file():
             raise InputError(f"no such file: {path}")
@@ -112,14 +125,16 @@ class Transfer:
         with bulk as without_index:
             if without_index:
                 say("Large import: loading without the vector index, then building it once.")
-            for batch, done in self.import_batches(parse_file(path, batch_size, options)):
+            for batch, done in self.import_batches(parse_file(path, batch_size, options), progress):
                 summary.failed.extend(batch.failed)
                 summary.merge(done)
-                if on_progress is not None:
-                    on_progress(batch.bytes_read)
+                if progress is not None:
+                    progress.loaded(batch.lines, batch.bytes_read)
         return summary
 
-    def import_batches(self, batches: Iterable[ParsedBatch]) -> Iterator[tuple[ParsedBatch, ImportSummary]]:
+    def import_batches(
+        self, batches: Iterable[ParsedBatch], progress: ImportProgress | None = None
+    ) -> Iterator[tuple[ParsedBatch, ImportSummary]]:
         """Import batch after batch, writing one batch while the next is prepared; yields (batch, summary).
 
         The COPY and commit of batch n run in a writer thread (psycopg2 releases the GIL while the server
@@ -129,14 +144,16 @@ class Transfer:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="memagent-copy") as writer:
             in_flight: tuple[ParsedBatch, Future[ImportSummary]] | None = None
             for batch in batches:
-                prepared = self._prepare(batch)
+                prepared = self._prepare(batch, progress)
                 if in_flight is not None:
                     yield in_flight[0], in_flight[1].result()
                 in_flight = batch, writer.submit(self._write, *prepared)
             if in_flight is not None:
                 yield in_flight[0], in_flight[1].result()
 
-    def _prepare(self, batch: ParsedBatch) -> tuple[ImportSummary, EncodedBatch]:
+    def _prepare(
+        self, batch: ParsedBatch, progress: ImportProgress | None
+    ) -> tuple[ImportSummary, EncodedBatch]:
         summary = ImportSummary(skipped=batch.duplicates)
         to_embed = batch.to_embed
         with self.memory.unit(ALL_NAMESPACES) as store:  # a file may hold many namespaces
@@ -146,11 +163,13 @@ class Transfer:
         to_embed = [r for r in to_embed if (r.namespace, r.digest) not in stored]
         summary.skipped += len(batch.keys) + len(batch.to_embed) - count - len(to_embed)
         embedded: list[bytes] = []
-        if to_embed:
-            embedder = self.memory.embedder
-            vectors = embedder.embed([r.content for r in to_embed])
-            now = datetime.now(UTC)
-            embedded = [r.copy_row(v, embedder.model, now) for r, v in zip(to_embed, vectors, strict=True)]
+        embedder, now = self.memory.embedder, datetime.now(UTC)
+        for start in range(0, len(to_embed), EMBED_CHUNK):  # in chunks, so progress can show each one
+            part = to_embed[start : start + EMBED_CHUNK]
+            vectors = embedder.embed([r.content for r in part])
+            embedded += [r.copy_row(v, embedder.model, now) for r, v in zip(part, vectors, strict=True)]
+            if progress is not None:
+                progress.embedded(len(embedded), len(to_embed))
         summary.embedded = len(to_embed)
         return summary, EncodedBatch.of([rows, *embedded], count + len(embedded))
 

@@ -1,4 +1,4 @@
-"""ChatAgent: recall → prompt → reply → store the exchange, one turn at a time."""
+"""The chat turn: recall → prompt → reply → store the exchange (ChatAgent, one turn at a time)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from memagent.agent.exchange import exchange_text, parse_exchange
 from memagent.agent.prompt import build_prompt
 from memagent.config import Settings
-from memagent.errors import DatabaseError, KeptError, ProviderError
+from memagent.errors import DatabaseUnavailableError, KeptError, ProviderError
 from memagent.providers.chat import ChatModel
 from memagent.records import RecalledMemory, RememberResult
 from memagent.usecases.recovery import remember_or_keep
@@ -64,6 +65,23 @@ class ChatAgent:
         self.namespace = namespace
         self.this_session_only = this_session_only
         self._history: list[tuple[int, str, str]] = []  # (memory id, user, assistant) of this conversation
+        self._resume = session_id is not None  # a session named by the caller continues: load its turns
+
+    def _load_earlier_turns(self) -> None:
+        """The last exchanges of a resumed session, as the conversation so far (once, on the first turn)."""
+        keep = self.settings.history_turns
+        if not keep:
+            self._resume = False
+            return
+        try:
+            stored = self.service().recent(
+                limit=keep * 4, namespace=self.namespace, session_id=self.session_id
+            )
+        except DatabaseUnavailableError:
+            return  # the turn goes on without them; the next one tries again
+        self._resume = False
+        turns = [turn for turn in map(parse_exchange, reversed(stored)) if turn is not None]
+        self._history = turns[-keep:] + self._history
 
     def turn(
         self,
@@ -73,6 +91,8 @@ class ChatAgent:
     ) -> TurnResult:
         """Answer one message; the user's message is stored even when the model fails."""
         message = clean_text(message, "message")
+        if self._resume:
+            self._load_earlier_turns()
         keep = self.settings.history_turns
         history = self._history[-keep:] if keep else []
         in_context = {memory_id for memory_id, _, _ in history}
@@ -86,7 +106,7 @@ class ChatAgent:
                 session_id=self.session_id if self.this_session_only else None,
             )
             recalled, degraded = found.memories, found.degraded
-        except DatabaseError as exc:  # answer without memories rather than not at all
+        except DatabaseUnavailableError as exc:  # answer without memories rather than not at all
             db_error = exc.message
         prompt = build_prompt(
             message,
@@ -106,18 +126,19 @@ class ChatAgent:
         except ProviderError as exc:
             error = str(exc)
         reply = "".join(pieces) if error is None else None
-        metadata: dict[str, str | None]
-        if reply is not None:
-            text = f"User: {message}\nAssistant: {reply}"
-            metadata = {"kind": "exchange", "chat_model": self.model.model}
-        else:
-            text = f"User: {message}"
-            metadata = {"kind": "unanswered", "chat_model": self.model.model, "error": error}
+        text, metadata = exchange_text(message, reply, chat_model=self.model.model, error=error)
         stored: RememberResult | None = None
         kept: Path | None = None
+        unreachable = DatabaseUnavailableError(db_error) if db_error is not None else None
+
+        def service() -> MemoryService:
+            if unreachable is not None:  # this turn already found the database down: don't wait twice
+                raise unreachable
+            return self.service()
+
         try:
             stored = remember_or_keep(
-                self.service,
+                service,
                 self.settings,
                 text,
                 namespace=self.namespace,
