@@ -43,6 +43,12 @@ class App:
                 self._service = self._open()
             return self._service
 
+    def database(self) -> Database:
+        """The opened database (opening memagent if needed)."""
+        self.service()
+        assert self._db is not None
+        return self._db
+
     def _open(self) -> MemoryService:
         configured = self._embedder or make_embedder(self.settings)
         db = Database(self.settings).open()

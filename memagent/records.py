@@ -53,11 +53,15 @@ class RecallResult(list[RecalledMemory]):
     """What recall found, best first (a list of RecalledMemory), and whether it had to make do.
 
     degraded: why recall fell back to full-text search (the embeddings provider's error), or None.
+    mode: the ranking the list is in (each memory's `score` is that ranking's).
     """
 
-    def __init__(self, memories: Iterable[RecalledMemory] = (), degraded: str | None = None) -> None:
+    def __init__(
+        self, memories: Iterable[RecalledMemory] = (), degraded: str | None = None, mode: str = "hybrid"
+    ) -> None:
         super().__init__(memories)
         self.degraded = degraded
+        self.mode = mode  # the ranking used: hybrid, vector or text (text when recall degraded)
 
     @property
     def memories(self) -> list[RecalledMemory]:

@@ -266,3 +266,30 @@ def test_help_and_config_read_right(home: Path) -> None:
     config = json.loads(run(env, "config", "--json").stdout)
     assert config["top_k"] == 7 and config["max_distance"] is None and config["hybrid_text_weight"] == 1.5
     assert config["pgvector"] == "0.8.6" and config["postgresql"].startswith("18.")
+
+
+def test_sql_opens_psql_on_the_embedded_server_and_the_table_says_what_ranks(
+    home: Path, fake: FakeOpenAI
+) -> None:
+    env = clean_env(
+        MEMAGENT_HOME=str(home),
+        MEMAGENT_OPENAI_BASE_URL=fake.base_url,
+        OPENAI_API_KEY=fake.api_key,
+        MEMAGENT_EMBEDDING_MODEL="fake-embed-384",
+        MEMAGENT_EMBEDDING_DIM="384",
+    )
+    assert run(env, "remember", "the tutorial's memory", "--namespace", "left").returncode == 0
+    assert run(env, "remember", "another namespace's memory", "--namespace", "right").returncode == 0
+    query = "SELECT namespace, left(content, 60) AS content FROM memories ORDER BY id"
+    shown = run(env, "sql", "-c", query)
+    assert shown.returncode == 0, shown.stderr
+    assert "the tutorial's memory" in shown.stdout and "another namespace's memory" in shown.stdout
+    assert "(2 rows)" in shown.stdout
+    assert not EmbeddedPostgres(home).paths.clients.exists() or not any(
+        EmbeddedPostgres(home).paths.clients.iterdir()
+    )  # released afterwards
+    failed = run(env, "sql", "-c", "SELECT 1/0")
+    assert failed.returncode != 0 and "division by zero" in failed.stderr
+
+    table = run(env, "recall", "tutorial memory", "--namespace", "left")
+    assert "ranked by fused rank score" in table.stdout and "score" in table.stdout

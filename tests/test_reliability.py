@@ -238,10 +238,9 @@ def test_a_long_lived_memory_stores_what_it_kept_once_the_database_is_back(
     a kept memory the database refuses stays in the file, said once, and never blocks the call."""
     from memagent.api import Memory
     from memagent.errors import KeptError
-    from memagent.usecases.recovery import Kept, RecoveryFile
-
     from memagent.store import schema
     from memagent.store.database import Database
+    from memagent.usecases.recovery import Kept, RecoveryFile
 
     server = EmbeddedPostgres(tmp_path / "external-postgres")
     url = server.acquire()

@@ -152,7 +152,7 @@ def recall(
     elif not found:
         render.message("No memories found.")
     else:
-        render.recall_table(query, found)
+        render.recall_table(query, found, found.mode)
 
 
 @app.command()
@@ -268,9 +268,9 @@ def migrate(
 
 
 # The chat and transfer commands live in their own modules; importing them registers them on `app`.
-from memagent.cli import chat, index_cmd, transfer_cmds  # noqa: E402
+from memagent.cli import chat, index_cmd, sql_cmd, transfer_cmds  # noqa: E402
 
-__all__ = ["app", "chat", "index_cmd", "main", "transfer_cmds"]
+__all__ = ["app", "chat", "index_cmd", "main", "sql_cmd", "transfer_cmds"]
 
 
 def main() -> None:

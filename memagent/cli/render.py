@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -16,8 +17,11 @@ from memagent.records import MemoryRecord, RecalledMemory
 
 
 def out() -> Console:
-    """Console for data (stdout)."""
-    return Console(file=sys.stdout, soft_wrap=False)
+    """Console for data (stdout); piped or redirected, tables are 120 columns wide unless COLUMNS says."""
+    console = Console(file=sys.stdout, soft_wrap=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = 120
+    return console
 
 
 def err() -> Console:
@@ -57,17 +61,31 @@ def _when(value: datetime) -> str:
     return value.astimezone().strftime("%Y-%m-%d %H:%M")
 
 
-def recall_table(query: str, memories: Sequence[RecalledMemory]) -> None:
-    """The recalled memories, nearest first."""
-    table = Table(title=f"Recalled for: {query}", title_justify="left", expand=False)
+RANKED_BY = {
+    "hybrid": "fused rank score (full-text and vector)",
+    "vector": "cosine similarity",
+    "text": "BM25 full-text score",
+}
+
+
+def recall_table(query: str, memories: Sequence[RecalledMemory], mode: str) -> None:
+    """The recalled memories, best first: the score that ranks them, and their cosine similarity."""
+    title = f"Recalled for: {query}  (ranked by {RANKED_BY.get(mode, mode)})"
+    table = Table(title=title, title_justify="left", expand=False)
     table.add_column("#", justify="right", style="dim")
+    table.add_column("score", justify="right")
     table.add_column("similarity", justify="right")
     table.add_column("session")
     table.add_column("date", no_wrap=True)
     table.add_column("memory", overflow="fold")
     for rank, memory in enumerate(memories, start=1):
         table.add_row(
-            str(rank), similarity(memory), memory.session_id, _when(memory.created_at), memory.content
+            str(rank),
+            f"{memory.score:.3f}",
+            similarity(memory),
+            memory.session_id,
+            _when(memory.created_at),
+            memory.content,
         )
     out().print(table)
 

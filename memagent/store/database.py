@@ -57,6 +57,15 @@ class Database:
 
         return f"embedded PostgreSQL in {cluster_paths(self.settings.home_path()).data}"
 
+    def libpq(self) -> tuple[str, str | None]:
+        """(connection URI without the password, the password) for libpq tools such as psql (after open())."""
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.engine.url.render_as_string(hide_password=False))
+        password = url.password
+        bare = url.set(drivername="postgresql", password=None).render_as_string(hide_password=False)
+        return bare, None if password is None else str(password)
+
     def open(self) -> Database:
         """Start the embedded server if needed and create the engine (idempotent)."""
         if self._engine is not None:

@@ -190,7 +190,7 @@ class MemoryService:
                 recency_half_life=timedelta(days=half_life) if half_life else None,
                 index=store.space.index_kind(),
             )
-        return RecallResult(found, degraded)
+        return RecallResult(found, degraded, mode)
 
     def pending(self, *, namespace: str | None = None, all_namespaces: bool = False) -> int:
         """How many memories wait for their embedding (in the namespace, or in every namespace)."""

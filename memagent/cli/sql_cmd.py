@@ -1,0 +1,55 @@
+"""`memagent sql`: psql on the database memagent uses, the embedded server included (kept up meanwhile)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+from typing import Annotated
+
+import typer
+
+from memagent.cli import render
+from memagent.cli.base import app, handled, load_settings
+from memagent.errors import ConfigError
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@handled
+def sql(
+    ctx: typer.Context,
+    command: Annotated[
+        str | None, typer.Option("--command", "-c", help="Run this SQL and exit (psql's -c).")
+    ] = None,
+    url: Annotated[
+        bool, typer.Option("--url", help="Print a connection URI and keep the server up until Ctrl-C.")
+    ] = False,
+) -> None:
+    """Open psql on memagent's database (the embedded server too), as the login role: every namespace.
+
+    Try: SELECT id, namespace, session_id, left(content, 60), created_at FROM memories ORDER BY id DESC
+    LIMIT 5; Other arguments go to psql.
+    """
+    from memagent.bootstrap import App
+    from memagent.store import pgbinaries
+
+    settings = load_settings()
+    with App(settings, notify=render.message) as opened:
+        uri, password = opened.database().libpq()  # the server up, the schema at head
+        if url:
+            render.message("Keeping the database up for connections; Ctrl-C or end of input stops.")
+            typer.echo(uri)
+            with contextlib.suppress(KeyboardInterrupt):
+                typer.get_text_stream("stdin").read()
+            return
+        psql = pgbinaries.wheel_install_dir() / "bin" / "psql"
+        program = str(psql) if psql.exists() else shutil.which("psql")
+        if program is None:
+            raise ConfigError("psql is not installed.", hint="Install the PostgreSQL client.")
+        env = dict(os.environ)
+        if password:
+            env["PGPASSWORD"] = password  # never on the command line, where `ps` shows it
+        code = subprocess.call([program, uri, *(["-c", command] if command else []), *ctx.args], env=env)
+    if code:
+        raise typer.Exit(code)
