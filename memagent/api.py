@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from types import TracebackType
 from typing import Any
 
 from memagent.bootstrap import App
-from memagent.config import Settings, check_names, get_settings
+from memagent.config import Settings, get_settings, with_overrides
 from memagent.errors import InputError
 from memagent.providers.chat import ChatModel, make_chat_model
 from memagent.providers.embeddings import Embedder
@@ -36,11 +37,12 @@ class Memory:
     ) -> None:
         if isinstance(chat_model, str):  # a name: the chat_model setting
             overrides["chat_model"], chat_model = chat_model, None
-        if settings is not None and overrides:
-            check_names(overrides)
-            settings = settings.model_copy(update=overrides)
+        if settings is not None:
+            settings = with_overrides(settings, **overrides)  # validated, and its keys kept out of messages
         self.settings = settings if settings is not None else get_settings(**overrides)
-        self._app = App(self.settings, embedder=embedder)
+        # What the CLI says on stderr (isolation off, memories stored from the recovery file, the embedder in
+        # use) reaches agent code as warnings of the "memagent" logger: printed unless logging is set up.
+        self._app = App(self.settings, embedder=embedder, notify=logging.getLogger("memagent").warning)
         self._chat_model = chat_model
         self._agents: dict[tuple[str | None, str | None, bool], ChatAgent] = {}
 
@@ -87,6 +89,7 @@ class Memory:
             session_id=session_id,
             metadata=metadata,
             created_at=created_at,
+            notify=logging.getLogger("memagent").warning,
         )
 
     def recall(

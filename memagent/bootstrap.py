@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
 
-from memagent.config import KNOWN_DIMENSIONS, LOCAL_MODEL, Settings
+from memagent.config import KNOWN_DIMENSIONS, LOCAL_MODEL, Settings, with_overrides
 from memagent.providers.embeddings import Embedder, make_embedder
 from memagent.store import schema
 from memagent.store.database import Database
@@ -28,10 +28,22 @@ Notify = Callable[[str], None]
 class App:
     """memagent's database and embedder, opened on first use; close() releases them (and the server)."""
 
-    def __init__(self, settings: Settings, *, embedder: Embedder | None = None, notify: Notify | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        embedder: Embedder | None = None,
+        notify: Notify | None = None,
+        catch_up: bool = True,
+        notes: bool = True,
+    ):
+        """catch_up: repair the index and replay the recovery file on opening (not for a look, like
+        `memagent config`); notes: say once when memagent embeds with the database's model."""
         self.settings = settings
         self._embedder = embedder
         self._notify = notify
+        self._catch_up = catch_up
+        self._notes = notes
         self._db: Database | None = None
         self._service: MemoryService | None = None
         self._lock = threading.Lock()
@@ -64,11 +76,18 @@ class App:
                     self._say_once(
                         f"embedder:{db.describe()}:{space}:{configured.model}", switch_note(space, configured)
                     )
-            service = MemoryService(db.sessions, embedder, self.settings, unit=unit)
+            rechoose = None
+            if self._embedder is None:
+
+                def rechoose(other: tuple[str, int]) -> Embedder:
+                    return embedder_for(self.settings, other, configured)
+
+            service = MemoryService(db.sessions, embedder, self.settings, unit=unit, rechoose=rechoose)
             isolation = unit.isolation()
             if not isolation.on and self._notify is not None:
                 self._notify(f"Warning: namespace isolation is {isolation.describe()}")
-            catch_up(service, self._notify)
+            if self._catch_up:
+                catch_up(service, db.describe(), self._notify)
         except BaseException:
             db.close()
             raise
@@ -77,7 +96,7 @@ class App:
 
     def _say_once(self, key: str, text: str) -> None:
         """Tell the user something once per memagent home (a marker file remembers it was said)."""
-        if self._notify is None:
+        if self._notify is None or not self._notes:
             return
         marker = self.settings.home_path() / "notes" / hashlib.sha256(key.encode()).hexdigest()[:20]
         if marker.exists():
@@ -116,13 +135,12 @@ def embedder_for(settings: Settings, space: tuple[str, int], configured: Embedde
         return configured
     model, dim = space
     if model in (LOCAL_MODEL, f"sentence-transformers/{LOCAL_MODEL}"):
-        return make_embedder(settings.model_copy(update={"embedding_provider": "local"}))
+        return make_embedder(with_overrides(settings, embedding_provider="local"))
     if configured.provider == "openai":  # an endpoint is configured: ask it for the database's model
-        update = {
-            "embedding_model": model,
-            "embedding_dim": dim if KNOWN_DIMENSIONS.get(model) != dim else None,
-        }
-        return make_embedder(settings.model_copy(update=update))
+        known = KNOWN_DIMENSIONS.get(model) == dim  # else the dimension must be asked for explicitly
+        return make_embedder(
+            with_overrides(settings, embedding_model=model, embedding_dim=None if known else dim)
+        )
     return configured  # the database's model needs an endpoint that is not configured: the mismatch says so
 
 
@@ -144,11 +162,11 @@ def open_service(
         yield app.service()
 
 
-def catch_up(service: MemoryService, notify: Notify | None = None) -> None:
+def catch_up(service: MemoryService, target: str, notify: Notify | None = None) -> None:
     """What a run does first once the database answers: rebuild a vector index a killed import left out,
     and store the memories kept in the recovery file while the database was unreachable."""
     say = notify or (lambda _: None)
     if IndexMaintenance(service).repair():
         say("Rebuilt the vector index, which an interrupted import had left out.")
-    for line in RecoveryFile(service.settings.home_path()).replay(service).messages():
+    for line in RecoveryFile(service.settings.home_path()).replay(service, target).messages():
         say(line)

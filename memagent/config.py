@@ -56,6 +56,12 @@ class Settings(BaseSettings):
 
     home: Path | None = Field(default=None, description="Where memagent keeps its files")
     database_url: SecretStr | None = Field(default=None, description="PostgreSQL URL; unset: embedded server")
+    embedded_linger: float = Field(
+        default=60.0,
+        ge=0,
+        le=86400,
+        description="Seconds the embedded server stays up after its last client (0: stop at once)",
+    )
     namespace: str = Field(default="default", description="Memory namespace (a hard boundary)")
     session_id: str = Field(
         default="default",
@@ -151,7 +157,10 @@ class Settings(BaseSettings):
         api_key = self.embedding_api_key or self.openai_api_key
         provider = self.embedding_provider
         if provider == "auto":
-            provider = "openai" if (api_key is not None or base_url is not None) else "local"
+            named_local = self.embedding_model in (LOCAL_MODEL, f"sentence-transformers/{LOCAL_MODEL}")
+            provider = (
+                "openai" if (api_key is not None or base_url is not None) and not named_local else "local"
+            )
         model = self.embedding_model or (OPENAI_MODEL if provider == "openai" else LOCAL_MODEL)
         if provider == "local" and model not in (LOCAL_MODEL, f"sentence-transformers/{LOCAL_MODEL}"):
             raise ConfigError(
@@ -190,6 +199,21 @@ def get_settings(**overrides: object) -> Settings:
         raise ConfigError(f"invalid setting {env}: {reason}.") from None
     register(key.get_secret_value() for key in settings.api_keys())
     return settings
+
+
+def with_overrides(settings: Settings, **overrides: object) -> Settings:
+    """A copy of the settings with some values replaced, validated like the originals (one clear error)."""
+    check_names(overrides)
+    try:
+        updated = Settings.model_validate(settings.model_dump() | overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "settings"
+        raise ConfigError(
+            f"invalid setting {field}: {str(first['msg']).removeprefix('Value error, ')}."
+        ) from None
+    register(key.get_secret_value() for key in updated.api_keys())
+    return updated
 
 
 def check_names(overrides: dict[str, object]) -> None:

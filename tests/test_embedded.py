@@ -13,20 +13,21 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import time
 from pathlib import Path
 
 import psutil
 import pytest
 
 from memagent.store.embedded import EmbeddedPostgres
-from tests.conftest import needs_local_model
+from tests.conftest import needs_local_model, process_env
 from tests.fake_openai import FakeOpenAI
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
 
 def cli_env(home: Path, fake: FakeOpenAI | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MEMAGENT_", "OPENAI_"))}
+    env = process_env()
     env["MEMAGENT_HOME"] = str(home)
     if fake is not None:
         env |= {
@@ -72,6 +73,30 @@ def test_remember_then_recall_in_two_processes_with_the_local_model(home: Path) 
     table = memagent(env, "recall", "what project am I working on?")
     assert "Rust compiler" in table.stdout and "similarity" in table.stdout
     assert table.stderr == ""  # no progress bars or warnings leak onto stderr
+
+
+def test_the_server_lingers_after_its_last_client_and_stop_or_the_reaper_ends_it(
+    home: Path, fake: FakeOpenAI
+) -> None:
+    """A run of commands pays one server start, not one per command; `memagent stop` stops it at once, and
+    with nobody coming back the reaper stops it after MEMAGENT_EMBEDDED_LINGER seconds."""
+    env = cli_env(home, fake) | {"MEMAGENT_EMBEDDED_LINGER": "30"}
+    assert memagent(env, "remember", "the server stays up a while").returncode == 0
+    assert server_running(home), "still up for the next command"
+    listed = memagent(env, "inspect", "--json")
+    assert listed.returncode == 0 and "the server stays up a while" in listed.stdout
+    stopped = memagent(env, "stop")
+    assert stopped.returncode == 0 and "Stopped the embedded server" in stopped.stderr
+    assert not server_running(home)
+    assert "not running" in memagent(env, "stop").stderr
+
+    short = env | {"MEMAGENT_EMBEDDED_LINGER": "1"}
+    assert memagent(short, "inspect").returncode == 0
+    assert server_running(home)
+    deadline = time.monotonic() + 30
+    while server_running(home) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not server_running(home), "the reaper stopped it"
 
 
 @pytest.mark.skipif(not IS_ROOT, reason="root-only behaviour")
@@ -207,6 +232,7 @@ def test_as_an_ordinary_user_the_cluster_lives_in_their_home(fake: FakeOpenAI) -
         "OPENAI_API_KEY": fake.api_key,
         "MEMAGENT_EMBEDDING_MODEL": "fake-embed-384",
         "MEMAGENT_EMBEDDING_DIM": "384",
+        "MEMAGENT_EMBEDDED_LINGER": "0",
     }
 
     def as_nobody(*args: str) -> subprocess.CompletedProcess[str]:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -94,3 +98,37 @@ def test_local_embedder_ranks_by_meaning(local: LocalEmbedder) -> None:
     vectors = local.embed(memories)
     query = local.embed(["what project am I working on?"])[0]
     assert int(np.argmax(vectors @ query)) == 0
+
+
+@needs_local_model
+def test_local_embedder_vectors_are_sentence_transformers_own(local: LocalEmbedder) -> None:
+    """The numpy forward pass gives all-MiniLM-L6-v2's vectors as sentence-transformers computes them
+    (reference vectors committed once by benchmarks/minilm_reference.py), so databases built before stay
+    valid without a reembed — long texts past the model's input, other scripts and emoji included."""
+    reference = json.loads((Path(__file__).parent / "data" / "minilm_reference.json").read_text())
+    expected = np.stack(
+        [np.frombuffer(base64.b64decode(v), dtype="<f4") for v in reference["vectors_base64_f32le"]]
+    )
+    # One call, so texts of different lengths share batches (padding must not change a vector)...
+    together = local.embed(reference["sentences"])
+    # ...and one at a time.
+    alone = np.stack([local.embed([sentence])[0] for sentence in reference["sentences"]])
+    for got in (together, alone):
+        cosine = np.sum(got * expected, axis=1)
+        assert cosine.min() >= 0.9999, (float(cosine.min()), reference["sentences"][int(cosine.argmin())])
+
+
+@needs_local_model
+def test_local_embedder_says_how_far_a_long_text_is_read(local: LocalEmbedder) -> None:
+    long_text = " ".join(f"word{i}" for i in range(2000))
+    read = local.covered(long_text)
+    assert 0 < read < len(long_text) and long_text[:read].endswith(long_text[:read].split()[-1])
+    assert local.covered("a short text") == len("a short text")
+
+
+def test_a_missing_local_model_is_one_clear_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from memagent.errors import ConfigError
+
+    monkeypatch.setenv("MEMAGENT_LOCAL_MODEL_PATH", str(tmp_path))
+    with pytest.raises(ConfigError, match=r"holds no model\.safetensors"):
+        LocalEmbedder().embed(["x"])

@@ -7,7 +7,6 @@ the README gives it, and the smaller things a first session runs into.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import uuid
@@ -15,11 +14,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 
 from memagent import Memory
+from memagent.config import Settings
 from memagent.store.embedded import EmbeddedPostgres
-from tests.conftest import fake_embedder, needs_local_model
+from tests.conftest import fake_embedder, needs_local_model, process_env
 from tests.fake_openai import Failure, FakeOpenAI
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,7 +33,7 @@ def run(env: dict[str, str], *args: str, tool: str = "memagent") -> subprocess.C
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MEMAGENT_", "OPENAI_"))}
+    env = process_env()
     return env | extra
 
 
@@ -293,3 +293,86 @@ def test_sql_opens_psql_on_the_embedded_server_and_the_table_says_what_ranks(
 
     table = run(env, "recall", "tutorial memory", "--namespace", "left")
     assert "ranked by fused rank score" in table.stdout and "score" in table.stdout
+
+
+def test_secrets_in_urls_stay_out_of_output_and_stored_data(
+    cli_env: dict[str, str], fake: FakeOpenAI, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from memagent.cli.app import app
+    from memagent.config import Settings
+    from memagent.store.database import Database
+
+    # psql gets the password in its environment, never in its arguments; `sql --url` never prints it.
+    uri, password = Database(Settings(), url="postgresql://alice:pw-in-url-1@db.example:5432/mem").libpq()
+    assert "pw-in-url-1" not in uri and password == "pw-in-url-1" and uri.startswith("postgresql://alice@")
+
+    runner = CliRunner()
+    monkeypatch.setenv(
+        "MEMAGENT_CHAT_BASE_URL", "http://user:tok3n-secret@127.0.0.1:9/v1?api-key=azur3-secret"
+    )
+    monkeypatch.setenv("MEMAGENT_CHAT_MODEL", "m")
+    turn = runner.invoke(app, ["chat", "-m", "hello"])
+    assert turn.exit_code == 5 and "cannot reach the chat provider" in turn.stderr
+    stored = json.dumps(json.loads(runner.invoke(app, ["inspect", "--json"]).stdout))
+    shown = runner.invoke(app, ["config", "--json"]).stdout
+    for output in (turn.output, stored, shown):
+        assert "tok3n-secret" not in output and "azur3-secret" not in output
+
+
+def test_a_failed_export_keeps_the_earlier_file(home: Path, tmp_path: Path) -> None:
+    earlier = tmp_path / "backup.jsonl"
+    earlier.write_text('{"content": "an earlier backup"}\n')
+    dead = clean_env(MEMAGENT_HOME=str(home), MEMAGENT_DATABASE_URL="postgresql://u:p@127.0.0.1:9/x")
+    assert run(dead, "export", "-o", str(earlier)).returncode == 3
+    assert earlier.read_text() == '{"content": "an earlier backup"}\n'
+    assert [p.name for p in tmp_path.iterdir()] == ["backup.jsonl"]  # no partial file left behind
+
+
+def test_naming_the_bundled_model_with_a_key_set_means_the_local_embedder() -> None:
+    from memagent.config import get_settings
+
+    spec = get_settings(
+        openai_api_key="sk-some-key-123456", embedding_model="all-MiniLM-L6-v2"
+    ).embedding_spec()
+    assert (spec.provider, spec.model, spec.dim) == ("local", "all-MiniLM-L6-v2", 384)
+
+
+def test_a_rejected_login_is_an_answer_not_an_outage(embedded: EmbeddedPostgres, home: Path) -> None:
+    """A login the server refuses is not kept in the recovery file to be retried forever."""
+    url = embedded.url(database="postgres").replace("postgres@", "nobody_here@")
+    result = run(clean_env(MEMAGENT_HOME=str(home), MEMAGENT_DATABASE_URL=url), "remember", "x")
+    assert result.returncode == 3 and "nobody_here" in result.stderr and "kept in" not in result.stderr
+    assert not (home / "recovery.jsonl").exists()
+
+
+def test_a_long_lived_process_follows_a_reembed_run_elsewhere(
+    embedded: EmbeddedPostgres, fake: FakeOpenAI
+) -> None:
+    """With the provider on auto, a Memory opened before another process moved the database to another
+    model follows it, instead of failing every call until it is restarted."""
+    from memagent.store import schema
+    from memagent.store.database import Database
+    from memagent.usecases.reembed import Reembedder
+    from memagent.usecases.service import MemoryService
+    from tests.conftest import make_database
+
+    url = make_database(embedded, "memagent_follow")
+    with Database(Settings(), url=url) as db:
+        schema.upgrade(db, embedding_dim=384)
+        MemoryService(db.sessions, fake_embedder(fake), Settings(namespace="f")).remember("the first memory")
+    with Memory(
+        namespace="f",
+        max_retries=0,
+        database_url=url,
+        openai_base_url=fake.base_url,
+        openai_api_key=fake.api_key,
+    ) as memory:
+        assert memory.recall("first memory")[0].content == "the first memory"  # the database's fake-embed-384
+        with Database(Settings(), url=url) as db:  # elsewhere: another process moves the database
+            other = MemoryService(db.sessions, fake_embedder(fake), Settings(namespace="f"))
+            Reembedder(other, fake_embedder(fake, model="fake-embed-128", dim=128)).run()
+        memory.remember("a memory after the move")
+        assert memory.recall("after the move", k=1)[0].content == "a memory after the move"
+        assert fake.embedding_requests()[-1]["body"]["model"] == "fake-embed-128"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,7 @@ from memagent.errors import SchemaError
 from memagent.store import schema
 from memagent.store.database import Database
 from memagent.store.embedded import EmbeddedPostgres
-from tests.conftest import make_database, schema_drift
+from tests.conftest import make_database, process_env, schema_drift
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -91,6 +90,13 @@ def test_a_column_an_earlier_reembed_made_not_null_is_repaired(embedded: Embedde
         assert nullable is True
 
 
+def test_the_head_constant_is_alembics_head() -> None:
+    """Runs compare the database with schema.HEAD without loading Alembic: it must be the scripts' head."""
+    from alembic.script import ScriptDirectory
+
+    assert set(ScriptDirectory.from_config(schema.alembic_config()).get_heads()) == {schema.HEAD}
+
+
 def test_upgrade_downgrade_upgrade(embedded: EmbeddedPostgres) -> None:
     url = make_database(embedded, "memagent_migrations")
     with Database(Settings(), url=url) as db:
@@ -123,7 +129,7 @@ def test_external_database_behind_head_gets_a_clear_message(embedded: EmbeddedPo
 
 def test_alembic_command_line_with_a_plain_postgresql_url(embedded: EmbeddedPostgres) -> None:
     url = make_database(embedded, "memagent_alembic_cli").replace("postgresql+psycopg2://", "postgresql://")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MEMAGENT_", "OPENAI_"))}
+    env = process_env()
     env |= {"MEMAGENT_DATABASE_URL": url, "MEMAGENT_EMBEDDING_PROVIDER": "local"}
     alembic = [sys.executable, "-m", "alembic"]
     up = subprocess.run([*alembic, "upgrade", "head"], cwd=ROOT, env=env, capture_output=True, text=True)

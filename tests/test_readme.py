@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import needs_local_model
+from tests.conftest import needs_local_model, process_env
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -18,7 +17,7 @@ def test_python_api_example_runs(home: Path) -> None:
     section = README.read_text().split("## Python API", 1)[1]
     match = re.search(r"```python\n(.*?)```", section, re.S)
     assert match is not None
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MEMAGENT_", "OPENAI_"))}
+    env = process_env()
     env["MEMAGENT_HOME"] = str(home)
     result = subprocess.run(
         [sys.executable, "-c", match.group(1)], env=env, capture_output=True, text=True, timeout=300

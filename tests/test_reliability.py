@@ -4,7 +4,6 @@ concurrent writers. Each test injects the fault and checks nothing is lost."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -25,7 +24,7 @@ from memagent.store.embedded import EmbeddedPostgres
 from memagent.store.memories import MemoryRepository
 from memagent.store.scope import Scope
 from memagent.usecases.service import MemoryService
-from tests.conftest import DIM, FAKE_MODEL, fake_embedder, provider_env
+from tests.conftest import DIM, FAKE_MODEL, fake_embedder, process_env, provider_env
 from tests.fake_openai import Failure, FakeOpenAI, fake_embedding
 
 EMBED = "/embeddings"
@@ -220,11 +219,15 @@ def test_an_unreachable_database_keeps_the_memory_for_the_next_run(
         server.acquire()  # the database is back
         back = runner.invoke(app, ["remember", "the database is back"])
         assert back.exit_code == 0, back.output
-        assert "Stored 3 memories kept in the recovery file" in back.stderr
-        assert not (home / "recovery.jsonl").exists()
+        assert "Stored 2 memories kept in the recovery file" in back.stderr
+        # The memory kept for the other URL (the dead port) is never stored in this database: it waits.
+        assert "1 memory in the recovery file waits for another database" in back.stderr
+        waiting = [json.loads(line) for line in (home / "recovery.jsonl").read_text().splitlines()]
+        assert [k["content"] for k in waiting] == ["the door code changed"]
+        assert "s3cret-pass" not in (home / "recovery.jsonl").read_text()
         with Memory(embedder=fake_embedder(fake)) as memory:
-            # The first exchange, the 3 kept (one of them the second exchange) and the new one: all there.
-            assert memory.count() == 5
+            # The first exchange, the 2 kept for it (one of them the second exchange) and the new one.
+            assert memory.count() == 4
             assert memory.count(session_id="c") == 2
     finally:
         server.release()
@@ -298,7 +301,7 @@ WRITER = textwrap.dedent(
 
 def writer_env(home: Path, fake: FakeOpenAI) -> dict[str, str]:
     return {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("MEMAGENT_", "OPENAI_"))},
+        **process_env(),
         "MEMAGENT_HOME": str(home),
         **provider_env(fake),
         "MEMAGENT_NAMESPACE": "writers",

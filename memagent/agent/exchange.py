@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from memagent.records import MemoryRecord
+from memagent.redact import redact
 
 _ASSISTANT = "\nAssistant: "
 
@@ -15,6 +16,7 @@ def exchange_text(
     """The text and metadata stored for one turn: the exchange, or the user's message alone when the model
     failed (kind "unanswered", with the error)."""
     if reply is None:
+        error = redact(error) if error else error  # stored, and exported: never a secret
         return f"User: {message}", {"kind": "unanswered", "chat_model": chat_model, "error": error}
     metadata = {"kind": "exchange", "chat_model": chat_model, "user_chars": len(message)}
     return f"User: {message}{_ASSISTANT}{reply}", metadata

@@ -267,6 +267,27 @@ def migrate(
         render.message(f"Namespace isolation is {isolation.describe()}")
 
 
+@app.command()
+@handled
+def stop() -> None:
+    """Stop the embedded PostgreSQL server now (it otherwise stays up MEMAGENT_EMBEDDED_LINGER seconds)."""
+    from memagent.store.embedded import EmbeddedPostgres
+
+    settings = load_settings()
+    if settings.database_url is not None:
+        render.message("MEMAGENT_DATABASE_URL is set: memagent runs no server of its own to stop.")
+        return
+    server = EmbeddedPostgres(settings.home_path())
+    if not server.running():
+        render.message("The embedded server is not running.")
+        return
+    clients = server.stop()
+    using = (
+        f" ({wording.count(clients, 'process', 'processes')} using it will start it again)" if clients else ""
+    )
+    render.message(f"Stopped the embedded server{using}.")
+
+
 # The chat and transfer commands live in their own modules; importing them registers them on `app`.
 from memagent.cli import chat, index_cmd, sql_cmd, transfer_cmds  # noqa: E402
 

@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from memagent.records import MemoryRecord, RecalledMemory
+from memagent.redact import redact
 
 
 def out() -> Console:
@@ -30,13 +31,13 @@ def err() -> Console:
 
 
 def message(text: str) -> None:
-    """A plain status line on stderr."""
-    err().print(text, markup=False)
+    """A plain status line on stderr (secrets masked: messages may quote provider errors and URLs)."""
+    err().print(redact(text), markup=False)
 
 
 def error_line(text: str) -> None:
-    """The one red line an error gets."""
-    err().print(f"Error: {text}", style="bold red", markup=False)
+    """The one red line an error gets (secrets masked)."""
+    err().print(f"Error: {redact(text)}", style="bold red", markup=False)
 
 
 def print_json(data: Any) -> None:

@@ -10,7 +10,7 @@ from pydantic import SecretStr
 
 from memagent.config import Settings, env_names
 from memagent.errors import MemagentError
-from memagent.redact import masked_url
+from memagent.redact import masked_url, redact
 
 # (setting, value as JSON would hold it, where it came from)
 Row = tuple[str, Any, str]
@@ -32,6 +32,8 @@ def _value(name: str, value: Any) -> Any:
         return "**** (set)"
     if isinstance(value, Path):
         return str(value)
+    if isinstance(value, str):
+        return redact(value)  # base URLs may carry credentials
     return value
 
 
@@ -66,12 +68,19 @@ def database_rows(settings: Settings) -> list[Row]:
     from memagent.usecases.status import database_status
 
     try:
-        with App(settings) as app:
-            status = database_status(app.service())
+        with App(settings, catch_up=False, notes=False) as app:
+            service = app.service()
+            status = database_status(service)
     except MemagentError as exc:
         return [("database status", f"unavailable: {exc}", "database")]
     space = status.embedding_space
+    embedder = service.embedder
     return [
+        (
+            "embedding (in use)",
+            f"{embedder.provider}: {embedder.model}, {embedder.dim} dimensions",
+            "database",
+        ),
         ("postgresql", status.server.postgresql, "database"),
         ("pgvector", status.server.pgvector, "database"),
         ("schema revision", status.server.revision, "database"),

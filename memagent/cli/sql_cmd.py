@@ -6,6 +6,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import threading
 from typing import Annotated
 
 import typer
@@ -23,7 +24,10 @@ def sql(
         str | None, typer.Option("--command", "-c", help="Run this SQL and exit (psql's -c).")
     ] = None,
     url: Annotated[
-        bool, typer.Option("--url", help="Print a connection URI and keep the server up until Ctrl-C.")
+        bool,
+        typer.Option(
+            "--url", help="Print a connection URI (without the password); keep the server up until Ctrl-C."
+        ),
     ] = False,
 ) -> None:
     """Open psql on memagent's database (the embedded server too), as the login role: every namespace.
@@ -38,10 +42,12 @@ def sql(
     with App(settings, notify=render.message) as opened:
         uri, password = opened.database().libpq()  # the server up, the schema at head
         if url:
-            render.message("Keeping the database up for connections; Ctrl-C or end of input stops.")
+            render.message(
+                "Keeping the database up for connections (the password is not shown); Ctrl-C stops."
+            )
             typer.echo(uri)
             with contextlib.suppress(KeyboardInterrupt):
-                typer.get_text_stream("stdin").read()
+                threading.Event().wait()
             return
         psql = pgbinaries.wheel_install_dir() / "bin" / "psql"
         program = str(psql) if psql.exists() else shutil.which("psql")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, TextIO
 
@@ -35,21 +36,37 @@ def run_export(
     scope = None if all_namespaces else (namespace or settings.namespace)
     count = 0
     with contextlib.ExitStack() as stack:
-        stream = stack.enter_context(_open_output(output)) if output else sys.stdout
+        stream = stack.enter_context(_output(output)) if output else sys.stdout
         service = stack.enter_context(open_service(settings))
-        for line in Transfer(service).export(scope, with_embeddings=with_embeddings):
-            stream.write(line)
-            count += 1
-        stream.flush()
+        try:
+            for line in Transfer(service).export(scope, with_embeddings=with_embeddings):
+                stream.write(line)
+                count += 1
+            stream.flush()
+        except OSError as exc:  # a full disk, a closed pipe
+            raise InputError(f"cannot write {output or 'stdout'}: {exc.strerror or exc}.") from None
     where = "every namespace" if scope is None else f"namespace {scope!r}"
     render.message(f"Exported {memories(count)} from {where}.")
 
 
-def _open_output(path: Path) -> TextIO:
+@contextlib.contextmanager
+def _output(path: Path) -> Iterator[TextIO]:
+    """A file to export into: written beside the target and renamed over it only once the export is
+    complete, so a failed export never empties an earlier one (devices and pipes are written directly)."""
+    direct = path.exists() and not path.is_file()
+    target = path if direct else path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
-        return open(path, "w", encoding="utf-8")
+        stream = open(target, "w", encoding="utf-8")  # noqa: SIM115  (closed by the `with` below)
     except OSError as exc:
         raise InputError(f"cannot write {path}: {exc.strerror or exc}.") from None
+    try:
+        with stream:
+            yield stream
+        if not direct:
+            os.replace(target, path)
+    finally:
+        if not direct:
+            target.unlink(missing_ok=True)
 
 
 def run_import(settings: Settings, *, path: Path, namespace: str | None, batch_size: int) -> None:
@@ -107,10 +124,12 @@ class ImportBar:
 
 def run_reembed(settings: Settings, *, model: str, provider: str | None, dim: int | None, yes: bool) -> None:
     """Re-embed every memory with another model and switch the database over to it."""
+    from memagent.bootstrap import App
     from memagent.usecases.reembed import Reembedder, target_embedder
 
     target = target_embedder(settings, model=model, provider=provider, dim=dim)
-    with open_service(settings) as service:
+    with App(settings, notify=render.message, notes=False) as opened:
+        service = opened.service()
         mover = Reembedder(service, target)
         current = mover.current()
         if current == (target.model, target.dim):

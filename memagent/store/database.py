@@ -59,12 +59,12 @@ class Database:
 
     def libpq(self) -> tuple[str, str | None]:
         """(connection URI without the password, the password) for libpq tools such as psql (after open())."""
-        from sqlalchemy.engine import make_url
+        from sqlalchemy.engine import URL, make_url
 
         url = make_url(self.engine.url.render_as_string(hide_password=False))
-        password = url.password
-        bare = url.set(drivername="postgresql", password=None).render_as_string(hide_password=False)
-        return bare, None if password is None else str(password)
+        # URL.set(password=None) keeps the password ("None: unchanged"): build the URL anew without it.
+        bare = URL.create("postgresql", url.username, None, url.host, url.port, url.database, url.query)
+        return bare.render_as_string(hide_password=False), None if url.password is None else str(url.password)
 
     def open(self) -> Database:
         """Start the embedded server if needed and create the engine (idempotent)."""
@@ -78,7 +78,7 @@ class Database:
         if url is None:
             from memagent.store.embedded import EmbeddedPostgres
 
-            self._embedded = EmbeddedPostgres(self.settings.home_path())
+            self._embedded = EmbeddedPostgres(self.settings.home_path(), linger=self.settings.embedded_linger)
             url = self._embedded.acquire()
             self._url = url
         try:
@@ -170,7 +170,10 @@ class translate_errors:
         where = self.db.describe() if self.db is not None else "the database"
         first = redact(first_line(exc.orig))
         if isinstance(exc, OperationalError) and exc.connection_invalidated is False and _is_connect(first):
-            raise DatabaseUnavailableError(f"cannot connect to PostgreSQL at {where}: {first}") from None
+            # A refused or timed-out connection is an outage (memories wait in the recovery file); a
+            # rejected login or a wrong database name is an answer that retrying will not change.
+            kind = DatabaseError if _is_refusal(first) else DatabaseUnavailableError
+            raise kind(f"cannot connect to PostgreSQL at {where}: {first}") from None
         if exc.connection_invalidated or _unreachable(exc.orig):
             raise DatabaseUnavailableError(f"database error: {first}") from None
         raise DatabaseError(f"database error: {first}") from None
@@ -184,6 +187,22 @@ def _unreachable(error: Any) -> bool:
         return False
     code = error.pgcode
     return code is None or code.startswith(("08", "57P"))
+
+
+def _is_refusal(message: str) -> bool:
+    lowered = message.lower()
+    return any(
+        word in lowered
+        for word in (
+            "password authentication",
+            "authentication failed",
+            "does not exist",
+            "no pg_hba.conf entry",
+            "invalid sslmode",
+            "invalid connection option",
+            "permission denied",
+        )
+    )
 
 
 def _is_connect(message: str) -> bool:

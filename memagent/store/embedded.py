@@ -39,9 +39,12 @@ from memagent.store.embedded_paths import (
 class EmbeddedPostgres:
     """A private PostgreSQL + pgvector cluster for one memagent home, shared by its processes."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, *, linger: float = 0.0) -> None:
         self.home = home
         self.paths = cluster_paths(home)
+        # Seconds the server stays up after its last client leaves (0: stop at once), so that a run of
+        # commands does not pay a start and a stop each; a detached reaper stops it afterwards.
+        self.linger = linger
         self._registered = False
         self._clients = ClientRegistry(self.paths.clients, self)
 
@@ -77,15 +80,61 @@ class EmbeddedPostgres:
             self._clients.unregister()
             self._registered = False
             if not self._clients.live() and self._running():
-                self._stop()
+                if self.linger > 0:
+                    self._stop_later()
+                else:
+                    self._stop()
 
-    def stop(self) -> None:
-        """Stop the server now, whoever uses it (for tests and `memagent` maintenance)."""
+    def stop(self) -> int:
+        """Stop the server now, whoever uses it (`memagent stop`, tests); returns how many clients it had."""
         from filelock import FileLock
 
         with FileLock(str(self.paths.lock), timeout=120):
+            self._linger_file().unlink(missing_ok=True)
+            clients = len(self._clients.live()) if self.paths.clients.exists() else 0
             if self._running():
                 self._stop()
+            return clients
+
+    def running(self) -> bool:
+        """Whether the server runs now."""
+        return self.paths.data.exists() and self._running()
+
+    def stop_if_idle(self, token: str) -> bool:
+        """The reaper's stop: only if no client came and no later release scheduled another; True if so."""
+        from filelock import FileLock, Timeout
+
+        try:
+            with FileLock(str(self.paths.lock), timeout=30):
+                marker = self._linger_file()
+                if not marker.exists() or marker.read_text().strip() != token:
+                    return False  # a later release owns the stop
+                marker.unlink(missing_ok=True)
+                if self._clients.live() or not self._running():
+                    return False
+                self._stop()
+                return True
+        except (Timeout, FileNotFoundError):
+            return False
+
+    def _linger_file(self) -> Path:
+        return self.paths.base / "linger"
+
+    def _stop_later(self) -> None:
+        """Leave the server up for `linger` seconds; a detached reaper then stops it unless it is in use."""
+        import secrets
+        import sys
+
+        token = secrets.token_hex(8)
+        self._linger_file().write_text(token)
+        subprocess.Popen(  # not waited for: it outlives this process on purpose
+            [sys.executable, "-m", "memagent.store.reaper", str(self.home), token, str(self.linger)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            close_fds=True,
+        )
 
     def destroy(self) -> None:
         """Stop the server and delete the cluster's files (tests and benchmarks clean up with this)."""

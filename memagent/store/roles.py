@@ -74,7 +74,7 @@ class Isolation:
             return f"CREATE ROLE {APP_ROLE} NOLOGIN NOBYPASSRLS; {join}"
         if self.state == "not-member":
             return join
-        return "run `memagent migrate` as the tables' owner"
+        return "nothing; the tables' owner runs `memagent migrate`"
 
     def describe(self) -> str:
         """One line for messages and `memagent config`."""
@@ -85,11 +85,10 @@ class Isolation:
             "not-member": f"{self.login} is not a member of {APP_ROLE} and may not join it",
             "no-privileges": f"{APP_ROLE} has no privileges on memagent's tables yet",
         }[self.state]
-        return (
-            f"off: namespaces are separated by memagent's queries only ({why}). To turn isolation on, "
-            f"an administrator runs: {self.fix()}"
-            + ("" if self.state == "no-privileges" else " — then run `memagent migrate`.")
-        )
+        off = f"off: namespaces are separated by memagent's queries only ({why}). To turn isolation on, "
+        if self.state == "no-privileges":
+            return off + "run `memagent migrate` as the tables' owner."
+        return off + f"an administrator runs: {self.fix()} — then run `memagent migrate`."
 
 
 def isolation(session: Session | Connection) -> Isolation:

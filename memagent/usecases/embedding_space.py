@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from memagent.config import KNOWN_DIMENSIONS, LOCAL_MODEL
+from memagent.config import KNOWN_DIMENSIONS, LOCAL_MODEL, MAX_INDEXED_DIM
 from memagent.errors import EmbeddingMismatchError
 from memagent.providers.embeddings import Embedder
 from memagent.store.unit import Store
@@ -44,6 +44,8 @@ def mismatch_hint(space: tuple[str, int], configured: Embedder) -> str:
             f"MEMAGENT_EMBEDDING_DIM={dim} (with the endpoint and key that serve it)"
         )
     move = f"memagent reembed --model {configured.model} --provider {configured.provider}"
-    if KNOWN_DIMENSIONS.get(configured.model) != configured.dim:
+    if configured.dim > MAX_INDEXED_DIM:  # pgvector's HNSW index takes at most 2,000: ask for shorter vectors
+        move += " --dim 1536"
+    elif KNOWN_DIMENSIONS.get(configured.model) != configured.dim:
         move += f" --dim {configured.dim}"
     return f"{use}, or move the database to {configured.model} with `{move}`."

@@ -19,6 +19,7 @@ from typing import Any
 from memagent.config import Settings
 from memagent.errors import DatabaseUnavailableError, KeptError, MemagentError
 from memagent.records import RememberResult
+from memagent.store.database import Database
 from memagent.usecases.service import MemoryService
 from memagent.validation import clean_metadata, clean_name, clean_text
 from memagent.wording import memories
@@ -33,6 +34,9 @@ class Kept:
     content: str
     metadata: dict[str, Any]
     created_at: datetime
+    # The database it was meant for (memagent.store.database.Database.describe: no secret in it); a replay
+    # stores it there only. None: kept by a memagent that did not record it (any database takes it).
+    target: str | None = None
 
     def to_json(self) -> str:
         """The memory as one line of the file."""
@@ -42,6 +46,7 @@ class Kept:
             "content": self.content,
             "metadata": self.metadata,
             "created_at": self.created_at.isoformat(),
+            "target": self.target,
         }
         return json.dumps(record, ensure_ascii=False) + "\n"
 
@@ -82,17 +87,20 @@ class RecoveryFile:
                         content=str(data["content"]),
                         metadata=dict(data.get("metadata") or {}),
                         created_at=datetime.fromisoformat(str(data["created_at"])),
+                        target=None if data.get("target") is None else str(data["target"]),
                     )
                 )
             except (ValueError, KeyError, TypeError):
                 continue  # a line torn by a crash mid-write: nothing to store
         return out
 
-    def replay(self, memory: MemoryService, *, wait: float = 30) -> Replay:
-        """Store the kept memories (with their original dates); those that cannot be stored stay in the file.
+    def replay(self, memory: MemoryService, target: str, *, wait: float = 30) -> Replay:
+        """Store the kept memories meant for `target` (the database `memory` is open on), with their original
+        dates; the others, and those that cannot be stored, stay in the file.
 
         A replay never fails the command that runs it: the database going away again stops it (the rest
         waits), and a memory the database refuses (its embedding model changed, say) stays, with the reason.
+        A memory kept for another database is never stored here: namespaces may be shared across databases.
         wait: how long to wait for another process's replay (0: skip if one runs).
         """
         if not self.path.exists() or self.path.stat().st_size == 0:
@@ -101,7 +109,9 @@ class RecoveryFile:
 
         try:
             with FileLock(str(self._lock), timeout=wait):
-                kept = self.waiting()
+                everything = self.waiting()
+                elsewhere = [item for item in everything if item.target not in (None, target)]
+                kept = [item for item in everything if item.target in (None, target)]
                 left: list[Kept] = []
                 problem: str | None = None
                 for index, item in enumerate(kept):
@@ -119,10 +129,10 @@ class RecoveryFile:
                     except MemagentError as exc:
                         left.append(item)
                         problem = exc.message
-                self._rewrite(left)
+                self._rewrite(left + elsewhere)
         except Timeout:
             return Replay()
-        return Replay(stored=len(kept) - len(left), waiting=len(left), problem=problem)
+        return Replay(len(kept) - len(left), len(left), problem, len(elsewhere))
 
     def _rewrite(self, items: list[Kept]) -> None:
         if not items:
@@ -143,8 +153,9 @@ class Replay:
     """What a replay of the recovery file did."""
 
     stored: int = 0
-    waiting: int = 0  # still in the file
+    waiting: int = 0  # meant for this database, still in the file
     problem: str | None = None  # why those could not be stored
+    elsewhere: int = 0  # meant for another database: left in the file for it
 
     def messages(self) -> list[str]:
         """Lines for the user (none when there was nothing to replay)."""
@@ -158,6 +169,12 @@ class Replay:
             lines.append(
                 f"{memories(self.waiting)} in the recovery file could not be stored yet "
                 f"({(self.problem or 'unknown reason').rstrip('.')}); memagent tries again on its next run."
+            )
+        if self.elsewhere:
+            one = self.elsewhere == 1
+            lines.append(
+                f"{memories(self.elsewhere)} in the recovery file {'waits' if one else 'wait'} for another "
+                f"database; memagent stores {'it' if one else 'them'} when it next reaches that one."
             )
         return lines
 
@@ -176,12 +193,14 @@ def remember_or_keep(
     """Remember a text; when the database cannot be reached (opening it included), keep it in the recovery
     file and raise KeptError saying where. Bad input is refused first, and never kept. Once the database
     answers again, memories kept earlier are stored too (notify says so)."""
+    target = Database(settings).describe()
     item = Kept(
         namespace=clean_name(namespace if namespace is not None else settings.namespace, "namespace"),
         session_id=clean_name(session_id or settings.session_id, "session"),
         content=clean_text(text),
         metadata=clean_metadata(metadata),
         created_at=datetime.now(UTC) if created_at is None else _aware(created_at),
+        target=target,
     )
     recovery = RecoveryFile(settings.home_path())
     try:
@@ -195,7 +214,7 @@ def remember_or_keep(
         )
     except DatabaseUnavailableError as exc:
         raise KeptError(exc.message, kept=recovery.keep(item)) from None
-    for line in recovery.replay(opened, wait=0).messages():  # the database is back: store what waits
+    for line in recovery.replay(opened, target, wait=0).messages():  # the database is back: store what waits
         if notify is not None:
             notify(line)
     return result

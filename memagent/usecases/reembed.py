@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from memagent.config import LOCAL_MODEL, MAX_INDEXED_DIM, Settings
+from memagent.config import LOCAL_MODEL, MAX_INDEXED_DIM, Settings, with_overrides
 from memagent.errors import InputError
 from memagent.providers.embeddings import Embedder, make_embedder
 from memagent.store.unit import Store
@@ -25,8 +25,9 @@ def target_embedder(settings: Settings, *, model: str, provider: str | None, dim
         raise InputError(f"the provider must be openai or local, not {provider!r}.")
     local = model in (LOCAL_MODEL, f"sentence-transformers/{LOCAL_MODEL}")
     chosen = provider or ("local" if local else "openai")
-    update = {"embedding_model": model, "embedding_provider": chosen, "embedding_dim": dim}
-    return make_embedder(settings.model_copy(update=update))
+    return make_embedder(
+        with_overrides(settings, embedding_model=model, embedding_provider=chosen, embedding_dim=dim)
+    )
 
 
 class Reembedder:

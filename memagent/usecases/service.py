@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from memagent.config import Settings
-from memagent.errors import InputError, ProviderError
+from memagent.errors import EmbeddingMismatchError, InputError, ProviderError
 from memagent.providers.embeddings import Embedder
 from memagent.records import MemoryRecord, RecallResult, RememberResult
 from memagent.store.memories import NewMemory
@@ -37,8 +37,12 @@ class MemoryService:
         settings: Settings,
         *,
         unit: UnitOfWork | None = None,
+        rechoose: Callable[[tuple[str, int]], Embedder | None] | None = None,
     ) -> None:
+        """rechoose: the embedder for another embedding space, when the settings leave the choice to
+        memagent (a long-lived process outliving a `memagent reembed` run elsewhere follows the database)."""
         self.unit = unit or UnitOfWork(sessions)
+        self._rechoose = rechoose
         self.embedder = embedder
         self.settings = settings
 
@@ -53,7 +57,15 @@ class MemoryService:
 
     def check_embedding_space(self, store: Store, *, claim: bool) -> bool:
         """Refuse a model the database was not built for; returns False if nothing was ever stored."""
-        return check_space(store, self.embedder, claim=claim)
+        try:
+            return check_space(store, self.embedder, claim=claim)
+        except EmbeddingMismatchError:
+            space = store.space.get()
+            other = self._rechoose(space) if self._rechoose is not None and space is not None else None
+            if other is None or (other.model, other.dim) != space:
+                raise
+            self.embedder = other  # the database moved to another model (a reembed elsewhere): follow it
+            return True
 
     # -- verbs -----------------------------------------------------------------------------------------
 

@@ -1,0 +1,148 @@
+"""all-MiniLM-L6-v2 in numpy: the model's own tokenizer (the tokenizers library) and a direct forward pass
+over its weights (safetensors), with sentence-transformers' pooling — mean over tokens, then L2 norm.
+
+Six BERT layers, 384 wide, 12 heads: a few matrix products per layer that numpy hands to BLAS. Loading
+takes ~0.1 s (the weights are memory-mapped) where importing torch and sentence-transformers took ~5 s, and
+the vectors are sentence-transformers' to float32 rounding (tests compare them with reference vectors).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+Array = Any  # NDArray[np.float32]; numpy's annotations make every expression here noisy
+
+
+def _layer_norm(x: Array, weight: Array, bias: Array, *, eps: float) -> Array:
+    mean = x.mean(axis=-1, keepdims=True)
+    centred = x - mean
+    variance = np.square(centred).mean(axis=-1, keepdims=True)
+    return centred / np.sqrt(variance + eps) * weight + bias
+
+
+def _erf(x: Array) -> Array:
+    """erf to float32 precision (Abramowitz and Stegun 7.1.26 has 1.5e-7 absolute error).
+
+    |x| is capped at 9 (erf is 1 there to float32 precision): exp(-x²) of larger values is subnormal, and
+    subnormal numbers make every later product on them tens of times slower.
+    """
+    sign = np.sign(x)
+    a = np.minimum(np.abs(x), np.float32(9.0))
+    t = 1.0 / (1.0 + 0.3275911 * a)
+    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
+    return sign * (1.0 - poly * np.exp(-a * a))
+
+
+def _gelu(x: Array) -> Array:
+    # BERT's "gelu" is the exact one: x * Φ(x) = x/2 * (1 + erf(x / √2)). Below -10 it is 0 to float32
+    # precision; writing 0 there keeps subnormals out of the next product.
+    out = 0.5 * x * (1.0 + _erf(x * np.float32(0.7071067811865476)))
+    out[x < -10.0] = 0.0
+    return out
+
+
+class MiniLM:
+    """The model in `path`: a sentence-transformers folder (config, model.safetensors, tokenizer.json)."""
+
+    def __init__(self, path: Path, *, max_tokens: int | None = None) -> None:
+        from safetensors.numpy import load_file
+        from tokenizers import Tokenizer
+
+        config = json.loads((path / "config.json").read_text())
+        st_config = path / "sentence_bert_config.json"
+        limit = json.loads(st_config.read_text()).get("max_seq_length") if st_config.exists() else None
+        self.max_tokens = int(max_tokens or limit or config["max_position_embeddings"])
+        self.heads = int(config["num_attention_heads"])
+        self.eps = float(config["layer_norm_eps"])
+        self.dim = int(config["hidden_size"])
+        weights = load_file(str(path / "model.safetensors"))
+        w = {name.removeprefix("bert."): value for name, value in weights.items()}
+        self.word = w["embeddings.word_embeddings.weight"]
+        self.position = w["embeddings.position_embeddings.weight"]
+        self.token_type = w["embeddings.token_type_embeddings.weight"][0]
+        self.embed_norm = (w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"])
+        self.layers: list[dict[str, Any]] = []
+        for i in range(int(config["num_hidden_layers"])):
+            p = f"encoder.layer.{i}."
+            # Query, key and value in one product; weights transposed once, contiguous, for BLAS.
+            qkv = np.concatenate(
+                [w[p + f"attention.self.{n}.weight"] for n in ("query", "key", "value")], axis=0
+            )
+            self.layers.append(
+                {
+                    "qkv": np.ascontiguousarray(qkv.T),
+                    "qkv_b": np.concatenate(
+                        [w[p + f"attention.self.{n}.bias"] for n in ("query", "key", "value")]
+                    ),
+                    "out": np.ascontiguousarray(w[p + "attention.output.dense.weight"].T),
+                    "out_b": w[p + "attention.output.dense.bias"],
+                    "norm1": (
+                        w[p + "attention.output.LayerNorm.weight"],
+                        w[p + "attention.output.LayerNorm.bias"],
+                    ),
+                    "up": np.ascontiguousarray(w[p + "intermediate.dense.weight"].T),
+                    "up_b": w[p + "intermediate.dense.bias"],
+                    "down": np.ascontiguousarray(w[p + "output.dense.weight"].T),
+                    "down_b": w[p + "output.dense.bias"],
+                    "norm2": (w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"]),
+                }
+            )
+        self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+        self.tokenizer.enable_truncation(self.max_tokens)
+        self.tokenizer.no_padding()
+
+    def tokens(self, texts: Sequence[str]) -> list[list[int]]:
+        """The token ids of each text, [CLS] … [SEP], cut at the model's limit."""
+        return [encoding.ids for encoding in self.tokenizer.encode_batch(list(texts))]
+
+    def offsets(self, text: str) -> list[tuple[int, int]]:
+        """The character span of each token of the text (special tokens: (0, 0))."""
+        return list(self.tokenizer.encode(text).offsets)
+
+    def embed(self, texts: Sequence[str], batch_size: int = 32) -> NDArray[np.float32]:
+        """Unit-length sentence vectors, shape (len(texts), dim). Texts of similar length share a batch."""
+        ids = self.tokens(texts)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        for start in range(0, len(order), batch_size):
+            chosen = order[start : start + batch_size]
+            out[chosen] = self._forward([ids[i] for i in chosen])
+        return out
+
+    def _forward(self, batch: list[list[int]]) -> Array:
+        size, length = len(batch), max(len(ids) for ids in batch)
+        token_ids = np.zeros((size, length), dtype=np.int64)
+        mask = np.zeros((size, length), dtype=np.float32)
+        for row, ids in enumerate(batch):
+            token_ids[row, : len(ids)] = ids
+            mask[row, : len(ids)] = 1.0
+        x = self.word[token_ids] + self.position[:length] + self.token_type
+        x = _layer_norm(x, *self.embed_norm, eps=self.eps).astype(np.float32)
+        heads, width = self.heads, self.dim // self.heads
+        scale = np.float32(1.0 / np.sqrt(width))
+        # Padding takes no attention: a large negative added to its scores before the softmax.
+        bias = ((1.0 - mask) * np.float32(-1e9))[:, None, None, :]
+        x = x.reshape(size * length, self.dim)  # tokens as rows: each product is one 2-D BLAS call
+        for layer in self.layers:
+            qkv = x @ layer["qkv"] + layer["qkv_b"]  # (tokens, 3 * dim)
+            qkv = qkv.reshape(size, length, 3, heads, width).transpose(2, 0, 3, 1, 4)
+            q, k, v = qkv[0], qkv[1], qkv[2]  # (size, heads, length, width)
+            scores = (q @ k.transpose(0, 1, 3, 2)) * scale + bias
+            # exp(<-80) would be subnormal (slow in every later product) and is 0 to float32 precision.
+            scores = np.exp(np.maximum(scores - scores.max(axis=-1, keepdims=True), np.float32(-80.0)))
+            scores /= scores.sum(axis=-1, keepdims=True)
+            context = (scores @ v).transpose(0, 2, 1, 3).reshape(size * length, self.dim)
+            x = _layer_norm(x + (context @ layer["out"] + layer["out_b"]), *layer["norm1"], eps=self.eps)
+            hidden = _gelu(x @ layer["up"] + layer["up_b"])
+            x = _layer_norm(x + (hidden @ layer["down"] + layer["down_b"]), *layer["norm2"], eps=self.eps)
+        x = x.reshape(size, length, self.dim)
+        pooled = (x * mask[:, :, None]).sum(axis=1) / np.maximum(mask.sum(axis=1, keepdims=True), 1e-9)
+        return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
