@@ -56,11 +56,11 @@ class Settings(BaseSettings):
 
     home: Path | None = Field(default=None, description="Where memagent keeps its files")
     database_url: SecretStr | None = Field(default=None, description="PostgreSQL URL; unset: embedded server")
-    embedded_linger: float = Field(
+    linger: float = Field(
         default=60.0,
         ge=0,
         le=86400,
-        description="Seconds the embedded server stays up after its last client (0: stop at once)",
+        description="Seconds the embedded server and the command server stay up after their last use (0: none)",
     )
     namespace: str = Field(default="default", description="Memory namespace (a hard boundary)")
     session_id: str = Field(

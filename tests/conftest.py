@@ -51,7 +51,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # Files memagent keeps in its home (the recovery file) stay in the test's own folder.
     monkeypatch.setenv("MEMAGENT_HOME", str(tmp_path / "memagent-home-of-test"))
     # An embedded server stops with its last client: no test leaves one running.
-    monkeypatch.setenv("MEMAGENT_EMBEDDED_LINGER", "0")
+    monkeypatch.setenv("MEMAGENT_LINGER", "0")
     monkeypatch.chdir(tmp_path)
 
 
@@ -59,7 +59,7 @@ def process_env(**settings: str) -> dict[str, str]:
     """The environment for a memagent process a test starts: none of the developer's settings, an embedded
     server that stops with its last client, and `settings`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MEMAGENT_", "OPENAI_"))}
-    return env | {"MEMAGENT_EMBEDDED_LINGER": "0"} | settings
+    return env | {"MEMAGENT_LINGER": "0"} | settings
 
 
 @pytest.fixture(scope="session")

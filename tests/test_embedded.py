@@ -79,8 +79,8 @@ def test_the_server_lingers_after_its_last_client_and_stop_or_the_reaper_ends_it
     home: Path, fake: FakeOpenAI
 ) -> None:
     """A run of commands pays one server start, not one per command; `memagent stop` stops it at once, and
-    with nobody coming back the reaper stops it after MEMAGENT_EMBEDDED_LINGER seconds."""
-    env = cli_env(home, fake) | {"MEMAGENT_EMBEDDED_LINGER": "30"}
+    with nobody coming back the reaper stops it after MEMAGENT_LINGER seconds."""
+    env = cli_env(home, fake) | {"MEMAGENT_LINGER": "30"}
     assert memagent(env, "remember", "the server stays up a while").returncode == 0
     assert server_running(home), "still up for the next command"
     listed = memagent(env, "inspect", "--json")
@@ -90,7 +90,7 @@ def test_the_server_lingers_after_its_last_client_and_stop_or_the_reaper_ends_it
     assert not server_running(home)
     assert "not running" in memagent(env, "stop").stderr
 
-    short = env | {"MEMAGENT_EMBEDDED_LINGER": "1"}
+    short = env | {"MEMAGENT_LINGER": "1"}
     assert memagent(short, "inspect").returncode == 0
     assert server_running(home)
     deadline = time.monotonic() + 30
@@ -232,7 +232,7 @@ def test_as_an_ordinary_user_the_cluster_lives_in_their_home(fake: FakeOpenAI) -
         "OPENAI_API_KEY": fake.api_key,
         "MEMAGENT_EMBEDDING_MODEL": "fake-embed-384",
         "MEMAGENT_EMBEDDING_DIM": "384",
-        "MEMAGENT_EMBEDDED_LINGER": "0",
+        "MEMAGENT_LINGER": "0",
     }
 
     def as_nobody(*args: str) -> subprocess.CompletedProcess[str]:

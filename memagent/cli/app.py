@@ -270,7 +270,7 @@ def migrate(
 @app.command()
 @handled
 def stop() -> None:
-    """Stop the embedded PostgreSQL server now (it otherwise stays up MEMAGENT_EMBEDDED_LINGER seconds)."""
+    """Stop the embedded PostgreSQL server now (it otherwise stays up MEMAGENT_LINGER seconds)."""
     from memagent.store.embedded import EmbeddedPostgres
 
     settings = load_settings()

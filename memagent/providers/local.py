@@ -55,7 +55,7 @@ class LocalEmbedder:
 
     _lock = threading.Lock()
 
-    def __init__(self, *, batch_size: int = 32) -> None:
+    def __init__(self, *, batch_size: int = 64) -> None:
         self._batch_size = batch_size
         self._model: MiniLM | None = None
 

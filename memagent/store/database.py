@@ -78,7 +78,7 @@ class Database:
         if url is None:
             from memagent.store.embedded import EmbeddedPostgres
 
-            self._embedded = EmbeddedPostgres(self.settings.home_path(), linger=self.settings.embedded_linger)
+            self._embedded = EmbeddedPostgres(self.settings.home_path(), linger=self.settings.linger)
             url = self._embedded.acquire()
             self._url = url
         try:
