@@ -60,7 +60,7 @@ class Settings(BaseSettings):
         default=60.0,
         ge=0,
         le=86400,
-        description="Seconds the embedded server and the command server stay up after their last use (0: none)",
+        description="Seconds the embedded server and the command server stay up after last use (0: none)",
     )
     namespace: str = Field(default="default", description="Memory namespace (a hard boundary)")
     session_id: str = Field(
