@@ -77,6 +77,9 @@ def home(tmp_path: Path) -> Iterator[Path]:
     """A fresh memagent home for a test's own processes; its embedded cluster is removed afterwards."""
     path = tmp_path / "memagent-home"
     yield path
+    from memagent.cli.client import stop_server
+
+    stop_server(path)
     EmbeddedPostgres(path).destroy()
 
 

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import sys
+
 
 def main() -> None:
-    """Run the `memagent` command."""
+    """Run the `memagent` command: in the warm command server when there is one, else here."""
+    from memagent.cli.client import run_via_server
+
+    code = run_via_server(sys.argv[1:])
+    if code is not None:
+        sys.exit(code)
     from memagent.cli.app import main as run
 
     run()

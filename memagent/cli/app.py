@@ -270,12 +270,19 @@ def migrate(
 @app.command()
 @handled
 def stop() -> None:
-    """Stop the embedded PostgreSQL server now (it otherwise stays up MEMAGENT_LINGER seconds)."""
+    """Stop memagent's background helpers now: the embedded server and the command server.
+
+    They otherwise stay up MEMAGENT_LINGER seconds (60) after their last use, to spare the next command
+    their start.
+    """
+    from memagent.cli.client import stop_server
     from memagent.store.embedded import EmbeddedPostgres
 
     settings = load_settings()
+    if stop_server(settings.home_path()):
+        render.message("Stopped the command server.")
     if settings.database_url is not None:
-        render.message("MEMAGENT_DATABASE_URL is set: memagent runs no server of its own to stop.")
+        render.message("MEMAGENT_DATABASE_URL is set: memagent runs no database server of its own.")
         return
     server = EmbeddedPostgres(settings.home_path())
     if not server.running():

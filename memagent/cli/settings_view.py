@@ -54,6 +54,14 @@ def settings_rows(settings: Settings) -> list[Row]:
     except MemagentError as exc:
         rows.append(("embedding (resolved)", f"invalid: {exc}", "derived"))
     rows.append(("database (resolved)", Database(settings).describe(), "derived"))
+    server = os.environ.get("MEMAGENT_SERVED_BY")
+    rows.append(
+        (
+            "command server",
+            f"this command ran in it (pid {server})" if server else "not used for this command",
+            "derived",
+        )
+    )
     return rows
 
 

@@ -1,0 +1,175 @@
+"""The command client: hand a `memagent` command to the warm command server, or run it here.
+
+Importing SQLAlchemy, pydantic and the rest costs most of a second per process; a command server
+(memagent.cli.server) keeps them imported and forks a fresh child per command. This module decides, with
+the standard library only, whether such a server is there for this user and home; the command then runs in
+a child of the server with this process's stdin, stdout and stderr (passed over a Unix socket), environment
+and working folder, exactly as it would here. When there is none, the command runs in this process and a
+server is started for the next one. MEMAGENT_LINGER=0 turns it off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+PROTOCOL = 1
+MAX_SOCKET_PATH = 100  # Linux allows 107 bytes for a Unix socket path; keep a margin
+
+
+def _dotenv() -> dict[str, str]:
+    """KEY=VALUE lines of ./.env (what pydantic-settings reads too), without a parser to import."""
+    values: dict[str, str] = {}
+    try:
+        lines = Path(".env").read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return values
+    for line in lines:
+        key, sep, value = line.strip().removeprefix("export ").partition("=")
+        if sep and not key.startswith("#"):
+            values[key.strip()] = value.strip().strip("'\"")
+    return values
+
+
+def setting(name: str, default: str) -> str:
+    """A MEMAGENT_ setting as the command would see it: the environment first, then ./.env."""
+    if name in os.environ:
+        return os.environ[name]
+    return _dotenv().get(name, default)
+
+
+def home() -> Path:
+    """MEMAGENT_HOME, else the user's data folder (what memagent.config.Settings.home_path gives)."""
+    configured = setting("MEMAGENT_HOME", "")
+    if configured:
+        return Path(configured).expanduser().resolve()
+    import platformdirs
+
+    return platformdirs.user_data_path("memagent").resolve()
+
+
+def socket_path(where: Path) -> Path:
+    """The server's socket: in the home, or (for a long home path) in a private folder under /tmp."""
+    path = where / "cli.sock"
+    if len(str(path)) <= MAX_SOCKET_PATH:
+        return path
+    key = hashlib.sha256(str(where).encode()).hexdigest()[:16]
+    return Path("/tmp") / f"memagent-{os.getuid()}" / f"{key}.sock"
+
+
+def fingerprint() -> str:
+    """What the server's code must match: the interpreter and memagent's files as they are now."""
+    package = Path(__file__).resolve().parent.parent
+    newest = max((p.stat().st_mtime_ns for p in package.rglob("*.py")), default=0)
+    return f"{PROTOCOL}|{sys.executable}|{sys.version}|{package}|{newest}"
+
+
+def start_server(where: Path, linger: float) -> None:
+    """Start a command server for this home in the background (it exits after `linger` idle seconds)."""
+    subprocess.Popen(
+        [sys.executable, "-m", "memagent.cli.server", str(where), str(linger)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        close_fds=True,
+    )
+
+
+def send(sock: socket.socket, message: Mapping[str, object], fds: list[int] | None = None) -> None:
+    """A length-prefixed JSON message, with file descriptors alongside."""
+    body = json.dumps(message).encode("utf-8")
+    data = struct.pack("!I", len(body)) + body
+    if fds:
+        socket.send_fds(sock, [data], fds)
+    else:
+        sock.sendall(data)
+
+
+def run_via_server(argv: list[str]) -> int | None:
+    """Run the command in the command server and return its exit code; None: run it in this process."""
+    try:
+        linger = float(setting("MEMAGENT_LINGER", "60"))
+    except ValueError:
+        return None  # the command itself reports the invalid setting
+    if linger <= 0:
+        return None
+    where = home()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(str(socket_path(where)))
+    except OSError:
+        sock.close()
+        start_server(where, linger)
+        return None
+    with sock:
+        try:
+            fds = [fd if _is_open(fd) else os.open(os.devnull, os.O_RDWR) for fd in (0, 1, 2)]
+            request = {
+                "fingerprint": fingerprint(),
+                "argv": argv,
+                "env": dict(os.environ),
+                "cwd": os.getcwd(),
+            }
+            send(sock, request, fds)
+            answer = sock.recv(1)
+        except OSError:
+            return None
+        if answer != b"R":  # the server runs older code (it exits now) or refused: run here, start anew
+            start_server(where, linger)
+            return None
+        return _wait(sock)
+
+
+def _wait(sock: socket.socket) -> int:
+    """Wait for the command's exit code, passing Ctrl-C on to it."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        with contextlib.suppress(OSError):
+            sock.sendall(b"\x03")
+
+    previous = signal.signal(signal.SIGINT, interrupt)
+    try:
+        data = b""
+        while len(data) < 5:
+            try:
+                piece = sock.recv(5 - len(data))
+            except InterruptedError:
+                continue
+            if not piece:
+                sys.stderr.write("Error: memagent's command process ended without an exit code.\n")
+                return 1
+            data += piece
+        return int(struct.unpack("!i", data[1:5])[0])
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+        return True
+    except OSError:
+        return False
+
+
+def stop_server(where: Path) -> bool:
+    """Ask the command server of this home to exit now; True if one was running."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(str(socket_path(where)))
+    except OSError:
+        sock.close()
+        return False
+    with sock:
+        send(sock, {"stop": True})
+    return True
