@@ -74,7 +74,14 @@ def fingerprint() -> str:
 
 
 def start_server(where: Path, linger: float) -> None:
-    """Start a command server for this home in the background (it exits after `linger` idle seconds)."""
+    """Start a command server for this home once this command is done (it exits after `linger` idle
+    seconds). Not before: on two cores its imports would slow the command down."""
+    import atexit
+
+    atexit.register(_spawn, where, linger)
+
+
+def _spawn(where: Path, linger: float) -> None:
     subprocess.Popen(
         [sys.executable, "-m", "memagent.cli.server", str(where), str(linger)],
         stdin=subprocess.DEVNULL,

@@ -97,25 +97,26 @@ class MiniLM:
         self.layers: list[dict[str, Any]] = []
         for i in range(int(config["num_hidden_layers"])):
             p = f"encoder.layer.{i}."
-            # Query, key and value in one product; weights transposed once, contiguous, for BLAS.
+            # Query, key and value in one product. Weights stay as stored ([out, in]): BLAS multiplies by
+            # their transpose without a copy.
             qkv = np.concatenate(
                 [w[p + f"attention.self.{n}.weight"] for n in ("query", "key", "value")], axis=0
             )
             self.layers.append(
                 {
-                    "qkv": np.ascontiguousarray(qkv.T),
+                    "qkv": qkv.T,
                     "qkv_b": np.concatenate(
                         [w[p + f"attention.self.{n}.bias"] for n in ("query", "key", "value")]
                     ),
-                    "out": np.ascontiguousarray(w[p + "attention.output.dense.weight"].T),
+                    "out": w[p + "attention.output.dense.weight"].T,
                     "out_b": w[p + "attention.output.dense.bias"],
                     "norm1": (
                         w[p + "attention.output.LayerNorm.weight"],
                         w[p + "attention.output.LayerNorm.bias"],
                     ),
-                    "up": np.ascontiguousarray(w[p + "intermediate.dense.weight"].T),
+                    "up": w[p + "intermediate.dense.weight"].T,
                     "up_b": w[p + "intermediate.dense.bias"],
-                    "down": np.ascontiguousarray(w[p + "output.dense.weight"].T),
+                    "down": w[p + "output.dense.weight"].T,
                     "down_b": w[p + "output.dense.bias"],
                     "norm2": (w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"]),
                 }
