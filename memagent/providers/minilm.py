@@ -3,7 +3,7 @@ over its weights (safetensors), with sentence-transformers' pooling — mean ove
 
 Six BERT layers, 384 wide, 12 heads: a few matrix products per layer that numpy hands to BLAS. Loading
 takes ~0.1 s (the weights are memory-mapped) where importing torch and sentence-transformers took ~5 s, and
-the vectors are sentence-transformers' to float32 rounding (tests compare them with reference vectors).
+the vectors are within 2e-6 in cosine of sentence-transformers' (tests compare them with reference vectors).
 """
 
 from __future__ import annotations
@@ -35,42 +35,32 @@ def _layer_norm(x: Array, weight: Array, bias: Array, *, eps: float) -> Array:
     return x
 
 
-# erf by Abramowitz and Stegun 7.1.26 (absolute error 1.5e-7: float32 precision).
-_P = np.float32(0.3275911)
-_A = [np.float32(v) for v in (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)]
-_SQRT_HALF = np.float32(0.7071067811865476)
+_SQRT_2_OVER_PI = np.float32(0.7978845608028654)
+_CUBIC = np.float32(0.044715)
+_HALF = np.float32(0.5)
 
 
 def _gelu(x: Array, rows: int = 32) -> Array:
-    """BERT's exact gelu, x * Φ(x) = x/2 * (1 + erf(x / √2)), written as max(x, 0) - |x|/2 * erfc(|x| / √2).
+    """gelu in its tanh form, 0.5x(1 + tanh(√(2/π)(x + 0.044715x³))), in place a few rows at a time.
 
-    In place, a few rows at a time: each step then works in the CPU's cache instead of streaming the whole
-    array through memory twenty times (3.5x faster). |x| / √2 is capped at 9, where erfc is 0 to float32
-    precision, so that exp never returns a subnormal number (those make every later product slow).
+    BERT's gelu is the erf form; the tanh form differs from it by at most 5e-4 per activation and moves the
+    sentence vectors by less than 2e-6 in cosine (tests compare them with sentence-transformers' own), for
+    four times less work than an exact erf in numpy: 12% more sentences per second (docs/benchmarks.md).
+    A few rows at a time, each step works in the CPU's cache instead of streaming the array through memory.
     """
     out = np.empty_like(x)
     for start in range(0, x.shape[0], rows):
         part = x[start : start + rows]
-        z = np.abs(part)
-        z *= _SQRT_HALF
-        np.minimum(z, np.float32(9.0), out=z)
-        t = z * _P
-        t += 1
-        np.reciprocal(t, out=t)
-        poly = t * _A[4]
-        for coefficient in (_A[3], _A[2], _A[1], _A[0]):
-            poly += coefficient
-            poly *= t
-        np.square(z, out=z)
-        np.negative(z, out=z)
-        np.exp(z, out=z)
-        poly *= z  # erfc(|x| / √2)
-        np.abs(part, out=z)
-        z *= np.float32(0.5)
-        poly *= z
-        target = out[start : start + rows]
-        np.maximum(part, 0, out=target)
-        target -= poly
+        step = out[start : start + rows]
+        np.multiply(part, part, out=step)
+        step *= _CUBIC
+        step += 1
+        step *= part
+        step *= _SQRT_2_OVER_PI
+        np.tanh(step, out=step)
+        step += 1
+        step *= part
+        step *= _HALF
     return out
 
 
