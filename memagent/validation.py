@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from memagent.errors import InputError
@@ -34,6 +35,34 @@ def clean_name(value: str, what: str) -> str:
         raise InputError(f"invalid {what}: {exc}.") from None
 
 
+# The dates memagent accepts (as UTC): every one of them can be shown in any time zone (±14 h) by Python,
+# whose dates run from year 1 to 9999. PostgreSQL would take far wider ones that no reader could display.
+MIN_DATE = datetime(1, 1, 2, tzinfo=UTC)
+MAX_DATE = datetime(9999, 12, 30, 23, 59, 59, 999999, tzinfo=UTC)
+# How deep metadata may nest (JSON objects and lists); deeper is refused rather than overflowing a stack.
+MAX_METADATA_DEPTH = 64
+# A vector shorter than this cannot be normalised in float32 (its squares underflow): cosine distances to it
+# come out 0 or 2, topping recalls. Real embeddings have lengths near 1.
+MIN_VECTOR_NORM = 1e-6
+
+
+def clean_date(value: datetime, what: str = "date") -> datetime:
+    """A date with a time zone within MIN_DATE and MAX_DATE (a naive date means the caller's local time)."""
+    if not isinstance(value, datetime):
+        raise InputError(f"the {what} must be a datetime, not {type(value).__name__}.")
+    try:
+        aware = value if value.tzinfo is not None else value.astimezone()
+        utc = aware.astimezone(UTC)
+    except (OverflowError, ValueError, OSError):
+        utc = None
+    if utc is None or not MIN_DATE <= utc <= MAX_DATE:
+        raise InputError(
+            f"the {what} {value.isoformat()} is out of range: memagent takes dates from "
+            f"{MIN_DATE.date().isoformat()} to {MAX_DATE.date().isoformat()} (UTC)."
+        )
+    return aware
+
+
 def clean_text(text: str, what: str = "text") -> str:
     """Validate a text to embed and store: not empty, no NUL bytes (PostgreSQL text cannot hold them)."""
     if not isinstance(text, str):
@@ -43,6 +72,10 @@ def clean_text(text: str, what: str = "text") -> str:
         raise InputError(f"the {what} is empty.")
     if "\x00" in stripped:
         raise InputError(f"the {what} contains NUL bytes, which PostgreSQL cannot store.")
+    try:
+        stripped.encode("utf-8")
+    except UnicodeEncodeError as exc:  # lone surrogates: bytes that were not UTF-8 (argv, a file)
+        raise InputError(f"the {what} is not valid UTF-8 (at character {exc.start}).") from None
     return stripped
 
 
@@ -52,10 +85,34 @@ def clean_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
         return {}
     if not isinstance(metadata, Mapping):
         raise InputError("metadata must be a JSON object.")
+    if _depth(metadata) > MAX_METADATA_DEPTH:
+        raise InputError(f"metadata is nested deeper than {MAX_METADATA_DEPTH} levels.")
     try:
         text = json.dumps(dict(metadata), ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise InputError(f"metadata is not JSON-serialisable: {exc}.") from None
     if "\\u0000" in text:
         raise InputError("metadata contains NUL characters, which PostgreSQL cannot store.")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError("metadata is not valid UTF-8.") from None
     return dict(json.loads(text))
+
+
+def _depth(value: Any) -> int:
+    """How deeply JSON-like values nest, counted without recursion (no stack to overflow)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, Mapping):
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        if level > MAX_METADATA_DEPTH:
+            return level
+        stack.extend((child, level + 1) for child in children)
+    return deepest

@@ -28,7 +28,7 @@ from memagent.cli.app import app
 from memagent.store import pgcopy
 from memagent.store.bulk import BulkRepository
 from memagent.store.memories import NewMemory
-from memagent.usecases.importfile import count_lines, line_batches
+from memagent.usecases.lines import count_lines, line_batches
 from tests.fake_openai import FakeOpenAI, fake_embedding
 
 runner = CliRunner()

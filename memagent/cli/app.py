@@ -53,6 +53,8 @@ def remember(
             meta = json.loads(metadata)
         except json.JSONDecodeError as exc:
             raise InputError(f"--metadata is not valid JSON: {exc.msg} at position {exc.pos}.") from None
+        except RecursionError:
+            raise InputError("--metadata is nested too deeply.") from None
     from memagent.usecases.recovery import remember_or_keep
 
     settings = load_settings()

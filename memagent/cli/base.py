@@ -15,6 +15,7 @@ from memagent.cli import render
 from memagent.config import Settings, get_settings
 from memagent.errors import InputError, MemagentError, first_line
 from memagent.redact import redact
+from memagent.validation import clean_date
 
 if TYPE_CHECKING:
     from memagent.bootstrap import App
@@ -109,11 +110,9 @@ def parse_before(value: str) -> datetime:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         raise InputError(f"--before {value!r} is not a date; use YYYY-MM-DD or YYYY-MM-DDTHH:MM.") from None
-    if parsed.tzinfo is None:  # a bare date or time means the user's local time
-        if len(value) <= 10:
-            parsed = datetime.combine(parsed.date(), time.min)
-        parsed = parsed.astimezone()
-    return parsed
+    if parsed.tzinfo is None and len(value) <= 10:  # a bare date: from its start, in the user's time zone
+        parsed = datetime.combine(parsed.date(), time.min)
+    return clean_date(parsed, "--before date")
 
 
 def read_stdin() -> str:

@@ -12,6 +12,7 @@ from typing import Annotated, TextIO
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+from memagent import wording
 from memagent.cli import render
 from memagent.cli.base import app, confirm_or_refuse, handled, load_settings, open_service
 from memagent.config import Settings
@@ -83,6 +84,11 @@ def run_import(settings: Settings, *, path: Path, namespace: str | None, batch_s
         f"Imported {path.name}: added {summary.added}, skipped {summary.skipped} already stored, "
         f"embedded {summary.embedded}, failed {len(summary.failed)}."
     )
+    if summary.pending:
+        render.message(
+            f"{wording.count(summary.pending, 'line')} stored with the embedding pending "
+            f"({(summary.pending_reason or 'provider error').rstrip('.')}); `memagent backfill` embeds them."
+        )
     for number, reason in summary.failed[:SHOWN_FAILURES]:
         render.message(f"  line {number}: {reason}")
     if len(summary.failed) > SHOWN_FAILURES:

@@ -81,6 +81,7 @@ class Database:
             self._embedded = EmbeddedPostgres(self.settings.home_path(), linger=self.settings.linger)
             url = self._embedded.acquire()
             self._url = url
+        _read_any_date()
         try:
             self._engine = create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=4)
         except (ArgumentError, ValueError):  # the message would echo the URL, password included
@@ -125,6 +126,37 @@ class Database:
             self.open()
         assert self._sessions is not None
         return self._sessions
+
+
+def _read_any_date() -> None:
+    """Read every stored timestamptz, even one Python cannot represent (year 0, 10000: stored by an older
+    memagent or by hand): it reads as the nearest date memagent accepts, so one bad row can never make a
+    namespace, a listing or a backup unreadable. Registered once per process, for psycopg2's connections."""
+    global _dates_registered
+    if _dates_registered:
+        return
+    import psycopg2.extensions
+
+    from memagent.validation import MAX_DATE, MIN_DATE
+
+    exact = psycopg2.extensions.PYDATETIMETZ
+
+    def cast(value: str | None, cursor: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            return exact(value, cursor)
+        except (ValueError, OverflowError):
+            early = value.endswith(" BC") or value.startswith(("-", "0000", "0001"))
+            return MIN_DATE if early else MAX_DATE
+
+    psycopg2.extensions.register_type(
+        psycopg2.extensions.new_type(exact.values, "MEMAGENT_TIMESTAMPTZ", cast)
+    )
+    _dates_registered = True
+
+
+_dates_registered = False
 
 
 def _restart_on_connect_failure(engine: Engine, embedded: EmbeddedPostgres) -> None:

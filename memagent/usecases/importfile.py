@@ -11,7 +11,6 @@ between processes cost more than it saved (docs/benchmarks.md).
 from __future__ import annotations
 
 import binascii
-import codecs
 import json
 import threading
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
 from queue import Full, Queue
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import orjson
@@ -29,7 +28,8 @@ import pybase64
 from memagent.errors import InputError, MemagentError
 from memagent.store.bulk import encode_row
 from memagent.store.memories import NewMemory, content_hash
-from memagent.validation import clean_metadata, clean_name, clean_text
+from memagent.usecases.lines import line_batches
+from memagent.validation import MIN_VECTOR_NORM, clean_date, clean_metadata, clean_name, clean_text
 
 # Batches parsed ahead of the loader (each about 30 MB at 5,000 lines of 1536 dimensions).
 READ_AHEAD = 2
@@ -116,8 +116,10 @@ def parse_embedding(value: Any) -> np.ndarray:
         embedding = np.asarray(value, dtype=np.float32)
     else:
         raise InputError("embedding is neither base64 float32 nor a list of numbers")
-    if not np.isfinite(embedding).all() or not np.any(embedding):
-        raise InputError("embedding has non-finite values or is all zeros")
+    if not np.isfinite(embedding).all():
+        raise InputError("embedding has non-finite values")
+    if float(np.linalg.norm(embedding.astype(np.float64))) < MIN_VECTOR_NORM:
+        raise InputError("embedding is (nearly) all zeros: it has no direction to compare")
     return embedding
 
 
@@ -131,12 +133,15 @@ def _loads(raw: bytes | memoryview) -> Any:
 
 
 def _has_float(value: Any) -> bool:
-    if isinstance(value, float):
-        return True
-    if isinstance(value, dict):
-        return any(_has_float(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_has_float(v) for v in value)
+    stack = [value]  # without recursion: metadata may nest deeper than the stack (clean_metadata says so)
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
     return False
 
 
@@ -165,8 +170,7 @@ def parse_line(raw: bytes | memoryview, line: int, options: ParseOptions, now: d
             created_at = datetime.fromisoformat(str(data["created_at"]))
         except ValueError:
             raise InputError(f"created_at {str(data['created_at'])[:40]!r} is not an ISO 8601 date") from None
-        if created_at.tzinfo is None:
-            created_at = created_at.astimezone()
+        created_at = clean_date(created_at, "created_at")  # a naive date means this machine's local time
     metadata = clean_metadata(data.get("metadata"))
     record = ImportRecord(line, namespace, session_id, content, content_hash(content), metadata, created_at)
     if data.get("embedding") is not None:
@@ -190,6 +194,9 @@ def parse_lines(lines: list[bytes | memoryview], first_line: int, options: Parse
             if bytes(raw).strip():  # blank lines are skipped
                 batch.failed.append((number, exc.message.rstrip(".")))
             continue
+        except (ValueError, TypeError, OverflowError, RecursionError) as exc:  # any line's failure is its own
+            batch.failed.append((number, f"cannot be read ({type(exc).__name__}: {str(exc)[:80]})"))
+            continue
         key = (record.namespace, record.digest)
         if key in seen:
             batch.duplicates += 1
@@ -204,55 +211,6 @@ def parse_lines(lines: list[bytes | memoryview], first_line: int, options: Parse
             batch.keys.append(key)
     batch.rows = b"".join(rows)
     return batch
-
-
-def line_batches(
-    source: BinaryIO, lines_per_batch: int, *, block_size: int = 1 << 22
-) -> Iterator[tuple[int, list[bytes | memoryview]]]:
-    """(number of the first line, the lines without their newlines), `lines_per_batch` lines at a time.
-
-    Lines are views into the blocks read (no copy), except a line that spans two blocks. A UTF-8 byte
-    order mark at the start of the file (some Windows editors write one) is skipped.
-    """
-    first_line = 1
-    lines: list[bytes | memoryview] = []
-    carry: list[bytes] = []  # the start of a line that continues in the next block
-    head = source.read(len(codecs.BOM_UTF8))
-    head = b"" if head == codecs.BOM_UTF8 else head
-    while block := head + source.read(block_size):
-        head = b""
-        view = memoryview(block)
-        start = 0
-        while (end := block.find(b"\n", start)) >= 0:
-            if carry:
-                lines.append(b"".join([*carry, block[start:end]]))
-                carry = []
-            else:
-                lines.append(view[start:end])
-            start = end + 1
-            if len(lines) == lines_per_batch:
-                yield first_line, lines
-                first_line += len(lines)
-                lines = []
-        if start < len(block):
-            carry.append(block[start:])
-    if carry:
-        lines.append(b"".join(carry))  # a last line without a newline
-    if lines:
-        yield first_line, lines
-
-
-def count_lines(path: Path, *, stop_at: int | None = None) -> int:
-    """How many lines a file has, or stop_at once it has that many (read in 1 MB blocks)."""
-    count = 0
-    last = b"\n"
-    with open(path, "rb") as source:
-        while block := source.read(1 << 20):
-            count += block.count(b"\n")
-            last = block[-1:]
-            if stop_at is not None and count >= stop_at:
-                return stop_at
-    return count + (last != b"\n")
 
 
 def parse_file(path: Path, lines_per_batch: int, options: ParseOptions) -> Iterator[ParsedBatch]:

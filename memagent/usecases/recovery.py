@@ -21,7 +21,7 @@ from memagent.errors import DatabaseUnavailableError, KeptError, MemagentError
 from memagent.records import RememberResult
 from memagent.store.database import Database
 from memagent.usecases.service import MemoryService
-from memagent.validation import clean_metadata, clean_name, clean_text
+from memagent.validation import clean_date, clean_metadata, clean_name, clean_text
 from memagent.wording import memories
 
 
@@ -199,7 +199,7 @@ def remember_or_keep(
         session_id=clean_name(session_id or settings.session_id, "session"),
         content=clean_text(text),
         metadata=clean_metadata(metadata),
-        created_at=datetime.now(UTC) if created_at is None else _aware(created_at),
+        created_at=datetime.now(UTC) if created_at is None else clean_date(created_at, "created_at"),
         target=target,
     )
     recovery = RecoveryFile(settings.home_path())
@@ -218,7 +218,3 @@ def remember_or_keep(
         if notify is not None:
             notify(line)
     return result
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.astimezone()  # naive: the caller's local time

@@ -17,7 +17,7 @@ from memagent.store.scope import Scope
 from memagent.store.search import SearchMode
 from memagent.store.unit import Store, UnitOfWork
 from memagent.usecases.embedding_space import check_space
-from memagent.validation import ALL_NAMESPACES, clean_metadata, clean_name, clean_text
+from memagent.validation import ALL_NAMESPACES, clean_date, clean_metadata, clean_name, clean_text
 
 # Memories embedded per batch by backfill, and at most per automatic catch-up after a successful call.
 BACKFILL_BATCH = 64
@@ -52,7 +52,7 @@ class MemoryService:
                 namespace if namespace is not None else self.settings.namespace, "namespace"
             ),
             session_id=clean_name(session_id, "session") if session_id is not None else None,
-            before=before,
+            before=clean_date(before, "before date") if before is not None else None,
         )
 
     def check_embedding_space(self, store: Store, *, claim: bool) -> bool:
@@ -97,8 +97,8 @@ class MemoryService:
         scope = self._scope(namespace, session_id or self.settings.session_id)
         assert scope.session_id is not None
         meta = clean_metadata(metadata)
-        if created_at is not None and created_at.tzinfo is None:
-            created_at = created_at.astimezone()  # a naive date means the caller's local time
+        if created_at is not None:
+            created_at = clean_date(created_at, "created_at")  # a naive date means the caller's local time
         with self.unit() as store:  # fail fast on a model mismatch, before any embedding work
             self.check_embedding_space(store, claim=False)
         vectors: Any

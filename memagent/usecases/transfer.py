@@ -23,10 +23,11 @@ from typing import Any, Protocol
 import numpy as np
 import pybase64
 
-from memagent.errors import InputError
+from memagent.errors import InputError, ProviderError
 from memagent.store.bulk import EncodedBatch
 from memagent.store.scope import Scope
-from memagent.usecases.importfile import ParsedBatch, ParseOptions, count_lines, parse_file
+from memagent.usecases.importfile import ParsedBatch, ParseOptions, parse_file
+from memagent.usecases.lines import count_lines
 from memagent.usecases.maintenance import IndexMaintenance
 from memagent.usecases.service import MemoryService
 from memagent.validation import ALL_NAMESPACES, clean_name
@@ -54,12 +55,16 @@ class ImportSummary:
     added: int = 0
     skipped: int = 0  # stored already (an earlier run, or identical content earlier in the file)
     embedded: int = 0  # lines whose vectors were (re)computed because the file's model differs or is absent
+    pending: int = 0  # lines stored with their embedding pending: the provider failed (backfill embeds them)
+    pending_reason: str | None = None
     failed: list[tuple[int, str]] = field(default_factory=list)
 
     def merge(self, other: ImportSummary) -> None:
         self.added += other.added
         self.skipped += other.skipped
         self.embedded += other.embedded
+        self.pending += other.pending
+        self.pending_reason = self.pending_reason or other.pending_reason
         self.failed.extend(other.failed)
 
 
@@ -166,11 +171,16 @@ class Transfer:
         embedder, now = self.memory.embedder, datetime.now(UTC)
         for start in range(0, len(to_embed), EMBED_CHUNK):  # in chunks, so progress can show each one
             part = to_embed[start : start + EMBED_CHUNK]
-            vectors = embedder.embed([r.content for r in part])
+            try:
+                vectors: Any = embedder.embed([r.content for r in part])
+            except ProviderError as exc:  # as remember does: store the text now, embed it later (backfill)
+                vectors = [None] * len(part)
+                summary.pending += len(part)
+                summary.pending_reason = exc.message
             embedded += [r.copy_row(v, embedder.model, now) for r, v in zip(part, vectors, strict=True)]
             if progress is not None:
                 progress.embedded(len(embedded), len(to_embed))
-        summary.embedded = len(to_embed)
+        summary.embedded = len(to_embed) - summary.pending
         return summary, EncodedBatch.of([rows, *embedded], count + len(embedded))
 
     def _write(self, summary: ImportSummary, batch: EncodedBatch) -> ImportSummary:

@@ -1,0 +1,139 @@
+"""The breaks an attack campaign found, one class each: out-of-range dates, import lines that fail in any
+way, hostile text on screen and in the prompt, tiny vectors, odd CLI input, stale re-embedding staging."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.orm import Session
+from typer.testing import CliRunner
+
+from memagent.cli.app import app
+from memagent.config import Settings
+from memagent.errors import InputError
+from memagent.usecases.service import MemoryService
+from memagent.usecases.transfer import Transfer
+from memagent.validation import MAX_DATE, MIN_DATE, clean_date
+from tests.conftest import fake_embedder, process_env
+from tests.fake_openai import Failure, FakeOpenAI
+
+runner = CliRunner()
+
+
+def one_line(result: object) -> str:
+    stderr = str(result.stderr)  # type: ignore[attr-defined]
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+# -- 1. dates ------------------------------------------------------------------------------------------------
+
+
+@given(
+    st.datetimes(
+        timezones=st.sampled_from([UTC, timezone(timedelta(hours=14)), timezone(timedelta(hours=-14))])
+    )
+)
+@settings(max_examples=200, deadline=None)
+def test_every_date_is_either_refused_in_one_line_or_readable_anywhere(when: datetime) -> None:
+    try:
+        accepted = clean_date(when)
+    except InputError as exc:
+        assert "out of range" in exc.message
+        assert not MIN_DATE <= when.astimezone(UTC) <= MAX_DATE if when.year not in (1, 9999) else True
+        return
+    for hours in (-14, 0, 14):  # shown in any time zone without overflow
+        accepted.astimezone(timezone(timedelta(hours=hours)))
+
+
+def test_out_of_range_dates_are_refused_at_every_door_and_old_ones_still_read(
+    connection: Connection, sessions: Callable[[], Session], fake: FakeOpenAI, tmp_path: Path
+) -> None:
+    memory = MemoryService(sessions, fake_embedder(fake), Settings(namespace="dates"))
+    with pytest.raises(InputError, match="out of range"):
+        memory.remember(
+            "far future", created_at=datetime(9999, 12, 31, 23, 59, tzinfo=timezone(timedelta(hours=-14)))
+        )
+    with pytest.raises(InputError, match="out of range"):
+        memory.count(before=datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=14))))
+    memory.remember("an ordinary memory")
+    # A row an older memagent (or someone with psql) stored: year 0. The database refuses new ones...
+    with pytest.raises(Exception, match="ck_memories_created_at_range"), connection.begin_nested():
+        connection.execute(
+            text("UPDATE memories SET created_at = '0001-01-01 00:00:00+14' WHERE namespace = 'dates'")
+        )
+    # ...and one stored before that check existed is read as the nearest date memagent accepts.
+    connection.execute(text("ALTER TABLE memories DROP CONSTRAINT ck_memories_created_at_range"))
+    connection.execute(
+        text("UPDATE memories SET created_at = '0001-01-01 00:00:00+14' WHERE namespace = 'dates'")
+    )
+    assert [m.created_at for m in memory.recent()] == [MIN_DATE]
+    assert memory.recall("ordinary memory")[0].created_at == MIN_DATE
+    exported = [json.loads(line) for line in Transfer(memory).export("dates")]
+    assert [line["created_at"] for line in exported] == [MIN_DATE.isoformat()]
+
+
+def test_one_bad_line_of_any_kind_is_that_lines_failure(
+    cli_env: dict[str, str], engine: Engine, tmp_path: Path
+) -> None:
+    lines = [json.dumps({"content": f"memory {i}", "session_id": "imp"}) for i in range(12)]
+    lines[6] = '{"content": "too deep", "metadata": ' + '{"d": ' * 1000 + '"bottom"' + "}" * 1000 + "}"
+    lines[8] = json.dumps({"content": "year zero", "created_at": "0001-01-01T00:00:00+14:00"})
+    lines[9] = json.dumps({"content": "naive year one", "created_at": "0001-01-01T00:00:00"})
+    lines[10] = json.dumps(
+        {"content": "tiny", "embedding": [1e-42] * 384, "embedding_model": "fake-embed-384"}
+    )
+    dump = tmp_path / "bad.jsonl"
+    dump.write_text("\n".join(lines) + "\n")
+    result = runner.invoke(app, ["import", str(dump), "--batch-size", "5"])
+    assert result.exit_code == 2, result.output
+    assert "added 8" in result.stderr and "failed 4" in result.stderr
+    assert "line 7: metadata is nested deeper than 64 levels" in result.stderr
+    assert "line 9: the created_at 0001-01-01T00:00:00+14:00 is out of range" in result.stderr
+    assert "line 10: the created_at" in result.stderr and "line 11: embedding" in result.stderr
+    listed = runner.invoke(app, ["inspect", "--json", "--limit", "20"])
+    assert listed.exit_code == 0 and len(json.loads(listed.stdout)) == 8
+
+
+def test_an_import_with_the_provider_down_stores_the_lines_pending(
+    cli_env: dict[str, str], fake: FakeOpenAI, tmp_path: Path
+) -> None:
+    runner.invoke(app, ["remember", "the database's model is recorded by this one"])
+    dump = tmp_path / "plain.jsonl"
+    dump.write_text("\n".join(json.dumps({"content": f"to embed later {i}"}) for i in range(3)) + "\n")
+    fake.failures = [Failure(500, path="/embeddings")]
+    result = runner.invoke(app, ["import", str(dump)])
+    assert result.exit_code == 0, result.output
+    assert "added 3" in result.stderr and "3 lines stored with the embedding pending" in result.stderr
+    filled = runner.invoke(app, ["backfill"])
+    assert filled.exit_code == 0 and "Embedded 3 pending memories" in filled.stderr
+
+
+# -- 10. odd CLI input ---------------------------------------------------------------------------------------
+
+
+def test_odd_command_lines_get_one_clear_line_and_exit_2(cli_env: dict[str, str]) -> None:
+    env = process_env(**cli_env)
+    invalid = subprocess.run(
+        [sys.executable, "-m", "memagent", "remember", b"caf\xe9 au lait".decode("utf-8", "surrogateescape")],
+        env=env,
+        capture_output=True,
+        text=True,
+        errors="replace",
+    )
+    assert invalid.returncode == 2 and "not valid UTF-8" in one_line(invalid)
+    early = runner.invoke(app, ["purge", "--before", "0001-01-01", "--yes"])
+    assert early.exit_code == 2 and "out of range" in one_line(early)
+    nested = "[" * 5000 + "]" * 5000
+    deep = runner.invoke(app, ["remember", "x", "--metadata", '{"a": ' + nested + "}"])
+    assert deep.exit_code == 2 and "nested" in one_line(deep)
