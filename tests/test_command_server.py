@@ -112,7 +112,7 @@ def test_ctrl_c_reaches_the_command_and_a_vanished_client_ends_it(home: Path, fa
     server = next(
         p
         for p in psutil.process_iter(["cmdline"])
-        if "memagent.cli.server" in " ".join(p.info["cmdline"] or [])
+        if "memagent.cli.server" in (p.info["cmdline"] or []) and str(home) in (p.info["cmdline"] or [])
     )
 
     def slow_chat() -> subprocess.Popen[str]:
