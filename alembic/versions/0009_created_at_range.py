@@ -5,8 +5,9 @@ Revises: 0008
 Create Date: 2026-11-30
 
 Every entry point refuses dates outside the range; this makes the database refuse them too, whichever way
-they come (binary COPY of an import included). NOT VALID: rows stored before are not checked here (reading
-copes with them: memagent.store.database), so the upgrade never fails on an old database.
+they come (binary COPY of an import included). Added NOT VALID, then validated where every row stored
+before is within the range: a database holding older out-of-range rows still upgrades (reading copes with
+them: memagent.store.database), and keeps the constraint for new rows.
 """
 
 from collections.abc import Sequence
@@ -25,6 +26,12 @@ def upgrade() -> None:
         "created_at >= timestamptz '0001-01-02 00:00:00+00'"
         " AND created_at <= timestamptz '9999-12-30 23:59:59.999999+00'"
         ") NOT VALID"
+    )
+    op.execute(
+        "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM memories"
+        " WHERE created_at < timestamptz '0001-01-02 00:00:00+00'"
+        " OR created_at > timestamptz '9999-12-30 23:59:59.999999+00') THEN"
+        " ALTER TABLE memories VALIDATE CONSTRAINT ck_memories_created_at_range; END IF; END $$"
     )
 
 
