@@ -137,3 +137,61 @@ def test_odd_command_lines_get_one_clear_line_and_exit_2(cli_env: dict[str, str]
     nested = "[" * 5000 + "]" * 5000
     deep = runner.invoke(app, ["remember", "x", "--metadata", '{"a": ' + nested + "}"])
     assert deep.exit_code == 2 and "nested" in one_line(deep)
+
+
+# -- 7, 8. hostile text on screen and in the prompt ---------------------------------------------------------
+
+PIECES = [
+    *"ab <>/:",
+    "\n",
+    "\r",
+    "\x1b",
+    "\x1b[2J",
+    "\x07",
+    "\x85",
+    "\u2028",
+    "\u2029",
+    "\u202e",
+    "\x9b",
+    "\x0b",
+    "\x1c",
+]
+HOSTILE = st.lists(st.sampled_from(PIECES), min_size=1, max_size=40).map("".join)
+
+
+@given(HOSTILE)
+@settings(max_examples=200, deadline=None)
+def test_no_memory_text_can_start_a_line_of_the_prompt(text: str) -> None:
+    from memagent.agent.prompt import build_prompt
+    from memagent.records import RecalledMemory
+
+    memory = RecalledMemory(1, "n", "s", f"start {text} end", datetime.now(UTC), "m")
+    system = build_prompt("hello", [memory]).messages[0].content
+    lines = system.splitlines()  # every Unicode line break counts
+    opening = next(i for i, line in enumerate(lines) if line.startswith("<memories-"))
+    entry = lines[opening + 1]
+    assert lines[opening + 2].startswith("</memories-")  # the memory is exactly one line
+    assert json.loads(entry)["text"] == f"start {text} end"  # and reads back exactly
+
+
+@given(HOSTILE)
+@settings(max_examples=100, deadline=None)
+def test_tables_show_control_characters_as_escapes(text: str) -> None:
+    from memagent.cli.render import visible
+
+    shown = visible(text)
+    assert not any(
+        0x80 <= ord(c) <= 0x9F or (ord(c) < 0x20 and c not in "\n\t") or c == "\x7f" for c in shown
+    )
+    assert not any(c in shown for c in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def test_inspect_and_recall_tables_never_pass_escapes_to_the_terminal(cli_env: dict[str, str]) -> None:
+    hostile = "clear \x1b[2J\x1b[31mred\u202eevil\x9bsecret"
+    assert runner.invoke(app, ["remember", hostile]).exit_code == 0
+    for args in (["inspect"], ["recall", "clear red evil"]):
+        shown = runner.invoke(app, args).stdout
+        assert "\x1b" not in shown and "\u202e" not in shown and "\x9b" not in shown
+        assert "\\x1b[2J" in shown
+    exact = runner.invoke(app, ["inspect", "--json"]).stdout
+    assert json.loads(exact)[0]["content"] == hostile

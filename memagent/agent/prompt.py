@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,8 +41,16 @@ def _entry(memory: RecalledMemory, text: str) -> str:
         "similarity": None if memory.similarity is None else round(memory.similarity, 3),
         "text": text,
     }
-    # JSON keeps each memory on one line (newlines escaped) and \u003c leaves no "<" for a fake marker.
-    return json.dumps(record, ensure_ascii=False).replace("<", "\\u003c")
+    # JSON keeps each memory on one line (newlines escaped) and \u003c leaves no "<" for a fake marker; JSON
+    # leaves the other line breaks (U+0085, U+2028, U+2029) and C1 controls raw: escape those too.
+    return _LINE_BREAKS.sub(_escape, json.dumps(record, ensure_ascii=False).replace("<", "\\u003c"))
+
+
+_LINE_BREAKS = re.compile("[\x7f-\x9f\u2028\u2029]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
 
 
 def memory_block(memories: Sequence[RecalledMemory], budget: int) -> tuple[list[str], list[RecalledMemory]]:

@@ -26,9 +26,9 @@ def show_memories(memories: list[RecalledMemory]) -> None:
     if not memories:
         console.print("  (no memories recalled)", style="dim", markup=False)
     for memory in memories:
-        first_line = memory.content.splitlines()[0] if memory.content else ""
+        first_line = render.visible(memory.content.splitlines()[0] if memory.content else "")
         console.print(
-            f"  {render.similarity(memory)}  {memory.session_id}  {first_line[:100]}",
+            f"  {render.similarity(memory)}  {render.visible(memory.session_id)}  {first_line[:100]}",
             style="dim",
             markup=False,
         )

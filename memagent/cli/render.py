@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -58,6 +59,19 @@ def count_progress(label: str) -> Progress:
     )
 
 
+# Control characters (C0 but newline and tab, DEL, C1) and the bidirectional overrides a memory's text may
+# hold (an import, a model's reply): shown as escapes, so none can move the cursor, recolour the terminal or
+# reorder what is shown. --json output keeps the text exact.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def visible(text: str) -> str:
+    """The text with every control character written as an escape (\\x1b, \\u202e)."""
+    return _CONTROL.sub(
+        lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}", text
+    )
+
+
 def _when(value: datetime) -> str:
     return value.astimezone().strftime("%Y-%m-%d %H:%M")
 
@@ -71,7 +85,7 @@ RANKED_BY = {
 
 def recall_table(query: str, memories: Sequence[RecalledMemory], mode: str) -> None:
     """The recalled memories, best first: the score that ranks them, and their cosine similarity."""
-    title = f"Recalled for: {query}  (ranked by {RANKED_BY.get(mode, mode)})"
+    title = f"Recalled for: {visible(query)}  (ranked by {RANKED_BY.get(mode, mode)})"
     table = Table(title=title, title_justify="left", expand=False)
     table.add_column("#", justify="right", style="dim")
     table.add_column("score", justify="right")
@@ -84,9 +98,9 @@ def recall_table(query: str, memories: Sequence[RecalledMemory], mode: str) -> N
             str(rank),
             f"{memory.score:.3f}",
             similarity(memory),
-            memory.session_id,
+            visible(memory.session_id),
             _when(memory.created_at),
-            memory.content,
+            visible(memory.content),
         )
     out().print(table)
 
@@ -104,7 +118,9 @@ def memory_table(title: str, memories: Sequence[MemoryRecord]) -> None:
     table.add_column("date", no_wrap=True)
     table.add_column("memory", overflow="fold")
     for memory in memories:
-        table.add_row(str(memory.id), memory.session_id, _when(memory.created_at), memory.content)
+        table.add_row(
+            str(memory.id), visible(memory.session_id), _when(memory.created_at), visible(memory.content)
+        )
     out().print(table)
 
 
