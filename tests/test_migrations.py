@@ -135,7 +135,7 @@ def test_alembic_command_line_with_a_plain_postgresql_url(embedded: EmbeddedPost
     up = subprocess.run([*alembic, "upgrade", "head"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert up.returncode == 0, up.stderr
     current = subprocess.run([*alembic, "current"], cwd=ROOT, env=env, capture_output=True, text=True)
-    assert "0009 (head)" in current.stdout
+    assert "0010 (head)" in current.stdout
     down = subprocess.run([*alembic, "downgrade", "base"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert down.returncode == 0, down.stderr
     engine = create_engine(url.replace("postgresql://", "postgresql+psycopg2://"))

@@ -142,3 +142,21 @@ def test_reembed_command(db: Database, fake: FakeOpenAI, monkeypatch: pytest.Mon
     monkeypatch.setenv("MEMAGENT_EMBEDDING_DIM", "768")
     fresh = runner.invoke(app, ["recall", "jazz piano", "--json", "-k", "1"])
     assert fresh.exit_code == 0 and "all about jazz piano" in fresh.stdout
+
+
+def test_a_stopped_reembed_then_another_dimension_does_not_wedge(db: Database, fake: FakeOpenAI) -> None:
+    """Staging is keyed by model and dimension: a new target discards what a stopped run staged."""
+    old = MemoryService(db.sessions, fake_embedder(fake), Settings(namespace="r"))
+    old.remember_many([f"notes about {topic}" for topic in TOPICS])
+    first = Reembedder(old, fake_embedder(fake, model="fake-embed-128", dim=128), batch=2)
+    assert first.stage_batch() == 2  # then killed
+    second = Reembedder(
+        old, fake_embedder(fake, model="fake-embed-128", dim=64, send_dimensions=True), batch=2
+    )
+    assert second.pending() == len(TOPICS)  # the 128-dimension vectors are not this target's
+    assert second.discard_stale() == 2
+    assert second.run() == len(TOPICS)
+    assert column_type(db) == "vector(64)"
+    shorter = fake_embedder(fake, model="fake-embed-128", dim=64, send_dimensions=True)
+    new = MemoryService(db.sessions, shorter, Settings(namespace="r"))
+    assert new.recall("jazz piano", k=1, mode="vector")[0].content == "notes about jazz piano"

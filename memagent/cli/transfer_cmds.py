@@ -148,6 +148,9 @@ def run_reembed(settings: Settings, *, model: str, provider: str | None, dim: in
             refusal=f"{memories(pending)} would be re-embedded with {target.model}; pass --yes to confirm.",
             yes=yes,
         )
+        stale = mover.discard_stale()
+        if stale:
+            render.message(f"Discarded {memories(stale)} staged by a stopped re-embedding to another target.")
         progress = render.count_progress("re-embedding")
         with progress:
             task = progress.add_task("reembed", total=pending)

@@ -136,3 +136,5 @@ class EmbeddingStaging(Base):
     model: Mapped[str] = mapped_column(String(200), nullable=False)
     # Any dimension: it holds the target model's vectors, whatever their size.
     embedding: Mapped[Any] = mapped_column(Float32Vector(), nullable=False)
+    # The target's dimension (revision 0010; NULL on rows staged before it, which count as another target's).
+    dimension: Mapped[int | None] = mapped_column(Integer, nullable=True)

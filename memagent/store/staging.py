@@ -12,7 +12,7 @@ from memagent.store.models import vector_text
 
 _UNSTAGED = """
 FROM memories m
-LEFT JOIN embedding_staging s ON s.memory_id = m.id AND s.model = :model
+LEFT JOIN embedding_staging s ON s.memory_id = m.id AND s.model = :model AND s.dimension = :dim
 WHERE s.memory_id IS NULL
 """
 
@@ -23,28 +23,43 @@ class StagingRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def unstaged_count(self, model: str) -> int:
-        """How many memories have no staged vector of `model` yet."""
-        return int(self.session.execute(text("SELECT count(*)" + _UNSTAGED), {"model": model}).scalar_one())
+    def discard_others(self, model: str, dim: int) -> int:
+        """Drop vectors staged for another model or dimension (an earlier, stopped re-embedding)."""
+        result = self.session.execute(
+            text(
+                "DELETE FROM embedding_staging"
+                " WHERE model <> :model OR dimension IS NULL OR dimension <> :dim"
+            ),
+            {"model": model, "dim": dim},
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
 
-    def unstaged(self, model: str, limit: int) -> list[tuple[int, str]]:
-        """Up to `limit` memories with no staged vector of `model`, oldest first: (id, content)."""
+    def unstaged_count(self, model: str, dim: int) -> int:
+        """How many memories have no staged vector of `model` at `dim` dimensions yet."""
+        found = self.session.execute(text("SELECT count(*)" + _UNSTAGED), {"model": model, "dim": dim})
+        return int(found.scalar_one())
+
+    def unstaged(self, model: str, dim: int, limit: int) -> list[tuple[int, str]]:
+        """Up to `limit` memories with no staged vector of `model` at `dim`, oldest first: (id, content)."""
         rows = self.session.execute(
             text("SELECT m.id, m.content" + _UNSTAGED + "ORDER BY m.id LIMIT :limit"),
-            {"model": model, "limit": limit},
+            {"model": model, "dim": dim, "limit": limit},
         )
         return [(int(row.id), str(row.content)) for row in rows]
 
-    def stage(self, vectors: Sequence[tuple[int, Any]], model: str) -> None:
-        """Stage vectors of `model` (replacing a staged vector of another model)."""
+    def stage(self, vectors: Sequence[tuple[int, Any]], model: str, dim: int) -> None:
+        """Stage vectors of `model` at `dim` dimensions (replacing a vector staged for another target)."""
         self.session.execute(
             text(
-                "INSERT INTO embedding_staging (memory_id, model, embedding)"
-                " VALUES (:id, :model, CAST(:embedding AS vector))"
+                "INSERT INTO embedding_staging (memory_id, model, dimension, embedding)"
+                " VALUES (:id, :model, :dim, CAST(:embedding AS vector))"
                 " ON CONFLICT (memory_id) DO UPDATE"
-                " SET model = excluded.model, embedding = excluded.embedding"
+                " SET model = excluded.model, dimension = excluded.dimension, embedding = excluded.embedding"
             ),
-            [{"id": memory_id, "model": model, "embedding": vector_text(v)} for memory_id, v in vectors],
+            [
+                {"id": memory_id, "model": model, "dim": dim, "embedding": vector_text(v)}
+                for memory_id, v in vectors
+            ],
         )
 
     def hold_writes(self) -> None:

@@ -49,19 +49,25 @@ class Reembedder:
         with self.memory.unit() as store:
             return store.space.get()
 
+    def discard_stale(self) -> int:
+        """Drop vectors an earlier, stopped re-embedding staged for another model or dimension; how many."""
+        with self.memory.unit(ALL_NAMESPACES) as store:
+            return store.staging.discard_others(self.target.model, self.target.dim)
+
     def pending(self) -> int:
         """How many memories still need a vector from the target model."""
         with self.memory.unit(ALL_NAMESPACES) as store:
-            return store.staging.unstaged_count(self.target.model)
+            return store.staging.unstaged_count(self.target.model, self.target.dim)
 
     def _stage(self, store: Store) -> int:
-        waiting = store.staging.unstaged(self.target.model, self.batch)
+        waiting = store.staging.unstaged(self.target.model, self.target.dim, self.batch)
         if not waiting:
             return 0
         vectors = self.target.embed([content for _, content in waiting])
         store.staging.stage(
             [(memory_id, vector) for (memory_id, _), vector in zip(waiting, vectors, strict=True)],
             self.target.model,
+            self.target.dim,
         )
         return len(waiting)
 
@@ -86,6 +92,7 @@ class Reembedder:
 
     def run(self, on_progress: Callable[[int], None] | None = None) -> int:
         """Stage everything in batches (resumable), then switch; returns how many memories moved."""
+        self.discard_stale()
         while staged := self.stage_batch():
             if on_progress is not None:
                 on_progress(staged)
