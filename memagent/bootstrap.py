@@ -15,7 +15,7 @@ from types import TracebackType
 
 from memagent.config import KNOWN_DIMENSIONS, LOCAL_MODEL, Settings, with_overrides
 from memagent.providers.embeddings import Embedder, make_embedder
-from memagent.store import schema
+from memagent.store import hnsw, schema
 from memagent.store.database import Database
 from memagent.store.unit import UnitOfWork
 from memagent.usecases.maintenance import IndexMaintenance
@@ -86,6 +86,8 @@ class App:
             isolation = unit.isolation()
             if not isolation.on and self._notify is not None:
                 self._notify(f"Warning: namespace isolation is {isolation.describe()}")
+            if not db.is_embedded:
+                self._check_pgvector(unit)
             if self._catch_up:
                 catch_up(service, db.describe(), self._notify)
         except BaseException:
@@ -93,6 +95,17 @@ class App:
             raise
         self._db = db
         return service
+
+    def _check_pgvector(self, unit: UnitOfWork) -> None:
+        """An external server with a pgvector that has a known flaw: build serially, and say so."""
+        with unit(admin=True) as store:
+            version = store.server().pgvector
+        if version is not None and not hnsw.parallel_builds_safe(version) and self._notify is not None:
+            self._notify(
+                f"Warning: this server's pgvector {version} has CVE-2026-3172 (parallel HNSW index builds "
+                "can leak data from other tables or crash the server): memagent builds its index serially "
+                "on it. Upgrade pgvector to 0.8.2 or later."
+            )
 
     def _say_once(self, key: str, text: str) -> None:
         """Tell the user something once per memagent home (a marker file remembers it was said)."""

@@ -195,3 +195,40 @@ def test_inspect_and_recall_tables_never_pass_escapes_to_the_terminal(cli_env: d
         assert "\\x1b[2J" in shown
     exact = runner.invoke(app, ["inspect", "--json"]).stdout
     assert json.loads(exact)[0]["content"] == hostile
+
+
+# -- 5, 12, 14. secrets in URL parameters, chat with the database down, pgvector versions -------------------
+
+
+def test_a_password_given_as_a_url_parameter_is_never_printed(cli_env: dict[str, str]) -> None:
+    url = "postgresql://app@127.0.0.1:9/mem?password=param-secret-77&sslmode=disable"
+    for args in (["config", "--json"], ["config"], ["inspect"], ["--debug", "inspect"]):
+        result = runner.invoke(app, args, env={"MEMAGENT_DATABASE_URL": url})
+        assert "param-secret-77" not in result.output, args
+    shown = runner.invoke(app, ["config", "--json"], env={"MEMAGENT_DATABASE_URL": url}).stdout
+    assert "password=***" in json.loads(shown)["database_url"]
+
+
+def test_chat_with_the_database_down_at_start_answers_and_keeps_the_exchange(
+    cli_env: dict[str, str], fake: FakeOpenAI, tmp_path: Path
+) -> None:
+    home = tmp_path / "chat-home"
+    env = {
+        "MEMAGENT_DATABASE_URL": "postgresql://u:p@127.0.0.1:9/x",
+        "MEMAGENT_HOME": str(home),
+        "MEMAGENT_CHAT_MODEL": "m",
+    }
+    fake.chat_reply = "Hello without memories."
+    result = runner.invoke(app, ["chat", "-m", "hello?"], env=env)
+    assert result.exit_code == 3 and result.stdout.strip() == "Hello without memories."
+    assert "this exchange is kept in" in result.stderr
+    kept = [json.loads(line) for line in (home / "recovery.jsonl").read_text().splitlines()]
+    assert [k["content"] for k in kept] == ["User: hello?\nAssistant: Hello without memories."]
+
+
+def test_parallel_index_builds_only_on_a_pgvector_without_the_flaw() -> None:
+    from memagent.store.hnsw import parallel_builds_safe
+
+    assert not parallel_builds_safe("0.8.1") and not parallel_builds_safe("0.7.4")
+    assert parallel_builds_safe("0.8.2") and parallel_builds_safe("0.8.6") and parallel_builds_safe("0.10.0")
+    assert not parallel_builds_safe(None) and not parallel_builds_safe("dev")

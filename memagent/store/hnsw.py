@@ -78,6 +78,22 @@ def build_workers() -> int:
     return max(0, min(7, (os.cpu_count() or 1) - 1))
 
 
+# pgvector before 0.8.2 has CVE-2026-3172: a parallel HNSW build can overflow a buffer, leaking data from
+# other relations or crashing the server. On those versions memagent builds serially.
+SAFE_PARALLEL_BUILDS = (0, 8, 2)
+
+
+def parallel_builds_safe(pgvector: str | None) -> bool:
+    """Whether this pgvector version builds HNSW indexes in parallel safely."""
+    if pgvector is None:
+        return False
+    try:
+        version = tuple(int(part) for part in pgvector.split(".")[:3])
+    except ValueError:
+        return False
+    return version >= SAFE_PARALLEL_BUILDS
+
+
 class IndexRepository:
     """The index's state and its builds, in the caller's transaction (never commits)."""
 
@@ -123,7 +139,8 @@ class IndexRepository:
         The planner sizes parallel index builds by the table's main heap; 1536-dimension vectors live in the
         TOAST table, so without an explicit parallel_workers on the table it plans no workers at all.
         """
-        workers = build_workers()
+        version = self.session.execute(text("SELECT extversion FROM pg_extension WHERE extname = 'vector'"))
+        workers = build_workers() if parallel_builds_safe(version.scalar_one_or_none()) else 0
         self.session.execute(text(f"SET LOCAL maintenance_work_mem = '{build_memory_mb()}MB'"))
         self.session.execute(text(f"SET LOCAL max_parallel_maintenance_workers = {workers}"))
         self.session.execute(text(f"ALTER TABLE memories SET (parallel_workers = {max(workers, 1)})"))

@@ -68,10 +68,12 @@ class IndexMaintenance:
     def repair(self) -> bool:
         """Rebuild the index if a killed bulk load left the table without it; True if it did."""
         with self.memory.unit(admin=True) as store:
-            if store.space.get() is None or store.index.present():
-                return False
+            # The maintenance lock first: while a bulk load drops or builds the index, the catalogue is
+            # changing under a look at it (a concurrent DROP INDEX made that look fail 1 run in 4).
             if not store.index.try_lock():
                 return False  # a live bulk load (or another repair) owns the index right now
+            if store.space.get() is None or store.index.present():
+                return False
             store.index.create(store.space.index_kind(), self.memory.embedder.dim)
             return True
 
