@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -232,3 +233,43 @@ def test_parallel_index_builds_only_on_a_pgvector_without_the_flaw() -> None:
     assert not parallel_builds_safe("0.8.1") and not parallel_builds_safe("0.7.4")
     assert parallel_builds_safe("0.8.2") and parallel_builds_safe("0.8.6") and parallel_builds_safe("0.10.0")
     assert not parallel_builds_safe(None) and not parallel_builds_safe("dev")
+
+
+# -- generated, not hand-picked: nesting depth and tiny vectors ----------------------------------------------
+
+
+@given(st.integers(min_value=1, max_value=3000), st.sampled_from(["object", "list"]))
+@settings(max_examples=60, deadline=None)
+def test_metadata_of_any_depth_is_stored_or_refused_in_one_line(depth: int, kind: str) -> None:
+    from memagent.validation import MAX_METADATA_DEPTH, clean_metadata
+
+    nested: object = "leaf"
+    for _ in range(depth - 1):
+        nested = {"k": nested} if kind == "object" else [nested]
+    metadata = {"top": nested}
+    if depth <= MAX_METADATA_DEPTH:
+        assert clean_metadata(metadata) == metadata
+    else:
+        with pytest.raises(InputError, match="nested deeper"):
+            clean_metadata(metadata)
+
+
+@given(st.floats(min_value=1e-45, max_value=1.0), st.integers(min_value=1, max_value=384))
+@settings(max_examples=200, deadline=None)
+def test_vectors_too_short_to_normalise_are_refused_everywhere(scale: float, nonzero: int) -> None:
+    from memagent.errors import ProviderError
+    from memagent.providers.vectors import check_vectors
+    from memagent.usecases.importfile import parse_embedding
+    from memagent.validation import MIN_VECTOR_NORM
+
+    vector = np.zeros(384, dtype=np.float32)
+    vector[:nonzero] = scale
+    norm = float(np.linalg.norm(vector.astype(np.float64)))
+    if norm < MIN_VECTOR_NORM:
+        with pytest.raises(InputError):
+            parse_embedding(vector.tolist())
+        with pytest.raises(ProviderError):
+            check_vectors(vector[None, :], 1, 384, "m")
+    else:
+        assert parse_embedding(vector.tolist()).shape == (384,)
+        assert check_vectors(vector[None, :], 1, 384, "m").shape == (1, 384)
