@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 import psutil
 
 from memagent.cli.client import socket_path
+from memagent.store.embedded import EmbeddedPostgres
 from tests.conftest import process_env, provider_env
 from tests.fake_openai import Failure, FakeOpenAI
 
@@ -137,11 +139,98 @@ def test_ctrl_c_reaches_the_command_and_a_vanished_client_ends_it(home: Path, fa
     assert client.returncode == 130 and "interrupted" in stderr
 
     client = slow_chat()
-    assert server.children(), "the command runs in a child of the server"
+    children = server.children()
+    assert children, "the command runs in a child of the server"
     client.kill()  # kill -9: the child must not run on without it
     client.wait()
     deadline = time.monotonic() + 10
     while server.children():
         assert time.monotonic() < deadline, "the command outlived its client"
         time.sleep(0.1)
+    # ...and it unwound on its way out: its registration with the embedded server is gone.
+    registered = [entry.name for entry in EmbeddedPostgres(home).paths.clients.iterdir()]
+    assert not [name for name in registered if name.startswith(f"{children[0].pid}.")]
     memagent(env, "stop")
+
+
+def test_a_socket_folder_others_may_write_in_is_never_used(fake: FakeOpenAI, tmp_path: Path) -> None:
+    """With a long home path the socket lives under /tmp/memagent-<uid>/: if that folder is not private,
+    another user could listen there and receive the command's environment and files. It is not used."""
+    home = tmp_path / ("h" * 100)
+    folder = socket_path(home).parent
+    assert str(folder).startswith("/tmp/memagent-")
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(mode=0o777)
+    folder.chmod(0o777)
+    try:
+        env = served_env(home, fake)
+        assert memagent(env, "remember", "stays in its own process").returncode == 0
+        time.sleep(2)
+        assert served_by(env) == "not used for this command"
+        assert not socket_path(home).exists()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_served_commands_keep_the_callers_umask_time_zone_name_and_closed_stdin(
+    home: Path, fake: FakeOpenAI, tmp_path: Path
+) -> None:
+    env = served_env(home, fake)
+    memagent(env, "remember", "a memory to export")
+    wait_for_server(home)
+    target = tmp_path / "private.jsonl"
+    exported = subprocess.run(
+        ["sh", "-c", f"umask 077 && {sys.executable} -m memagent export -o {target}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert exported.returncode == 0, exported.stderr
+    assert oct(target.stat().st_mode & 0o777) == "0o600"
+    for zone in ("Pacific/Kiritimati", "UTC"):
+        served = json.loads(memagent(env | {"TZ": zone}, "inspect", "--json").stdout)
+        assert served  # the JSON dates are exact; the table shows local time:
+        table = memagent(env | {"TZ": zone}, "inspect").stdout
+        local = subprocess.run(
+            [sys.executable, "-m", "memagent", "inspect"],
+            env=env | {"TZ": zone, "MEMAGENT_LINGER": "0"},
+            capture_output=True,
+            text=True,
+        ).stdout
+        assert table == local
+    usage = memagent(env, "recall")
+    assert usage.returncode == 2 and "Usage: memagent recall" in usage.stderr
+    closed = subprocess.run(
+        [sys.executable, "-m", "memagent", "remember", "-"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: os.close(0),
+    )
+    # A closed stdin reads as an empty one (/dev/null), never as the server's socket: one line, no hang.
+    assert closed.returncode == 2 and closed.stderr.strip() == "Error: the text is empty."
+
+
+def test_stop_starts_nothing_and_one_reaper_serves_a_run_of_commands(home: Path, fake: FakeOpenAI) -> None:
+    env = served_env(home, fake)
+    assert memagent(env, "stop").returncode == 0
+    time.sleep(2)
+    assert not socket_path(home).exists(), "`memagent stop` started a server"
+    for _ in range(5):
+        memagent(env | {"MEMAGENT_LINGER": "30"}, "inspect")
+
+    def reapers() -> list[psutil.Process]:
+        return [
+            p
+            for p in psutil.process_iter(["cmdline"])
+            if "memagent.store.reaper" in (p.info["cmdline"] or []) and str(home) in (p.info["cmdline"] or [])
+        ]
+
+    assert len(reapers()) == 1
+    memagent(env, "stop")
+    deadline = time.monotonic() + 10
+    while reapers():
+        assert time.monotonic() < deadline, "the reaper outlived `memagent stop`"
+        time.sleep(0.1)

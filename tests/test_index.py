@@ -116,6 +116,31 @@ def test_a_missing_index_is_repaired_unless_a_bulk_load_holds_it(db: Database, m
     assert IndexMaintenance(memory).repair() is False
 
 
+def test_startup_during_a_bulk_load_never_trips_over_its_ddl(db: Database, memory: MemoryService) -> None:
+    """A process opening the database while another drops and rebuilds the index (a bulk import) must not
+    fail looking at the catalogue: the repair check takes the maintenance lock before it looks."""
+    import threading
+
+    stop = threading.Event()
+
+    def bulk_loads() -> None:
+        while not stop.is_set():
+            with db.engine.connect() as conn, conn.begin():
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": hnsw.INDEX_LOCK_KEY})
+                conn.execute(text(f"DROP INDEX IF EXISTS {hnsw.INDEX_NAME}"))
+                conn.execute(text(hnsw.create_sql("vector", DIM)))
+
+    loader = threading.Thread(target=bulk_loads)
+    loader.start()
+    try:
+        for _ in range(40):
+            IndexMaintenance(memory).repair()  # never raises, whatever the loader is doing
+    finally:
+        stop.set()
+        loader.join()
+    assert index_definition(db) is not None
+
+
 def test_bulk_load_drops_the_index_and_builds_it_once(db: Database, memory: MemoryService) -> None:
     maintenance = IndexMaintenance(memory)
     with maintenance.bulk_load(lambda _: 10, min_rows=1000) as without:

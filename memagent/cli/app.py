@@ -237,73 +237,13 @@ def purge(
     render.message(f"Deleted {wording.memories(deleted)} from namespace {scope!r}.")
 
 
-@app.command()
-@handled
-def config(as_json: JsonOpt = False) -> None:
-    """Show the effective settings (secrets masked) and the state of the database they lead to."""
-    from memagent.cli.settings_view import database_rows, settings_rows, shown
-
-    settings = load_settings()
-    rows = settings_rows(settings) + database_rows(settings)
-    if as_json:
-        render.print_json({name: value for name, value, _ in rows})
-    else:
-        render.settings_table([(name, shown(value), source) for name, value, source in rows])
-
-
-@app.command()
-@handled
-def migrate(
-    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
-) -> None:
-    """Upgrade the database schema (what `alembic upgrade head` does, without alembic.ini)."""
-    from memagent.store import schema
-    from memagent.store.database import Database
-
-    settings = load_settings()
-    with Database(settings) as db:
-        isolation = schema.upgrade(db, revision)
-        current, _ = schema.state(db)
-    render.message(f"Schema at {', '.join(sorted(current)) or 'base'} ({db.describe()}).")
-    if not isolation.on:
-        render.message(f"Namespace isolation is {isolation.describe()}")
-
-
-@app.command()
-@handled
-def stop() -> None:
-    """Stop memagent's background helpers now: the embedded server and the command server.
-
-    They otherwise stay up MEMAGENT_LINGER seconds (60) after their last use, to spare the next command
-    their start.
-    """
-    from memagent.cli.client import stop_server
-    from memagent.store.embedded import EmbeddedPostgres
-
-    settings = load_settings()
-    if stop_server(settings.home_path()):
-        render.message("Stopped the command server.")
-    if settings.database_url is not None:
-        render.message("MEMAGENT_DATABASE_URL is set: memagent runs no database server of its own.")
-        return
-    server = EmbeddedPostgres(settings.home_path())
-    if not server.running():
-        render.message("The embedded server is not running.")
-        return
-    clients = server.stop()
-    using = (
-        f" ({wording.count(clients, 'process', 'processes')} using it will start it again)" if clients else ""
-    )
-    render.message(f"Stopped the embedded server{using}.")
-
-
 # The chat and transfer commands live in their own modules; importing them registers them on `app`.
-from memagent.cli import chat, index_cmd, sql_cmd, transfer_cmds  # noqa: E402
+from memagent.cli import admin_cmds, chat, index_cmd, sql_cmd, transfer_cmds  # noqa: E402
 
-__all__ = ["app", "chat", "index_cmd", "main", "sql_cmd", "transfer_cmds"]
+__all__ = ["admin_cmds", "app", "chat", "index_cmd", "main", "sql_cmd", "transfer_cmds"]
 
 
 def main() -> None:
     """Console-script entry point."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    app()
+    app(prog_name="memagent")

@@ -11,6 +11,7 @@ server is started for the next one. MEMAGENT_LINGER=0 turns it off.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -26,25 +27,23 @@ PROTOCOL = 1
 MAX_SOCKET_PATH = 100  # Linux allows 107 bytes for a Unix socket path; keep a margin
 
 
-def _dotenv() -> dict[str, str]:
-    """KEY=VALUE lines of ./.env (what pydantic-settings reads too), without a parser to import."""
-    values: dict[str, str] = {}
+@functools.cache
+def _dotenv() -> dict[str, str | None]:
+    """./.env as pydantic-settings reads it (python-dotenv, which it depends on)."""
+    from dotenv import dotenv_values
+
     try:
-        lines = Path(".env").read_text(encoding="utf-8").splitlines()
+        return dict(dotenv_values(".env"))
     except (OSError, UnicodeDecodeError):
-        return values
-    for line in lines:
-        key, sep, value = line.strip().removeprefix("export ").partition("=")
-        if sep and not key.startswith("#"):
-            values[key.strip()] = value.strip().strip("'\"")
-    return values
+        return {}
 
 
 def setting(name: str, default: str) -> str:
     """A MEMAGENT_ setting as the command would see it: the environment first, then ./.env."""
     if name in os.environ:
         return os.environ[name]
-    return _dotenv().get(name, default)
+    value = _dotenv().get(name)
+    return default if value is None else value
 
 
 def home() -> Path:
@@ -64,6 +63,18 @@ def socket_path(where: Path) -> Path:
         return path
     key = hashlib.sha256(str(where).encode()).hexdigest()[:16]
     return Path("/tmp") / f"memagent-{os.getuid()}" / f"{key}.sock"
+
+
+def private_folder(path: Path) -> bool:
+    """Whether the socket's folder is a real folder (not a link) of this user's that nobody else may write
+    in: no other user can then put a socket of theirs where memagent looks for its own."""
+    import stat
+
+    try:
+        info = os.lstat(path.parent)
+    except OSError:
+        return False
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o022
 
 
 def fingerprint() -> str:
@@ -110,29 +121,47 @@ def run_via_server(argv: list[str]) -> int | None:
         return None  # the command itself reports the invalid setting
     if linger <= 0:
         return None
+    # A closed stdin, stdout or stderr would be taken by the socket below and handed to the command as
+    # its own: give the command /dev/null there, as the shell would.
+    for fd in (0, 1, 2):
+        if not _is_open(fd):
+            os.dup2(os.open(os.devnull, os.O_RDWR), fd)
     where = home()
+    path = socket_path(where)
+    starting = argv[:1] != ["stop"]  # `memagent stop` never starts what it stops
+    if not private_folder(path):
+        if starting and not path.parent.exists():
+            start_server(where, linger)  # it creates the folder, privately
+        return None
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        sock.connect(str(socket_path(where)))
+        sock.connect(str(path))
+        peer = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
     except OSError:
         sock.close()
-        start_server(where, linger)
+        if starting:
+            start_server(where, linger)
         return None
     with sock:
+        if peer[1] != os.getuid():  # not our own server: never hand it our environment or files
+            return None
         try:
-            fds = [fd if _is_open(fd) else os.open(os.devnull, os.O_RDWR) for fd in (0, 1, 2)]
+            umask = os.umask(0)
+            os.umask(umask)
             request = {
                 "fingerprint": fingerprint(),
                 "argv": argv,
                 "env": dict(os.environ),
                 "cwd": os.getcwd(),
+                "umask": umask,
             }
-            send(sock, request, fds)
+            send(sock, request, [0, 1, 2])
             answer = sock.recv(1)
         except OSError:
             return None
         if answer != b"R":  # the server runs older code (it exits now) or refused: run here, start anew
-            start_server(where, linger)
+            if starting:
+                start_server(where, linger)
             return None
         return _wait(sock)
 
@@ -171,9 +200,12 @@ def _is_open(fd: int) -> bool:
 
 def stop_server(where: Path) -> bool:
     """Ask the command server of this home to exit now; True if one was running."""
+    path = socket_path(where)
+    if not private_folder(path):
+        return False
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        sock.connect(str(socket_path(where)))
+        sock.connect(str(path))
     except OSError:
         sock.close()
         return False

@@ -19,11 +19,12 @@ import socket
 import struct
 import sys
 import threading
+import time
 import traceback
 from pathlib import Path
 from typing import Any
 
-from memagent.cli.client import fingerprint, socket_path
+from memagent.cli.client import fingerprint, private_folder, socket_path
 
 MAX_MESSAGE = 1 << 24
 
@@ -57,8 +58,10 @@ def _warm() -> None:
 def _child(conn: socket.socket, listener: socket.socket, request: dict[str, Any], fds: list[int]) -> None:
     """Run one command as if this were its own process; never returns."""
     listener.close()
+    os.setpgid(0, 0)  # its own process group: Ctrl-C reaches what it runs too (psql cancels its query)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _terminate)  # its caller gone: unwind (release the database) and end
     for number, fd in enumerate(fds):
         os.dup2(fd, number)
         os.close(fd)
@@ -68,6 +71,8 @@ def _child(conn: socket.socket, listener: socket.socket, request: dict[str, Any]
     os.environ.clear()
     os.environ.update(request["env"])
     os.environ["MEMAGENT_SERVED_BY"] = str(os.getppid())  # `memagent config` says so
+    time.tzset()  # the caller's TZ
+    os.umask(int(request.get("umask", 0o022)))  # files it creates get the caller's permissions
     code = 1
     try:
         os.chdir(request["cwd"])
@@ -92,17 +97,21 @@ def _child(conn: socket.socket, listener: socket.socket, request: dict[str, Any]
 
 
 def _watch(conn: socket.socket) -> None:
-    """Ctrl-C at the client interrupts the command; the client going away ends it."""
+    """Ctrl-C at the client interrupts the command and what it runs; the client going away ends it."""
     while True:
         try:
             data = conn.recv(1)
         except OSError:
             data = b""
         if data == b"\x03":
-            os.kill(os.getpid(), signal.SIGINT)
+            os.killpg(os.getpgid(0), signal.SIGINT)  # as the terminal would: the whole process group
         elif not data:
             os.kill(os.getpid(), signal.SIGTERM)
             return
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def serve(home: Path, linger: float) -> None:
@@ -112,12 +121,16 @@ def serve(home: Path, linger: float) -> None:
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     lock = FileLock(str(home / "cli-server.lock"))
     try:
-        lock.acquire(timeout=0)  # one server per home; released when this process ends, however it ends
+        # One server per home; released when this process ends, however it ends. A few seconds' wait: a
+        # server replaced for newer code may still be exiting.
+        lock.acquire(timeout=5)
     except Timeout:
         return
     _warm()
     path = socket_path(home)
     path.parent.mkdir(mode=0o700, exist_ok=True)
+    if not private_folder(path):
+        return  # a folder another user could write in (or a link): never listen there
     path.unlink(missing_ok=True)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old_mask = os.umask(0o177)
@@ -125,6 +138,7 @@ def serve(home: Path, linger: float) -> None:
         listener.bind(str(path))
     finally:
         os.umask(old_mask)
+    mine_inode = path.stat().st_ino
     listener.listen(16)
     listener.settimeout(linger)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
@@ -156,7 +170,11 @@ def serve(home: Path, linger: float) -> None:
                     os.close(fd)
     finally:
         listener.close()
-        path.unlink(missing_ok=True)
+        try:
+            if path.stat().st_ino == mine_inode:  # never remove a newer server's socket
+                path.unlink()
+        except FileNotFoundError:
+            pass
         lock.release()
 
 

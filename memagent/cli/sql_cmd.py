@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import threading
 from typing import Annotated
@@ -56,6 +57,12 @@ def sql(
         env = dict(os.environ)
         if password:
             env["PGPASSWORD"] = password  # never on the command line, where `ps` shows it
-        code = subprocess.call([program, uri, *(["-c", command] if command else []), *ctx.args], env=env)
+        # While psql runs, Ctrl-C is psql's (it cancels the running query, or clears its prompt's line),
+        # as when a shell runs it: this process ignores it.
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            code = subprocess.call([program, uri, *(["-c", command] if command else []), *ctx.args], env=env)
+        finally:
+            signal.signal(signal.SIGINT, previous)
     if code:
         raise typer.Exit(code)

@@ -82,19 +82,31 @@ class LocalEmbedder:
                 self._model = MiniLM(path)
             return self._model
 
+    def _head(self, text: str) -> str:
+        """The beginning of a text that holds all the model reads (256 word pieces): the tokenizer need not
+        see a megabyte. Usually the first 20,000 characters; more when they hold few words (a long run of
+        spaces or invisible characters before the text)."""
+        window = LOCAL_MAX_CHARS
+        while window < len(text):
+            if len(self._load().offsets(text[:window])) >= self._load().max_tokens:
+                return text[:window]
+            window *= 4
+        return text
+
     def covered(self, text: str) -> int:
         # Every word piece covers at least one character: a short text always fits in the model's input.
         if len(text) < 250:
             return len(text)
         model = self._load()
-        offsets = model.offsets(text[:LOCAL_MAX_CHARS])
+        head = self._head(text)
+        offsets = model.offsets(head)
         if len(offsets) < model.max_tokens:
-            return min(len(text), LOCAL_MAX_CHARS)
+            return len(head)
         return max((end for _, end in offsets), default=len(text))
 
     def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        # The model reads 256 word pieces: spare it the rest of a long text.
-        vectors = self._load().embed([text[:LOCAL_MAX_CHARS] for text in texts], batch_size=self._batch_size)
+        heads = [text if len(text) <= LOCAL_MAX_CHARS else self._head(text) for text in texts]
+        vectors = self._load().embed(heads, batch_size=self._batch_size)
         return check_vectors(vectors, len(texts), self.dim, self.model)

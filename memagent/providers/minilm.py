@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -111,6 +112,7 @@ class MiniLM:
                     "norm2": (w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"]),
                 }
             )
+        self._busy = threading.Lock()
         self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
         self.tokenizer.enable_truncation(self.max_tokens)
         self.tokenizer.no_padding()
@@ -139,16 +141,17 @@ class MiniLM:
             out[chosen] = self._forward([ids[i] for i in chosen])
 
         workers = min(len(batches), os.cpu_count() or 1)
-        if workers <= 1:
-            for chosen in batches:
-                run(chosen)  # one batch: BLAS uses every core for it
-            return out
-        from concurrent.futures import ThreadPoolExecutor
+        with self._busy:  # one call at a time uses the cores (and sets BLAS's threads); others wait
+            if workers <= 1:
+                for chosen in batches:
+                    run(chosen)  # one batch: BLAS uses every core for it
+                return out
+            from concurrent.futures import ThreadPoolExecutor
 
-        from threadpoolctl import threadpool_limits
+            from threadpoolctl import threadpool_limits
 
-        with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
-            list(pool.map(run, batches))
+            with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+                list(pool.map(run, batches))
         return out
 
     def _forward(self, batch: list[list[int]]) -> Array:

@@ -34,6 +34,8 @@ from memagent.store.embedded_paths import (
     is_root,
     shared_buffers_mb,
 )
+from memagent.store.embedded_setup import initialise
+from memagent.store.lingering import Lingering
 
 
 class EmbeddedPostgres:
@@ -90,7 +92,7 @@ class EmbeddedPostgres:
         from filelock import FileLock
 
         with FileLock(str(self.paths.lock), timeout=120):
-            self._linger_file().unlink(missing_ok=True)
+            self._lingering().end()
             clients = len(self._clients.live()) if self.paths.clients.exists() else 0
             if self._running():
                 self._stop()
@@ -100,41 +102,48 @@ class EmbeddedPostgres:
         """Whether the server runs now."""
         return self.paths.data.exists() and self._running()
 
-    def stop_if_idle(self, token: str) -> bool:
-        """The reaper's stop: only if no client came and no later release scheduled another; True if so."""
+    def reap(self) -> float | None:
+        """The reaper's turn (memagent.store.reaper): seconds to sleep before asking again, or None when its
+        work is over — the server stopped, a client is back, or the reaper is no longer the one in charge."""
+        import os
+
         from filelock import FileLock, Timeout
 
         try:
             with FileLock(str(self.paths.lock), timeout=30):
-                marker = self._linger_file()
-                if not marker.exists() or marker.read_text().strip() != token:
-                    return False  # a later release owns the stop
-                marker.unlink(missing_ok=True)
-                if self._clients.live() or not self._running():
-                    return False
-                self._stop()
-                return True
+                lingering = self._lingering()
+                if lingering.reaper != os.getpid():
+                    return None
+                if (left := lingering.left()) > 0:
+                    return left
+                lingering.end(kill=False)
+                if not self._clients.live() and self._running():
+                    self._stop()
+                return None
         except (Timeout, FileNotFoundError):
-            return False
+            return None
 
-    def _linger_file(self) -> Path:
-        return self.paths.base / "linger"
+    def _lingering(self) -> Lingering:
+        return Lingering(self.paths.base / "linger")
 
     def _stop_later(self) -> None:
-        """Leave the server up for `linger` seconds; a detached reaper then stops it unless it is in use."""
-        import secrets
+        """Leave the server up for `linger` seconds more: one detached reaper per cluster stops it then,
+        unless a client is back (a later release only moves its deadline)."""
+        lingering = self._lingering()
+        if lingering.reaper_alive():
+            lingering.extend(self.linger)
+            return
         import sys
 
-        token = secrets.token_hex(8)
-        self._linger_file().write_text(token)
-        subprocess.Popen(  # not waited for: it outlives this process on purpose
-            [sys.executable, "-m", "memagent.store.reaper", str(self.home), token, str(self.linger)],
+        reaper = subprocess.Popen(  # not waited for: it outlives this process on purpose
+            [sys.executable, "-m", "memagent.store.reaper", str(self.home)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
             close_fds=True,
         )
+        lingering.begin(reaper.pid, self.linger)
 
     def destroy(self) -> None:
         """Stop the server and delete the cluster's files (tests and benchmarks clean up with this)."""
@@ -190,39 +199,7 @@ class EmbeddedPostgres:
         )
 
     def _ensure_initialised(self) -> None:
-        data = self.paths.data
-        if (data / "PG_VERSION").exists():
-            return
-        # initdb into a scratch folder and rename, so a killed initdb never leaves a half cluster behind.
-        scratch = self.paths.base / "data.init"
-        shutil.rmtree(scratch, ignore_errors=True)
-        shutil.rmtree(data, ignore_errors=True)
-        result = self._run(
-            [
-                str(self._bin("initdb")),
-                "-D",
-                str(scratch),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "--encoding=UTF8",
-                "--no-locale",
-                "--no-instructions",
-            ],
-            timeout=300,
-        )
-        if result.returncode != 0:
-            last = (result.stderr.strip().splitlines() or ["initdb failed"])[-1]
-            raise EmbeddedServerError(f"could not initialise the embedded database in {scratch}: {last}")
-        with open(scratch / "postgresql.conf", "a", encoding="utf-8") as conf:
-            conf.write(
-                "\n# memagent: Unix socket only, readable by the cluster's owner only\n"
-                "listen_addresses = ''\n"
-                "unix_socket_permissions = 0700\n"
-                "max_connections = 50\n"
-                "maintenance_work_mem = '256MB'\n"
-            )
-        scratch.rename(data)
+        initialise(self.paths, self._bin("initdb"), self._run)
 
     def _socket_dir(self) -> Path:
         preferred = self.paths.data

@@ -1,7 +1,8 @@
-"""The embedded server's reaper: `python -m memagent.store.reaper HOME TOKEN SECONDS`.
+"""The embedded server's reaper: `python -m memagent.store.reaper HOME`.
 
-Started detached by the last client to leave a lingering server (EmbeddedPostgres.linger): it sleeps, then
-stops the server unless a client came meanwhile or a later release scheduled its own stop.
+Started detached by the last client to leave a lingering server (EmbeddedPostgres.linger), one per
+cluster: it sleeps until the deadline in the linger record (later releases move it), then stops the server
+unless a client is back. `memagent stop` ends it at once.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ from pathlib import Path
 
 
 def main(argv: list[str]) -> int:
-    """Sleep, then stop the server if it is still idle."""
-    home, token, seconds = Path(argv[0]), argv[1], float(argv[2])
-    time.sleep(seconds)
+    """Sleep until the server may stop, then stop it if it is still idle."""
     from memagent.store.embedded import EmbeddedPostgres
 
-    EmbeddedPostgres(home).stop_if_idle(token)
+    server = EmbeddedPostgres(Path(argv[0]))
+    while (wait := server.reap()) is not None:
+        time.sleep(min(wait, 60.0) + 0.05)
     return 0
 
 
