@@ -19,7 +19,7 @@ from sqlalchemy import Engine, create_engine, text
 from memagent import Memory
 from memagent.config import Settings
 from memagent.store.embedded import EmbeddedPostgres
-from tests.conftest import fake_embedder, needs_local_model, process_env
+from tests.conftest import fake_embedder, needs_local_model, process_env, provider_env
 from tests.fake_openai import Failure, FakeOpenAI
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -197,14 +197,7 @@ def test_a_mismatch_hint_followed_literally_works(home: Path, fake: FakeOpenAI) 
 def test_chat_resumes_a_session_with_its_turns_and_one_shot_shows_what_it_was_asked(
     home: Path, fake: FakeOpenAI
 ) -> None:
-    env = clean_env(
-        MEMAGENT_HOME=str(home),
-        OPENAI_BASE_URL=fake.base_url,
-        OPENAI_API_KEY=fake.api_key,
-        MEMAGENT_EMBEDDING_MODEL="fake-embed-384",
-        MEMAGENT_EMBEDDING_DIM="384",
-        MEMAGENT_MAX_RETRIES="0",
-    )
+    env = clean_env(MEMAGENT_HOME=str(home), MEMAGENT_MAX_RETRIES="0", **provider_env(fake))
     fake.chat_reply = "Teal is a fine colour."
     assert run(env, "chat", "--session", "s1", "-m", "My favourite colour is teal").returncode == 0
     fake.chat_reply = "You said teal."
@@ -271,13 +264,7 @@ def test_help_and_config_read_right(home: Path) -> None:
 def test_sql_opens_psql_on_the_embedded_server_and_the_table_says_what_ranks(
     home: Path, fake: FakeOpenAI
 ) -> None:
-    env = clean_env(
-        MEMAGENT_HOME=str(home),
-        MEMAGENT_OPENAI_BASE_URL=fake.base_url,
-        OPENAI_API_KEY=fake.api_key,
-        MEMAGENT_EMBEDDING_MODEL="fake-embed-384",
-        MEMAGENT_EMBEDDING_DIM="384",
-    )
+    env = clean_env(MEMAGENT_HOME=str(home), **provider_env(fake))
     assert run(env, "remember", "the tutorial's memory", "--namespace", "left").returncode == 0
     assert run(env, "remember", "another namespace's memory", "--namespace", "right").returncode == 0
     query = "SELECT namespace, left(content, 60) AS content FROM memories ORDER BY id"
