@@ -35,6 +35,7 @@ def test_head_schema_has_table_and_indexes(db_url: str) -> None:
             "metadata",
             "created_at",
             "content_tsv",
+            "content_len",
         }
         indexdef = conn.execute(
             text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_memories_embedding_hnsw'")
@@ -135,7 +136,7 @@ def test_alembic_command_line_with_a_plain_postgresql_url(embedded: EmbeddedPost
     up = subprocess.run([*alembic, "upgrade", "head"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert up.returncode == 0, up.stderr
     current = subprocess.run([*alembic, "current"], cwd=ROOT, env=env, capture_output=True, text=True)
-    assert "0010 (head)" in current.stdout
+    assert f"{schema.HEAD} (head)" in current.stdout
     down = subprocess.run([*alembic, "downgrade", "base"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert down.returncode == 0, down.stderr
     engine = create_engine(url.replace("postgresql://", "postgresql+psycopg2://"))

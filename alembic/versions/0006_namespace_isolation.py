@@ -15,17 +15,13 @@ from collections.abc import Sequence
 
 from alembic import op
 from memagent.store import roles
-from memagent.validation import ALL_NAMESPACES
 
 revision: str = "0006"
 down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-VISIBLE = (
-    "(namespace = current_setting('memagent.namespace', true)"
-    f" OR current_setting('memagent.namespace', true) = '{ALL_NAMESPACES}')"
-)
+VISIBLE = roles.VISIBLE
 
 
 def upgrade() -> None:

@@ -1,4 +1,4 @@
-"""SQLAlchemy 2 ORM: the memories table and the record of the embedding space the database holds.
+"""SQLAlchemy 2 ORM: the memories table, the record of the embedding space, and the text statistics.
 
 The revisions in alembic/ create the schema; these classes must agree with them, and a test checks that
 they do (Alembic's compare_metadata against a migrated database is empty).
@@ -94,6 +94,15 @@ class MemoryRow(Base):
         TSVECTOR, Computed("to_tsvector('english'::regconfig, left(content, 100000))", persisted=True)
     )
 
+    # Its length in words as full-text search counts them, for BM25 (revision 0011).
+    content_len: Mapped[int] = mapped_column(
+        Integer,
+        Computed(
+            "memagent_tsvector_length(to_tsvector('english'::regconfig, left(content, 100000)))",
+            persisted=True,
+        ),
+    )
+
     __table_args__ = (
         UniqueConstraint("namespace", "content_hash", name="uq_memories_namespace_content_hash"),
         Index("ix_memories_content_tsv", "content_tsv", postgresql_using="gin"),
@@ -138,3 +147,25 @@ class EmbeddingStaging(Base):
     embedding: Mapped[Any] = mapped_column(Float32Vector(), nullable=False)
     # The target's dimension (revision 0010; NULL on rows staged before it, which count as another target's).
     dimension: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class TextStats(Base):
+    """Per namespace: how many memories and their total length, for BM25 (revision 0011; kept by triggers)."""
+
+    __tablename__ = "memory_text_stats"
+
+    namespace: Mapped[str] = mapped_column(String(200), primary_key=True)
+    docs: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    total_len: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class TermStats(Base):
+    """Per namespace and lexeme: document frequency and the bounds MaxScore prunes with (revision 0011)."""
+
+    __tablename__ = "memory_term_stats"
+
+    namespace: Mapped[str] = mapped_column(String(200), primary_key=True)
+    lexeme: Mapped[str] = mapped_column(Text, primary_key=True)
+    df: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    max_tf: Mapped[int] = mapped_column(Integer, nullable=False)
+    min_dl: Mapped[int] = mapped_column(Integer, nullable=False)

@@ -15,9 +15,16 @@ from typing import Literal
 from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
+from memagent.validation import ALL_NAMESPACES
+
 APP_ROLE = "memagent_app"
 # The tables memagent_app works on (later revisions add theirs here).
-TABLES = ("memories", "embedding_space", "embedding_staging")
+TABLES = ("memories", "embedding_space", "embedding_staging", "memory_text_stats", "memory_term_stats")
+# The row-level security policy's condition on a table with a namespace column (revisions 0006, 0011).
+VISIBLE = (
+    "(namespace = current_setting('memagent.namespace', true)"
+    f" OR current_setting('memagent.namespace', true) = '{ALL_NAMESPACES}')"
+)
 
 # Create the role if this login may, and join it; a login without the privilege gets a WARNING, not an error.
 CREATE_AND_JOIN_SQL = f"""

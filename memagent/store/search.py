@@ -135,6 +135,7 @@ def _ranked(
         )
     else:
         sql = search_sql.text_sql(condition, max_distance=max_distance is not None)
+    params |= search_sql.text_params(scope.namespace, scope.session_id, scope.before)
     params |= search_sql.fusion_params(w_text=text_weight) | {
         "qtext": query_text,
         "qvec": None if query_embedding is None else vector_text(query_embedding),

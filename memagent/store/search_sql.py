@@ -1,13 +1,9 @@
 """SQL for text and hybrid recall: BM25 over PostgreSQL full-text search, fused with the vector ranking.
 
 PostgreSQL's own ts_rank has no inverse document frequency, so a name that appears in every memory of a
-conversation would count as much as a rare word. The text ranking here is BM25 (k1 = 1.2, b = 0.75): term
-frequencies come from the stored tsvector, document frequencies from the GIN index (one count per query
-term, within the scope), and lengths are normalised by the mean length of the matching memories. The query
+conversation would count as much as a rare word. The text ranking is BM25, computed by the database
+function memagent_text_ranking over statistics kept at write time (memagent.store.text_ranking). The query
 is the OR of the message's lexemes (plainto_tsquery would require all of them).
-
-Every CTE is MATERIALIZED: on freshly written rows the planner has no statistics, and an inlined document-
-frequency count would run once per candidate row (measured: 250 ms instead of 15 ms per query).
 
 Hybrid recall runs both rankings in one statement — the vector side as the exact
 `ORDER BY embedding <=> :q LIMIT n` the HNSW index serves — and fuses them by reciprocal rank fusion:
@@ -21,58 +17,19 @@ from typing import Any
 from memagent.store import hnsw
 from memagent.store.hnsw import IndexKind
 
-K1 = 1.2
-B = 0.75
 # Reciprocal rank fusion: the textbook constant is 60; on the LoCoMo dev part (docs/benchmarks.md) 3-8 with
-# the text ranking weighted 1-2 work best, because the top few ranks carry most of the signal here.
-RRF_C = 5
+# the text ranking weighted 1-2 work best, because the top few ranks carry most of the signal here; 3 since
+# the text ranking took its statistics from the namespace (revision 0011).
+RRF_C = 3
 
+# BM25's top `depth` in scope, computed in the database from statistics kept at write time
+# (memagent.store.text_ranking, revision 0011).
 _TEXT_RANKING = """
-query AS MATERIALIZED (
-    SELECT replace(plainto_tsquery('english', left(:qtext, 100000))::text, '&', '|')::tsquery AS tsq
-),
-terms AS MATERIALIZED (
-    SELECT DISTINCT u.lexeme FROM unnest(to_tsvector('english', left(:qtext, 100000))) AS u
-),
-n_docs AS MATERIALIZED (
-    SELECT count(*)::float8 AS n FROM memories m WHERE {scope}
-),
-idf AS MATERIALIZED (
-    SELECT t.lexeme,
-           ln(1 + (n_docs.n - df.df + 0.5) / (df.df + 0.5)) AS idf
-    FROM terms t
-    CROSS JOIN n_docs
-    CROSS JOIN LATERAL (
-        SELECT count(*)::float8 AS df FROM memories m
-        WHERE {scope} AND m.content_tsv @@ to_tsquery('simple', quote_literal(t.lexeme))
-    ) df
-),
-cand AS MATERIALIZED (
-    SELECT m.id, m.content_tsv,
-           (SELECT coalesce(sum(coalesce(array_length(u.positions, 1), 1)), 0)
-            FROM unnest(m.content_tsv) AS u)::float8 AS dl
-    FROM memories m, query
-    WHERE {scope} AND m.content_tsv @@ query.tsq
-),
-avg_len AS MATERIALIZED (
-    SELECT greatest(avg(dl), 1.0) AS avgdl FROM cand
-),
-bm25 AS MATERIALIZED (
-    SELECT c.id,
-           sum(idf.idf * tf.tf * ({k1} + 1)
-               / (tf.tf + {k1} * (1 - {b} + {b} * c.dl / avg_len.avgdl))) AS score
-    FROM cand c
-    CROSS JOIN avg_len
-    CROSS JOIN LATERAL (
-        SELECT u.lexeme, coalesce(array_length(u.positions, 1), 1)::float8 AS tf
-        FROM unnest(c.content_tsv) AS u
-    ) tf
-    JOIN idf ON idf.lexeme = tf.lexeme
-    GROUP BY c.id
-),
 txt AS MATERIALIZED (
-    SELECT id, score, row_number() OVER (ORDER BY score DESC, id) AS rank
-    FROM bm25 ORDER BY score DESC, id LIMIT :depth
+    SELECT r.id, r.score, row_number() OVER (ORDER BY r.score DESC, r.id) AS rank
+    FROM memagent_text_ranking(
+        :scope_namespace, CAST(:text_session AS text), CAST(:text_before AS timestamptz), :qtext, :depth
+    ) r
 )"""
 
 _VECTOR_RANKING = """
@@ -97,9 +54,8 @@ LIMIT :k"""
 
 
 def text_sql(scope: str, *, max_distance: bool) -> str:
-    """Top-k memories by BM25."""
-    ranking = _TEXT_RANKING.format(scope=scope, k1=K1, b=B)
-    return f"WITH {ranking},\nranked AS (SELECT id, score FROM txt)" + _FINAL.format(
+    """Top-k memories by BM25 (the scope reaches memagent_text_ranking as parameters: text_params)."""
+    return f"WITH {_TEXT_RANKING},\nranked AS (SELECT id, score FROM txt)" + _FINAL.format(
         distance_filter=_distance_filter(max_distance)
     )
 
@@ -110,7 +66,6 @@ def hybrid_sql(scope: str, *, max_distance: bool, index: IndexKind | None = "vec
     The vector side orders by the expression the HNSW index is built on (memagent.store.hnsw); the
     distance reported and filtered on is always the full-precision one.
     """
-    ranking = _TEXT_RANKING.format(scope=scope, k1=K1, b=B)
     vector = _VECTOR_RANKING.format(
         scope=scope,
         key=hnsw.key_expression(index, dim, "m.embedding"),
@@ -124,13 +79,18 @@ def hybrid_sql(scope: str, *, max_distance: bool, index: IndexKind | None = "vec
         "    FROM vec FULL OUTER JOIN txt ON txt.id = vec.id\n"
         ")"
     )
-    return f"WITH {vector},{ranking},\n{fused}" + _FINAL.format(
+    return f"WITH {vector},{_TEXT_RANKING},\n{fused}" + _FINAL.format(
         distance_filter=_distance_filter(max_distance)
     )
 
 
 def _distance_filter(enabled: bool) -> str:
     return "WHERE (m.embedding <=> CAST(:qvec AS vector)) <= :max_distance" if enabled else ""
+
+
+def text_params(namespace: str, session_id: str | None, before: Any) -> dict[str, Any]:
+    """Bind parameters of the text ranking's scope."""
+    return {"scope_namespace": namespace, "text_session": session_id, "text_before": before}
 
 
 def fusion_params(w_vector: float = 1.0, w_text: float = 1.0, c: int = RRF_C) -> dict[str, Any]:

@@ -1,0 +1,251 @@
+"""BM25 text ranking in the database: statistics kept at write time, MaxScore pruning (revision 0011).
+
+Statistics. memory_text_stats holds, per namespace, how many memories it has and their total length;
+memory_term_stats, per namespace and lexeme, its document frequency, the largest frequency it has in one
+memory and the shortest memory it occurs in. Statement triggers on memories keep both in the writing
+transaction (a row trigger for the rare update of content or namespace; TRUNCATE clears them), so a
+committed memory is counted and findable at once. A memory's length is its number of words as full-text
+search counts them (memories.content_len, a stored generated column). Deletions lower the frequencies; the
+largest frequency and shortest memory stay as they were, which keeps them upper and lower bounds.
+
+Ranking. BM25 (k1 1.2, b 0.75) with IDF ln(1 + (N - df + 0.5) / (df + 0.5)) over the namespace's statistics
+(a session- or date-scoped recall ranks within its scope with the namespace's statistics, as a search engine
+ranks a filtered query with its index's). A query is the OR of its lexemes, and most of a large namespace
+matches its common words; scoring every match was what made text recall linear. MaxScore: each term's
+contribution is bounded by idf * BM25(largest frequency, shortest memory); terms are taken rarest (highest
+bound) first. Pass 1 scores the memories matching the first terms that together hold at least `depth`
+memories: the depth-th best score there, theta, is a lower bound of the final one. A memory matching none
+of the first j terms scores at most the sum of the other terms' bounds; the essential terms are the fewest
+whose rest sums below theta, and pass 2 scores every memory matching one of them. Nothing that could reach
+the top `depth` is skipped, so the result is the exact BM25 top `depth`. A candidate's term frequencies
+come from its tsvector filtered to the query's lexemes (setweight + ts_filter, a few microseconds).
+
+The function runs as its caller (row-level security applies). Revision 0011 runs UPGRADE; change the SQL
+only in a new revision.
+"""
+
+from __future__ import annotations
+
+from memagent.store.roles import VISIBLE
+
+K1 = 1.2
+B = 0.75
+
+# One memory's BM25 term weight, for frequency `tf` and length `dl` (SQL; avgdl names the mean length).
+_WEIGHT = f"{{tf}} * {K1 + 1} / ({{tf}} + {K1} * (1 - {B} + {B} * {{dl}} / {{avgdl}}))"
+
+_TABLES = """
+CREATE FUNCTION memagent_tsvector_length(tsvector) RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $fn$
+    SELECT coalesce(sum(coalesce(array_length(u.positions, 1), 1)), 0)::integer FROM unnest($1) u
+$fn$;
+ALTER TABLE memories ADD COLUMN content_len integer GENERATED ALWAYS AS (
+    memagent_tsvector_length(to_tsvector('english'::regconfig, left(content, 100000)))
+) STORED;
+CREATE TABLE memory_text_stats (
+    namespace varchar(200) PRIMARY KEY,
+    docs bigint NOT NULL,
+    total_len bigint NOT NULL
+);
+CREATE TABLE memory_term_stats (
+    namespace varchar(200) NOT NULL,
+    lexeme text NOT NULL,
+    df bigint NOT NULL,
+    max_tf integer NOT NULL,
+    min_dl integer NOT NULL,
+    PRIMARY KEY (namespace, lexeme)
+);
+"""
+
+# Adds (sign 1) or removes (sign -1) the memories of a transition table or row set `rows`.
+_APPLY = """
+INSERT INTO memory_text_stats AS s (namespace, docs, total_len)
+SELECT r.namespace, {sign} * count(*), {sign} * coalesce(sum(r.content_len), 0)
+FROM {rows} r GROUP BY r.namespace ORDER BY r.namespace
+ON CONFLICT (namespace) DO UPDATE
+SET docs = s.docs + excluded.docs, total_len = s.total_len + excluded.total_len;
+INSERT INTO memory_term_stats AS s (namespace, lexeme, df, max_tf, min_dl)
+SELECT r.namespace, u.lexeme, {sign} * count(*),
+       max(coalesce(array_length(u.positions, 1), 1)), min(r.content_len)
+FROM {rows} r CROSS JOIN LATERAL unnest(r.content_tsv) u
+GROUP BY r.namespace, u.lexeme ORDER BY r.namespace, u.lexeme
+ON CONFLICT (namespace, lexeme) DO UPDATE SET
+    df = s.df + excluded.df,
+    max_tf = greatest(s.max_tf, excluded.max_tf),
+    min_dl = least(s.min_dl, excluded.min_dl);
+"""
+
+_REMOVE_EMPTY = """
+DELETE FROM memory_term_stats s USING (
+    SELECT DISTINCT o.namespace, u.lexeme FROM {rows} o CROSS JOIN LATERAL unnest(o.content_tsv) u
+) r
+WHERE s.namespace = r.namespace AND s.lexeme = r.lexeme AND s.df <= 0;
+DELETE FROM memory_text_stats s USING (SELECT DISTINCT o.namespace FROM {rows} o) r
+WHERE s.namespace = r.namespace AND s.docs <= 0;
+"""
+
+_TRIGGERS = f"""
+CREATE FUNCTION memagent_text_stats_insert() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+{_APPLY.format(sign=1, rows="new_rows")}
+    RETURN NULL;
+END
+$fn$;
+CREATE FUNCTION memagent_text_stats_delete() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+{_APPLY.format(sign=-1, rows="old_rows")}
+{_REMOVE_EMPTY.format(rows="old_rows")}
+    RETURN NULL;
+END
+$fn$;
+CREATE FUNCTION memagent_text_stats_update() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+    IF OLD.namespace IS NOT DISTINCT FROM NEW.namespace AND OLD.content IS NOT DISTINCT FROM NEW.content
+    THEN
+        RETURN NULL;
+    END IF;
+{_APPLY.format(sign=-1, rows="(SELECT OLD.namespace, OLD.content_tsv, OLD.content_len)")}
+{_REMOVE_EMPTY.format(rows="(SELECT OLD.namespace, OLD.content_tsv, OLD.content_len)")}
+{_APPLY.format(sign=1, rows="(SELECT NEW.namespace, NEW.content_tsv, NEW.content_len)")}
+    RETURN NULL;
+END
+$fn$;
+CREATE FUNCTION memagent_text_stats_truncate() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+    TRUNCATE memory_text_stats, memory_term_stats;
+    RETURN NULL;
+END
+$fn$;
+CREATE TRIGGER memagent_text_stats_insert AFTER INSERT ON memories
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION memagent_text_stats_insert();
+CREATE TRIGGER memagent_text_stats_delete AFTER DELETE ON memories
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION memagent_text_stats_delete();
+CREATE TRIGGER memagent_text_stats_update AFTER UPDATE OF content, namespace ON memories
+    FOR EACH ROW EXECUTE FUNCTION memagent_text_stats_update();
+CREATE TRIGGER memagent_text_stats_truncate AFTER TRUNCATE ON memories
+    FOR EACH STATEMENT EXECUTE FUNCTION memagent_text_stats_truncate();
+"""
+
+# The memories a candidate query scores: $1 namespace, $2 every query lexeme, $3 their IDFs, $4 avgdl,
+# $5 the tsquery of the terms whose memories are candidates, $6 session, $7 before, $8 depth.
+_SCORE = f"""
+SELECT array_agg(r.id ORDER BY r.score DESC, r.id), array_agg(r.score ORDER BY r.score DESC, r.id)
+FROM (
+    SELECT m.id, (
+        SELECT sum($3[array_position($2, u.lexeme)]
+                   * {_WEIGHT.format(tf="u.tf", dl="m.content_len", avgdl="$4")})
+        FROM (
+            SELECT t.lexeme, coalesce(array_length(t.positions, 1), 1)::float8 AS tf
+            FROM unnest(ts_filter(setweight(m.content_tsv, 'A', $2), '{{a}}')) t
+        ) u
+    ) AS score
+    FROM memories m
+    WHERE m.namespace = $1 AND m.content_tsv @@ $5 %s
+    ORDER BY score DESC, m.id
+    LIMIT $8
+) r
+"""
+
+_FUNCTION = f"""
+CREATE FUNCTION memagent_text_ranking(
+    p_namespace text, p_session text, p_before timestamptz, p_query text, p_depth integer
+) RETURNS TABLE (id bigint, score double precision) LANGUAGE plpgsql STABLE AS $fn$
+DECLARE
+    n double precision;
+    avgdl double precision;
+    lex text[];
+    idf double precision[];
+    ub double precision[];
+    df bigint[];
+    m integer;
+    n_first integer := 0;
+    n_last integer;
+    held bigint := 0;
+    theta double precision := 0;
+    ids bigint[];
+    scores double precision[];
+    scoring text;
+BEGIN
+    SELECT s.docs, greatest(s.total_len::float8 / greatest(s.docs, 1), 1.0) INTO n, avgdl
+    FROM memory_text_stats s WHERE s.namespace = p_namespace;
+    IF n IS NULL OR n <= 0 THEN
+        RETURN;
+    END IF;
+    -- The query's lexemes the namespace holds, highest bound (rarest) first.
+    SELECT array_agg(t.lexeme ORDER BY t.ub DESC, t.lexeme), array_agg(t.idf ORDER BY t.ub DESC, t.lexeme),
+           array_agg(t.ub ORDER BY t.ub DESC, t.lexeme), array_agg(t.df ORDER BY t.ub DESC, t.lexeme)
+    INTO lex, idf, ub, df
+    FROM (
+        SELECT s.lexeme, s.df, w.idf,
+               w.idf * {_WEIGHT.format(tf="s.max_tf::float8", dl="s.min_dl", avgdl="avgdl")} AS ub
+        FROM (SELECT DISTINCT u.lexeme FROM unnest(to_tsvector('english', left(p_query, 100000))) u) q
+        JOIN memory_term_stats s ON s.namespace = p_namespace AND s.lexeme = q.lexeme AND s.df > 0
+        CROSS JOIN LATERAL (SELECT ln(1 + (n - s.df + 0.5) / (s.df + 0.5)) AS idf) w
+    ) t;
+    IF lex IS NULL THEN
+        RETURN;
+    END IF;
+    m := array_length(lex, 1);
+    scoring := format(
+        $sql${_SCORE}$sql$,
+        CASE WHEN p_session IS NOT NULL THEN 'AND m.session_id = $6' ELSE '' END
+        || CASE WHEN p_before IS NOT NULL THEN ' AND m.created_at < $7' ELSE '' END
+    );
+    -- Pass 1: the rarest terms holding at least depth memories; their depth-th best score bounds theta.
+    LOOP
+        n_first := n_first + 1;
+        held := held + df[n_first];
+        EXIT WHEN held >= p_depth OR n_first = m;
+    END LOOP;
+    EXECUTE scoring INTO ids, scores
+        USING p_namespace, lex, idf, avgdl, memagent_any_lexeme(lex[1:n_first]),
+              p_session, p_before, p_depth;
+    IF coalesce(array_length(ids, 1), 0) >= p_depth THEN
+        theta := scores[p_depth];
+    END IF;
+    -- Pass 2: the essential terms, the fewest such that a memory matching none of them scores below theta.
+    n_last := n_first;
+    WHILE n_last < m AND (SELECT sum(x) FROM unnest(ub[n_last + 1:m]) x) >= theta LOOP
+        n_last := n_last + 1;
+    END LOOP;
+    IF n_last > n_first THEN
+        EXECUTE scoring INTO ids, scores
+            USING p_namespace, lex, idf, avgdl, memagent_any_lexeme(lex[1:n_last]),
+                  p_session, p_before, p_depth;
+    END IF;
+    RETURN QUERY SELECT * FROM unnest(ids, scores);
+END
+$fn$;
+"""
+
+# A tsquery matching any of the lexemes, built without parsing them again (they are stemmed already).
+_ANY_LEXEME = r"""
+CREATE FUNCTION memagent_any_lexeme(lexemes text[]) RETURNS tsquery LANGUAGE sql IMMUTABLE AS $fn$
+    SELECT string_agg('''' || replace(replace(x, '\', '\\'), '''', '''''') || '''', ' | ')::tsquery
+    FROM unnest(lexemes) x
+$fn$;
+"""
+
+# What the statistics hold for the memories already stored.
+_BACKFILL = _APPLY.format(sign=1, rows="memories")
+
+_POLICIES = "".join(
+    f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY;\n"
+    f"CREATE POLICY memagent_namespace ON {table} USING {VISIBLE} WITH CHECK {VISIBLE};\n"
+    for table in ("memory_text_stats", "memory_term_stats")
+)
+
+UPGRADE = (_TABLES, _POLICIES, _ANY_LEXEME, _FUNCTION, _TRIGGERS, _BACKFILL)
+
+DOWNGRADE = (
+    "DROP TRIGGER memagent_text_stats_insert ON memories;"
+    " DROP TRIGGER memagent_text_stats_delete ON memories;"
+    " DROP TRIGGER memagent_text_stats_update ON memories;"
+    " DROP TRIGGER memagent_text_stats_truncate ON memories",
+    "DROP FUNCTION memagent_text_stats_insert(), memagent_text_stats_delete(), memagent_text_stats_update(),"
+    " memagent_text_stats_truncate(), memagent_text_ranking(text, text, timestamptz, text, integer),"
+    " memagent_any_lexeme(text[])",
+    "DROP TABLE memory_text_stats, memory_term_stats",
+    "ALTER TABLE memories DROP COLUMN content_len",
+    "DROP FUNCTION memagent_tsvector_length(tsvector)",
+)

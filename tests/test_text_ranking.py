@@ -1,0 +1,253 @@
+"""BM25 in the database (revision 0011): statistics kept by triggers, and MaxScore pruning that stays exact.
+
+The reference is BM25 computed here, in Python, from the same tsvectors over every memory in scope; the
+database's ranking must give the same top `depth`, with the same scores.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, text
+from sqlalchemy.orm import Session
+
+from memagent.store.memories import MemoryRepository, NewMemory
+from memagent.store.text_ranking import K1, B
+from memagent.usecases.service import MemoryService
+from tests.conftest import DIM
+from tests.fake_openai import fake_embedding
+
+# A skewed vocabulary: a few words in most memories, most words in a few, as in a conversation.
+WORDS = [
+    "caroline",
+    "melanie",
+    "painting",
+    "camping",
+    "adoption",
+    "research",
+    "support",
+    "group",
+    "pottery",
+    "children",
+    "beach",
+    "guitar",
+    "concert",
+    "marathon",
+    "garden",
+    "kitchen",
+    "recipe",
+    "travel",
+    "museum",
+    "library",
+    "violin",
+    "sunset",
+    "mountain",
+    "river",
+    "festival",
+    "volunteer",
+    "shelter",
+    "puppy",
+    "kitten",
+    "bakery",
+    "chess",
+    "bicycle",
+    "photograph",
+    "journal",
+    "hospital",
+    "school",
+    "teacher",
+    "student",
+    "friend",
+    "family",
+    "weekend",
+    "holiday",
+    "birthday",
+    "wedding",
+]
+
+
+def corpus(rng: random.Random, count: int) -> list[str]:
+    weights = [1 / (rank + 1) ** 1.1 for rank in range(len(WORDS))]
+    texts: set[str] = set()
+    while len(texts) < count:
+        length = rng.randint(2, 14)
+        texts.add(" ".join(rng.choices(WORDS, weights, k=length)))
+    return sorted(texts)
+
+
+def store(sessions: Callable[[], Session], texts: list[str], namespace: str, **kw: Any) -> None:
+    session = sessions()
+    MemoryRepository(session).add_many(
+        [
+            NewMemory(
+                namespace, kw.get("session_id", "s"), t, fake_embedding(t, DIM), "fake", {}, kw.get("at")
+            )
+            for t in texts
+        ]
+    )
+    session.commit()
+
+
+def reference(
+    conn: Connection, namespace: str, query: str, session_id: str | None = None
+) -> list[tuple[float, int]]:
+    """Exact BM25 of every matching memory in scope (namespace statistics), best first."""
+    rows = conn.execute(
+        text(
+            "SELECT m.id, m.session_id, array_agg(u.lexeme) AS lexemes,"
+            " array_agg(coalesce(array_length(u.positions, 1), 1)) AS tfs"
+            " FROM memories m CROSS JOIN LATERAL unnest(m.content_tsv) u"
+            " WHERE m.namespace = :ns GROUP BY m.id"
+        ),
+        {"ns": namespace},
+    ).all()
+    terms = set(
+        conn.execute(
+            text("SELECT DISTINCT lexeme FROM unnest(to_tsvector('english', :q))"), {"q": query}
+        ).scalars()
+    )
+    docs = {row.id: (row.session_id, dict(zip(row.lexemes, row.tfs, strict=True))) for row in rows}
+    n = len(docs)
+    avgdl = max(sum(sum(tf.values()) for _, tf in docs.values()) / n, 1.0)
+    df = Counter(lexeme for _, tf in docs.values() for lexeme in tf)
+    scored = []
+    for memory_id, (session, tf) in docs.items():
+        if session_id is not None and session != session_id:
+            continue
+        matched = terms & tf.keys()
+        if not matched:
+            continue
+        score = 0.0
+        for lexeme in matched:
+            idf = math.log(1 + (n - df[lexeme] + 0.5) / (df[lexeme] + 0.5))
+            f = tf[lexeme]
+            score += idf * f * (K1 + 1) / (f + K1 * (1 - B + B * sum(tf.values()) / avgdl))
+        scored.append((-score, memory_id))
+    return [(-negative, memory_id) for negative, memory_id in sorted(scored)]
+
+
+def ranking(
+    conn: Connection, namespace: str, query: str, depth: int, session_id: str | None = None
+) -> list[tuple[float, int]]:
+    rows = conn.execute(
+        text("SELECT id, score FROM memagent_text_ranking(:ns, :session, NULL, :q, :depth)"),
+        {"ns": namespace, "session": session_id, "q": query, "depth": depth},
+    ).all()
+    return [(float(row.score), int(row.id)) for row in rows]
+
+
+def assert_same(found: list[tuple[float, int]], everything: list[tuple[float, int]], depth: int) -> None:
+    """found is a top `depth` of the reference: the same scores, each id with its own score."""
+    assert [round(score, 9) for score, _ in found] == [round(score, 9) for score, _ in everything[:depth]]
+    scores = {memory_id: score for score, memory_id in everything}
+    for score, memory_id in found:
+        assert math.isclose(score, scores[memory_id], rel_tol=1e-9)
+
+
+@pytest.mark.parametrize("depth", [1, 5, 50])
+def test_ranking_is_the_exact_bm25_top(
+    sessions: Callable[[], Session], connection: Connection, depth: int
+) -> None:
+    """MaxScore skips memories that cannot reach the top; the result equals scoring every memory."""
+    rng = random.Random(depth)
+    store(sessions, corpus(rng, 600), "bm25")
+    store(sessions, corpus(random.Random(99), 200), "other")  # another namespace's statistics stay out
+    for _ in range(40):
+        query = " ".join(rng.sample(WORDS, rng.randint(1, 6)))
+        assert_same(ranking(connection, "bm25", query, depth), reference(connection, "bm25", query), depth)
+
+
+def test_scoped_ranking_keeps_namespace_statistics(
+    sessions: Callable[[], Session], connection: Connection
+) -> None:
+    rng = random.Random(7)
+    texts = corpus(rng, 300)
+    store(sessions, texts[:150], "scoped", session_id="a")
+    store(sessions, texts[150:], "scoped", session_id="b")
+    for _ in range(20):
+        query = " ".join(rng.sample(WORDS, rng.randint(1, 5)))
+        found = ranking(connection, "scoped", query, 10, session_id="a")
+        assert_same(found, reference(connection, "scoped", query, session_id="a"), 10)
+
+
+def statistics(conn: Connection, namespace: str) -> tuple[Any, dict[str, int]]:
+    totals = conn.execute(
+        text("SELECT docs, total_len FROM memory_text_stats WHERE namespace = :ns"), {"ns": namespace}
+    ).one_or_none()
+    terms = conn.execute(
+        text("SELECT lexeme, df FROM memory_term_stats WHERE namespace = :ns"), {"ns": namespace}
+    ).all()
+    return (None if totals is None else tuple(totals)), {row.lexeme: int(row.df) for row in terms}
+
+
+def recounted(conn: Connection, namespace: str) -> tuple[Any, dict[str, int]]:
+    totals = conn.execute(
+        text(
+            "SELECT count(DISTINCT m.id), sum(coalesce(array_length(u.positions, 1), 1))"
+            " FROM memories m CROSS JOIN LATERAL unnest(m.content_tsv) u WHERE m.namespace = :ns"
+        ),
+        {"ns": namespace},
+    ).one()
+    terms = conn.execute(
+        text(
+            "SELECT u.lexeme, count(*) AS df FROM memories m CROSS JOIN LATERAL unnest(m.content_tsv) u"
+            " WHERE m.namespace = :ns GROUP BY u.lexeme"
+        ),
+        {"ns": namespace},
+    ).all()
+    return (None if totals[0] == 0 else tuple(totals)), {row.lexeme: int(row.df) for row in terms}
+
+
+def test_statistics_follow_every_write(sessions: Callable[[], Session], connection: Connection) -> None:
+    rng = random.Random(3)
+    store(sessions, corpus(rng, 120), "stats", session_id="keep")
+    old = datetime.now(UTC) - timedelta(days=30)
+    store(sessions, corpus(random.Random(4), 80), "stats", session_id="drop", at=old)
+    assert statistics(connection, "stats") == recounted(connection, "stats")
+
+    connection.execute(text("DELETE FROM memories WHERE namespace = 'stats' AND session_id = 'drop'"))
+    assert statistics(connection, "stats") == recounted(connection, "stats")
+    connection.execute(
+        text("UPDATE memories SET content = content || ' zeppelin' WHERE namespace = 'stats' AND id % 3 = 0")
+    )
+    connection.execute(
+        text("UPDATE memories SET namespace = 'moved' WHERE namespace = 'stats' AND id % 5 = 0")
+    )
+    assert statistics(connection, "stats") == recounted(connection, "stats")
+    assert statistics(connection, "moved") == recounted(connection, "moved")
+    # An update that touches neither content nor namespace (an embedding filled in) changes nothing.
+    before = statistics(connection, "stats")
+    connection.execute(text("UPDATE memories SET metadata = '{\"x\": 1}' WHERE namespace = 'stats'"))
+    assert statistics(connection, "stats") == before
+
+    connection.execute(text("DELETE FROM memories WHERE namespace IN ('stats', 'moved')"))
+    assert statistics(connection, "stats") == (None, {})
+    assert statistics(connection, "moved") == (None, {})
+
+
+def test_statistics_are_isolated_by_namespace(service: MemoryService) -> None:
+    service.remember("Zebulon keeps a secret aquarium", namespace="tenant-a")
+    service.remember("Nothing to see here", namespace="tenant-b")
+    if not service.unit.isolation().on:
+        pytest.skip("isolation is off for this login")
+    with service.unit("tenant-b") as store_b:
+        session = store_b.memories.session
+        seen = session.execute(text("SELECT namespace, lexeme FROM memory_term_stats")).all()
+        assert seen and {row.namespace for row in seen} == {"tenant-b"}
+        assert session.execute(text("SELECT count(*) FROM memory_text_stats")).scalar_one() == 1
+    found = service.recall("Zebulon aquarium", namespace="tenant-b", mode="text")
+    assert [m.content for m in found] == []
+
+
+def test_a_memory_is_found_by_text_the_moment_it_is_stored(service: MemoryService) -> None:
+    for i in range(30):
+        service.remember(f"weekly note {i} about the garden and the kitchen", namespace="fresh")
+    service.remember("Priya is building a Rust compiler for embedded targets", namespace="fresh")
+    found = service.recall("Rust compiler", namespace="fresh", mode="text", k=3)
+    assert found and found[0].content == "Priya is building a Rust compiler for embedded targets"
