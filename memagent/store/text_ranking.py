@@ -11,14 +11,16 @@ largest frequency and shortest memory stay as they were, which keeps them upper 
 Ranking. BM25 (k1 1.2, b 0.75) with IDF ln(1 + (N - df + 0.5) / (df + 0.5)) over the namespace's statistics
 (a session- or date-scoped recall ranks within its scope with the namespace's statistics, as a search engine
 ranks a filtered query with its index's). A query is the OR of its lexemes, and most of a large namespace
-matches its common words; scoring every match was what made text recall linear. MaxScore: each term's
-contribution is bounded by idf * BM25(largest frequency, shortest memory); terms are taken rarest (highest
-bound) first. Pass 1 scores the memories matching the first terms that together hold at least `depth`
-memories: the depth-th best score there, theta, is a lower bound of the final one. A memory matching none
-of the first j terms scores at most the sum of the other terms' bounds; the essential terms are the fewest
-whose rest sums below theta, and pass 2 scores every memory matching one of them. Nothing that could reach
-the top `depth` is skipped, so the result is the exact BM25 top `depth`. A candidate's term frequencies
-come from its tsvector filtered to the query's lexemes (setweight + ts_filter, a few microseconds).
+matches its common words; scoring every match was what made text recall linear. Instead (MaxScore-style
+bounds): a term adds at most idf * BM25(its largest frequency, its shortest memory) to a memory's score.
+Pass 1 finds a lower bound theta of the final depth-th best score by scoring the memories that hold the
+three rarest terms, then two of them, then any of the rarest terms holding depth memories, until depth are
+scored. A memory can reach theta only if the bounds of the query terms it holds sum to theta, so pass 2
+scores the memories that hold one of the minimal such sets of terms: an OR of ANDs, which the GIN index
+intersects (with more than 256 sets, the memories holding one of the fewest rarest terms whose remaining
+bounds sum below theta). Nothing that could reach the top `depth` is skipped, so the result is the exact
+BM25 top `depth` (a test compares it with scoring every memory). No memory is scored twice; a candidate's
+term frequencies come from its tsvector filtered to the query's lexemes (setweight + ts_filter).
 
 The function runs as its caller (row-level security applies). Revision 0011 runs UPGRADE; change the SQL
 only in a new revision.
@@ -126,8 +128,8 @@ CREATE TRIGGER memagent_text_stats_truncate AFTER TRUNCATE ON memories
     FOR EACH STATEMENT EXECUTE FUNCTION memagent_text_stats_truncate();
 """
 
-# The memories a candidate query scores: $1 namespace, $2 every query lexeme, $3 their IDFs, $4 avgdl,
-# $5 the tsquery of the terms whose memories are candidates, $6 session, $7 before, $8 depth.
+# The best `depth` memories of a candidate query: $1 namespace, $2 every query lexeme, $3 their IDFs, $4 avgdl,
+# $5 the tsquery of the candidates, $6 session, $7 before, $8 depth, $9 the tsquery of memories scored before.
 _SCORE = f"""
 SELECT array_agg(r.id ORDER BY r.score DESC, r.id), array_agg(r.score ORDER BY r.score DESC, r.id)
 FROM (
@@ -140,7 +142,7 @@ FROM (
         ) u
     ) AS score
     FROM memories m
-    WHERE m.namespace = $1 AND m.content_tsv @@ $5 %s
+    WHERE m.namespace = $1 AND m.content_tsv @@ $5 AND ($9 IS NULL OR NOT m.content_tsv @@ $9) %s
     ORDER BY score DESC, m.id
     LIMIT $8
 ) r
@@ -149,7 +151,7 @@ FROM (
 _FUNCTION = f"""
 CREATE FUNCTION memagent_text_ranking(
     p_namespace text, p_session text, p_before timestamptz, p_query text, p_depth integer
-) RETURNS TABLE (id bigint, score double precision) LANGUAGE plpgsql STABLE AS $fn$
+) RETURNS TABLE (id bigint, score double precision) LANGUAGE plpgsql STABLE ROWS 50 AS $fn$
 DECLARE
     n double precision;
     avgdl double precision;
@@ -160,6 +162,14 @@ DECLARE
     m integer;
     n_first integer := 0;
     n_last integer;
+    i integer;
+    j integer;
+    q tsquery;
+    done tsquery;
+    more_ids bigint[];
+    more_scores double precision[];
+    sets bigint;
+    suffix double precision[];
     held bigint := 0;
     theta double precision := 0;
     ids bigint[];
@@ -191,38 +201,95 @@ BEGIN
         CASE WHEN p_session IS NOT NULL THEN 'AND m.session_id = $6' ELSE '' END
         || CASE WHEN p_before IS NOT NULL THEN ' AND m.created_at < $7' ELSE '' END
     );
-    -- Pass 1: the rarest terms holding at least depth memories; their depth-th best score bounds theta.
-    LOOP
-        n_first := n_first + 1;
-        held := held + df[n_first];
-        EXIT WHEN held >= p_depth OR n_first = m;
-    END LOOP;
-    EXECUTE scoring INTO ids, scores
-        USING p_namespace, lex, idf, avgdl, memagent_any_lexeme(lex[1:n_first]),
-              p_session, p_before, p_depth;
+    -- Pass 1, a lower bound of the final depth-th best score (theta): the memories holding the three rarest
+    -- terms score high; too few of them, those holding two; still too few, those of the rarest terms that
+    -- hold depth memories. Each step scores only memories no earlier step has (done) and keeps the best.
+    IF m >= 3 THEN
+        q := memagent_any_lexeme(lex[1:1]) && memagent_any_lexeme(lex[2:2]) && memagent_any_lexeme(lex[3:3]);
+        EXECUTE scoring INTO ids, scores
+            USING p_namespace, lex, idf, avgdl, q, p_session, p_before, p_depth, done;
+        done := q;
+    END IF;
+    IF m >= 2 AND coalesce(array_length(ids, 1), 0) < p_depth THEN
+        q := (memagent_any_lexeme(lex[1:1]) && memagent_any_lexeme(lex[2:2]));
+        IF m >= 3 THEN
+            q := q || (memagent_any_lexeme(lex[1:1]) && memagent_any_lexeme(lex[3:3])) || (memagent_any_lexeme(lex[2:2]) && memagent_any_lexeme(lex[3:3]));
+        END IF;
+        EXECUTE scoring INTO more_ids, more_scores
+            USING p_namespace, lex, idf, avgdl, q, p_session, p_before, p_depth, done;
+        SELECT b.ids, b.scores INTO ids, scores FROM memagent_best(ids, scores, more_ids, more_scores, p_depth) b;
+        done := q;
+    END IF;
+    IF coalesce(array_length(ids, 1), 0) < p_depth THEN
+        LOOP
+            n_first := n_first + 1;
+            held := held + df[n_first];
+            EXIT WHEN held >= p_depth OR n_first = m;
+        END LOOP;
+        q := memagent_any_lexeme(lex[1:n_first]);
+        EXECUTE scoring INTO more_ids, more_scores
+            USING p_namespace, lex, idf, avgdl, q, p_session, p_before, p_depth, done;
+        SELECT b.ids, b.scores INTO ids, scores FROM memagent_best(ids, scores, more_ids, more_scores, p_depth) b;
+        IF n_first = m THEN
+            RETURN QUERY SELECT * FROM unnest(ids, scores);  -- every memory matching the query was scored
+            RETURN;
+        END IF;
+        done := CASE WHEN done IS NULL THEN q ELSE done || q END;
+    END IF;
     IF coalesce(array_length(ids, 1), 0) >= p_depth THEN
         theta := scores[p_depth];
     END IF;
-    -- Pass 2: the essential terms, the fewest such that a memory matching none of them scores below theta.
-    n_last := n_first;
-    WHILE n_last < m AND (SELECT sum(x) FROM unnest(ub[n_last + 1:m]) x) >= theta LOOP
-        n_last := n_last + 1;
+    -- Pass 2: a memory can reach theta only if the bounds of the query terms it holds sum to theta. The
+    -- candidates are the memories holding one of the minimal such sets of terms (an OR of ANDs, which the
+    -- GIN index intersects); with too many sets, those holding one of the fewest rarest terms whose rest
+    -- sums below theta.
+    suffix := array_fill(0::float8, ARRAY[m + 1]);
+    FOR i IN REVERSE m..1 LOOP
+        suffix[i] := suffix[i + 1] + ub[i];
     END LOOP;
-    IF n_last > n_first THEN
-        EXECUTE scoring INTO ids, scores
-            USING p_namespace, lex, idf, avgdl, memagent_any_lexeme(lex[1:n_last]),
-                  p_session, p_before, p_depth;
+    WITH RECURSIVE c(last, total, conj) AS (
+        SELECT g.t, ub[g.t], memagent_any_lexeme(lex[g.t:g.t]) FROM generate_series(1, m) AS g(t)
+        WHERE suffix[g.t] >= theta
+        UNION ALL
+        SELECT h.t, c.total + ub[h.t], c.conj && memagent_any_lexeme(lex[h.t:h.t])
+        FROM c CROSS JOIN LATERAL generate_series(c.last + 1, m) AS h(t)
+        WHERE c.total < theta AND c.total + suffix[h.t] >= theta
+    )
+    SELECT count(*), string_agg('(' || x.conj::text || ')', ' | ')::tsquery INTO sets, q
+    FROM (SELECT c.conj FROM c WHERE c.total >= theta LIMIT 257) x;
+    IF sets > 256 THEN
+        n_last := 0;
+        WHILE n_last < m AND suffix[n_last + 1] >= theta LOOP
+            n_last := n_last + 1;
+        END LOOP;
+        q := memagent_any_lexeme(lex[1:n_last]);
     END IF;
-    RETURN QUERY SELECT * FROM unnest(ids, scores);
+    EXECUTE scoring INTO more_ids, more_scores
+        USING p_namespace, lex, idf, avgdl, q, p_session, p_before, p_depth, done;
+    RETURN QUERY SELECT * FROM unnest(ids, scores) UNION ALL SELECT * FROM unnest(more_ids, more_scores)
+        ORDER BY 2 DESC, 1 LIMIT p_depth;
 END
 $fn$;
 """
 
-# A tsquery matching any of the lexemes, built without parsing them again (they are stemmed already).
+# A tsquery matching any of the lexemes, built without parsing them again (they are stemmed already); the
+# best `depth` of two ranked lists.
 _ANY_LEXEME = r"""
 CREATE FUNCTION memagent_any_lexeme(lexemes text[]) RETURNS tsquery LANGUAGE sql IMMUTABLE AS $fn$
     SELECT string_agg('''' || replace(replace(x, '\', '\\'), '''', '''''') || '''', ' | ')::tsquery
     FROM unnest(lexemes) x
+$fn$;
+CREATE FUNCTION memagent_best(
+    ids bigint[], scores double precision[], more_ids bigint[], more_scores double precision[], depth integer
+) RETURNS TABLE (ids bigint[], scores double precision[]) LANGUAGE sql IMMUTABLE AS $fn$
+    SELECT array_agg(b.id ORDER BY b.score DESC, b.id), array_agg(b.score ORDER BY b.score DESC, b.id)
+    FROM (
+        SELECT a.id, a.score FROM unnest(ids, scores) AS a(id, score)
+        UNION ALL
+        SELECT a.id, a.score FROM unnest(more_ids, more_scores) AS a(id, score)
+        ORDER BY 2 DESC, 1
+        LIMIT depth
+    ) b
 $fn$;
 """
 
@@ -244,7 +311,7 @@ DOWNGRADE = (
     " DROP TRIGGER memagent_text_stats_truncate ON memories",
     "DROP FUNCTION memagent_text_stats_insert(), memagent_text_stats_delete(), memagent_text_stats_update(),"
     " memagent_text_stats_truncate(), memagent_text_ranking(text, text, timestamptz, text, integer),"
-    " memagent_any_lexeme(text[])",
+    " memagent_any_lexeme(text[]), memagent_best(bigint[], double precision[], bigint[], double precision[], integer)",
     "DROP TABLE memory_text_stats, memory_term_stats",
     "ALTER TABLE memories DROP COLUMN content_len",
     "DROP FUNCTION memagent_tsvector_length(tsvector)",
