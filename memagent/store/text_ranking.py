@@ -128,8 +128,9 @@ CREATE TRIGGER memagent_text_stats_truncate AFTER TRUNCATE ON memories
     FOR EACH STATEMENT EXECUTE FUNCTION memagent_text_stats_truncate();
 """
 
-# The best `depth` memories of a candidate query: $1 namespace, $2 every query lexeme, $3 their IDFs, $4 avgdl,
-# $5 the tsquery of the candidates, $6 session, $7 before, $8 depth, $9 the tsquery of memories scored before.
+# The best `depth` memories of a candidate query: $1 namespace, $2 every query lexeme, $3 their IDFs,
+# $4 avgdl, $5 the tsquery of the candidates, $6 session, $7 before, $8 depth, $9 the tsquery of memories
+# scored before.
 _SCORE = f"""
 SELECT array_agg(r.id ORDER BY r.score DESC, r.id), array_agg(r.score ORDER BY r.score DESC, r.id)
 FROM (
@@ -165,6 +166,9 @@ DECLARE
     i integer;
     j integer;
     q tsquery;
+    t1 tsquery;
+    t2 tsquery;
+    t3 tsquery;
     done tsquery;
     more_ids bigint[];
     more_scores double precision[];
@@ -204,20 +208,24 @@ BEGIN
     -- Pass 1, a lower bound of the final depth-th best score (theta): the memories holding the three rarest
     -- terms score high; too few of them, those holding two; still too few, those of the rarest terms that
     -- hold depth memories. Each step scores only memories no earlier step has (done) and keeps the best.
+    t1 := memagent_any_lexeme(lex[1:1]);
+    t2 := memagent_any_lexeme(lex[2:2]);
+    t3 := memagent_any_lexeme(lex[3:3]);
     IF m >= 3 THEN
-        q := memagent_any_lexeme(lex[1:1]) && memagent_any_lexeme(lex[2:2]) && memagent_any_lexeme(lex[3:3]);
+        q := t1 && t2 && t3;
         EXECUTE scoring INTO ids, scores
             USING p_namespace, lex, idf, avgdl, q, p_session, p_before, p_depth, done;
         done := q;
     END IF;
     IF m >= 2 AND coalesce(array_length(ids, 1), 0) < p_depth THEN
-        q := (memagent_any_lexeme(lex[1:1]) && memagent_any_lexeme(lex[2:2]));
+        q := (t1 && t2);
         IF m >= 3 THEN
-            q := q || (memagent_any_lexeme(lex[1:1]) && memagent_any_lexeme(lex[3:3])) || (memagent_any_lexeme(lex[2:2]) && memagent_any_lexeme(lex[3:3]));
+            q := q || (t1 && t3) || (t2 && t3);
         END IF;
         EXECUTE scoring INTO more_ids, more_scores
             USING p_namespace, lex, idf, avgdl, q, p_session, p_before, p_depth, done;
-        SELECT b.ids, b.scores INTO ids, scores FROM memagent_best(ids, scores, more_ids, more_scores, p_depth) b;
+        SELECT b.ids, b.scores INTO ids, scores
+        FROM memagent_best(ids, scores, more_ids, more_scores, p_depth) b;
         done := q;
     END IF;
     IF coalesce(array_length(ids, 1), 0) < p_depth THEN
@@ -229,7 +237,8 @@ BEGIN
         q := memagent_any_lexeme(lex[1:n_first]);
         EXECUTE scoring INTO more_ids, more_scores
             USING p_namespace, lex, idf, avgdl, q, p_session, p_before, p_depth, done;
-        SELECT b.ids, b.scores INTO ids, scores FROM memagent_best(ids, scores, more_ids, more_scores, p_depth) b;
+        SELECT b.ids, b.scores INTO ids, scores
+        FROM memagent_best(ids, scores, more_ids, more_scores, p_depth) b;
         IF n_first = m THEN
             RETURN QUERY SELECT * FROM unnest(ids, scores);  -- every memory matching the query was scored
             RETURN;
@@ -311,7 +320,8 @@ DOWNGRADE = (
     " DROP TRIGGER memagent_text_stats_truncate ON memories",
     "DROP FUNCTION memagent_text_stats_insert(), memagent_text_stats_delete(), memagent_text_stats_update(),"
     " memagent_text_stats_truncate(), memagent_text_ranking(text, text, timestamptz, text, integer),"
-    " memagent_any_lexeme(text[]), memagent_best(bigint[], double precision[], bigint[], double precision[], integer)",
+    " memagent_any_lexeme(text[]),"
+    " memagent_best(bigint[], double precision[], bigint[], double precision[], integer)",
     "DROP TABLE memory_text_stats, memory_term_stats",
     "ALTER TABLE memories DROP COLUMN content_len",
     "DROP FUNCTION memagent_tsvector_length(tsvector)",
