@@ -23,30 +23,13 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scale import make_vectors, vec_text
-
-
-class GivenVector:
-    """An embedder that returns the query vector it was given: the embedding is not what is measured."""
-
-    provider = "openai"
-
-    def __init__(self, model: str, dim: int) -> None:
-        self.model, self.dim = model, dim
-        self.next: Any = None
-
-    def embed(self, texts: Sequence[str]) -> Any:
-        return np.asarray([self.next] * len(texts), dtype=np.float32)
-
-    def covered(self, text: str) -> int:
-        return len(text)
+from scale import GivenVector, make_vectors, vec_text
 
 
 def pct(values: list[float], q: float) -> float:
@@ -117,20 +100,30 @@ def run(args: argparse.Namespace) -> None:
         sent: list[str] = []
         in_driver: list[float] = []
         started: list[float] = []
-        event.listen(db.engine, "before_cursor_execute", lambda *a: (sent.append(a[2]), started.append(time.perf_counter())))
-        event.listen(db.engine, "after_cursor_execute", lambda *a: in_driver.append(time.perf_counter() - started[-1]))
+
+        def before(*event_args: Any) -> None:
+            sent.append(event_args[2])
+            started.append(time.perf_counter())
+
+        def after(*event_args: Any) -> None:
+            in_driver.append(time.perf_counter() - started[-1])
+
+        event.listen(db.engine, "before_cursor_execute", before)
+        event.listen(db.engine, "after_cursor_execute", after)
         for namespace in ("bulk", "scoped"):
             conn = psycopg2.connect(dsn.replace("postgres@", "postgres@", 1))
             cur = conn.cursor()
             cur.execute(
-                "SELECT set_config('hnsw.ef_search', %s, false), set_config('hnsw.iterative_scan', 'relaxed_order', false)",
+                "SELECT set_config('hnsw.ef_search', %s, false),"
+                " set_config('hnsw.iterative_scan', 'relaxed_order', false)",
                 (str(args.ef_search),),
             )
             bare, ours, driver = [], [], []
             for i, q in enumerate(queries):
                 t = time.perf_counter()
                 cur.execute(
-                    "SELECT id, content FROM memories WHERE namespace = %s ORDER BY embedding <=> %s::vector LIMIT %s",
+                    "SELECT id, content FROM memories WHERE namespace = %s"
+                    " ORDER BY embedding <=> %s::vector LIMIT %s",
                     (namespace, vec_text(q), args.k),
                 )
                 cur.fetchall()

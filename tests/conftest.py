@@ -205,6 +205,8 @@ def sent_statements(target: Engine | Connection) -> Iterator[list[tuple[str, Any
 def explain(conn: Connection, sent: list[tuple[str, Any]], *markers: str) -> str:
     """EXPLAIN on `conn` the last statement sent containing every marker, with the parameters it was sent."""
     statement, parameters = next(item for item in reversed(sent) if all(m in item[0] for m in markers))
+    # A one-round-trip unit of work sends its set_config first, in the same string (UnitOfWork.run).
+    statement = statement.rsplit(";\n", 1)[-1]
     return "\n".join(conn.exec_driver_sql("EXPLAIN " + statement, parameters).scalars())
 
 

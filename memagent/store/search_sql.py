@@ -103,9 +103,7 @@ RESULT_COLUMNS = (
 
 # The settings a recall statement runs under (LOCAL: they end with its transaction). Iterative scan keeps an
 # index scan going until enough rows pass the scope's filter (relaxed order: the final ORDER BY sorts them).
-SETTINGS = (
-    "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), set_config('hnsw.ef_search', :ef, true)"
-)
+SETTINGS = {"hnsw.iterative_scan": "relaxed_order"}
 
 _FINAL = """
 SELECT m.id, m.namespace, m.session_id, m.content, m.created_at, m.embedding_model, m.metadata,
@@ -116,7 +114,8 @@ ORDER BY ranked.score DESC, m.id
 LIMIT :k"""
 
 _VECTOR = """
-SELECT id, namespace, session_id, content, created_at, embedding_model, metadata, distance, 1 - distance AS score
+SELECT id, namespace, session_id, content, created_at, embedding_model, metadata, distance,
+       1 - distance AS score
 FROM (
     SELECT m.id, m.namespace, m.session_id, m.content, m.created_at, m.embedding_model, m.metadata,
            m.embedding <=> CAST(:qvec AS vector) AS distance
@@ -131,7 +130,8 @@ ORDER BY distance, id"""
 # What a recall statement checked against the embedding space adds: the space in force, read in the same
 # snapshot as the memories (one row even when nothing matched; none if the space was never claimed).
 _CHECKED = """
-SELECT found.*, space.model AS space_model, space.dimension AS space_dimension, space.index_kind AS space_index
+SELECT found.*,
+       space.model AS space_model, space.dimension AS space_dimension, space.index_kind AS space_index
 FROM embedding_space space
 LEFT JOIN ({statement}
 ) found ON true
@@ -157,16 +157,17 @@ def recall_sql(
             distance_filter="WHERE distance <= :max_distance" if max_distance else "",
         )
         order = "found.distance, found.id"
+    elif mode == "hybrid":
+        statement = hybrid_sql(scope, max_distance=max_distance, index=index, dim=dim)
+        order = "found.score DESC, found.id"
     else:
-        statement = (hybrid_sql if mode == "hybrid" else text_sql)(
-            scope, max_distance=max_distance, index=index, dim=dim
-        )
+        statement = text_sql(scope, max_distance=max_distance)
         order = "found.score DESC, found.id"
     return _CHECKED.format(statement=statement, order=order) if checked else statement
 
 
-def text_sql(scope: str, *, max_distance: bool, index: IndexKind | None = None, dim: int = 0) -> str:
-    """Top-k memories by BM25 (index and dim: unused, for the same signature as hybrid_sql)."""
+def text_sql(scope: str, *, max_distance: bool) -> str:
+    """Top-k memories by BM25."""
     ranking = _TEXT_RANKING.format(scope=scope, k1=K1, b=B)
     return f"WITH {ranking},\nranked AS (SELECT id, score FROM txt)" + _FINAL.format(
         distance_filter=_distance_filter(max_distance)
