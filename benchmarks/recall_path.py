@@ -12,7 +12,8 @@ excluded (memagent gets it from an embedder that returns it as given). Measured,
   need it to return k rows);
 - memagent: `MemoryService.recall(mode="vector")`, the real path: its units of work, row-level security,
   the embedding-space check, the catch-up check, the search, the records;
-- round trips: the statements memagent sends per recall (SQLAlchemy's cursor events).
+- round trips: the statements memagent sends per recall (SQLAlchemy's cursor events, and each
+  UnitOfWork.run: one round trip after the pool's ping); "in the driver" is their time.
 """
 
 from __future__ import annotations
@@ -110,6 +111,19 @@ def run(args: argparse.Namespace) -> None:
 
         event.listen(db.engine, "before_cursor_execute", before)
         event.listen(db.engine, "after_cursor_execute", after)
+        # A one-round-trip unit of work talks to the pool's connection directly: count it here (its time:
+        # checkout with the pool's ping, the round trip, the rows).
+        run = service.unit.run
+
+        def counted(namespace: str, sql: str, params: Any, settings: Any = ()) -> Any:
+            sent.append("[one round trip] " + sql)
+            t = time.perf_counter()
+            try:
+                return run(namespace, sql, params, settings)
+            finally:
+                in_driver.append(time.perf_counter() - t)
+
+        service.unit.run = counted  # type: ignore[method-assign]
         for namespace in ("bulk", "scoped"):
             conn = psycopg2.connect(dsn.replace("postgres@", "postgres@", 1))
             cur = conn.cursor()

@@ -127,23 +127,37 @@ class UnitOfWork:
         values = dict(params)
         if isinstance(bind, Connection):
             with self(namespace) as store:
-                connection = store._session.connection()
+                joined = store._session.connection()
                 if settings:
                     prefix = settings_sql(len(settings), False, False)
-                    connection.exec_driver_sql(prefix, settings_values(settings, ""))
-                return list(connection.exec_driver_sql(driver_sql(sql), values).all())
+                    joined.exec_driver_sql(prefix, settings_values(settings, ""))
+                return list(joined.exec_driver_sql(driver_sql(sql), values).all())
         values |= settings_values(settings, namespace)
         isolate = self.isolation().on
         statement = settings_sql(len(settings), True, isolate) + driver_sql(sql)
         for attempt in (1, 2):
             with translate_errors():
+                # The pool's connection itself (checked before use): SQLAlchemy's isolation-level switch
+                # and reset would cost more than the statement's round trip.
+                pooled = bind.raw_connection()
                 try:
-                    with bind.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-                        return list(connection.exec_driver_sql(statement, values).all())
-                except Exception as exc:  # a dropped connection: the pool has discarded it; once more
-                    dropped = getattr(exc, "connection_invalidated", False)
-                    if attempt == 2 or not (dropped or unreachable(getattr(exc, "orig", exc))):
-                        raise
+                    connection: Any = pooled.driver_connection
+                    connection.autocommit = True  # psycopg2: client-side; no BEGIN, no COMMIT
+                    try:
+                        with connection.cursor() as cursor:
+                            cursor.execute(statement, values)
+                            return list(cursor.fetchall())
+                    finally:
+                        if not connection.closed:
+                            connection.autocommit = False
+                except Exception as exc:
+                    if unreachable(exc):  # dropped: discard this connection and send it once more
+                        pooled.invalidate()
+                        if attempt == 1:
+                            continue
+                    raise
+                finally:
+                    pooled.close()
         raise AssertionError("unreachable")
 
     def _bound(self) -> Engine | Connection:
