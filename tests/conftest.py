@@ -202,9 +202,30 @@ def sent_statements(target: Engine | Connection) -> Iterator[list[tuple[str, Any
         event.remove(target, "before_cursor_execute", grab)
 
 
+@contextmanager
+def sent_by_unit(service: MemoryService) -> Iterator[list[tuple[str, Any]]]:
+    """The statements (as sent: psycopg2's SQL, parameters) a service's one-round-trip units of work send."""
+    from memagent.store.search import driver_sql
+
+    sent: list[tuple[str, Any]] = []
+    run = service.unit.run
+
+    def recording(namespace: str, sql: str, params: Any, settings: Any = ()) -> list[Any]:
+        sent.append((driver_sql(sql), dict(params)))
+        return run(namespace, sql, params, settings)
+
+    service.unit.run = recording  # type: ignore[method-assign]
+    try:
+        yield sent
+    finally:
+        del service.unit.run
+
+
 def explain(conn: Connection, sent: list[tuple[str, Any]], *markers: str) -> str:
     """EXPLAIN on `conn` the last statement sent containing every marker, with the parameters it was sent."""
     statement, parameters = next(item for item in reversed(sent) if all(m in item[0] for m in markers))
+    # A one-round-trip unit of work sends its set_config first, in the same string (UnitOfWork.run).
+    statement = statement.rsplit(";\n", 1)[-1]
     return "\n".join(conn.exec_driver_sql("EXPLAIN " + statement, parameters).scalars())
 
 

@@ -20,7 +20,7 @@ from memagent.store.database import Database
 from memagent.store.embedded import EmbeddedPostgres
 from memagent.usecases.maintenance import IndexMaintenance
 from memagent.usecases.service import MemoryService
-from tests.conftest import DIM, explain, fake_embedder, make_database, provider_env, sent_statements
+from tests.conftest import DIM, explain, fake_embedder, make_database, provider_env, sent_by_unit
 from tests.fake_openai import FakeOpenAI
 
 TOPICS = ["rust compilers", "alpine hiking", "sourdough baking", "jazz piano", "tide pools", "chess openings"]
@@ -81,13 +81,13 @@ def test_halfvec_index_serves_recall_with_the_same_answers(db: Database, memory:
     assert vector_hits[0].score == pytest.approx(exact_score, abs=1e-5)
 
     # The planner picks the halfvec index for the statements recall really sends.
-    with sent_statements(db.engine) as sent:
+    with sent_by_unit(memory) as sent:
         memory.recall("jazz piano", k=5, mode="vector")
         memory.recall("jazz piano", k=5, mode="hybrid")
     with db.engine.connect() as conn:
         conn.execute(text("SET enable_seqscan = off"))
         conn.execute(text("SET enable_sort = off"))
-        assert hnsw.INDEX_NAME in explain(conn, sent, "<=>", "ORDER BY anon_1.distance")
+        assert hnsw.INDEX_NAME in explain(conn, sent, "<=>", "ORDER BY distance, id")
         assert hnsw.INDEX_NAME in explain(conn, sent, "<=>", "FULL OUTER JOIN")
 
     IndexMaintenance(memory).rebuild("vector")

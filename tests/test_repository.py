@@ -168,7 +168,7 @@ def test_scoped_recall_returns_k_rows_through_the_hnsw_index(
     assert len(found) == k and len(hybrid) == k
     assert all(m.namespace == "scoped" for m in found)
     # The statements the repository really sent are served by the HNSW index.
-    assert hnsw.INDEX_NAME in explain(connection, sent, "<=>", "ORDER BY anon_1.distance")
+    assert hnsw.INDEX_NAME in explain(connection, sent, "<=>", "ORDER BY distance, id")
     assert hnsw.INDEX_NAME in explain(connection, sent, "<=>", "FULL OUTER JOIN")
     scoped_ids = np.arange(0, total, 100)
     exact = scoped_ids[np.argsort(1 - vectors[scoped_ids] @ query)[:k]]

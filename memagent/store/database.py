@@ -195,7 +195,7 @@ class translate_errors:
         if exc is None:
             return
         if isinstance(exc, psycopg2.Error):  # raised by the driver directly (COPY goes around SQLAlchemy)
-            kind = DatabaseUnavailableError if _unreachable(exc) else DatabaseError
+            kind = DatabaseUnavailableError if unreachable(exc) else DatabaseError
             raise kind(f"database error: {redact(first_line(exc))}") from None
         if not isinstance(exc, DBAPIError):
             return
@@ -206,12 +206,12 @@ class translate_errors:
             # rejected login or a wrong database name is an answer that retrying will not change.
             kind = DatabaseError if _is_refusal(first) else DatabaseUnavailableError
             raise kind(f"cannot connect to PostgreSQL at {where}: {first}") from None
-        if exc.connection_invalidated or _unreachable(exc.orig):
+        if exc.connection_invalidated or unreachable(exc.orig):
             raise DatabaseUnavailableError(f"database error: {first}") from None
         raise DatabaseError(f"database error: {first}") from None
 
 
-def _unreachable(error: Any) -> bool:
+def unreachable(error: Any) -> bool:
     """A connection-level failure (no SQLSTATE, class 08, or the server shutting down), not an answer."""
     import psycopg2
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,7 +14,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from memagent.records import MemoryRecord
-from memagent.store.models import MemoryRow
+from memagent.store.models import MemoryRow, vector_text
 from memagent.store.scope import RECORD_COLUMNS, Scope, to_record
 from memagent.store.search import SearchQueries
 
@@ -41,6 +42,47 @@ _INSERT_SKIPPING = (
     .on_conflict_do_nothing(constraint="uq_memories_namespace_content_hash")
     .returning(MemoryRow.id, MemoryRow.namespace, MemoryRow.content_hash)
 )
+
+
+# Store one memory in one statement, guarded by the embedding space: nothing is written unless the database
+# holds this model and dimension. Returns (id, created): the new row, or the one already holding this content
+# in the namespace; no row at all when the space differs (or was never claimed), or when an identical memory
+# committed after the statement's snapshot was taken (a race): the caller then takes the full path.
+_ADD_ONE_GUARDED = """
+WITH space AS (
+    SELECT 1 FROM embedding_space WHERE model = :space_model AND dimension = :space_dim
+),
+added AS (
+    INSERT INTO memories (namespace, session_id, content, embedding, embedding_model, content_hash, metadata,
+                          created_at)
+    SELECT :namespace, :session_id, :content, CAST(:embedding AS vector), :embedding_model, :content_hash,
+           CAST(:metadata AS jsonb), :created_at
+    WHERE EXISTS (SELECT 1 FROM space)
+    ON CONFLICT ON CONSTRAINT uq_memories_namespace_content_hash DO NOTHING
+    RETURNING id
+)
+SELECT id, true FROM added
+UNION ALL
+SELECT m.id, false FROM memories m
+WHERE EXISTS (SELECT 1 FROM space) AND NOT EXISTS (SELECT 1 FROM added)
+  AND m.namespace = :namespace AND m.content_hash = :content_hash"""
+
+
+def add_one_guarded(memory: NewMemory, dimension: int) -> tuple[str, dict[str, Any]]:
+    """The statement that stores one memory if the database holds its model at `dimension` (text() SQL,
+    parameters): its one row is (id, created); no row means: take the full path (see _ADD_ONE_GUARDED)."""
+    return _ADD_ONE_GUARDED, {
+        "space_model": memory.embedding_model,
+        "space_dim": dimension,
+        "namespace": memory.namespace,
+        "session_id": memory.session_id,
+        "content": memory.content,
+        "embedding": None if memory.embedding is None else vector_text(memory.embedding),
+        "embedding_model": memory.embedding_model,
+        "content_hash": content_hash(memory.content),
+        "metadata": json.dumps(memory.metadata, ensure_ascii=False),
+        "created_at": memory.created_at or datetime.now(UTC),
+    }
 
 
 class MemoryRepository(SearchQueries):

@@ -1,22 +1,101 @@
-"""Recall's queries: the vector ranking (the shape the HNSW index serves), BM25 text and hybrid fusion."""
+"""Recall's queries: the vector ranking (the shape the HNSW index serves), BM25 text and hybrid fusion.
+
+A recall is one RecallStatement (SQL from memagent.store.search_sql, its parameters, the settings it runs
+under, and how its rows become results), run by either executor: SearchQueries.search inside a unit of
+work's session, or UnitOfWork.run in one round trip (MemoryService.recall's path).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any, Literal
 
-from sqlalchemy import Select, bindparam, select, text
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from memagent.records import RecalledMemory
-from memagent.store import hnsw, search_sql
+from memagent.store import search_sql
 from memagent.store.hnsw import IndexKind
-from memagent.store.models import Float32Vector, MemoryRow, vector_text
-from memagent.store.scope import RECORD_COLUMNS, Scope, to_recalled
+from memagent.store.models import vector_text
+from memagent.store.roles import APP_ROLE
+from memagent.store.scope import Scope
 
 SearchMode = Literal["vector", "text", "hybrid"]
+# The embedding space a checked statement read with its rows: (model, dimension, index kind).
+SpaceRow = tuple[str, int, IndexKind]
+
+
+@dataclass(frozen=True)
+class RecallStatement:
+    """One recall as SQL: the statement (text() SQL), its parameters, the LOCAL settings it needs, and how its
+    rows become results (positions: search_sql.RESULT_COLUMNS, then the space's columns when checked)."""
+
+    sql: str
+    params: dict[str, Any]
+    settings: tuple[tuple[str, str], ...]
+    mode: SearchMode
+    k: int
+    recency_half_life: timedelta | None = None
+
+    def results(self, rows: Iterable[Sequence[Any]]) -> list[RecalledMemory]:
+        """The recalled memories, best first (re-ranked by recency when a half-life is set)."""
+        found = [_recalled(row) for row in rows if row[0] is not None]
+        if self.recency_half_life is not None:
+            found = _by_recency(found, self.recency_half_life, self.mode)[: self.k]
+        return found
+
+    @staticmethod
+    def space(rows: Sequence[Sequence[Any]]) -> SpaceRow | None:
+        """The embedding space a checked statement read in the same snapshot (None: never claimed)."""
+        if not rows:
+            return None
+        row = rows[0]
+        return str(row[-3]), int(row[-2]), "halfvec" if row[-1] == "halfvec" else "vector"
+
+
+def recall_statement(
+    query_embedding: Sequence[float] | Any,
+    *,
+    scope: Scope,
+    k: int,
+    max_distance: float | None = None,
+    ef_search: int = 100,
+    mode: SearchMode = "vector",
+    query_text: str | None = None,
+    depth: int = 50,
+    text_weight: float = 1.0,
+    recency_half_life: timedelta | None = None,
+    index: IndexKind | None = "vector",
+    checked: bool = False,
+) -> RecallStatement:
+    """The statement of one recall (see SearchQueries.search for what each mode does).
+
+    checked: the embedding space's model, dimension and index kind come back with the rows (one row with
+    NULL memory columns when nothing matched, none when no space was ever claimed).
+    """
+    if mode != "vector" and query_text is None:
+        raise ValueError(f"{mode} search needs the query text")
+    depth = max(depth, k)
+    fetch = depth if recency_half_life is not None else k
+    condition, params = scope.sql()
+    dim = 0 if query_embedding is None else len(query_embedding)
+    sql = search_sql.recall_sql(
+        mode, condition, max_distance=max_distance is not None, index=index, dim=dim, checked=checked
+    )
+    params |= search_sql.text_params(scope.namespace, scope.session_id, scope.before)
+    params |= search_sql.fusion_params(w_text=text_weight) | {
+        "qtext": query_text,
+        "qvec": None if query_embedding is None else vector_text(query_embedding),
+        "k": fetch,
+        "depth": depth,
+        "max_distance": max_distance,
+    }
+    ef = str(max(ef_search, depth if mode == "hybrid" else fetch))
+    settings = (*search_sql.SETTINGS.items(), ("hnsw.ef_search", ef))
+    return RecallStatement(sql, params, settings, mode, k, recency_half_life)
 
 
 class SearchQueries:
@@ -53,98 +132,71 @@ class SearchQueries:
         index: the kind of HNSW index in place (memagent.store.hnsw); the vector ranking orders by the
         expression it is built on, and reports full-precision distances either way.
         """
-        depth = max(depth, k)
-        fetch = depth if recency_half_life is not None else k
-        self.session.execute(
-            text(
-                "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true),"
-                " set_config('hnsw.ef_search', :ef, true)"
-            ),
-            {"ef": str(max(ef_search, depth if mode == "hybrid" else fetch))},
+        statement = recall_statement(
+            query_embedding,
+            scope=scope,
+            k=k,
+            max_distance=max_distance,
+            ef_search=ef_search,
+            mode=mode,
+            query_text=query_text,
+            depth=depth,
+            text_weight=text_weight,
+            recency_half_life=recency_half_life,
+            index=index,
         )
-        if mode == "vector":
-            found = _vector(self.session, query_embedding, scope, fetch, max_distance, index)
-        elif query_text is None:
-            raise ValueError(f"{mode} search needs the query text")
-        else:
-            found = _ranked(
-                self.session,
-                query_embedding,
-                query_text,
-                scope,
-                fetch,
-                max_distance,
-                mode,
-                depth,
-                text_weight,
-                index,
-            )
-        if recency_half_life is not None:
-            found = _by_recency(found, recency_half_life, mode)[:k]
-        return found
+        return statement.results(execute(self.session, statement))
 
 
-def _vector(
-    session: Session,
-    query_embedding: Sequence[float] | Any,
-    scope: Scope,
-    k: int,
-    max_distance: float | None,
-    index: IndexKind | None,
-) -> list[RecalledMemory]:
-    # One parameter, sent once, for both the reported distance and the index's ordering key.
-    query = bindparam("query", query_embedding, type_=Float32Vector())
-    distance = MemoryRow.embedding.cosine_distance(query).label("distance")
-    key = (
-        distance
-        if index != "halfvec"
-        else hnsw.order_key(MemoryRow.embedding, query, index, len(query_embedding))
+def execute(session: Session, statement: RecallStatement) -> list[Any]:
+    """Run a recall statement in the session's transaction (its settings LOCAL to it); returns the rows."""
+    connection = session.connection()
+    prefix = settings_sql(len(statement.settings), False, False)
+    connection.exec_driver_sql(prefix, settings_values(statement.settings, ""))
+    return list(connection.exec_driver_sql(driver_sql(statement.sql), statement.params).all())
+
+
+@lru_cache(maxsize=256)
+def driver_sql(sql: str) -> str:
+    """text() SQL (:name parameters) as psycopg2 takes it (%(name)s), compiled once per statement."""
+    from sqlalchemy.dialects.postgresql import psycopg2
+
+    return str(text(sql).compile(dialect=psycopg2.dialect()))  # type: ignore[no-untyped-call]
+
+
+def settings_values(settings: Sequence[tuple[str, str]], namespace: str) -> dict[str, str]:
+    """The parameters of settings_sql."""
+    values = {"memagent_ns": namespace, "memagent_role": APP_ROLE}
+    for i, (name, value) in enumerate(settings):
+        values |= {f"memagent_s{i}": name, f"memagent_v{i}": value}
+    return values
+
+
+@lru_cache(maxsize=16)
+def settings_sql(count: int, namespace: bool, role: bool) -> str:
+    """One SELECT of set_config, LOCAL: the namespace, the role and `count` settings; ending in ";\n" (the
+    statement follows)."""
+    calls = ["set_config('memagent.namespace', %(memagent_ns)s, true)"] if namespace else []
+    if role:
+        calls.append("set_config('role', %(memagent_role)s, true)")
+    calls += [f"set_config(%(memagent_s{i})s, %(memagent_v{i})s, true)" for i in range(count)]
+    return "SELECT " + ", ".join(calls) + ";\n" if calls else ""
+
+
+def _recalled(row: Sequence[Any]) -> RecalledMemory:
+    # Positions as in search_sql.RESULT_COLUMNS.
+    distance = row[7]
+    return RecalledMemory(
+        id=row[0],
+        namespace=row[1],
+        session_id=row[2],
+        content=row[3],
+        created_at=row[4],
+        embedding_model=row[5],
+        metadata=dict(row[6] or {}),
+        distance=None if distance is None else float(distance),
+        score=float(row[8]),
     )
-    inner = (
-        select(*RECORD_COLUMNS, distance)
-        .where(scope.where(), MemoryRow.embedding.is_not(None))
-        .order_by(key)
-        .limit(k)
-        .subquery()
-    )
-    stmt: Select[Any] = select(inner)
-    if max_distance is not None:
-        stmt = stmt.where(inner.c.distance <= max_distance)
-    # relaxed_order may return rows slightly out of order: sort the k rows exactly.
-    stmt = stmt.order_by(inner.c.distance, inner.c.id)
-    rows = session.execute(stmt).all()
-    return [to_recalled(row, score=1.0 - float(row.distance)) for row in rows]
-
-
-def _ranked(
-    session: Session,
-    query_embedding: Sequence[float] | Any,
-    query_text: str,
-    scope: Scope,
-    k: int,
-    max_distance: float | None,
-    mode: SearchMode,
-    depth: int,
-    text_weight: float,
-    index: IndexKind | None,
-) -> list[RecalledMemory]:
-    condition, params = scope.sql()
-    if mode == "hybrid":
-        sql = search_sql.hybrid_sql(
-            condition, max_distance=max_distance is not None, index=index, dim=len(query_embedding)
-        )
-    else:
-        sql = search_sql.text_sql(condition, max_distance=max_distance is not None)
-    params |= search_sql.text_params(scope.namespace, scope.session_id, scope.before)
-    params |= search_sql.fusion_params(w_text=text_weight) | {
-        "qtext": query_text,
-        "qvec": None if query_embedding is None else vector_text(query_embedding),
-        "k": k,
-        "depth": depth,
-        "max_distance": max_distance,
-    }
-    rows = session.execute(text(sql), params).all()
-    return [to_recalled(row, score=float(row.score)) for row in rows]
 
 
 def _by_recency(found: list[RecalledMemory], half_life: timedelta, mode: SearchMode) -> list[RecalledMemory]:

@@ -12,6 +12,7 @@ score = w_v / (c + rank_vector) + w_t / (c + rank_text).
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from memagent.store import hnsw
@@ -44,6 +45,23 @@ vec AS (
     ) nearest
 )"""
 
+# Every recall statement returns these columns, in this order (memagent.store.search reads them by position).
+RESULT_COLUMNS = (
+    "id",
+    "namespace",
+    "session_id",
+    "content",
+    "created_at",
+    "embedding_model",
+    "metadata",
+    "distance",
+    "score",
+)
+
+# The settings a recall statement runs under (LOCAL: they end with its transaction). Iterative scan keeps an
+# index scan going until enough rows pass the scope's filter (relaxed order: the final ORDER BY sorts them).
+SETTINGS = {"hnsw.iterative_scan": "relaxed_order"}
+
 _FINAL = """
 SELECT m.id, m.namespace, m.session_id, m.content, m.created_at, m.embedding_model, m.metadata,
        m.embedding <=> CAST(:qvec AS vector) AS distance, ranked.score
@@ -51,6 +69,58 @@ FROM ranked JOIN memories m ON m.id = ranked.id
 {distance_filter}
 ORDER BY ranked.score DESC, m.id
 LIMIT :k"""
+
+_VECTOR = """
+SELECT id, namespace, session_id, content, created_at, embedding_model, metadata, distance,
+       1 - distance AS score
+FROM (
+    SELECT m.id, m.namespace, m.session_id, m.content, m.created_at, m.embedding_model, m.metadata,
+           m.embedding <=> CAST(:qvec AS vector) AS distance
+    FROM memories m
+    WHERE {scope} AND m.embedding IS NOT NULL
+    ORDER BY {key} <=> {query}
+    LIMIT :k
+) nearest
+{distance_filter}
+ORDER BY distance, id"""
+
+# What a recall statement checked against the embedding space adds: the space in force, read in the same
+# snapshot as the memories (one row even when nothing matched; none if the space was never claimed).
+_CHECKED = """
+SELECT found.*,
+       space.model AS space_model, space.dimension AS space_dimension, space.index_kind AS space_index
+FROM embedding_space space
+LEFT JOIN ({statement}
+) found ON true
+ORDER BY {order}"""
+
+
+@lru_cache(maxsize=64)
+def recall_sql(
+    mode: str, scope: str, *, max_distance: bool, index: IndexKind | None, dim: int, checked: bool
+) -> str:
+    """The one statement of a recall (without SETTINGS): RESULT_COLUMNS, best first.
+
+    vector: the k nearest in scope, as the HNSW index serves them (`ORDER BY key <=> query LIMIT k` on the
+    expression the index is built on: memagent.store.hnsw), sorted exactly (the iterative scan's relaxed
+    order may be slightly off); score = 1 - cosine distance. text: BM25; hybrid: both fused.
+    checked: the embedding space's model, dimension and index kind follow as three more columns.
+    """
+    if mode == "vector":
+        statement = _VECTOR.format(
+            scope=scope,
+            key=hnsw.key_expression(index, dim, "m.embedding"),
+            query=hnsw.query_expression(index, dim),
+            distance_filter="WHERE distance <= :max_distance" if max_distance else "",
+        )
+        order = "found.distance, found.id"
+    elif mode == "hybrid":
+        statement = hybrid_sql(scope, max_distance=max_distance, index=index, dim=dim)
+        order = "found.score DESC, found.id"
+    else:
+        statement = text_sql(scope, max_distance=max_distance)
+        order = "found.score DESC, found.id"
+    return _CHECKED.format(statement=statement, order=order) if checked else statement
 
 
 def text_sql(scope: str, *, max_distance: bool) -> str:

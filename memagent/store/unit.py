@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import cached_property
+from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.orm import Session
 
 from memagent.store.bulk import BulkRepository
-from memagent.store.database import translate_errors
+from memagent.store.database import translate_errors, unreachable
 from memagent.store.hnsw import IndexRepository
 from memagent.store.memories import MemoryRepository
 from memagent.store.roles import APP_ROLE, Isolation, isolation
+from memagent.store.search import driver_sql, settings_sql, settings_values
 from memagent.store.server import ServerFacts, facts
 from memagent.store.space import SpaceRepository
 from memagent.store.staging import StagingRepository
@@ -65,6 +67,7 @@ class UnitOfWork:
     def __init__(self, sessions: Callable[[], Session]) -> None:
         self._sessions = sessions
         self._isolation: Isolation | None = None  # whether this login can run as memagent_app (once known)
+        self._bind: Engine | Connection | None = None  # what the sessions are bound to (once known)
 
     @contextmanager
     def __call__(self, namespace: str | None = None, *, admin: bool = False) -> Iterator[Store]:
@@ -103,3 +106,65 @@ class UnitOfWork:
             ),
             {"ns": namespace if namespace is not None else "", "role": APP_ROLE},
         )
+
+    def run(
+        self,
+        namespace: str,
+        sql: str,
+        params: Mapping[str, Any],
+        settings: Sequence[tuple[str, str]] = (),
+    ) -> list[Any]:
+        """One statement (text() SQL, :name parameters) as a unit of work of its own; returns its rows.
+
+        The same guarantees as a `with unit(namespace)` block: row-level security as memagent_app with the
+        namespace set, `settings` LOCAL to it, committed on success. Over an engine it is one round trip:
+        set_config and the statement in one query string on a connection in autocommit, which PostgreSQL
+        runs as one implicit transaction (so the LOCAL settings and the role end with it). A connection
+        found dropped is replaced and the statement sent once more. Joined to a caller's transaction
+        (tests), the same statements run inside it, as a `with` block does.
+        """
+        bind = self._bound()
+        values = dict(params)
+        if isinstance(bind, Connection):
+            with self(namespace) as store:
+                joined = store._session.connection()
+                if settings:
+                    prefix = settings_sql(len(settings), False, False)
+                    joined.exec_driver_sql(prefix, settings_values(settings, ""))
+                return list(joined.exec_driver_sql(driver_sql(sql), values).all())
+        values |= settings_values(settings, namespace)
+        isolate = self.isolation().on
+        statement = settings_sql(len(settings), True, isolate) + driver_sql(sql)
+        for attempt in (1, 2):
+            with translate_errors():
+                # The pool's connection itself (checked before use): SQLAlchemy's isolation-level switch
+                # and reset would cost more than the statement's round trip.
+                pooled = bind.raw_connection()
+                try:
+                    connection: Any = pooled.driver_connection
+                    connection.autocommit = True  # psycopg2: client-side; no BEGIN, no COMMIT
+                    try:
+                        with connection.cursor() as cursor:
+                            cursor.execute(statement, values)
+                            return list(cursor.fetchall())
+                    finally:
+                        if not connection.closed:
+                            connection.autocommit = False
+                except Exception as exc:
+                    if unreachable(exc):  # dropped: discard this connection and send it once more
+                        pooled.invalidate()
+                        if attempt == 1:
+                            continue
+                    raise
+                finally:
+                    pooled.close()
+        raise AssertionError("unreachable")
+
+    def _bound(self) -> Engine | Connection:
+        if self._bind is None:
+            session = self._sessions()
+            bind = session.get_bind()
+            session.close()
+            assert isinstance(bind, Engine | Connection)
+            self._bind = bind
+        return self._bind

@@ -3,27 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from memagent.config import Settings
-from memagent.errors import EmbeddingMismatchError, InputError, ProviderError
+from memagent.errors import InputError, ProviderError
 from memagent.providers.embeddings import Embedder
 from memagent.records import MemoryRecord, RecallResult, RememberResult
 from memagent.store.memories import NewMemory
 from memagent.store.scope import Scope
 from memagent.store.search import SearchMode
-from memagent.store.unit import Store, UnitOfWork
-from memagent.usecases.embedding_space import check_space
+from memagent.store.unit import UnitOfWork
+from memagent.usecases.checked import SpaceChecked
+from memagent.usecases.known_space import KnownSpace
 from memagent.validation import ALL_NAMESPACES, clean_date, clean_metadata, clean_name, clean_text
 
 # Memories embedded per batch by backfill, and at most per automatic catch-up after a successful call.
 BACKFILL_BATCH = 64
 
 
-class MemoryService:
+class MemoryService(SpaceChecked):
     """Long-term memory over one database and one embedder; each call is one transaction.
 
     Results carry everything a caller needs to know about the call (why recall degraded, why a memory's
@@ -45,6 +46,7 @@ class MemoryService:
         self._rechoose = rechoose
         self.embedder = embedder
         self.settings = settings
+        self.known = KnownSpace()
 
     def _scope(self, namespace: str | None, session_id: str | None, before: datetime | None = None) -> Scope:
         return Scope(
@@ -55,17 +57,10 @@ class MemoryService:
             before=clean_date(before, "before date") if before is not None else None,
         )
 
-    def check_embedding_space(self, store: Store, *, claim: bool) -> bool:
-        """Refuse a model the database was not built for; returns False if nothing was ever stored."""
-        try:
-            return check_space(store, self.embedder, claim=claim)
-        except EmbeddingMismatchError:
-            space = store.space.get()
-            other = self._rechoose(space) if self._rechoose is not None and space is not None else None
-            if other is None or (other.model, other.dim) != space:
-                raise
-            self.embedder = other  # the database moved to another model (a reembed elsewhere): follow it
-            return True
+    def _catch_up(self) -> None:
+        """After a call that reached the provider: embed memories left pending, now and then (KnownSpace)."""
+        if self.known.catch_up_due() and self.backfill(limit=BACKFILL_BATCH, quiet=True) >= BACKFILL_BATCH:
+            self.known.catch_up_soon()  # more wait: go on at the next call
 
     # -- verbs -----------------------------------------------------------------------------------------
 
@@ -99,34 +94,26 @@ class MemoryService:
         meta = clean_metadata(metadata)
         if created_at is not None:
             created_at = clean_date(created_at, "created_at")  # a naive date means the caller's local time
-        with self.unit() as store:  # fail fast on a model mismatch, before any embedding work
-            self.check_embedding_space(store, claim=False)
-        vectors: Any
-        pending_reason: str | None = None
-        try:
-            vectors = self.embedder.embed(contents)
-        except ProviderError as exc:
-            # Nothing is lost: store the text now, embed it later (backfill).
-            pending_reason = exc.message
-            vectors = [None] * len(contents)
-        with self.unit(scope.namespace) as store:
-            self.check_embedding_space(store, claim=True)
-            stored = store.memories.add_many(
-                [
-                    NewMemory(
-                        namespace=scope.namespace,
-                        session_id=scope.session_id,
-                        content=content,
-                        embedding=vector,
-                        embedding_model=self.embedder.model,
-                        metadata=meta,
-                        created_at=created_at,
-                    )
-                    for content, vector in zip(contents, vectors, strict=True)
-                ]
-            )
+        known = self.known.get(self.embedder) is not None
+        embedder = self.embedder
+        if not known:  # fail fast on a model mismatch, before any embedding work
+            with self.unit() as store:
+                self.check_embedding_space(store, claim=False)
+        memories, pending_reason = self._embedded(contents, scope, meta, created_at)
+        stored = self._store_one(memories[0]) if known and len(memories) == 1 else None
+        if stored is None:
+            if known:  # the space may have changed since it was verified: check before writing
+                with self.unit() as store:
+                    self.check_embedding_space(store, claim=False)
+                if self.embedder is not embedder:  # following the database to another model
+                    memories, pending_reason = self._embedded(contents, scope, meta, created_at)
+            with self.unit(scope.namespace) as store:
+                self.check_embedding_space(store, claim=True)
+                stored = store.memories.add_many(memories)
         if pending_reason is None:
-            self.backfill(limit=BACKFILL_BATCH, quiet=True)  # the provider answers: catch up on old ones
+            self._catch_up()  # the provider answers: catch up on old ones
+        else:
+            self.known.catch_up_soon()
         covered = [self.embedder.covered(content) for content in contents]
         return [
             RememberResult(
@@ -139,6 +126,32 @@ class MemoryService:
             )
             for (new_id, created), content, reads in zip(stored, contents, covered, strict=True)
         ]
+
+    def _embedded(
+        self, contents: list[str], scope: Scope, meta: dict[str, Any], created_at: datetime | None
+    ) -> tuple[list[NewMemory], str | None]:
+        """The memories to store, embedded; when the provider fails, pending, with its reason."""
+        vectors: Any
+        pending_reason: str | None = None
+        try:
+            vectors = self.embedder.embed(contents)
+        except ProviderError as exc:
+            # Nothing is lost: store the text now, embed it later (backfill).
+            pending_reason = exc.message
+            vectors = [None] * len(contents)
+        assert scope.session_id is not None
+        return [
+            NewMemory(
+                namespace=scope.namespace,
+                session_id=scope.session_id,
+                content=content,
+                embedding=vector,
+                embedding_model=self.embedder.model,
+                metadata=meta,
+                created_at=created_at,
+            )
+            for content, vector in zip(contents, vectors, strict=True)
+        ], pending_reason
 
     def recall(
         self,
@@ -170,9 +183,9 @@ class MemoryService:
         if max_distance is not None and not 0.0 <= max_distance <= 2.0:
             raise InputError(f"max distance must be between 0 and 2 (cosine distance), not {max_distance}.")
         scope = self._scope(namespace, session_id)
-        with self.unit() as store:
-            if not self.check_embedding_space(store, claim=False):
-                return RecallResult([])  # nothing was ever stored: no need to load or call the model
+        space = self._verified()
+        if space is None:
+            return RecallResult([])  # nothing was ever stored: no need to load or call the model
         mode = mode or self.settings.recall_mode
         if mode not in ("hybrid", "vector", "text"):
             raise InputError(f"mode must be hybrid, vector or text, not {mode!r}.")
@@ -186,22 +199,10 @@ class MemoryService:
             # Full-text recall still works without the provider; say so rather than fail the turn.
             degraded, mode = exc.message, "text"
         else:
-            self.backfill(limit=BACKFILL_BATCH, quiet=True)
-        half_life = self.settings.recency_half_life_days
-        with self.unit(scope.namespace) as store:
-            found = store.memories.search(
-                vector,
-                scope=scope,
-                k=k,
-                max_distance=max_distance,
-                ef_search=ef_search,
-                mode=mode,
-                query_text=query,
-                depth=self.settings.hybrid_depth,
-                text_weight=self.settings.hybrid_text_weight,
-                recency_half_life=timedelta(days=half_life) if half_life else None,
-                index=store.space.index_kind(),
-            )
+            self._catch_up()
+        found = self._search(
+            query, vector, scope, space, k=k, max_distance=max_distance, ef=ef_search, mode=mode
+        )
         return RecallResult(found, degraded, mode)
 
     def pending(self, *, namespace: str | None = None, all_namespaces: bool = False) -> int:

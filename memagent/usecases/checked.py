@@ -1,0 +1,128 @@
+"""MemoryService's base: the embedding-space check, and the one-round-trip recall and store that rely on it.
+
+A service verifies the database's embedding space once (memagent.usecases.known_space keeps it); afterwards
+a recall is one checked statement (the space comes back with the rows) and storing one memory one guarded
+INSERT (written only if the space still matches). Anything unexpected goes back to the full check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from memagent.config import Settings
+from memagent.errors import DatabaseError, DatabaseUnavailableError, EmbeddingMismatchError
+from memagent.providers.embeddings import Embedder
+from memagent.records import RecalledMemory
+from memagent.store.memories import NewMemory, add_one_guarded
+from memagent.store.scope import Scope
+from memagent.store.search import SearchMode, SpaceRow, recall_statement
+from memagent.store.unit import Store, UnitOfWork
+from memagent.usecases.embedding_space import check_space
+from memagent.usecases.known_space import KnownSpace
+
+
+class SpaceChecked:
+    """The embedding space check and the paths that skip it while it holds (MemoryService is one)."""
+
+    unit: UnitOfWork
+    embedder: Embedder
+    settings: Settings
+    known: KnownSpace
+    _rechoose: Callable[[tuple[str, int]], Embedder | None] | None
+
+    def check_embedding_space(self, store: Store, *, claim: bool) -> bool:
+        """Refuse a model the database was not built for; returns False if nothing was ever stored."""
+        try:
+            return check_space(store, self.embedder, claim=claim)
+        except EmbeddingMismatchError:
+            space = store.space.get()
+            other = self._rechoose(space) if self._rechoose is not None and space is not None else None
+            if other is None or (other.model, other.dim) != space:
+                raise
+            self.embedder = other  # the database moved to another model (a reembed elsewhere): follow it
+            return True
+
+    def _verified(self) -> SpaceRow | None:
+        """The embedding space, verified against the embedder: known from an earlier call, or checked in full
+        now (None: nothing was ever stored)."""
+        space = self.known.get(self.embedder)
+        if space is None:
+            with self.unit() as store:
+                if not self.check_embedding_space(store, claim=False):
+                    return None
+                space = (self.embedder.model, self.embedder.dim, store.space.index_kind())
+            self.known.set(space)
+        return space
+
+    def _search(
+        self,
+        query: str,
+        vector: Any,
+        scope: Scope,
+        space: SpaceRow,
+        *,
+        k: int,
+        max_distance: float | None,
+        ef: int,
+        mode: SearchMode,
+    ) -> list[RecalledMemory]:
+        """One checked statement, one round trip: the rows and the embedding space in force with them.
+
+        If the space is not the one verified (a reembed or another model meanwhile) or the statement fails
+        (a dropped connection, a retyped column), check in full (which may follow the database to another
+        model, or refuse a mismatch) and try once more, embedding the query again if the embedder changed.
+        """
+        half_life = self.settings.recency_half_life_days
+        for attempt in (1, 2):
+            statement = recall_statement(
+                vector,
+                scope=scope,
+                k=k,
+                max_distance=max_distance,
+                ef_search=ef,
+                mode=mode,
+                query_text=query,
+                depth=self.settings.hybrid_depth,
+                text_weight=self.settings.hybrid_text_weight,
+                recency_half_life=timedelta(days=half_life) if half_life else None,
+                index=space[2],
+                checked=True,
+            )
+            try:
+                rows = self.unit.run(scope.namespace, statement.sql, statement.params, statement.settings)
+            except DatabaseError:
+                if attempt == 2:
+                    raise
+            else:
+                seen = statement.space(rows)
+                if attempt == 2 or (seen is not None and seen[:2] == space[:2]):
+                    self.known.set(seen)  # the index kind may have changed: nothing else to do
+                    return statement.results(rows)
+            self.known.set(None)
+            embedder = self.embedder
+            verified = self._verified()
+            if verified is None:
+                return []
+            space = verified
+            if self.embedder is not embedder and vector is not None:
+                vector = self.embedder.embed([query])[0]
+        raise AssertionError("unreachable")
+
+    def _store_one(self, memory: NewMemory) -> list[tuple[int, bool]] | None:
+        """Store one memory in one round trip when the embedding space is known and still in force; None:
+        take the full path (space unknown or changed, or a race with an identical memory)."""
+        if self.known.get(self.embedder) is None:
+            return None
+        sql, params = add_one_guarded(memory, self.embedder.dim)
+        try:
+            rows = self.unit.run(memory.namespace, sql, params)
+        except DatabaseUnavailableError:
+            raise
+        except DatabaseError:  # e.g. the column retyped to another dimension: the full path says why
+            rows = []
+        if len(rows) != 1:
+            self.known.set(None)
+            return None
+        return [(int(rows[0][0]), bool(rows[0][1]))]

@@ -1,0 +1,171 @@
+"""The one-round-trip paths: recall as one checked statement, remember as one guarded INSERT, the throttled
+catch-up. What a service remembers between calls (the embedding space) must never outlive the truth."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+from sqlalchemy import Connection, Engine, event, text
+from sqlalchemy.orm import Session
+
+from memagent.config import Settings
+from memagent.errors import EmbeddingMismatchError
+from memagent.providers.embeddings import OpenAIEmbedder
+from memagent.store.database import Database
+from memagent.usecases.service import MemoryService
+from tests.conftest import DIM, FAKE_MODEL, fake_embedder
+from tests.fake_openai import Failure, FakeOpenAI
+
+EMBED = "/embeddings"
+
+
+def test_a_reembed_between_two_recalls_is_followed(
+    sessions: Callable[[], Session], connection: Connection, fake: FakeOpenAI
+) -> None:
+    other_model = "fake-embed-other"
+    other = fake_embedder(fake, model=other_model)
+    memory = MemoryService(
+        sessions,
+        fake_embedder(fake),
+        Settings(namespace="moved"),
+        rechoose=lambda space: other if space == (other_model, DIM) else None,
+    )
+    memory.remember("the lighthouse keeper paints the stairs blue")
+    assert memory.recall("lighthouse stairs", mode="vector")[0].embedding_model == FAKE_MODEL
+    # Another process moves the database to another model (as `memagent reembed` does at its switch-over).
+    connection.execute(text("UPDATE embedding_space SET model = :m"), {"m": other_model})
+    connection.execute(text("UPDATE memories SET embedding_model = :m"), {"m": other_model})
+    fake.reset()
+    found = memory.recall("lighthouse stairs", mode="vector")
+    assert memory.embedder is other  # followed the database
+    assert found[0].embedding_model == other_model
+    # The query was embedded again with the new model before the retry.
+    assert fake.embedding_requests()[-1]["body"]["model"] == other_model
+
+
+def test_a_model_change_between_calls_is_refused_not_mixed(
+    sessions: Callable[[], Session], connection: Connection, fake: FakeOpenAI
+) -> None:
+    memory = MemoryService(sessions, fake_embedder(fake), Settings(namespace="moved"))
+    memory.remember("the ferry leaves at seven")
+    assert memory.recall("ferry", mode="vector")
+    connection.execute(text("UPDATE embedding_space SET model = 'someone-else'"))
+    with pytest.raises(EmbeddingMismatchError):
+        memory.recall("ferry", mode="vector")
+    with pytest.raises(EmbeddingMismatchError):  # the guarded INSERT writes nothing, the full path refuses
+        memory.remember("the ferry leaves at eight")
+    assert connection.execute(text("SELECT count(*) FROM memories WHERE namespace = 'moved'")).scalar() == 1
+
+
+def test_an_index_kind_change_between_recalls_just_updates_what_is_known(
+    service: MemoryService, connection: Connection
+) -> None:
+    service.remember("the bakery opens at six")
+    service.recall("bakery", mode="vector")
+    connection.execute(text("UPDATE embedding_space SET index_kind = 'halfvec'"))
+    assert service.recall("bakery", mode="vector")[0].content == "the bakery opens at six"
+    known = service.known.get(service.embedder)
+    assert known is not None and known[2] == "halfvec"
+
+
+def test_remembering_the_same_text_twice_on_the_fast_path_keeps_one(service: MemoryService) -> None:
+    first = service.remember("the spare key is under the blue pot")
+    second = service.remember("the spare key is under the blue pot")
+    assert first.created and not second.created and first.id == second.id
+    assert service.count() == 1
+
+
+def test_the_catch_up_runs_at_most_once_a_minute_unless_this_service_left_something_pending(
+    sessions: Callable[[], Session], fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = MemoryService(sessions, fake_embedder(fake), Settings(namespace="later"))
+    reader = MemoryService(sessions, fake_embedder(fake), Settings(namespace="later"))
+    writer.remember("stored while all is well")
+    reader.recall("well")  # the reader's first successful call catches up (nothing waits)
+    fake.failures = [Failure(500, path=EMBED)]
+    assert writer.remember("stored while the provider fails").pending
+    reader.recall("provider")  # within the minute: the reader does not look again
+    assert reader.pending() == 1
+    clock = time.monotonic() + 61
+    monkeypatch.setattr("memagent.usecases.known_space.time.monotonic", lambda: clock)
+    reader.recall("provider")  # a minute later it does
+    assert reader.pending() == 0
+    fake.failures = [Failure(500, path=EMBED)]
+    assert writer.remember("pending again").pending
+    writer.remember("the provider is back")  # the service that left it pending catches up at once
+    assert writer.pending() == 0
+
+
+# -- over an engine: the one-round-trip unit of work itself --------------------------------------------------
+
+
+@pytest.fixture
+def engine_service(db_url: str, fake: FakeOpenAI) -> Iterator[tuple[MemoryService, Database, str]]:
+    """A service over the real engine (no caller's transaction), in a namespace of its own, deleted after."""
+    namespace = f"fast-{uuid.uuid4().hex[:8]}"
+    with Database(Settings(), url=db_url) as db:
+        service = MemoryService(db.sessions, fake_embedder(fake), Settings(namespace=namespace))
+        yield service, db, namespace
+        with db.engine.begin() as conn:
+            conn.execute(text("DELETE FROM memories WHERE namespace LIKE 'fast-%'"))
+
+
+def test_one_round_trip_recall_runs_under_row_level_security_and_leaves_nothing_behind(
+    engine_service: tuple[MemoryService, Database, str],
+) -> None:
+    service, db, namespace = engine_service
+    service.remember("the orchid needs water on Sundays")
+    service.remember("someone else's secret", namespace=namespace + "-other")
+    found = service.recall("orchid water", k=10)
+    assert [m.namespace for m in found] == [namespace]
+    # A statement that forgets its namespace filter still sees one namespace: PostgreSQL enforces it.
+    rows = service.unit.run(namespace, "SELECT content, current_user FROM memories ORDER BY content", {})
+    assert rows == [("the orchid needs water on Sundays", "memagent_app")]
+    assert service.unit.run("nobody", "SELECT content FROM memories", {}) == []
+    # The role and the LOCAL settings ended with the statement's implicit transaction.
+    for _ in range(3):
+        with db.engine.connect() as conn:
+            user, ns, iterative = conn.execute(
+                text(
+                    "SELECT current_user, current_setting('memagent.namespace', true),"
+                    " current_setting('hnsw.iterative_scan')"
+                )
+            ).one()
+            assert user != "memagent_app" and not ns and iterative == "off"
+
+
+def test_a_dropped_connection_costs_one_retry_not_the_recall(
+    engine_service: tuple[MemoryService, Database, str], engine: Engine
+) -> None:
+    service, db, _ = engine_service
+    pids: list[int] = []
+    event.listen(db.engine, "connect", lambda dbapi, _record: pids.append(dbapi.get_backend_pid()))
+    service.remember("the tide turns at noon")
+    assert service.recall("tide", mode="vector")
+    # The service's pooled connections are cut, as a server restart or a proxy would.
+    with engine.connect() as conn:  # another engine's connection
+        killed = conn.execute(
+            text("SELECT count(pg_terminate_backend(pid)) FROM unnest(CAST(:p AS int[])) AS pid"), {"p": pids}
+        ).scalar_one()
+    assert killed == len(pids) >= 1
+    assert service.recall("tide", mode="vector")[0].content == "the tide turns at noon"
+    assert service.remember("the tide turns again at midnight").created
+
+
+def test_an_unreachable_provider_still_degrades_on_the_fast_path(
+    engine_service: tuple[MemoryService, Database, str],
+) -> None:
+    service, db, namespace = engine_service
+    service.remember("the cafeteria closes at three")
+    down = MemoryService(
+        db.sessions,
+        OpenAIEmbedder(
+            model=FAKE_MODEL, dim=DIM, base_url="http://127.0.0.1:9/v1", api_key="sk-x", max_retries=0
+        ),
+        Settings(namespace=namespace),
+    )
+    found = down.recall("cafeteria closes")
+    assert found.degraded is not None and found[0].content == "the cafeteria closes at three"
