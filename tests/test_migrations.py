@@ -35,7 +35,6 @@ def test_head_schema_has_table_and_indexes(db_url: str) -> None:
             "metadata",
             "created_at",
             "content_tsv",
-            "content_len",
         }
         indexdef = conn.execute(
             text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_memories_embedding_hnsw'")

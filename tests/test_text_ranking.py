@@ -114,7 +114,7 @@ def reference(
     )
     docs = {row.id: (row.session_id, dict(zip(row.lexemes, row.tfs, strict=True))) for row in rows}
     n = len(docs)
-    avgdl = max(sum(sum(tf.values()) for _, tf in docs.values()) / n, 1.0)
+    avgdl = max(sum(len(tf) for _, tf in docs.values()) / n, 1.0)  # length: distinct lexemes
     df = Counter(lexeme for _, tf in docs.values() for lexeme in tf)
     scored = []
     for memory_id, (session, tf) in docs.items():
@@ -127,7 +127,7 @@ def reference(
         for lexeme in matched:
             idf = math.log(1 + (n - df[lexeme] + 0.5) / (df[lexeme] + 0.5))
             f = tf[lexeme]
-            score += idf * f * (K1 + 1) / (f + K1 * (1 - B + B * sum(tf.values()) / avgdl))
+            score += idf * f * (K1 + 1) / (f + K1 * (1 - B + B * len(tf) / avgdl))
         scored.append((-score, memory_id))
     return [(-negative, memory_id) for negative, memory_id in sorted(scored)]
 
@@ -189,7 +189,7 @@ def statistics(conn: Connection, namespace: str) -> tuple[Any, dict[str, int]]:
 def recounted(conn: Connection, namespace: str) -> tuple[Any, dict[str, int]]:
     totals = conn.execute(
         text(
-            "SELECT count(DISTINCT m.id), sum(coalesce(array_length(u.positions, 1), 1))"
+            "SELECT count(DISTINCT m.id), count(*)"
             " FROM memories m CROSS JOIN LATERAL unnest(m.content_tsv) u WHERE m.namespace = :ns"
         ),
         {"ns": namespace},

@@ -10,7 +10,6 @@ memory on every call: linear in the namespace (about a second per recall at 100,
   lexeme: document frequency, the largest term frequency and the shortest memory it occurs in) are kept by
   statement triggers on memories, in the same transaction as the write: a memory is counted, and findable,
   the moment it is committed. Both tables are under the same row-level security as memories.
-- memories.content_len: each memory's length in words, for BM25, stored as full-text search counts it.
 - memagent_text_ranking(namespace, session, before, text, depth) ranks by BM25 with those statistics,
   scoring only memories that can still reach the top (memagent.store.text_ranking explains it); exact, like
   the query it replaces.

@@ -94,15 +94,6 @@ class MemoryRow(Base):
         TSVECTOR, Computed("to_tsvector('english'::regconfig, left(content, 100000))", persisted=True)
     )
 
-    # Its length in words as full-text search counts them, for BM25 (revision 0011).
-    content_len: Mapped[int] = mapped_column(
-        Integer,
-        Computed(
-            "memagent_tsvector_length(to_tsvector('english'::regconfig, left(content, 100000)))",
-            persisted=True,
-        ),
-    )
-
     __table_args__ = (
         UniqueConstraint("namespace", "content_hash", name="uq_memories_namespace_content_hash"),
         Index("ix_memories_content_tsv", "content_tsv", postgresql_using="gin"),

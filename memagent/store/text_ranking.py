@@ -4,9 +4,10 @@ Statistics. memory_text_stats holds, per namespace, how many memories it has and
 memory_term_stats, per namespace and lexeme, its document frequency, the largest frequency it has in one
 memory and the shortest memory it occurs in. Statement triggers on memories keep both in the writing
 transaction (a row trigger for the rare update of content or namespace; TRUNCATE clears them), so a
-committed memory is counted and findable at once. A memory's length is its number of words as full-text
-search counts them (memories.content_len, a stored generated column). Deletions lower the frequencies; the
-largest frequency and shortest memory stay as they were, which keeps them upper and lower bounds.
+committed memory is counted and findable at once. A memory's length is its number of distinct lexemes,
+`length(content_tsv)`: free to read, and on the LoCoMo dev part as good as counting every word (R@5 59.6 /
+R@10 68.0 against 59.1 / 68.1; docs/benchmarks.md). Deletions lower the frequencies; the largest frequency
+and shortest memory stay as they were, which keeps them upper and lower bounds.
 
 Ranking. BM25 (k1 1.2, b 0.75) with IDF ln(1 + (N - df + 0.5) / (df + 0.5)) over the namespace's statistics
 (a session- or date-scoped recall ranks within its scope with the namespace's statistics, as a search engine
@@ -37,13 +38,6 @@ B = 0.75
 _WEIGHT = f"{{tf}} * {K1 + 1} / ({{tf}} + {K1} * (1 - {B} + {B} * {{dl}} / {{avgdl}}))"
 
 _TABLES = """
-CREATE FUNCTION memagent_tsvector_length(tsvector) RETURNS integer
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $fn$
-    SELECT coalesce(sum(coalesce(array_length(u.positions, 1), 1)), 0)::integer FROM unnest($1) u
-$fn$;
-ALTER TABLE memories ADD COLUMN content_len integer GENERATED ALWAYS AS (
-    memagent_tsvector_length(to_tsvector('english'::regconfig, left(content, 100000)))
-) STORED;
 CREATE TABLE memory_text_stats (
     namespace varchar(200) PRIMARY KEY,
     docs bigint NOT NULL,
@@ -62,13 +56,13 @@ CREATE TABLE memory_term_stats (
 # Adds (sign 1) or removes (sign -1) the memories of a transition table or row set `rows`.
 _APPLY = """
 INSERT INTO memory_text_stats AS s (namespace, docs, total_len)
-SELECT r.namespace, {sign} * count(*), {sign} * coalesce(sum(r.content_len), 0)
+SELECT r.namespace, {sign} * count(*), {sign} * coalesce(sum(length(r.content_tsv)), 0)
 FROM {rows} r GROUP BY r.namespace ORDER BY r.namespace
 ON CONFLICT (namespace) DO UPDATE
 SET docs = s.docs + excluded.docs, total_len = s.total_len + excluded.total_len;
 INSERT INTO memory_term_stats AS s (namespace, lexeme, df, max_tf, min_dl)
 SELECT r.namespace, u.lexeme, {sign} * count(*),
-       max(coalesce(array_length(u.positions, 1), 1)), min(r.content_len)
+       max(coalesce(array_length(u.positions, 1), 1)), min(length(r.content_tsv))
 FROM {rows} r CROSS JOIN LATERAL unnest(r.content_tsv) u
 GROUP BY r.namespace, u.lexeme ORDER BY r.namespace, u.lexeme
 ON CONFLICT (namespace, lexeme) DO UPDATE SET
@@ -106,9 +100,9 @@ BEGIN
     THEN
         RETURN NULL;
     END IF;
-{_APPLY.format(sign=-1, rows="(SELECT OLD.namespace, OLD.content_tsv, OLD.content_len)")}
-{_REMOVE_EMPTY.format(rows="(SELECT OLD.namespace, OLD.content_tsv, OLD.content_len)")}
-{_APPLY.format(sign=1, rows="(SELECT NEW.namespace, NEW.content_tsv, NEW.content_len)")}
+{_APPLY.format(sign=-1, rows="(SELECT OLD.namespace, OLD.content_tsv)")}
+{_REMOVE_EMPTY.format(rows="(SELECT OLD.namespace, OLD.content_tsv)")}
+{_APPLY.format(sign=1, rows="(SELECT NEW.namespace, NEW.content_tsv)")}
     RETURN NULL;
 END
 $fn$;
@@ -136,7 +130,7 @@ SELECT array_agg(r.id ORDER BY r.score DESC, r.id), array_agg(r.score ORDER BY r
 FROM (
     SELECT m.id, (
         SELECT sum($3[array_position($2, u.lexeme)]
-                   * {_WEIGHT.format(tf="u.tf", dl="m.content_len", avgdl="$4")})
+                   * {_WEIGHT.format(tf="u.tf", dl="length(m.content_tsv)", avgdl="$4")})
         FROM (
             SELECT t.lexeme, coalesce(array_length(t.positions, 1), 1)::float8 AS tf
             FROM unnest(ts_filter(setweight(m.content_tsv, 'A', $2), '{{a}}')) t
@@ -323,6 +317,4 @@ DOWNGRADE = (
     " memagent_any_lexeme(text[]),"
     " memagent_best(bigint[], double precision[], bigint[], double precision[], integer)",
     "DROP TABLE memory_text_stats, memory_term_stats",
-    "ALTER TABLE memories DROP COLUMN content_len",
-    "DROP FUNCTION memagent_tsvector_length(tsvector)",
 )
