@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
+from memagent.errors import DatabaseError
 from memagent.store.memories import MemoryRepository, NewMemory
 from memagent.store.text_ranking import K1, B
 from memagent.usecases.service import MemoryService
@@ -243,6 +244,16 @@ def test_statistics_are_isolated_by_namespace(service: MemoryService) -> None:
         assert session.execute(text("SELECT count(*) FROM memory_text_stats")).scalar_one() == 1
     found = service.recall("Zebulon aquarium", namespace="tenant-b", mode="text")
     assert [m.content for m in found] == []
+    # The ranking function runs as its owner, so it checks the namespace itself.
+    with pytest.raises(DatabaseError, match="may not read namespace"), service.unit("tenant-b") as store_b:
+        store_b.memories.session.execute(
+            text("SELECT * FROM memagent_text_ranking('tenant-a', NULL, NULL, 'zebulon', 10)")
+        ).all()
+    with service.unit("tenant-a") as store_a:
+        ranked = store_a.memories.session.execute(
+            text("SELECT * FROM memagent_text_ranking('tenant-a', NULL, NULL, 'zebulon', 10)")
+        ).all()
+        assert len(ranked) == 1
 
 
 def test_a_memory_is_found_by_text_the_moment_it_is_stored(service: MemoryService) -> None:

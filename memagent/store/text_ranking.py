@@ -23,13 +23,18 @@ bounds sum below theta). Nothing that could reach the top `depth` is skipped, so
 BM25 top `depth` (a test compares it with scoring every memory). No memory is scored twice; a candidate's
 term frequencies come from its tsvector filtered to the query's lexemes (setweight + ts_filter).
 
-The function runs as its caller (row-level security applies). Revision 0011 runs UPGRADE; change the SQL
-only in a new revision.
+The ranking function runs as its owner (SECURITY DEFINER, search_path pinned to its schema): under row-level
+security PostgreSQL may not use the GIN index for `@@`, an operator not marked leakproof, so as its caller it
+would read the whole namespace. It checks that the transaction may read the namespace it is asked for
+(memagent.namespace, as the policy does; a login outside memagent_app with no namespace set is the owner's
+own business) and reads that namespace only; the rows themselves are then read under the caller's policy.
+Revision 0011 runs UPGRADE; change the SQL only in a new revision.
 """
 
 from __future__ import annotations
 
 from memagent.store.roles import VISIBLE
+from memagent.validation import ALL_NAMESPACES
 
 K1 = 1.2
 B = 0.75
@@ -146,7 +151,7 @@ FROM (
 _FUNCTION = f"""
 CREATE FUNCTION memagent_text_ranking(
     p_namespace text, p_session text, p_before timestamptz, p_query text, p_depth integer
-) RETURNS TABLE (id bigint, score double precision) LANGUAGE plpgsql STABLE ROWS 50 AS $fn$
+) RETURNS TABLE (id bigint, score double precision) LANGUAGE plpgsql STABLE ROWS 50 SECURITY DEFINER AS $fn$
 DECLARE
     n double precision;
     avgdl double precision;
@@ -173,7 +178,16 @@ DECLARE
     ids bigint[];
     scores double precision[];
     scoring text;
+    visible text;
 BEGIN
+    -- It runs as its owner (see the module's docstring): it answers for the namespace this transaction
+    -- may read, and nothing else.
+    visible := current_setting('memagent.namespace', true);
+    IF NOT (visible = p_namespace OR visible = '{ALL_NAMESPACES}'
+            OR (coalesce(visible, '') = '' AND current_setting('role') = 'none')) THEN
+        RAISE EXCEPTION 'memagent_text_ranking: this transaction may not read namespace %', p_namespace
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
     SELECT s.docs, greatest(s.total_len::float8 / greatest(s.docs, 1), 1.0) INTO n, avgdl
     FROM memory_text_stats s WHERE s.namespace = p_namespace;
     IF n IS NULL OR n <= 0 THEN
@@ -275,6 +289,19 @@ END
 $fn$;
 """
 
+# A definer's function resolves names in its own schema only (then pg_temp), never in the caller's path.
+_PIN = """
+DO $$
+BEGIN
+    EXECUTE format(
+        'ALTER FUNCTION memagent_text_ranking(text, text, timestamptz, text, integer)'
+        ' SET search_path = %I, pg_temp',
+        current_schema()
+    );
+END
+$$
+"""
+
 # A tsquery matching any of the lexemes, built without parsing them again (they are stemmed already); the
 # best `depth` of two ranked lists.
 _ANY_LEXEME = r"""
@@ -305,7 +332,7 @@ _POLICIES = "".join(
     for table in ("memory_text_stats", "memory_term_stats")
 )
 
-UPGRADE = (_TABLES, _POLICIES, _ANY_LEXEME, _FUNCTION, _TRIGGERS, _BACKFILL)
+UPGRADE = (_TABLES, _POLICIES, _ANY_LEXEME, _FUNCTION, _PIN, _TRIGGERS, _BACKFILL)
 
 DOWNGRADE = (
     "DROP TRIGGER memagent_text_stats_insert ON memories;"
