@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from memagent.errors import DatabaseError
 from memagent.store.memories import MemoryRepository, NewMemory
-from memagent.store.text_ranking import K1, B
+from memagent.store.text_ranking import K1, SMALL, B
 from memagent.usecases.service import MemoryService
 from tests.conftest import DIM
 from tests.fake_openai import fake_embedding
@@ -157,11 +157,21 @@ def test_ranking_is_the_exact_bm25_top(
 ) -> None:
     """MaxScore skips memories that cannot reach the top; the result equals scoring every memory."""
     rng = random.Random(depth)
-    store(sessions, corpus(rng, 600), "bm25")
+    store(sessions, corpus(rng, SMALL + 400), "bm25")  # large enough for the pruned path
     store(sessions, corpus(random.Random(99), 200), "other")  # another namespace's statistics stay out
     for _ in range(40):  # up to 24 words: many term sets reach theta, and pass 2 takes the rarest terms
         query = " ".join(rng.sample(WORDS, rng.choice([rng.randint(1, 6), rng.randint(7, 24)])))
         assert_same(ranking(connection, "bm25", query, depth), reference(connection, "bm25", query), depth)
+
+
+def test_a_small_namespace_is_ranked_in_one_pass(
+    sessions: Callable[[], Session], connection: Connection
+) -> None:
+    rng = random.Random(11)
+    store(sessions, corpus(rng, 500), "small-ns")
+    for _ in range(20):
+        query = " ".join(rng.sample(WORDS, rng.randint(1, 8)))
+        assert_same(ranking(connection, "small-ns", query, 10), reference(connection, "small-ns", query), 10)
 
 
 def test_scoped_ranking_keeps_namespace_statistics(

@@ -141,12 +141,15 @@ def hybrid_sql(scope: str, *, max_distance: bool, index: IndexKind | None = "vec
         key=hnsw.key_expression(index, dim, "m.embedding"),
         query=hnsw.query_expression(index, dim),
     )
+    # A sum over the union rather than a full join: the planner then looks each of the (at most 2 x depth)
+    # memories up by its key, where a join on coalesce(vec.id, txt.id) made it scan the namespace.
     fused = (
-        "ranked AS (\n"
-        "    SELECT coalesce(vec.id, txt.id) AS id,\n"
-        "           coalesce(:w_vector / (:rrf_c + vec.rank), 0)\n"
-        "           + coalesce(:w_text / (:rrf_c + txt.rank), 0) AS score\n"
-        "    FROM vec FULL OUTER JOIN txt ON txt.id = vec.id\n"
+        "ranked AS MATERIALIZED (\n"
+        "    SELECT parts.id, sum(parts.score) AS score FROM (\n"
+        "        SELECT vec.id, :w_vector / (:rrf_c + vec.rank) AS score FROM vec\n"
+        "        UNION ALL\n"
+        "        SELECT txt.id, :w_text / (:rrf_c + txt.rank) AS score FROM txt\n"
+        "    ) parts GROUP BY parts.id\n"
         ")"
     )
     return f"WITH {vector},{_TEXT_RANKING},\n{fused}" + _FINAL.format(

@@ -127,6 +127,9 @@ CREATE TRIGGER memagent_text_stats_truncate AFTER TRUNCATE ON memories
     FOR EACH STATEMENT EXECUTE FUNCTION memagent_text_stats_truncate();
 """
 
+# Up to this many memories, a namespace is read whole rather than through the full-text index.
+SMALL = 2000
+
 # The best `depth` memories of a candidate query: $1 namespace, $2 every query lexeme, $3 their IDFs,
 # $4 avgdl, $5 the tsquery of the candidates, $6 session, $7 before, $8 depth, $9 the tsquery of memories
 # scored before.
@@ -142,7 +145,7 @@ FROM (
         ) u
     ) AS score
     FROM memories m
-    WHERE m.namespace = $1 AND m.content_tsv @@ $5 AND ($9 IS NULL OR NOT m.content_tsv @@ $9) %s
+    WHERE m.namespace = $1 AND %s AND ($9 IS NULL OR NOT m.content_tsv @@ $9) %s
     ORDER BY score DESC, m.id
     LIMIT $8
 ) r
@@ -210,9 +213,18 @@ BEGIN
     m := array_length(lex, 1);
     scoring := format(
         $sql${_SCORE}$sql$,
+        CASE WHEN n <= {SMALL} THEN '(m.content_tsv @@ $5) IS TRUE' ELSE 'm.content_tsv @@ $5' END,
         CASE WHEN p_session IS NOT NULL THEN 'AND m.session_id = $6' ELSE '' END
         || CASE WHEN p_before IS NOT NULL THEN ' AND m.created_at < $7' ELSE '' END
     );
+    IF n <= {SMALL} THEN
+        -- A small namespace: read its memories by the namespace index and score every match, in one pass.
+        -- (The full-text index holds every namespace: a common word's entries would outnumber them.)
+        EXECUTE scoring INTO ids, scores
+            USING p_namespace, lex, idf, avgdl, memagent_any_lexeme(lex), p_session, p_before, p_depth, done;
+        RETURN QUERY SELECT * FROM unnest(ids, scores);
+        RETURN;
+    END IF;
     -- Pass 1, a lower bound of the final depth-th best score (theta): the memories holding the three rarest
     -- terms score high; too few of them, those holding two; still too few, those of the rarest terms that
     -- hold depth memories. Each step scores only memories no earlier step has (done) and keeps the best.
