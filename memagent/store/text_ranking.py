@@ -18,10 +18,11 @@ Pass 1 finds a lower bound theta of the final depth-th best score by scoring the
 three rarest terms, then two of them, then any of the rarest terms holding depth memories, until depth are
 scored. A memory can reach theta only if the bounds of the query terms it holds sum to theta, so pass 2
 scores the memories that hold one of the minimal such sets of terms: an OR of ANDs, which the GIN index
-intersects (with more than 256 sets, the memories holding one of the fewest rarest terms whose remaining
-bounds sum below theta). Nothing that could reach the top `depth` is skipped, so the result is the exact
-BM25 top `depth` (a test compares it with scoring every memory). No memory is scored twice; a candidate's
-term frequencies come from its tsvector filtered to the query's lexemes (setweight + ts_filter).
+intersects (with more than 64 sets, or 1,000 looked at, the memories holding one of the fewest rarest
+terms whose remaining bounds sum below theta). Nothing that could reach the top `depth` is skipped, so
+the result is the exact BM25 top `depth` (a test compares it with scoring every memory). No memory is
+scored twice; a candidate's term frequencies come from its tsvector filtered to the query's lexemes
+(setweight + ts_filter).
 
 The ranking function runs as its owner (SECURITY DEFINER, search_path pinned to its schema): under row-level
 security PostgreSQL may not use the GIN index for `@@`, an operator not marked leakproof, so as its caller it
@@ -129,6 +130,9 @@ CREATE TRIGGER memagent_text_stats_truncate AFTER TRUNCATE ON memories
 
 # Up to this many memories, a namespace is read whole rather than through the full-text index.
 SMALL = 2000
+# Pass 2 enumerates sets of query terms (the sets it extends included) up to this many; more (a long query
+# of similar words), and it takes the rarest terms instead.
+EXPLORE = 1000
 
 # The best `depth` memories of a candidate query: $1 namespace, $2 every query lexeme, $3 their IDFs,
 # $4 avgdl, $5 the tsquery of the candidates, $6 session, $7 before, $8 depth, $9 the tsquery of memories
@@ -175,6 +179,8 @@ DECLARE
     more_ids bigint[];
     more_scores double precision[];
     sets bigint;
+    explored bigint;
+    q_text text;
     suffix double precision[];
     held bigint := 0;
     theta double precision := 0;
@@ -284,9 +290,12 @@ BEGIN
         FROM c CROSS JOIN LATERAL generate_series(c.last + 1, m) AS h(t)
         WHERE c.total < theta AND c.total + suffix[h.t] >= theta
     )
-    SELECT count(*), string_agg('(' || x.conj::text || ')', ' | ')::tsquery INTO sets, q
-    FROM (SELECT c.conj FROM c WHERE c.total >= theta LIMIT 257) x;
-    IF sets > 256 THEN
+    SELECT count(*), count(*) FILTER (WHERE x.total >= theta),
+           string_agg('(' || x.conj::text || ')', ' | ') FILTER (WHERE x.total >= theta)
+    INTO explored, sets, q_text
+    FROM (SELECT c.conj, c.total FROM c LIMIT {EXPLORE}) x;  -- the recursion stops there
+    q := q_text::tsquery;
+    IF explored >= {EXPLORE} OR sets > 64 THEN
         n_last := 0;
         WHILE n_last < m AND suffix[n_last + 1] >= theta LOOP
             n_last := n_last + 1;
