@@ -52,9 +52,9 @@ def test_head_schema_has_table_and_indexes(db_url: str) -> None:
         )
         assert "embedding_space" in insp.get_table_names()
         gin = conn.execute(
-            text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_memories_content_tsv'")
+            text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_memories_namespace_tsv'")
         ).scalar_one()
-        assert "USING gin (content_tsv)" in gin
+        assert "USING gin (namespace, content_tsv)" in gin  # btree_gin (revision 0011)
     engine.dispose()
 
 

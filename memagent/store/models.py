@@ -96,7 +96,8 @@ class MemoryRow(Base):
 
     __table_args__ = (
         UniqueConstraint("namespace", "content_hash", name="uq_memories_namespace_content_hash"),
-        Index("ix_memories_content_tsv", "content_tsv", postgresql_using="gin"),
+        # Full-text search within a namespace (revision 0011, with btree_gin; without it, content_tsv alone).
+        Index("ix_memories_namespace_tsv", "namespace", "content_tsv", postgresql_using="gin"),
         Index("ix_memories_scope_recent", "namespace", "session_id", "created_at"),
         Index("ix_memories_pending", "id", postgresql_where=text("embedding IS NULL")),
         # Built by memagent.store.hnsw.create_sql (the vector kind; halfvec is an expression over this).

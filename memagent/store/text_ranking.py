@@ -353,9 +353,35 @@ _POLICIES = "".join(
     for table in ("memory_text_stats", "memory_term_stats")
 )
 
-UPGRADE = (_TABLES, _POLICIES, _ANY_LEXEME, _FUNCTION, _PIN, _TRIGGERS, _BACKFILL)
+# One namespace's memories holding a word: with btree_gin (a trusted extension shipped with PostgreSQL), the
+# GIN index keys namespace and lexemes together and intersects them itself; with only content_tsv indexed,
+# a word's entries in every namespace would be read from the table and filtered (measured at 1,000,000
+# memories in 901 namespaces: 79 ms against 47 ms for one query). Without the privilege to create the
+# extension, the single-column index stays and says so.
+_NAMESPACE_GIN = """
+DO $$
+BEGIN
+    CREATE EXTENSION IF NOT EXISTS btree_gin;
+EXCEPTION WHEN insufficient_privilege THEN
+    RAISE WARNING 'memagent: cannot create the extension btree_gin; full-text recall in a namespace reads '
+        'through the single-column index (slower in a database of many namespaces)';
+END
+$$;
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'btree_gin') THEN
+        CREATE INDEX ix_memories_namespace_tsv ON memories USING gin (namespace, content_tsv);
+        DROP INDEX ix_memories_content_tsv;
+    END IF;
+END
+$$;
+"""
+
+UPGRADE = (_TABLES, _POLICIES, _NAMESPACE_GIN, _ANY_LEXEME, _FUNCTION, _PIN, _TRIGGERS, _BACKFILL)
 
 DOWNGRADE = (
+    "CREATE INDEX IF NOT EXISTS ix_memories_content_tsv ON memories USING gin (content_tsv);"
+    " DROP INDEX IF EXISTS ix_memories_namespace_tsv",
     "DROP TRIGGER memagent_text_stats_insert ON memories;"
     " DROP TRIGGER memagent_text_stats_delete ON memories;"
     " DROP TRIGGER memagent_text_stats_update ON memories;"
