@@ -169,7 +169,7 @@ def test_scoped_recall_returns_k_rows_through_the_hnsw_index(
     assert all(m.namespace == "scoped" for m in found)
     # The statements the repository really sent are served by the HNSW index.
     assert hnsw.INDEX_NAME in explain(connection, sent, "<=>", "ORDER BY distance, id")
-    assert hnsw.INDEX_NAME in explain(connection, sent, "<=>", "FULL OUTER JOIN")
+    assert hnsw.INDEX_NAME in explain(connection, sent, "<=>", "UNION ALL")
     scoped_ids = np.arange(0, total, 100)
     exact = scoped_ids[np.argsort(1 - vectors[scoped_ids] @ query)[:k]]
     assert len({int(m.content.split()[1]) for m in found} & set(exact.tolist())) >= k - 1

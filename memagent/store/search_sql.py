@@ -78,7 +78,7 @@ FROM (
            m.embedding <=> CAST(:qvec AS vector) AS distance
     FROM memories m
     WHERE {scope} AND m.embedding IS NOT NULL
-    ORDER BY {key} <=> {query}
+    ORDER BY {order}
     LIMIT :k
 ) nearest
 {distance_filter}
@@ -107,10 +107,13 @@ def recall_sql(
     checked: the embedding space's model, dimension and index kind follow as three more columns.
     """
     if mode == "vector":
+        # With the vector index the ordering key is the distance itself: ordering by its alias sends (and
+        # makes the server parse) the query vector once; a halfvec index orders by its own expression.
         statement = _VECTOR.format(
             scope=scope,
-            key=hnsw.key_expression(index, dim, "m.embedding"),
-            query=hnsw.query_expression(index, dim),
+            order="distance"
+            if index != "halfvec"
+            else f"{hnsw.key_expression(index, dim, 'm.embedding')} <=> {hnsw.query_expression(index, dim)}",
             distance_filter="WHERE distance <= :max_distance" if max_distance else "",
         )
         order = "found.distance, found.id"
