@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import sqlalchemy.exc
 from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
@@ -247,14 +248,12 @@ def test_statistics_are_isolated_by_namespace(service: MemoryService) -> None:
     service.remember("Nothing to see here", namespace="tenant-b")
     if not service.unit.isolation().on:
         pytest.skip("isolation is off for this login")
-    with service.unit("tenant-b") as store_b:
-        session = store_b.memories.session
-        seen = session.execute(text("SELECT namespace, lexeme FROM memory_term_stats")).all()
-        assert seen and {row.namespace for row in seen} == {"tenant-b"}
-        assert session.execute(text("SELECT count(*) FROM memory_text_stats")).scalar_one() == 1
+    # memagent_app has no privilege on the statistics (the triggers write them as their owner)...
+    with pytest.raises(DatabaseError, match="permission denied"), service.unit("tenant-b") as store_b:
+        store_b.memories.session.execute(text("SELECT count(*) FROM memory_term_stats")).all()
     found = service.recall("Zebulon aquarium", namespace="tenant-b", mode="text")
     assert [m.content for m in found] == []
-    # The ranking function runs as its owner, so it checks the namespace itself.
+    # ...and the ranking function, which runs as their owner, checks the namespace itself.
     with pytest.raises(DatabaseError, match="may not read namespace"), service.unit("tenant-b") as store_b:
         store_b.memories.session.execute(
             text("SELECT * FROM memagent_text_ranking('tenant-a', NULL, NULL, 'zebulon', 10)")
@@ -272,3 +271,35 @@ def test_a_memory_is_found_by_text_the_moment_it_is_stored(service: MemoryServic
     service.remember("Priya is building a Rust compiler for embedded targets", namespace="fresh")
     found = service.recall("Rust compiler", namespace="fresh", mode="text", k=3)
     assert found and found[0].content == "Priya is building a Rust compiler for embedded targets"
+
+
+def test_only_memagent_app_may_rank_and_only_its_namespace(
+    sessions: Callable[[], Session], connection: Connection
+) -> None:
+    """The ranking runs as its owner: a role without memagent's privileges may not call it, and
+    memagent_app may not call it without the namespace its transaction is confined to."""
+    store(sessions, ["a secret about the aquarium"], "private")
+    connection.execute(text("CREATE ROLE memagent_test_snoop NOLOGIN"))
+    attempts = [
+        ("memagent_test_snoop", None, "permission denied"),
+        ("memagent_app", None, "may not read namespace"),
+        ("memagent_app", "someone-else", "may not read namespace"),
+    ]
+    for role, namespace, refusal in attempts:
+        with pytest.raises(sqlalchemy.exc.DBAPIError, match=refusal), connection.begin_nested():
+            connection.execute(text(f"SET LOCAL ROLE {role}"))
+            if namespace is not None:
+                connection.execute(
+                    text("SELECT set_config('memagent.namespace', :ns, true)"), {"ns": namespace}
+                )
+            connection.execute(
+                text("SELECT * FROM memagent_text_ranking('private', NULL, NULL, 'aquarium', 5)")
+            )
+    with connection.begin_nested() as allowed:
+        connection.execute(text("SET LOCAL ROLE memagent_app"))
+        connection.execute(text("SELECT set_config('memagent.namespace', 'private', true)"))
+        found = connection.execute(
+            text("SELECT * FROM memagent_text_ranking('private', NULL, NULL, 'aquarium', 5)")
+        ).all()
+        allowed.rollback()
+    assert len(found) == 1

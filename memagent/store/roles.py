@@ -19,7 +19,7 @@ from memagent.validation import ALL_NAMESPACES
 
 APP_ROLE = "memagent_app"
 # The tables memagent_app works on (later revisions add theirs here).
-TABLES = ("memories", "embedding_space", "embedding_staging", "memory_text_stats", "memory_term_stats")
+TABLES = ("memories", "embedding_space", "embedding_staging")
 # The row-level security policy's condition on a table with a namespace column (revisions 0006, 0011).
 VISIBLE = (
     "(namespace = current_setting('memagent.namespace', true)"
@@ -40,6 +40,9 @@ END
 $$
 """
 
+# The text ranking function (revision 0011): memagent_app may call it; nobody else but its owner.
+RANKING = "memagent_text_ranking(text, text, timestamptz, text, integer)"
+
 # The role's privileges on memagent's tables that exist (the tables' owner runs it; idempotent).
 GRANT_SQL = f"""
 DO $$
@@ -54,6 +57,9 @@ BEGIN
             END IF;
         END LOOP;
         EXECUTE format('GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA %I TO {APP_ROLE}', current_schema());
+        IF to_regprocedure('{RANKING}') IS NOT NULL THEN
+            EXECUTE 'GRANT EXECUTE ON FUNCTION {RANKING} TO {APP_ROLE}';
+        END IF;
     END IF;
 END
 $$

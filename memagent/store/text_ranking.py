@@ -26,9 +26,11 @@ scored twice; a candidate's term frequencies come from its tsvector filtered to 
 
 The ranking function runs as its owner (SECURITY DEFINER, search_path pinned to its schema): under row-level
 security PostgreSQL may not use the GIN index for `@@`, an operator not marked leakproof, so as its caller it
-would read the whole namespace. It checks that the transaction may read the namespace it is asked for
-(memagent.namespace, as the policy does; a login outside memagent_app with no namespace set is the owner's
-own business) and reads that namespace only; the rows themselves are then read under the caller's policy.
+would read the whole namespace. Only memagent_app and the owner may call it (EXECUTE revoked from PUBLIC),
+and it checks that the transaction may read the namespace it is asked for (memagent.namespace, as the
+policy does; with none set, only a member of the owner's role may ask); the rows themselves are then read
+under the caller's policy. The statistics triggers also run as the owner: memagent_app holds no privilege
+on the statistics, so no query of memagent's can read or bend them.
 Revision 0011 runs UPGRADE; change the SQL only in a new revision.
 """
 
@@ -87,20 +89,20 @@ WHERE s.namespace = r.namespace AND s.docs <= 0;
 """
 
 _TRIGGERS = f"""
-CREATE FUNCTION memagent_text_stats_insert() RETURNS trigger LANGUAGE plpgsql AS $fn$
+CREATE FUNCTION memagent_text_stats_insert() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $fn$
 BEGIN
 {_APPLY.format(sign=1, rows="new_rows")}
     RETURN NULL;
 END
 $fn$;
-CREATE FUNCTION memagent_text_stats_delete() RETURNS trigger LANGUAGE plpgsql AS $fn$
+CREATE FUNCTION memagent_text_stats_delete() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $fn$
 BEGIN
 {_APPLY.format(sign=-1, rows="old_rows")}
 {_REMOVE_EMPTY.format(rows="old_rows")}
     RETURN NULL;
 END
 $fn$;
-CREATE FUNCTION memagent_text_stats_update() RETURNS trigger LANGUAGE plpgsql AS $fn$
+CREATE FUNCTION memagent_text_stats_update() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $fn$
 BEGIN
     IF OLD.namespace IS NOT DISTINCT FROM NEW.namespace AND OLD.content IS NOT DISTINCT FROM NEW.content
     THEN
@@ -191,9 +193,10 @@ DECLARE
 BEGIN
     -- It runs as its owner (see the module's docstring): it answers for the namespace this transaction
     -- may read, and nothing else.
-    visible := current_setting('memagent.namespace', true);
+    visible := coalesce(current_setting('memagent.namespace', true), '');
     IF NOT (visible = p_namespace OR visible = '{ALL_NAMESPACES}'
-            OR (coalesce(visible, '') = '' AND current_setting('role') = 'none')) THEN
+            OR (visible = '' AND current_setting('role') = 'none'
+                AND pg_has_role(session_user, current_user, 'MEMBER'))) THEN
         RAISE EXCEPTION 'memagent_text_ranking: this transaction may not read namespace %', p_namespace
             USING ERRCODE = 'insufficient_privilege';
     END IF;
@@ -311,17 +314,28 @@ $fn$;
 """
 
 # A definer's function resolves names in its own schema only (then pg_temp), never in the caller's path.
-_PIN = """
-DO $$
-BEGIN
-    EXECUTE format(
-        'ALTER FUNCTION memagent_text_ranking(text, text, timestamptz, text, integer)'
-        ' SET search_path = %I, pg_temp',
-        current_schema()
-    );
-END
-$$
-"""
+_DEFINERS = (
+    "memagent_text_ranking(text, text, timestamptz, text, integer)",
+    "memagent_text_stats_insert()",
+    "memagent_text_stats_delete()",
+    "memagent_text_stats_update()",
+)
+
+# The functions that run as their owner resolve names in their own schema only (then pg_temp), never in the
+# caller's path; only memagent_app (and the owner) may call the ranking, and nobody else touches the
+# statistics: memagent_app has no privilege on them at all (the triggers write them as their owner).
+_PIN = (
+    "DO $$\nBEGIN\n"
+    + "".join(
+        f"    EXECUTE format('ALTER FUNCTION {function} SET search_path = %I, pg_temp', current_schema());\n"
+        for function in _DEFINERS
+    )
+    + f"    REVOKE EXECUTE ON FUNCTION {_DEFINERS[0]} FROM PUBLIC;\n"
+    + "    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'memagent_app') THEN\n"
+    + f"        GRANT EXECUTE ON FUNCTION {_DEFINERS[0]} TO memagent_app;\n"
+    + "    END IF;\n"
+    + "END\n$$"
+)
 
 # A tsquery matching any of the lexemes, built without parsing them again (they are stemmed already); the
 # best `depth` of two ranked lists.
@@ -362,7 +376,7 @@ _NAMESPACE_GIN = """
 DO $$
 BEGIN
     CREATE EXTENSION IF NOT EXISTS btree_gin;
-EXCEPTION WHEN insufficient_privilege THEN
+EXCEPTION WHEN OTHERS THEN  -- no privilege, or a server without the extension (allow-listed, not shipped)
     RAISE WARNING 'memagent: cannot create the extension btree_gin; full-text recall in a namespace reads '
         'through the single-column index (slower in a database of many namespaces)';
 END
@@ -377,7 +391,7 @@ END
 $$;
 """
 
-UPGRADE = (_TABLES, _POLICIES, _NAMESPACE_GIN, _ANY_LEXEME, _FUNCTION, _PIN, _TRIGGERS, _BACKFILL)
+UPGRADE = (_TABLES, _POLICIES, _NAMESPACE_GIN, _ANY_LEXEME, _FUNCTION, _TRIGGERS, _PIN, _BACKFILL)
 
 DOWNGRADE = (
     "CREATE INDEX IF NOT EXISTS ix_memories_content_tsv ON memories USING gin (content_tsv);"
