@@ -452,8 +452,18 @@ def method(
     }
 
 
-def statements_of(db: Any, action: Callable[[], Any]) -> list[tuple[str, Any]]:
-    """The SQL statements (and parameters) one call sends."""
+# Marks the settings UnitOfWork.run sends in the same query string as its statement (not a round trip).
+SAME_TRIP = "/* same round trip */ "
+
+
+def round_trips(sent: list[tuple[str, Any]]) -> int:
+    """Statements sent, not counting the settings sent in the same string as the next one."""
+    return sum(not statement.startswith(SAME_TRIP) for statement, _ in sent)
+
+
+def statements_of(db: Any, service: Any, action: Callable[[], Any]) -> list[tuple[str, Any]]:
+    """The SQL statements (and parameters) one call sends: through SQLAlchemy, and through the unit of
+    work's one-round-trip path (UnitOfWork.run, a raw driver cursor), recorded with its settings."""
     from sqlalchemy import event
 
     sent: list[tuple[str, Any]] = []
@@ -461,11 +471,29 @@ def statements_of(db: Any, action: Callable[[], Any]) -> list[tuple[str, Any]]:
     def listen(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
         sent.append((statement, parameters))
 
+    run = getattr(service.unit, "run", None)
+    if run is not None:
+        from memagent.store.search import driver_sql
+
+        def recording(namespace: str, sql: str, params: Any, settings: Any = ()) -> list[Any]:
+            prefix = SAME_TRIP + "SELECT set_config('memagent.namespace', %(ns)s, true)"
+            prefix += ", set_config('role', 'memagent_app', true)"
+            prefix += "".join(
+                f", set_config('{name}', %(s{i})s, true)" for i, (name, _) in enumerate(settings)
+            )
+            values = {"ns": namespace} | {f"s{i}": value for i, (_, value) in enumerate(settings)}
+            sent.append((prefix, values))
+            sent.append((driver_sql(sql), dict(params)))
+            return run(namespace, sql, params, settings)
+
+        service.unit.run = recording
     event.listen(db.engine, "before_cursor_execute", listen)
     try:
         action()
     finally:
         event.remove(db.engine, "before_cursor_execute", listen)
+        if run is not None:
+            del service.unit.run
     return sent
 
 
@@ -514,9 +542,9 @@ def measure(
                 if args.max_seconds_per_mode and sum(seconds) > args.max_seconds_per_mode:
                     break
             sent = statements_of(
-                db, lambda ns=namespace, m=mode: service.recall(timed[0], k=k, namespace=ns, mode=m)
+                db, service, lambda ns=namespace, m=mode: service.recall(timed[0], k=k, namespace=ns, mode=m)
             )
-            cell = stats(seconds) | {"short": short, "statements": len(sent)}
+            cell = stats(seconds) | {"short": short, "statements": round_trips(sent)}
             figures["recall"].setdefault(namespace, {})[mode] = cell
             say(f"recall {namespace:<5} {mode:<6} {fmt(cell)}; fewer than {k}: {short}")
             if short and mode != "text":
@@ -557,8 +585,10 @@ def measure(
         if j >= STORE_WARMUP:
             seconds.append(time.perf_counter() - t)
         assert stored.created, stored
-    sent = statements_of(db, lambda: service.remember(texts[-1], namespace="big", session_id=EXTRA_SESSION))
-    figures["store_one"] = stats(seconds) | {"statements": len(sent)}
+    sent = statements_of(
+        db, service, lambda: service.remember(texts[-1], namespace="big", session_id=EXTRA_SESSION)
+    )
+    figures["store_one"] = stats(seconds) | {"statements": round_trips(sent)}
     say(f"store one in big: {fmt(figures['store_one'])}")
 
 
