@@ -486,7 +486,8 @@ def statements_of(db: Any, service: Any, action: Callable[[], Any]) -> list[tupl
             values = {"ns": namespace} | {f"s{i}": value for i, (_, value) in enumerate(settings)}
             sent.append((prefix, values))
             sent.append((driver_sql(sql), dict(params)))
-            return run(namespace, sql, params, settings)
+            rows: list[Any] = run(namespace, sql, params, settings)
+            return rows
 
         service.unit.run = recording
     event.listen(db.engine, "before_cursor_execute", listen)
@@ -543,9 +544,11 @@ def measure(
                 assert found.degraded is None, found.degraded
                 if args.max_seconds_per_mode and sum(seconds) > args.max_seconds_per_mode:
                     break
-            sent = statements_of(
-                db, service, lambda ns=namespace, m=mode: service.recall(timed[0], k=k, namespace=ns, mode=m)
-            )
+
+            def one_recall(ns: str = namespace, m: str = mode) -> Any:
+                return service.recall(timed[0], k=k, namespace=ns, mode=m)
+
+            sent = statements_of(db, service, one_recall)
             cell = stats(seconds) | {"short": short, "statements": round_trips(sent)}
             figures["recall"].setdefault(namespace, {})[mode] = cell
             say(f"recall {namespace:<5} {mode:<6} {fmt(cell)}; fewer than {k}: {short}")
