@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import random
+import threading
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -15,15 +16,20 @@ from typing import Any
 
 import pytest
 import sqlalchemy.exc
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.orm import Session
 
+from memagent.api import Memory
+from memagent.config import Settings
 from memagent.errors import DatabaseError
+from memagent.store import schema
+from memagent.store.database import Database
+from memagent.store.embedded import EmbeddedPostgres
 from memagent.store.memories import MemoryRepository, NewMemory
 from memagent.store.text_ranking import K1, SMALL, B
 from memagent.usecases.service import MemoryService
-from tests.conftest import DIM
-from tests.fake_openai import fake_embedding
+from tests.conftest import DIM, fake_embedder, make_database
+from tests.fake_openai import FakeOpenAI, fake_embedding
 
 # A skewed vocabulary: a few words in most memories, most words in a few, as in a conversation.
 WORDS = [
@@ -303,3 +309,42 @@ def test_only_memagent_app_may_rank_and_only_its_namespace(
         ).all()
         allowed.rollback()
     assert len(found) == 1
+
+
+def test_concurrent_writers_of_one_namespace_under_a_stricter_default(
+    embedded: EmbeddedPostgres, fake: FakeOpenAI
+) -> None:
+    """Writers of one namespace share its statistics rows: a database defaulting to REPEATABLE READ must not
+    turn their meeting into serialization errors (memagent's transactions run at READ COMMITTED)."""
+    url = make_database(embedded, "memagent_repeatable_read")
+    admin = create_engine(embedded.url(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(
+            text(
+                "ALTER DATABASE memagent_repeatable_read"
+                " SET default_transaction_isolation = 'repeatable read'"
+            )
+        )
+    admin.dispose()
+    with Database(Settings(), url=url) as db:
+        schema.upgrade(db, "head", embedding_dim=DIM)
+    failures: list[BaseException] = []
+    with Memory(
+        database_url=url, namespace="shared", recall_mode="text", embedder=fake_embedder(fake)
+    ) as memory:
+
+        def write(worker: int) -> None:
+            for i in range(20):
+                try:
+                    memory.remember(f"writer {worker} note {i} about the shared garden")
+                except BaseException as exc:
+                    failures.append(exc)
+
+        threads = [threading.Thread(target=write, args=(w,)) for w in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert failures == []
+        assert memory.count() == 60
+        assert len(memory.recall("shared garden note", k=60)) == 60

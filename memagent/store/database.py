@@ -89,6 +89,7 @@ class Database:
                 "MEMAGENT_DATABASE_URL is not a valid database URL.",
                 hint="Use postgresql://user:password@host:5432/database.",
             ) from None
+        _read_committed(self._engine)
         if self._embedded is not None:
             _restart_on_connect_failure(self._engine, self._embedded)
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
@@ -157,6 +158,23 @@ def _read_any_date() -> None:
 
 
 _dates_registered = False
+
+
+def _read_committed(engine: Engine) -> None:
+    """Every connection's transactions run at READ COMMITTED, whatever the database's default.
+
+    Writers of one namespace update the same full-text statistics rows (revision 0011): under REPEATABLE
+    READ or SERIALIZABLE (a database can default to either) the second of two concurrent writers would fail
+    with a serialization error; READ COMMITTED waits for the first and goes on. Set once per connection, for
+    the transactions SQLAlchemy begins and for UnitOfWork.run's implicit ones alike.
+    """
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def connect(dbapi_connection: Any, record: Any) -> None:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        dbapi_connection.commit()
 
 
 def _restart_on_connect_failure(engine: Engine, embedded: EmbeddedPostgres) -> None:
