@@ -14,10 +14,7 @@ turns, with the same figures for vector mode.
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -25,7 +22,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from scale import GivenVector, make_vectors, pct
+from scale import GivenVector, make_vectors, pct, temporary_home
 
 
 class Timed:
@@ -60,15 +57,8 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=1536)
     parser.add_argument("--turns", type=int, default=200)
     args = parser.parse_args()
-    home = Path(tempfile.mkdtemp(prefix="memagent-chat-turn-"))
-    os.environ.update({"MEMAGENT_HOME": str(home), "MEMAGENT_LINGER": "0"})
-    try:
+    with temporary_home("memagent-chat-turn-") as home:
         run(args, home)
-    finally:
-        from memagent.store.embedded import EmbeddedPostgres
-
-        EmbeddedPostgres(home).destroy()
-        shutil.rmtree(home, ignore_errors=True)
 
 
 def run(args: argparse.Namespace, home: Path) -> None:

@@ -19,22 +19,13 @@ excluded (memagent gets it from an embedder that returns it as given). Measured,
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scale import GivenVector, make_vectors, vec_text
-
-
-def pct(values: list[float], q: float) -> float:
-    return 1000 * float(np.percentile(values, q))
+from scale import GivenVector, make_vectors, pct, temporary_home, vec_text
 
 
 def main() -> None:
@@ -47,15 +38,8 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--ef-search", type=int, default=100)
     args = parser.parse_args()
-    home = Path(tempfile.mkdtemp(prefix="memagent-recall-path-"))
-    os.environ.update({"MEMAGENT_HOME": str(home), "MEMAGENT_LINGER": "0"})
-    try:
+    with temporary_home("memagent-recall-path-"):
         run(args)
-    finally:
-        from memagent.store.embedded import EmbeddedPostgres
-
-        EmbeddedPostgres(home).destroy()
-        shutil.rmtree(home, ignore_errors=True)
 
 
 def run(args: argparse.Namespace) -> None:

@@ -41,7 +41,8 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,20 @@ def make_vectors(count: int, dim: int, seed: int) -> np.ndarray:
         block = latent @ projection + 0.05 * rng.normal(size=(n, dim))
         out[start : start + n] = block / np.linalg.norm(block, axis=1, keepdims=True)
     return out
+
+
+@contextmanager
+def temporary_home(prefix: str) -> Iterator[Path]:
+    """A fresh MEMAGENT_HOME for one run (the embedded server does not linger), removed with its cluster."""
+    home = Path(tempfile.mkdtemp(prefix=prefix))
+    os.environ.update({"MEMAGENT_HOME": str(home), "MEMAGENT_LINGER": "0"})
+    try:
+        yield home
+    finally:
+        from memagent.store.embedded import EmbeddedPostgres
+
+        EmbeddedPostgres(home).destroy()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def pct(values: list[float], q: float) -> float:
