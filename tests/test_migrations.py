@@ -7,14 +7,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import Connection, create_engine, inspect, text
 
 from memagent.config import Settings, get_settings
 from memagent.errors import SchemaError
 from memagent.store import schema
 from memagent.store.database import Database
 from memagent.store.embedded import EmbeddedPostgres
-from tests.conftest import make_database, process_env, schema_drift
+from memagent.usecases.service import MemoryService
+from tests.conftest import DIM, make_database, process_env, schema_drift
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -142,3 +143,24 @@ def test_alembic_command_line_with_a_plain_postgresql_url(embedded: EmbeddedPost
     with engine.connect() as conn:
         assert "memories" not in inspect(conn).get_table_names()
     engine.dispose()
+
+
+def test_an_embedding_is_kept_in_its_row(service: MemoryService, connection: Connection) -> None:
+    # A 384-dimension vector (1.5 kB) beside 600 characters passed PostgreSQL's default 2 kB threshold and
+    # went to the TOAST table (three more page reads per vector read); revision 0012 keeps it in the row.
+    assert connection.execute(
+        text("SELECT reloptions FROM pg_class WHERE oid = 'memories'::regclass")
+    ).scalar_one() == ["toast_tuple_target=8160"]
+    content = " ".join(f"the {i}th lantern on the pier was repainted in autumn" for i in range(12))
+    assert len(content) > 600
+    stored = text(
+        "SELECT pg_column_size(embedding) AS size, pg_column_toast_chunk_id(embedding) AS chunk "
+        "FROM memories WHERE namespace = 'test' AND content = :c"
+    )
+    service.remember(content)
+    row = connection.execute(stored, {"c": content}).one()
+    assert row.size >= 4 * DIM and row.chunk is None  # in line, not a TOAST pointer
+    # What the setting changes: with PostgreSQL's default the same row's vector goes out of line.
+    connection.execute(text("ALTER TABLE memories RESET (toast_tuple_target)"))  # rolled back after the test
+    service.remember(content + " again")
+    assert connection.execute(stored, {"c": content + " again"}).one().chunk is not None

@@ -71,6 +71,8 @@ class MemoryRow(Base):
     """One remembered text with its embedding (a row; callers get memagent.records dataclasses)."""
 
     __tablename__ = "memories"
+    # Revision 0012 also sets the table's toast_tuple_target to 8160: an embedding stays in its row unless
+    # the row would not fit a page (a storage parameter; compare_metadata does not look at those).
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     namespace: Mapped[str] = mapped_column(String(200), nullable=False)
