@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any
@@ -100,13 +101,25 @@ class Memory:
         session_id: str | None = None,
         namespace: str | None = None,
         max_distance: float | None = None,
+        kinds: Sequence[str] | None = None,
+        as_of: datetime | None = None,
+        include_archived: bool = False,
     ) -> RecallResult:
         """The memories most similar to the query, most similar first (a sequence of RecalledMemory).
 
-        The result's `degraded` says why recall fell back to full-text search, when it had to.
+        The result's `degraded` says why recall fell back to full-text search, when it had to. By default
+        what memagent believes now (no expired fact, no archived exchange); kinds (exchange, fact,
+        summary), as_of (what it believed then) and include_archived widen or narrow that.
         """
         return self._memory().recall(
-            query, k=k, namespace=namespace, session_id=session_id, max_distance=max_distance
+            query,
+            k=k,
+            namespace=namespace,
+            session_id=session_id,
+            max_distance=max_distance,
+            kinds=kinds,
+            as_of=as_of,
+            include_archived=include_archived,
         )
 
     def recent(

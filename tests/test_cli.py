@@ -85,6 +85,8 @@ def test_remember_with_metadata(cli_env: dict[str, str], engine: Engine) -> None
         (["inspect", "--limit", "-3"], None, "limit must be between"),
         (["purge", "--before", "last tuesday", "--yes"], None, "is not a date"),
         (["purge"], None, "say what to purge"),
+        (["recall", "walks", "--kind", "note"], None, "kind must be one of exchange, fact, summary"),
+        (["recall", "walks", "--as-of", "last tuesday"], None, "--as-of 'last tuesday' is not a date"),
     ],
 )
 def test_bad_input_is_one_red_line(

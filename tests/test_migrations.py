@@ -36,6 +36,15 @@ def test_head_schema_has_table_and_indexes(db_url: str) -> None:
             "metadata",
             "created_at",
             "content_tsv",
+            # revision 0013: memory that learns
+            "kind",
+            "importance",
+            "invalid_at",
+            "learned_at",
+            "expired_at",
+            "superseded_by",
+            "archived_at",
+            "extracted_at",
         }
         indexdef = conn.execute(
             text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_memories_embedding_hnsw'")

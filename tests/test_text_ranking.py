@@ -31,6 +31,9 @@ from memagent.usecases.service import MemoryService
 from tests.conftest import DIM, fake_embedder, make_database
 from tests.fake_openai import FakeOpenAI, fake_embedding
 
+# The ranking over every kind of memory, current ones (revision 0013's view arguments at their defaults).
+RANKING = "memagent_text_ranking({}, NULL, NULL, false)"
+
 # A skewed vocabulary: a few words in most memories, most words in a few, as in a conversation.
 WORDS = [
     "caroline",
@@ -144,7 +147,9 @@ def ranking(
     conn: Connection, namespace: str, query: str, depth: int, session_id: str | None = None
 ) -> list[tuple[float, int]]:
     rows = conn.execute(
-        text("SELECT id, score FROM memagent_text_ranking(:ns, :session, NULL, :q, :depth)"),
+        text(
+            "SELECT id, score FROM memagent_text_ranking(:ns, :session, NULL, :q, :depth, NULL, NULL, false)"
+        ),
         {"ns": namespace, "session": session_id, "q": query, "depth": depth},
     ).all()
     return [(float(row.score), int(row.id)) for row in rows]
@@ -262,11 +267,11 @@ def test_statistics_are_isolated_by_namespace(service: MemoryService) -> None:
     # ...and the ranking function, which runs as their owner, checks the namespace itself.
     with pytest.raises(DatabaseError, match="may not read namespace"), service.unit("tenant-b") as store_b:
         store_b.memories.session.execute(
-            text("SELECT * FROM memagent_text_ranking('tenant-a', NULL, NULL, 'zebulon', 10)")
+            text("SELECT * FROM " + RANKING.format("'tenant-a', NULL, NULL, 'zebulon', 10"))
         ).all()
     with service.unit("tenant-a") as store_a:
         ranked = store_a.memories.session.execute(
-            text("SELECT * FROM memagent_text_ranking('tenant-a', NULL, NULL, 'zebulon', 10)")
+            text("SELECT * FROM " + RANKING.format("'tenant-a', NULL, NULL, 'zebulon', 10"))
         ).all()
         assert len(ranked) == 1
 
@@ -299,13 +304,13 @@ def test_only_memagent_app_may_rank_and_only_its_namespace(
                     text("SELECT set_config('memagent.namespace', :ns, true)"), {"ns": namespace}
                 )
             connection.execute(
-                text("SELECT * FROM memagent_text_ranking('private', NULL, NULL, 'aquarium', 5)")
+                text("SELECT * FROM " + RANKING.format("'private', NULL, NULL, 'aquarium', 5"))
             )
     with connection.begin_nested() as allowed:
         connection.execute(text("SET LOCAL ROLE memagent_app"))
         connection.execute(text("SELECT set_config('memagent.namespace', 'private', true)"))
         found = connection.execute(
-            text("SELECT * FROM memagent_text_ranking('private', NULL, NULL, 'aquarium', 5)")
+            text("SELECT * FROM " + RANKING.format("'private', NULL, NULL, 'aquarium', 5"))
         ).all()
         allowed.rollback()
     assert len(found) == 1

@@ -122,6 +122,21 @@ def recall(
             "Default: MEMAGENT_EF_SEARCH, 100.",
         ),
     ] = None,
+    kind: Annotated[
+        list[str] | None,
+        typer.Option("--kind", help="Only memories of this kind: exchange, fact or summary (repeatable)."),
+    ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="What memagent believed at this time (YYYY-MM-DD[THH:MM]; a bare date: its start). "
+            "Default: now (facts replaced since are left out).",
+        ),
+    ] = None,
+    include_archived: Annotated[
+        bool, typer.Option("--include-archived", help="Also exchanges compressed into a summary.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Show the memories that best match a query, best first."""
@@ -138,6 +153,9 @@ def recall(
             max_distance=max_distance,
             mode=search_mode,
             ef_search=ef_search,
+            kinds=kind or None,
+            as_of=parse_before(as_of, "--as-of") if as_of else None,
+            include_archived=include_archived,
         )
         waiting = service.pending(namespace=namespace)
     if found.degraded:

@@ -104,15 +104,15 @@ def load_settings() -> Settings:
     return get_settings()
 
 
-def parse_before(value: str) -> datetime:
-    """A --before date; a bare date or time means the user's local time."""
+def parse_before(value: str, option: str = "--before") -> datetime:
+    """A date option's value (--before, --as-of); a bare date or time means the user's local time."""
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise InputError(f"--before {value!r} is not a date; use YYYY-MM-DD or YYYY-MM-DDTHH:MM.") from None
+        raise InputError(f"{option} {value!r} is not a date; use YYYY-MM-DD or YYYY-MM-DDTHH:MM.") from None
     if parsed.tzinfo is None and len(value) <= 10:  # a bare date: from its start, in the user's time zone
         parsed = datetime.combine(parsed.date(), time.min)
-    return clean_date(parsed, "--before date")
+    return clean_date(parsed, f"{option} date")
 
 
 def read_stdin() -> str:

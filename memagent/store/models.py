@@ -13,7 +13,9 @@ from typing import Any
 import numpy as np
 from pgvector.sqlalchemy import Vector
 from sqlalchemy import (
+    REAL,
     BigInteger,
+    CheckConstraint,
     Computed,
     DateTime,
     ForeignKey,
@@ -96,8 +98,29 @@ class MemoryRow(Base):
         TSVECTOR, Computed("to_tsvector('english'::regconfig, left(content, 100000))", persisted=True)
     )
 
+    # Memory that learns (revision 0013): what kind of memory, how important, and its validity in
+    # conversation time (created_at .. invalid_at) and in belief time (learned_at .. expired_at; learned_at
+    # NULL on rows stored before 0013: learned at created_at). Learning never overwrites or deletes.
+    kind: Mapped[str] = mapped_column(String(16), nullable=False, server_default="exchange")
+    importance: Mapped[float] = mapped_column(REAL, nullable=False, server_default="0.5")
+    invalid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    learned_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True, server_default=func.now()
+    )
+    expired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    superseded_by: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("memories.id", ondelete="SET NULL"), nullable=True
+    )
+    archived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    extracted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
     __table_args__ = (
         UniqueConstraint("namespace", "content_hash", name="uq_memories_namespace_content_hash"),
+        CheckConstraint("kind IN ('exchange', 'fact', 'summary')", name="ck_memories_kind"),
+        CheckConstraint("importance >= 0 AND importance <= 1", name="ck_memories_importance"),
+        Index(
+            "ix_memories_superseded_by", "superseded_by", postgresql_where=text("superseded_by IS NOT NULL")
+        ),
         # Full-text search within a namespace (revision 0011, with btree_gin; without it, content_tsv alone).
         Index("ix_memories_namespace_tsv", "namespace", "content_tsv", postgresql_using="gin"),
         Index("ix_memories_scope_recent", "namespace", "session_id", "created_at"),
@@ -163,3 +186,50 @@ class TermStats(Base):
     df: Mapped[int] = mapped_column(BigInteger, nullable=False)
     max_tf: Mapped[int] = mapped_column(Integer, nullable=False)
     min_dl: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class MemorySource(Base):
+    """A fact or summary and a memory it came from (revision 0013)."""
+
+    __tablename__ = "memory_sources"
+
+    memory_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("memories.id", ondelete="CASCADE"), primary_key=True
+    )
+    source_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("memories.id", ondelete="CASCADE"), primary_key=True
+    )
+    namespace: Mapped[str] = mapped_column(String(200), nullable=False)
+
+    __table_args__ = (Index("ix_memory_sources_source", "source_id"),)
+
+
+class MemoryEvent(Base):
+    """One change learning made to a namespace's memories, with the model's reason (revision 0013)."""
+
+    __tablename__ = "memory_events"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    namespace: Mapped[str] = mapped_column(String(200), nullable=False)
+    memory_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("memories.id", ondelete="CASCADE"), nullable=True
+    )
+    action: Mapped[str] = mapped_column(String(16), nullable=False)
+    related_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("memories.id", ondelete="SET NULL"), nullable=True
+    )
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    details: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+
+    __table_args__ = (
+        CheckConstraint(
+            "action IN ('add', 'update', 'invalidate', 'noop', 'extract', 'summarize', 'archive')",
+            name="ck_memory_events_action",
+        ),
+        Index("ix_memory_events_memory", "memory_id"),
+        Index("ix_memory_events_related", "related_id", postgresql_where=text("related_id IS NOT NULL")),
+        Index("ix_memory_events_namespace", "namespace", "created_at"),
+    )

@@ -19,7 +19,7 @@ from memagent.validation import ALL_NAMESPACES
 
 APP_ROLE = "memagent_app"
 # The tables memagent_app works on (later revisions add theirs here).
-TABLES = ("memories", "embedding_space", "embedding_staging")
+TABLES = ("memories", "embedding_space", "embedding_staging", "memory_sources", "memory_events")
 # The row-level security policy's condition on a table with a namespace column (revisions 0006, 0011).
 VISIBLE = (
     "(namespace = current_setting('memagent.namespace', true)"
@@ -40,8 +40,8 @@ END
 $$
 """
 
-# The text ranking function (revision 0011): memagent_app may call it; nobody else but its owner.
-RANKING = "memagent_text_ranking(text, text, timestamptz, text, integer)"
+# The text ranking function (revisions 0011, 0013): memagent_app may call it; nobody else but its owner.
+RANKING = "memagent_text_ranking(text, text, timestamptz, text, integer, text[], timestamptz, boolean)"
 
 # The role's privileges on memagent's tables that exist (the tables' owner runs it; idempotent).
 GRANT_SQL = f"""

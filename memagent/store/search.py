@@ -21,7 +21,7 @@ from memagent.store import search_sql
 from memagent.store.hnsw import IndexKind
 from memagent.store.models import vector_text
 from memagent.store.roles import APP_ROLE
-from memagent.store.scope import Scope
+from memagent.store.scope import Scope, View
 
 SearchMode = Literal["vector", "text", "hybrid"]
 # The embedding space a checked statement read with its rows: (model, dimension, index kind).
@@ -80,12 +80,14 @@ def recall_statement(
         raise ValueError(f"{mode} search needs the query text")
     depth = max(depth, k)
     fetch = depth if recency_half_life is not None else k
+    view = scope.view or View()  # recall always sees a view: by default what memagent believes now
+    scope = replace(scope, view=view)
     condition, params = scope.sql()
     dim = 0 if query_embedding is None else len(query_embedding)
     sql = search_sql.recall_sql(
         mode, condition, max_distance=max_distance is not None, index=index, dim=dim, checked=checked
     )
-    params |= search_sql.text_params(scope.namespace, scope.session_id, scope.before)
+    params |= search_sql.text_params(scope.namespace, scope.session_id, scope.before, view)
     params |= search_sql.fusion_params(w_text=text_weight) | {
         "qtext": query_text,
         "qvec": None if query_embedding is None else vector_text(query_embedding),

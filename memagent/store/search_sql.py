@@ -17,6 +17,7 @@ from typing import Any
 
 from memagent.store import hnsw
 from memagent.store.hnsw import IndexKind
+from memagent.store.scope import View
 
 # Reciprocal rank fusion: the textbook constant is 60; on the LoCoMo dev part (docs/benchmarks.md) 3-8 with
 # the text ranking weighted 1-2 work best, because the top few ranks carry most of the signal here; 3 since
@@ -29,7 +30,8 @@ _TEXT_RANKING = """
 txt AS MATERIALIZED (
     SELECT r.id, r.score, row_number() OVER (ORDER BY r.score DESC, r.id) AS rank
     FROM memagent_text_ranking(
-        :scope_namespace, CAST(:text_session AS text), CAST(:text_before AS timestamptz), :qtext, :depth
+        :scope_namespace, CAST(:text_session AS text), CAST(:text_before AS timestamptz), :qtext, :depth,
+        CAST(:text_kinds AS text[]), CAST(:text_as_of AS timestamptz), :text_archived
     ) r
 )"""
 
@@ -164,9 +166,16 @@ def _distance_filter(enabled: bool) -> str:
     return "WHERE (m.embedding <=> CAST(:qvec AS vector)) <= :max_distance" if enabled else ""
 
 
-def text_params(namespace: str, session_id: str | None, before: Any) -> dict[str, Any]:
-    """Bind parameters of the text ranking's scope."""
-    return {"scope_namespace": namespace, "text_session": session_id, "text_before": before}
+def text_params(namespace: str, session_id: str | None, before: Any, view: View) -> dict[str, Any]:
+    """Bind parameters of the text ranking's scope and view (the same as the vector side's: Scope.sql)."""
+    return {
+        "scope_namespace": namespace,
+        "text_session": session_id,
+        "text_before": before,
+        "text_kinds": None if view.kinds is None else list(view.kinds),
+        "text_as_of": view.as_of,
+        "text_archived": view.archived,
+    }
 
 
 def fusion_params(w_vector: float = 1.0, w_text: float = 1.0, c: int = RRF_C) -> dict[str, Any]:

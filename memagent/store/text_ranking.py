@@ -24,7 +24,7 @@ and it checks that the transaction may read the namespace it is asked for (memag
 policy does; with none set, only a member of the owner's role may ask); the rows themselves are then read
 under the caller's policy. The statistics triggers also run as the owner: memagent_app holds no privilege
 on the statistics, so no query of memagent's can read or bend them.
-Revision 0011 runs UPGRADE; change the SQL only in a new revision.
+Revision 0011 runs UPGRADE, 0013 VIEW_UPGRADE; change the SQL only in a new revision.
 """
 
 from __future__ import annotations
@@ -66,9 +66,9 @@ FROM (
 ) r
 """
 
-_FUNCTION = f"""
+_FUNCTION_TEMPLATE = f"""
 CREATE FUNCTION memagent_text_ranking(
-    p_namespace text, p_session text, p_before timestamptz, p_query text, p_depth integer
+    p_namespace text, p_session text, p_before timestamptz, p_query text, p_depth integer{{view_args}}
 ) RETURNS TABLE (id bigint, score double precision) LANGUAGE plpgsql STABLE ROWS 50 SECURITY DEFINER AS $fn$
 DECLARE
     n double precision;
@@ -133,13 +133,14 @@ BEGIN
         $sql${_SCORE}$sql$,
         CASE WHEN n <= {SMALL} THEN '(m.content_tsv @@ $5) IS TRUE' ELSE 'm.content_tsv @@ $5' END,
         CASE WHEN p_session IS NOT NULL THEN 'AND m.session_id = $6' ELSE '' END
-        || CASE WHEN p_before IS NOT NULL THEN ' AND m.created_at < $7' ELSE '' END
+        || CASE WHEN p_before IS NOT NULL THEN ' AND m.created_at < $7' ELSE '' END{{view_conditions}}
     );
     IF n <= {SMALL} THEN
         -- A small namespace: read its memories by the namespace index and score every match, in one pass.
         -- (The full-text index holds every namespace: a common word's entries would outnumber them.)
         EXECUTE scoring INTO ids, scores
-            USING p_namespace, lex, idf, avgdl, memagent_any_lexeme(lex), p_session, p_before, p_depth, done;
+            USING p_namespace, lex, idf, avgdl, memagent_any_lexeme(lex), p_session, p_before, p_depth,
+                  done{{view_using}};
         RETURN QUERY SELECT * FROM unnest(ids, scores);
         RETURN;
     END IF;
@@ -152,7 +153,7 @@ BEGIN
     IF m >= 3 THEN
         q := t1 && t2 && t3;
         EXECUTE scoring INTO ids, scores
-            USING p_namespace, lex, idf, avgdl, q, p_session, p_before, p_depth, done;
+            USING p_namespace, lex, idf, avgdl, q, p_session, p_before, p_depth, done{{view_using}};
         done := q;
     END IF;
     IF m >= 2 AND coalesce(array_length(ids, 1), 0) < p_depth THEN
@@ -161,7 +162,7 @@ BEGIN
             q := q || (t1 && t3) || (t2 && t3);
         END IF;
         EXECUTE scoring INTO more_ids, more_scores
-            USING p_namespace, lex, idf, avgdl, q, p_session, p_before, p_depth, done;
+            USING p_namespace, lex, idf, avgdl, q, p_session, p_before, p_depth, done{{view_using}};
         SELECT b.ids, b.scores INTO ids, scores
         FROM memagent_best(ids, scores, more_ids, more_scores, p_depth) b;
         done := q;
@@ -174,7 +175,7 @@ BEGIN
         END LOOP;
         q := memagent_any_lexeme(lex[1:n_first]);
         EXECUTE scoring INTO more_ids, more_scores
-            USING p_namespace, lex, idf, avgdl, q, p_session, p_before, p_depth, done;
+            USING p_namespace, lex, idf, avgdl, q, p_session, p_before, p_depth, done{{view_using}};
         SELECT b.ids, b.scores INTO ids, scores
         FROM memagent_best(ids, scores, more_ids, more_scores, p_depth) b;
         IF n_first = m THEN
@@ -215,36 +216,69 @@ BEGIN
         q := memagent_any_lexeme(lex[1:n_last]);
     END IF;
     EXECUTE scoring INTO more_ids, more_scores
-        USING p_namespace, lex, idf, avgdl, q, p_session, p_before, p_depth, done;
+        USING p_namespace, lex, idf, avgdl, q, p_session, p_before, p_depth, done{{view_using}};
     RETURN QUERY SELECT * FROM unnest(ids, scores) UNION ALL SELECT * FROM unnest(more_ids, more_scores)
         ORDER BY 2 DESC, 1 LIMIT p_depth;
 END
 $fn$;
 """
 
+# Revision 0013 (memory that learns): three more arguments, the view of the namespace recall sees — kinds
+# (NULL: all), as of (NULL: now: what memagent believes now), archived ones too — the same conditions as
+# memagent.store.scope's View, so both sides of a hybrid recall see the same memories.
+_VIEW_ARGS = ", p_kinds text[], p_as_of timestamptz, p_archived boolean"
+_VIEW_CONDITIONS = """
+        || CASE WHEN p_kinds IS NOT NULL THEN ' AND m.kind = ANY ($10)' ELSE '' END
+        || CASE WHEN p_as_of IS NULL THEN ' AND m.expired_at IS NULL'
+                || CASE WHEN coalesce(p_archived, false) THEN '' ELSE ' AND m.archived_at IS NULL' END
+           ELSE ' AND coalesce(m.learned_at, m.created_at) <= $11'
+                || ' AND (m.expired_at IS NULL OR m.expired_at > $11)'
+                || CASE WHEN coalesce(p_archived, false) THEN ''
+                        ELSE ' AND (m.archived_at IS NULL OR m.archived_at > $11)' END
+           END"""
+
+SIGNATURE = "memagent_text_ranking(text, text, timestamptz, text, integer)"
+VIEW_SIGNATURE = "memagent_text_ranking(text, text, timestamptz, text, integer, text[], timestamptz, boolean)"
+
+
+def _function(view: bool) -> str:
+    """CREATE FUNCTION memagent_text_ranking: revision 0011's five arguments, or 0013's eight."""
+    return (
+        _FUNCTION_TEMPLATE.replace("{view_args}", _VIEW_ARGS if view else "")
+        .replace("{view_conditions}", _VIEW_CONDITIONS if view else "")
+        .replace("{view_using}", ", p_kinds, p_as_of" if view else "")
+    )
+
+
 # A definer's function resolves names in its own schema only (then pg_temp), never in the caller's path.
 _DEFINERS = (
-    "memagent_text_ranking(text, text, timestamptz, text, integer)",
+    SIGNATURE,
     "memagent_text_stats_insert()",
     "memagent_text_stats_delete()",
     "memagent_text_stats_update()",
 )
 
+
 # The functions that run as their owner resolve names in their own schema only (then pg_temp), never in the
 # caller's path; only memagent_app (and the owner) may call the ranking, and nobody else touches the
 # statistics: memagent_app has no privilege on them at all (the triggers write them as their owner).
-_PIN = (
-    "DO $$\nBEGIN\n"
-    + "".join(
-        f"    EXECUTE format('ALTER FUNCTION {function} SET search_path = %I, pg_temp', current_schema());\n"
-        for function in _DEFINERS
+def _pin(definers: tuple[str, ...]) -> str:
+    return (
+        "DO $$\nBEGIN\n"
+        + "".join(
+            f"    EXECUTE format('ALTER FUNCTION {function} SET search_path = %I, pg_temp',"
+            " current_schema());\n"
+            for function in definers
+        )
+        + f"    REVOKE EXECUTE ON FUNCTION {definers[0]} FROM PUBLIC;\n"
+        + "    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'memagent_app') THEN\n"
+        + f"        GRANT EXECUTE ON FUNCTION {definers[0]} TO memagent_app;\n"
+        + "    END IF;\n"
+        + "END\n$$"
     )
-    + f"    REVOKE EXECUTE ON FUNCTION {_DEFINERS[0]} FROM PUBLIC;\n"
-    + "    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'memagent_app') THEN\n"
-    + f"        GRANT EXECUTE ON FUNCTION {_DEFINERS[0]} TO memagent_app;\n"
-    + "    END IF;\n"
-    + "END\n$$"
-)
+
+
+_PIN = _pin(_DEFINERS)
 
 # A tsquery matching any of the lexemes, built without parsing them again (they are stemmed already); the
 # best `depth` of two ranked lists.
@@ -273,7 +307,7 @@ UPGRADE = (
     text_stats.POLICIES,
     text_stats.NAMESPACE_GIN,
     _ANY_LEXEME,
-    _FUNCTION,
+    _function(view=False),
     text_stats.TRIGGERS,
     _PIN,
     text_stats.BACKFILL,
@@ -287,8 +321,12 @@ DOWNGRADE = (
     " DROP TRIGGER memagent_text_stats_update ON memories;"
     " DROP TRIGGER memagent_text_stats_truncate ON memories",
     "DROP FUNCTION memagent_text_stats_insert(), memagent_text_stats_delete(), memagent_text_stats_update(),"
-    " memagent_text_stats_truncate(), memagent_text_ranking(text, text, timestamptz, text, integer),"
+    f" memagent_text_stats_truncate(), {SIGNATURE},"
     " memagent_any_lexeme(text[]),"
     " memagent_best(bigint[], double precision[], bigint[], double precision[], integer)",
     "DROP TABLE memory_text_stats, memory_term_stats",
 )
+
+# Revision 0013: the ranking with the view's arguments replaces revision 0011's (and back on downgrade).
+VIEW_UPGRADE = (_function(view=True), _pin((VIEW_SIGNATURE,)), f"DROP FUNCTION {SIGNATURE}")
+VIEW_DOWNGRADE = (_function(view=False), _pin((SIGNATURE,)), f"DROP FUNCTION {VIEW_SIGNATURE}")

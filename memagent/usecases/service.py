@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -13,12 +14,30 @@ from memagent.errors import InputError, ProviderError
 from memagent.providers.embeddings import Embedder
 from memagent.records import MemoryRecord, RecallResult, RememberResult
 from memagent.store.memories import NewMemory
-from memagent.store.scope import Scope
+from memagent.store.scope import KINDS, Scope, View
 from memagent.store.search import SearchMode
 from memagent.store.unit import UnitOfWork
 from memagent.usecases.checked import SpaceChecked
 from memagent.usecases.known_space import KnownSpace
 from memagent.validation import ALL_NAMESPACES, clean_date, clean_metadata, clean_name, clean_text
+
+
+def clean_view(kinds: Sequence[str] | None, as_of: datetime | None, *, include_archived: bool) -> View:
+    """The view a read asks for, checked: known kinds, a valid date."""
+    if kinds is not None:
+        if isinstance(kinds, str):
+            kinds = [kinds]
+        unknown = [kind for kind in kinds if kind not in KINDS]
+        if unknown or not kinds:
+            raise InputError(
+                f"kind must be one of {', '.join(KINDS)}, not {unknown[0] if unknown else 'none'!r}."
+            )
+    return View(
+        kinds=None if kinds is None else tuple(dict.fromkeys(kinds)),
+        as_of=clean_date(as_of, "as-of date") if as_of is not None else None,
+        archived=include_archived,
+    )
+
 
 # Memories embedded per batch by backfill, and at most per automatic catch-up after a successful call.
 BACKFILL_BATCH = 64
@@ -163,8 +182,16 @@ class MemoryService(SpaceChecked):
         max_distance: float | None = None,
         mode: SearchMode | None = None,
         ef_search: int | None = None,
+        kinds: Sequence[str] | None = None,
+        as_of: datetime | None = None,
+        include_archived: bool = False,
     ) -> RecallResult:
         """The best memories for the query, best first; k rows whenever the scope holds k.
+
+        What is searched: by default what memagent believes now — memories not expired (a fact replaced or
+        invalidated by a later one) and not archived (exchanges compressed into a summary). kinds: only
+        these (exchange, fact, summary); as_of: what memagent believed at that time; include_archived:
+        archived memories too.
 
         mode: hybrid (BM25 + vector, fused), vector or text; default MEMAGENT_RECALL_MODE. When the query
         cannot be embedded (provider down) hybrid recall falls back to full-text search and says why in the
@@ -182,7 +209,10 @@ class MemoryService(SpaceChecked):
             raise InputError(f"ef_search must be between 1 and 1000, not {ef_search}.")
         if max_distance is not None and not 0.0 <= max_distance <= 2.0:
             raise InputError(f"max distance must be between 0 and 2 (cosine distance), not {max_distance}.")
-        scope = self._scope(namespace, session_id)
+        scope = replace(
+            self._scope(namespace, session_id),
+            view=clean_view(kinds, as_of, include_archived=include_archived),
+        )
         space = self._verified()
         if space is None:
             return RecallResult([])  # nothing was ever stored: no need to load or call the model

@@ -1,0 +1,145 @@
+"""Memory that learns, the schema (revision 0013): what recall sees by default (what memagent believes now),
+kinds, as of a past time, archived memories; the sources and events tables under row-level security."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import Connection, text
+
+from memagent.errors import DatabaseError, InputError
+from memagent.store.search import SearchMode
+from memagent.usecases.service import MemoryService
+
+MODES: tuple[SearchMode, ...] = ("hybrid", "vector", "text")
+T0 = datetime(2026, 1, 10, tzinfo=UTC)
+
+
+def _stored(service: MemoryService, content: str, namespace: str = "learn") -> int:
+    return service.remember(content, namespace=namespace, created_at=T0).id
+
+
+def _set(connection: Connection, memory_id: int, **columns: object) -> None:
+    assignments = ", ".join(f"{name} = :{name}" for name in columns)
+    connection.execute(
+        text(f"UPDATE memories SET {assignments} WHERE id = :id"), {"id": memory_id, **columns}
+    )
+
+
+@pytest.fixture
+def history(service: MemoryService, connection: Connection) -> dict[str, int]:
+    """Priya's employer changed: the old fact expired (replaced), its exchanges archived into a summary."""
+    ids = {
+        "said": _stored(service, "Priya: I just started at Acme Robotics as a firmware engineer"),
+        "old_fact": _stored(service, "Priya works at Acme Robotics as a firmware engineer"),
+        "new_fact": _stored(service, "Priya works at Lumen Labs as a compiler engineer"),
+        "summary": _stored(service, "Summary: Priya talked about her firmware job at Acme Robotics"),
+        "other": _stored(service, "The weather in Lisbon was sunny all week"),
+    }
+    t_learn, t_change = T0 + timedelta(days=1), T0 + timedelta(days=30)
+    _set(connection, ids["old_fact"], kind="fact", learned_at=t_learn, expired_at=t_change, importance=0.8)
+    _set(connection, ids["old_fact"], superseded_by=ids["new_fact"], invalid_at=t_change)
+    _set(connection, ids["new_fact"], kind="fact", learned_at=t_change, importance=0.9)
+    _set(connection, ids["summary"], kind="summary", learned_at=t_change)
+    _set(connection, ids["said"], archived_at=t_change, learned_at=T0)
+    _set(connection, ids["other"], learned_at=T0)  # as if stored on the day (it was stored today)
+    return ids
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_recall_sees_what_memagent_believes_now(
+    service: MemoryService, history: dict[str, int], mode: SearchMode
+) -> None:
+    found = {m.id for m in service.recall("where does Priya work?", namespace="learn", k=10, mode=mode)}
+    # Not the replaced fact, not the archived exchange; everything current, whatever its kind.
+    assert history["old_fact"] not in found and history["said"] not in found
+    if mode != "text":  # vector and hybrid always fill k from what is in view
+        assert found == {history["new_fact"], history["summary"], history["other"]}
+    else:
+        assert {history["new_fact"], history["summary"]} <= found
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_recall_as_of_a_past_time(service: MemoryService, history: dict[str, int], mode: SearchMode) -> None:
+    then = T0 + timedelta(days=10)  # after the first fact was learnt, before it was replaced
+    found = {m.id for m in service.recall("Priya work", namespace="learn", k=10, mode=mode, as_of=then)}
+    assert history["old_fact"] in found and history["said"] in found
+    assert history["new_fact"] not in found and history["summary"] not in found  # not learnt yet
+    before_anything = {
+        m.id
+        for m in service.recall("Priya work", namespace="learn", k=10, mode=mode, as_of=T0 - timedelta(1))
+    }
+    assert before_anything == set()  # nothing was learnt yet (created_at stands in for learned_at)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_recall_by_kind_and_with_archived(
+    service: MemoryService, history: dict[str, int], mode: SearchMode
+) -> None:
+    facts = service.recall("Priya work", namespace="learn", k=10, mode=mode, kinds=["fact"])
+    assert [m.id for m in facts] == [history["new_fact"]]
+    both = service.recall("Priya Acme", namespace="learn", k=10, mode=mode, kinds=["exchange", "summary"])
+    assert history["said"] not in {m.id for m in both}
+    archived = service.recall("Priya Acme", namespace="learn", k=10, mode=mode, include_archived=True)
+    assert history["said"] in {m.id for m in archived}
+    assert history["old_fact"] not in {m.id for m in archived}  # archived is not expired
+
+
+def test_hybrid_sides_see_the_same_memories(service: MemoryService, history: dict[str, int]) -> None:
+    # The text ranking (a database function) and the vector side apply the same view: nothing hybrid
+    # returns is outside what each mode alone may return.
+    for kwargs in ({}, {"kinds": ["fact", "summary"]}, {"as_of": T0 + timedelta(days=10)}):
+        hybrid = {m.id for m in service.recall("Priya Acme Lumen", namespace="learn", k=10, **kwargs)}
+        vector = {m.id for m in service.recall("x", namespace="learn", k=10, mode="vector", **kwargs)}
+        assert hybrid <= vector
+
+
+def test_a_bad_view_is_refused(service: MemoryService) -> None:
+    with pytest.raises(InputError, match="kind must be one of exchange, fact, summary, not 'note'"):
+        service.recall("anything", kinds=["note"])
+    with pytest.raises(InputError, match="out of range"):
+        service.recall("anything", as_of=datetime(1, 1, 1, tzinfo=UTC))
+
+
+def test_purging_keeps_the_history_tables_consistent(
+    service: MemoryService, connection: Connection, history: dict[str, int]
+) -> None:
+    connection.execute(
+        text("INSERT INTO memory_sources (memory_id, source_id, namespace) VALUES (:f, :s, 'learn')"),
+        {"f": history["new_fact"], "s": history["said"]},
+    )
+    connection.execute(
+        text(
+            "INSERT INTO memory_events (namespace, memory_id, action, related_id, reason)"
+            " VALUES ('learn', :old, 'update', :new, 'she changed jobs')"
+        ),
+        {"old": history["old_fact"], "new": history["new_fact"]},
+    )
+    assert service.purge(namespace="learn") == 5
+    left = connection.execute(
+        text("SELECT (SELECT count(*) FROM memory_sources), (SELECT count(*) FROM memory_events)")
+    ).one()
+    assert tuple(left) == (0, 0)
+
+
+def test_sources_and_events_are_isolated_by_namespace(
+    service: MemoryService, history: dict[str, int]
+) -> None:
+    if not service.unit.isolation().on:
+        pytest.skip("isolation is off for this login")
+    with service.unit("learn") as store:
+        session = store.memories.session
+        session.execute(
+            text("INSERT INTO memory_sources (memory_id, source_id, namespace) VALUES (:f, :s, 'learn')"),
+            {"f": history["new_fact"], "s": history["said"]},
+        )
+        session.execute(text("INSERT INTO memory_events (namespace, action) VALUES ('learn', 'add')"))
+    with service.unit("elsewhere") as store:
+        session = store.memories.session
+        assert session.execute(text("SELECT count(*) FROM memory_sources")).scalar() == 0
+        assert session.execute(text("SELECT count(*) FROM memory_events")).scalar() == 0
+    with pytest.raises(DatabaseError, match="row-level security"), service.unit("elsewhere") as store:
+        store.memories.session.execute(
+            text("INSERT INTO memory_events (namespace, action) VALUES ('learn', 'add')")
+        )
