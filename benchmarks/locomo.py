@@ -6,6 +6,14 @@ evidence is recalled (top 25) and scored against the turns that answer it.
 
     python benchmarks/locomo.py --data ../shared/benchdata/locomo/locomo_dev.json --mode hybrid
     python benchmarks/locomo.py --data … --mode vector --json results-vector.json
+    python benchmarks/locomo.py --data … --facts linked     # fact memory: LoCoMo's observations as facts
+
+--facts: LoCoMo ships, per session, facts an LLM extracted from the dialogue ("observations"), each naming
+the turn(s) it came from — a stand-in for an extractor's output. `plain` stores them beside the turns as
+ordinary memories; `linked` stores them as memories of kind fact linked to their turns (memory_sources),
+so that recall lets a fact stand for the turns it came from; `only` stores the facts without the turns.
+Each observation is stored as "(<session date>) <text>", like a turn. A recalled observation covers its
+turns; the metrics are unchanged.
 
 Metrics, per category and overall: fractional evidence recall@k (the share of a question's evidence turns
 in the top k), hit@k (any evidence turn in the top k) and MRR (over the top 25). Categories: 1 multi-hop,
@@ -52,12 +60,20 @@ class Question:
 
 
 @dataclass
+class Observation:
+    content: str
+    created_at: datetime
+    evidence: list[str]
+
+
+@dataclass
 class Conversation:
     sample_id: str
     turns: list[Turn]
     questions: list[Question]
     dropped_evidence: int = 0
     malformed_evidence: int = 0
+    observations: list[Observation] = field(default_factory=list)
 
 
 @dataclass
@@ -131,8 +147,43 @@ def load(path: Path) -> list[Conversation]:
             dropped += len(set(ids)) - len(kept)
             if kept:
                 questions.append(Question(qa["question"], int(qa["category"]), kept))
-        conversations.append(Conversation(sample["sample_id"], turns, questions, dropped, malformed))
+        observations: list[Observation] = []
+        for key, by_speaker in (sample.get("observation") or {}).items():
+            session = key.removesuffix("_observation")
+            if f"{session}_date_time" not in conv or not isinstance(by_speaker, dict):
+                continue
+            date_text = conv[f"{session}_date_time"]
+            for facts in by_speaker.values():
+                for text, evidence in facts:
+                    raw = evidence if isinstance(evidence, list) else [evidence]
+                    ids = [i for i in normalise_evidence([str(e) for e in raw])[0] if i in known]
+                    if ids:
+                        observations.append(Observation(f"({date_text}) {text}", parse_date(date_text), ids))
+        conversations.append(
+            Conversation(sample["sample_id"], turns, questions, dropped, malformed, observations)
+        )
     return conversations
+
+
+def store_observations(
+    memory: Any, conv: Conversation, namespace: str, memory_of_turn: dict[str, int], how: str
+) -> int:
+    """Store the conversation's observations (plain memories, or facts linked to their turns)."""
+    by_date: dict[datetime, list[Observation]] = defaultdict(list)
+    for o in conv.observations:
+        by_date[o.created_at].append(o)
+    for when, observations in by_date.items():
+        memory.remember_many(
+            [o.content for o in observations],
+            namespace=namespace,
+            session_id=conv.sample_id,
+            created_at=when,
+            kind="exchange" if how == "plain" else "fact",
+            sources=[[memory_of_turn[i] for i in o.evidence] for o in observations]
+            if how == "linked"
+            else None,
+        )
+    return len(conv.observations)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -154,15 +205,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for turn in conv.turns:
                 ids_by_content[turn.content.strip()].add(turn.dia_id)
                 by_date[turn.created_at].append(turn)
-            for when, turns in by_date.items():
-                memory.remember_many(
+            memory_of_turn: dict[str, int] = {}
+            for when, turns in by_date.items() if args.facts != "only" else ():
+                results = memory.remember_many(
                     [t.content for t in turns],
                     namespace=namespace,
                     session_id=conv.sample_id,
                     created_at=when,
                 )
+                memory_of_turn |= {t.dia_id: r.id for t, r in zip(turns, results, strict=True)}
+            stored += len(memory_of_turn)
+            if args.facts != "none":
+                stored += store_observations(memory, conv, namespace, memory_of_turn, args.facts)
+                for o in conv.observations:
+                    ids_by_content[o.content.strip()].update(o.evidence)
             ingest_seconds += time.perf_counter() - start
-            stored += len(conv.turns)
             start = time.perf_counter()
             for question in conv.questions:
                 found = memory.recall(question.text, k=max(KS), namespace=namespace, mode=args.mode)
@@ -180,6 +237,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         everything.merge(scores)
     return {
         "mode": args.mode,
+        "facts": args.facts,
         "recency_half_life_days": settings.recency_half_life_days,
         "embedding_model": settings.embedding_spec().model,
         "data": str(args.data),
@@ -206,7 +264,8 @@ def print_table(result: dict[str, Any]) -> None:
         else ""
     )
     table = Table(
-        title=f"LoCoMo evidence recall — mode {result['mode']}, {result['embedding_model']}{recency}"
+        title=f"LoCoMo evidence recall — mode {result['mode']}, facts {result['facts']}, "
+        f"{result['embedding_model']}{recency}"
     )
     table.add_column("category")
     table.add_column("n", justify="right")
@@ -239,6 +298,13 @@ def main() -> None:
     )
     parser.add_argument("--data", type=Path, required=True, help="a LoCoMo JSON file")
     parser.add_argument("--mode", choices=["hybrid", "vector", "text"], default="hybrid")
+    parser.add_argument(
+        "--facts",
+        choices=["none", "plain", "linked", "only"],
+        default="none",
+        help="LoCoMo's observations beside the turns: not at all, as plain memories, as facts linked to "
+        "their turns, or linked facts without the turns",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--keep", action="store_true", help="keep the memories after the run")
     parser.add_argument(

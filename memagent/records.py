@@ -19,6 +19,8 @@ class MemoryRecord:
     created_at: datetime
     embedding_model: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    kind: str = "exchange"  # exchange (what was said), fact (extracted) or summary (compressed)
+    importance: float = 0.5  # 0-1
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (ISO dates)."""
@@ -35,6 +37,9 @@ class RecalledMemory(MemoryRecord):
     # be embedded (provider down) and recall fell back to full-text search.
     distance: float | None = 0.0
     score: float = 0.0  # vector: similarity; text: BM25; hybrid: reciprocal-rank-fusion score
+    # The memories a fact or summary came from (their ids); recall leaves out a memory that a better-ranked
+    # fact in the result came from, so the result's k places hold k different things.
+    sources: tuple[int, ...] = ()
 
     @property
     def similarity(self) -> float | None:

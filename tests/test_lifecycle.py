@@ -143,3 +143,66 @@ def test_sources_and_events_are_isolated_by_namespace(
         store.memories.session.execute(
             text("INSERT INTO memory_events (namespace, action) VALUES ('learn', 'add')")
         )
+
+
+def test_facts_carry_their_sources_and_stand_for_them_in_recall(service: MemoryService) -> None:
+    turns = service.remember_many(
+        [
+            "Priya: I started a new job at Lumen Labs last week, writing compilers",
+            "Sam: I adopted a grey cat called Pixel",
+            "Priya: my sister lives in Porto",
+        ],
+        namespace="facts",
+    )
+    said, cat, sister = (t.id for t in turns)
+    fact = service.remember_many(
+        ["Priya works at Lumen Labs as a compiler engineer (since 2026-11)"],
+        namespace="facts",
+        kind="fact",
+        importance=[0.9],
+        sources=[[said]],
+    )[0]
+    for mode in MODES:
+        found = service.recall("Where does Priya work? Lumen Labs compiler job", namespace="facts", mode=mode)
+        by_id = {m.id: m for m in found}
+        assert fact.id in by_id
+        assert by_id[fact.id].kind == "fact" and by_id[fact.id].importance == pytest.approx(0.9)
+        assert by_id[fact.id].sources == (said,)
+        if mode != "vector":  # the fact stands for the exchange it came from...
+            assert said not in by_id
+        if mode == "hybrid":  # ...and its place goes to another memory
+            assert set(by_id) == {fact.id, cat, sister}
+    listed = {m.id: m for m in service.recent(namespace="facts", limit=10)}
+    assert listed[fact.id].kind == "fact" and listed[said].kind == "exchange"
+
+
+def test_a_source_outside_the_namespace_is_refused_and_nothing_is_stored(
+    service: MemoryService, connection: Connection
+) -> None:
+    elsewhere = service.remember("Another tenant's secret plan", namespace="tenant-x").id
+    mine = service.remember("Priya: I like sailing", namespace="facts").id
+    for bad in (elsewhere, 987654321):
+        with pytest.raises(InputError, match=f"source {bad} is not a memory of namespace 'facts'"):
+            service.remember_many(
+                ["Priya likes sailing"], namespace="facts", kind="fact", sources=[[mine, bad]]
+            )
+    count = connection.execute(text("SELECT count(*) FROM memories WHERE namespace = 'facts'")).scalar()
+    assert count == 1  # the fact was not stored either
+    assert connection.execute(text("SELECT count(*) FROM memory_sources")).scalar() == 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"kind": "note"}, "kind must be one of exchange, fact, summary, not 'note'"),
+        ({"importance": [1.5]}, "importance takes one value between 0 and 1 per text"),
+        ({"importance": [0.5, 0.5]}, "importance takes one value between 0 and 1 per text"),
+        ({"sources": [[1], [2]]}, "sources takes one list of memory ids per text"),
+        ({"sources": [["7"]]}, "sources are memory ids"),
+    ],
+)
+def test_bad_learning_input_is_refused(
+    service: MemoryService, kwargs: dict[str, object], message: str
+) -> None:
+    with pytest.raises(InputError, match=message):
+        service.remember_many(["Priya likes sailing"], namespace="facts", **kwargs)  # type: ignore[arg-type]

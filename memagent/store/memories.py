@@ -9,14 +9,28 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from memagent.errors import InputError
 from memagent.records import MemoryRecord
 from memagent.store.models import MemoryRow, vector_text
 from memagent.store.scope import RECORD_COLUMNS, Scope, to_record
 from memagent.store.search import SearchQueries
+
+# A memory's importance unless said otherwise (the column's default, revision 0013).
+DEFAULT_IMPORTANCE = 0.5
+
+# Link facts or summaries to the memories they came from: only memories of the namespace, and only those
+# this transaction can see (row-level security); returns the links made or already there.
+_LINK = """
+INSERT INTO memory_sources (memory_id, source_id, namespace)
+SELECT l.memory_id, m.id, m.namespace
+FROM unnest(CAST(:memory_ids AS bigint[]), CAST(:source_ids AS bigint[])) AS l(memory_id, source_id)
+JOIN memories m ON m.id = l.source_id AND m.namespace = :namespace
+WHERE l.memory_id <> l.source_id
+ON CONFLICT DO NOTHING"""
 
 
 def content_hash(content: str) -> str:
@@ -35,6 +49,8 @@ class NewMemory:
     embedding_model: str
     metadata: dict[str, Any]
     created_at: datetime | None = None
+    kind: str = "exchange"
+    importance: float = DEFAULT_IMPORTANCE
 
 
 _INSERT_SKIPPING = (
@@ -117,6 +133,8 @@ class MemoryRepository(SearchQueries):
                     "content_hash": content_hash(m.content),
                     "metadata_": m.metadata,
                     "created_at": m.created_at or now,
+                    "kind": m.kind,
+                    "importance": m.importance,
                 }
                 for m in part
             ]
@@ -142,6 +160,30 @@ class MemoryRepository(SearchQueries):
                 seen.add(key)
                 results.append((inserted[key] if key in inserted else existing[key], created))
         return results
+
+    def link(self, namespace: str, links: Sequence[tuple[int, Sequence[int]]]) -> None:
+        """Record that each memory came from its source memories (all of `namespace`; InputError names
+        the first source that is not a memory there, and the caller's transaction then writes nothing)."""
+        pairs = [(memory_id, int(source)) for memory_id, sources in links for source in sources]
+        if not pairs:
+            return
+        wanted = {source for _, source in pairs}
+        found = set(
+            self.session.scalars(
+                select(MemoryRow.id).where(MemoryRow.id.in_(wanted), MemoryRow.namespace == namespace)
+            )
+        )
+        missing = sorted(wanted - found)
+        if missing:
+            raise InputError(f"source {missing[0]} is not a memory of namespace {namespace!r}.")
+        self.session.execute(
+            text(_LINK),
+            {
+                "memory_ids": [memory_id for memory_id, _ in pairs],
+                "source_ids": [source for _, source in pairs],
+                "namespace": namespace,
+            },
+        )
 
     def purge(self, scope: Scope) -> int:
         """Delete the memories in scope; returns how many."""

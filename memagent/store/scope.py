@@ -133,6 +133,8 @@ RECORD_COLUMNS = (
     MemoryRow.created_at,
     MemoryRow.embedding_model,
     MemoryRow.metadata_.label("metadata"),
+    MemoryRow.kind,
+    MemoryRow.importance,
 )
 
 
@@ -146,6 +148,8 @@ def to_record(row: Any) -> MemoryRecord:
         created_at=row.created_at,
         embedding_model=row.embedding_model,
         metadata=dict(row.metadata or {}),
+        kind=row.kind,
+        importance=float(row.importance),
     )
 
 

@@ -198,6 +198,9 @@ def _recalled(row: Sequence[Any]) -> RecalledMemory:
         metadata=dict(row[6] or {}),
         distance=None if distance is None else float(distance),
         score=float(row[8]),
+        kind=row[9],
+        importance=float(row[10]),
+        sources=tuple(row[11] or ()),
     )
 
 

@@ -58,32 +58,56 @@ RESULT_COLUMNS = (
     "metadata",
     "distance",
     "score",
+    "kind",
+    "importance",
+    "sources",
 )
+
+# The ids of the memories a fact or summary came from (revision 0013), for the memory `alias` names.
+_SOURCES = "ARRAY(SELECT s.source_id FROM memory_sources s WHERE s.memory_id = {alias}.id ORDER BY 1)"
 
 # The settings a recall statement runs under (LOCAL: they end with its transaction). Iterative scan keeps an
 # index scan going until enough rows pass the scope's filter (relaxed order: the final ORDER BY sorts them).
 SETTINGS = {"hnsw.iterative_scan": "relaxed_order"}
 
-_FINAL = """
+# A fact or summary is supported by the memories it came from: their scores among the candidates add to its
+# own (the exchange that said it and the fact both match: the fact is the better answer).
+_SUPPORTED = """
+ranked AS MATERIALIZED (
+    SELECT f.id, f.score + coalesce((
+        SELECT sum(src.score) FROM memory_sources s JOIN fused src ON src.id = s.source_id
+        WHERE s.memory_id = f.id
+    ), 0) AS score
+    FROM fused f
+)"""
+
+# A ranked memory that a better-ranked fact or summary among the candidates came from is left out: the
+# fact stands for it (and names it in its sources), and the place goes to something else.
+_FINAL = f"""
 SELECT m.id, m.namespace, m.session_id, m.content, m.created_at, m.embedding_model, m.metadata,
-       m.embedding <=> CAST(:qvec AS vector) AS distance, ranked.score
+       m.embedding <=> CAST(:qvec AS vector) AS distance, ranked.score, m.kind, m.importance,
+       {_SOURCES.format(alias="m")} AS sources
 FROM ranked JOIN memories m ON m.id = ranked.id
-{distance_filter}
+WHERE NOT EXISTS (
+    SELECT 1 FROM memory_sources s JOIN ranked better ON better.id = s.memory_id
+    WHERE s.source_id = ranked.id AND better.id <> ranked.id
+      AND (better.score > ranked.score OR (better.score = ranked.score AND better.id < ranked.id))
+){{distance_filter}}
 ORDER BY ranked.score DESC, m.id
 LIMIT :k"""
 
-_VECTOR = """
+_VECTOR = f"""
 SELECT id, namespace, session_id, content, created_at, embedding_model, metadata, distance,
-       1 - distance AS score
+       1 - distance AS score, kind, importance, {_SOURCES.format(alias="nearest")} AS sources
 FROM (
     SELECT m.id, m.namespace, m.session_id, m.content, m.created_at, m.embedding_model, m.metadata,
-           m.embedding <=> CAST(:qvec AS vector) AS distance
+           m.kind, m.importance, m.embedding <=> CAST(:qvec AS vector) AS distance
     FROM memories m
-    WHERE {scope} AND m.embedding IS NOT NULL
-    ORDER BY {order}
+    WHERE {{scope}} AND m.embedding IS NOT NULL
+    ORDER BY {{order}}
     LIMIT :k
 ) nearest
-{distance_filter}
+{{distance_filter}}
 ORDER BY distance, id"""
 
 # What a recall statement checked against the embedding space adds: the space in force, read in the same
@@ -130,7 +154,7 @@ def recall_sql(
 
 def text_sql(scope: str, *, max_distance: bool) -> str:
     """Top-k memories by BM25 (the scope reaches memagent_text_ranking as parameters: text_params)."""
-    return f"WITH {_TEXT_RANKING},\nranked AS (SELECT id, score FROM txt)" + _FINAL.format(
+    return f"WITH {_TEXT_RANKING},\nfused AS (SELECT id, score FROM txt),{_SUPPORTED}" + _FINAL.format(
         distance_filter=_distance_filter(max_distance)
     )
 
@@ -149,7 +173,7 @@ def hybrid_sql(scope: str, *, max_distance: bool, index: IndexKind | None = "vec
     # A sum over the union rather than a full join: the planner then looks each of the (at most 2 x depth)
     # memories up by its key, where a join on coalesce(vec.id, txt.id) made it scan the namespace.
     fused = (
-        "ranked AS MATERIALIZED (\n"
+        "fused AS MATERIALIZED (\n"
         "    SELECT parts.id, sum(parts.score) AS score FROM (\n"
         "        SELECT vec.id, :w_vector / (:rrf_c + vec.rank) AS score FROM vec\n"
         "        UNION ALL\n"
@@ -157,13 +181,13 @@ def hybrid_sql(scope: str, *, max_distance: bool, index: IndexKind | None = "vec
         "    ) parts GROUP BY parts.id\n"
         ")"
     )
-    return f"WITH {vector},{_TEXT_RANKING},\n{fused}" + _FINAL.format(
+    return f"WITH {vector},{_TEXT_RANKING},\n{fused},{_SUPPORTED}" + _FINAL.format(
         distance_filter=_distance_filter(max_distance)
     )
 
 
 def _distance_filter(enabled: bool) -> str:
-    return "WHERE (m.embedding <=> CAST(:qvec AS vector)) <= :max_distance" if enabled else ""
+    return "\n  AND (m.embedding <=> CAST(:qvec AS vector)) <= :max_distance" if enabled else ""
 
 
 def text_params(namespace: str, session_id: str | None, before: Any, view: View) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from memagent.config import Settings
 from memagent.errors import InputError, ProviderError
 from memagent.providers.embeddings import Embedder
 from memagent.records import MemoryRecord, RecallResult, RememberResult
-from memagent.store.memories import NewMemory
+from memagent.store.memories import DEFAULT_IMPORTANCE, NewMemory
 from memagent.store.scope import KINDS, Scope, View
 from memagent.store.search import SearchMode
 from memagent.store.unit import UnitOfWork
@@ -37,6 +37,26 @@ def clean_view(kinds: Sequence[str] | None, as_of: datetime | None, *, include_a
         as_of=clean_date(as_of, "as-of date") if as_of is not None else None,
         archived=include_archived,
     )
+
+
+def _learned(
+    count: int, kind: str, importance: Sequence[float] | None, sources: Sequence[Sequence[int]] | None
+) -> list[tuple[str, float]]:
+    """Each text's kind and importance, checked (sources: one list of ids per text)."""
+    if kind not in KINDS:
+        raise InputError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}.")
+    if importance is None:
+        weights = [DEFAULT_IMPORTANCE] * count
+    else:
+        weights = [float(value) for value in importance]
+        if len(weights) != count or not all(0.0 <= w <= 1.0 for w in weights):
+            raise InputError(f"importance takes one value between 0 and 1 per text ({count}).")
+    if sources is not None:
+        if len(sources) != count:
+            raise InputError(f"sources takes one list of memory ids per text ({count}).")
+        if any(isinstance(i, bool) or not isinstance(i, int) for ids in sources for i in ids):
+            raise InputError("sources are memory ids (integers).")
+    return [(kind, weight) for weight in weights]
 
 
 # Memories embedded per batch by backfill, and at most per automatic catch-up after a successful call.
@@ -105,9 +125,17 @@ class MemoryService(SpaceChecked):
         session_id: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         created_at: datetime | None = None,
+        kind: str = "exchange",
+        importance: Sequence[float] | None = None,
+        sources: Sequence[Sequence[int]] | None = None,
     ) -> list[RememberResult]:
-        """Embed texts in batches and store them in one transaction."""
+        """Embed texts in batches and store them in one transaction.
+
+        kind: exchange (what was said), fact or summary; importance: one 0-1 value per text (default 0.5);
+        sources: per text, the ids of the memories of the namespace it came from (a fact's exchanges).
+        """
         contents = [clean_text(text) for text in texts]
+        learned = _learned(len(contents), kind, importance, sources)
         scope = self._scope(namespace, session_id or self.settings.session_id)
         assert scope.session_id is not None
         meta = clean_metadata(metadata)
@@ -118,17 +146,21 @@ class MemoryService(SpaceChecked):
         if not known:  # fail fast on a model mismatch, before any embedding work
             with self.unit() as store:
                 self.check_embedding_space(store, claim=False)
-        memories, pending_reason = self._embedded(contents, scope, meta, created_at)
-        stored = self._store_one(memories[0]) if known and len(memories) == 1 else None
+        memories, pending_reason = self._embedded(contents, scope, meta, created_at, learned)
+        plain = kind == "exchange" and importance is None and sources is None
+        stored = self._store_one(memories[0]) if known and plain and len(memories) == 1 else None
         if stored is None:
             if known:  # the space may have changed since it was verified: check before writing
                 with self.unit() as store:
                     self.check_embedding_space(store, claim=False)
                 if self.embedder is not embedder:  # following the database to another model
-                    memories, pending_reason = self._embedded(contents, scope, meta, created_at)
+                    memories, pending_reason = self._embedded(contents, scope, meta, created_at, learned)
             with self.unit(scope.namespace) as store:
                 self.check_embedding_space(store, claim=True)
                 stored = store.memories.add_many(memories)
+                if sources is not None:
+                    links = [(memory_id, ids) for (memory_id, _), ids in zip(stored, sources, strict=True)]
+                    store.memories.link(scope.namespace, links)
         if pending_reason is None:
             self._catch_up()  # the provider answers: catch up on old ones
         else:
@@ -147,7 +179,12 @@ class MemoryService(SpaceChecked):
         ]
 
     def _embedded(
-        self, contents: list[str], scope: Scope, meta: dict[str, Any], created_at: datetime | None
+        self,
+        contents: list[str],
+        scope: Scope,
+        meta: dict[str, Any],
+        created_at: datetime | None,
+        learned: list[tuple[str, float]],
     ) -> tuple[list[NewMemory], str | None]:
         """The memories to store, embedded; when the provider fails, pending, with its reason."""
         vectors: Any
@@ -168,8 +205,10 @@ class MemoryService(SpaceChecked):
                 embedding_model=self.embedder.model,
                 metadata=meta,
                 created_at=created_at,
+                kind=kind,
+                importance=weight,
             )
-            for content, vector in zip(contents, vectors, strict=True)
+            for content, vector, (kind, weight) in zip(contents, vectors, learned, strict=True)
         ], pending_reason
 
     def recall(
