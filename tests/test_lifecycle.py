@@ -206,3 +206,17 @@ def test_bad_learning_input_is_refused(
 ) -> None:
     with pytest.raises(InputError, match=message):
         service.remember_many(["Priya likes sailing"], namespace="facts", **kwargs)  # type: ignore[arg-type]
+
+
+def test_an_exchange_does_not_leave_for_a_fact_beyond_the_distance_cut_off(service: MemoryService) -> None:
+    said = service.remember("Priya: the harbour ferry leaves at seven", namespace="cut").id
+    fact = service.remember_many(
+        ["Zanzibar quokka marmalade"], namespace="cut", kind="fact", sources=[[said]]
+    )[0].id
+    # The fact ranks above its exchange (its support), but lies beyond the cut-off: the exchange stays.
+    everything = service.recall("Priya: the harbour ferry leaves at seven", namespace="cut", mode="hybrid")
+    assert [m.id for m in everything] == [fact]
+    near = service.recall(
+        "Priya: the harbour ferry leaves at seven", namespace="cut", mode="hybrid", max_distance=0.5
+    )
+    assert [m.id for m in near] == [said]

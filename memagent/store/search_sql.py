@@ -81,18 +81,26 @@ ranked AS MATERIALIZED (
     FROM fused f
 )"""
 
-# A ranked memory that a better-ranked fact or summary among the candidates came from is left out: the
-# fact stands for it (and names it in its sources), and the place goes to something else.
+# Each candidate covers what it stands for: a fact or summary the memories it came from, any other memory
+# itself. A candidate is kept only if it is the best-ranked cover of at least one of them: a memory that a
+# better-ranked fact came from, or a fact saying again what a better one said from the same memories, leaves
+# the result, and its place goes to something new (the kept fact names its sources). With a distance
+# cut-off, a candidate beyond it covers nothing (else a near exchange would leave for a far fact).
 _FINAL = f"""
+, covers AS MATERIALIZED (
+    SELECT r.id, r.score, coalesce(s.source_id, r.id) AS covered
+    FROM ranked r LEFT JOIN memory_sources s ON s.memory_id = r.id{{covers_filter}}
+),
+kept AS (
+    SELECT DISTINCT best.id FROM (
+        SELECT DISTINCT ON (covered) covered, id FROM covers ORDER BY covered, score DESC, id
+    ) best
+)
 SELECT m.id, m.namespace, m.session_id, m.content, m.created_at, m.embedding_model, m.metadata,
        m.embedding <=> CAST(:qvec AS vector) AS distance, ranked.score, m.kind, m.importance,
        {_SOURCES.format(alias="m")} AS sources
-FROM ranked JOIN memories m ON m.id = ranked.id
-WHERE NOT EXISTS (
-    SELECT 1 FROM memory_sources s JOIN ranked better ON better.id = s.memory_id
-    WHERE s.source_id = ranked.id AND better.id <> ranked.id
-      AND (better.score > ranked.score OR (better.score = ranked.score AND better.id < ranked.id))
-){{distance_filter}}
+FROM ranked JOIN kept ON kept.id = ranked.id JOIN memories m ON m.id = ranked.id
+{{distance_filter}}
 ORDER BY ranked.score DESC, m.id
 LIMIT :k"""
 
@@ -155,7 +163,7 @@ def recall_sql(
 def text_sql(scope: str, *, max_distance: bool) -> str:
     """Top-k memories by BM25 (the scope reaches memagent_text_ranking as parameters: text_params)."""
     return f"WITH {_TEXT_RANKING},\nfused AS (SELECT id, score FROM txt),{_SUPPORTED}" + _FINAL.format(
-        distance_filter=_distance_filter(max_distance)
+        distance_filter=_distance_filter(max_distance), covers_filter=_covers_filter(max_distance)
     )
 
 
@@ -182,12 +190,21 @@ def hybrid_sql(scope: str, *, max_distance: bool, index: IndexKind | None = "vec
         ")"
     )
     return f"WITH {vector},{_TEXT_RANKING},\n{fused},{_SUPPORTED}" + _FINAL.format(
-        distance_filter=_distance_filter(max_distance)
+        distance_filter=_distance_filter(max_distance), covers_filter=_covers_filter(max_distance)
+    )
+
+
+def _covers_filter(enabled: bool) -> str:
+    return (
+        "\n    WHERE (SELECT d.embedding <=> CAST(:qvec AS vector) FROM memories d WHERE d.id = r.id)"
+        " <= :max_distance"
+        if enabled
+        else ""
     )
 
 
 def _distance_filter(enabled: bool) -> str:
-    return "\n  AND (m.embedding <=> CAST(:qvec AS vector)) <= :max_distance" if enabled else ""
+    return "WHERE (m.embedding <=> CAST(:qvec AS vector)) <= :max_distance" if enabled else ""
 
 
 def text_params(namespace: str, session_id: str | None, before: Any, view: View) -> dict[str, Any]:

@@ -13,51 +13,14 @@ from memagent.config import Settings
 from memagent.errors import InputError, ProviderError
 from memagent.providers.embeddings import Embedder
 from memagent.records import MemoryRecord, RecallResult, RememberResult
-from memagent.store.memories import DEFAULT_IMPORTANCE, NewMemory
-from memagent.store.scope import KINDS, Scope, View
+from memagent.store.memories import NewMemory
+from memagent.store.scope import Scope
 from memagent.store.search import SearchMode
 from memagent.store.unit import UnitOfWork
 from memagent.usecases.checked import SpaceChecked
 from memagent.usecases.known_space import KnownSpace
+from memagent.usecases.views import clean_view, learned_kinds
 from memagent.validation import ALL_NAMESPACES, clean_date, clean_metadata, clean_name, clean_text
-
-
-def clean_view(kinds: Sequence[str] | None, as_of: datetime | None, *, include_archived: bool) -> View:
-    """The view a read asks for, checked: known kinds, a valid date."""
-    if kinds is not None:
-        if isinstance(kinds, str):
-            kinds = [kinds]
-        unknown = [kind for kind in kinds if kind not in KINDS]
-        if unknown or not kinds:
-            raise InputError(
-                f"kind must be one of {', '.join(KINDS)}, not {unknown[0] if unknown else 'none'!r}."
-            )
-    return View(
-        kinds=None if kinds is None else tuple(dict.fromkeys(kinds)),
-        as_of=clean_date(as_of, "as-of date") if as_of is not None else None,
-        archived=include_archived,
-    )
-
-
-def _learned(
-    count: int, kind: str, importance: Sequence[float] | None, sources: Sequence[Sequence[int]] | None
-) -> list[tuple[str, float]]:
-    """Each text's kind and importance, checked (sources: one list of ids per text)."""
-    if kind not in KINDS:
-        raise InputError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}.")
-    if importance is None:
-        weights = [DEFAULT_IMPORTANCE] * count
-    else:
-        weights = [float(value) for value in importance]
-        if len(weights) != count or not all(0.0 <= w <= 1.0 for w in weights):
-            raise InputError(f"importance takes one value between 0 and 1 per text ({count}).")
-    if sources is not None:
-        if len(sources) != count:
-            raise InputError(f"sources takes one list of memory ids per text ({count}).")
-        if any(isinstance(i, bool) or not isinstance(i, int) for ids in sources for i in ids):
-            raise InputError("sources are memory ids (integers).")
-    return [(kind, weight) for weight in weights]
-
 
 # Memories embedded per batch by backfill, and at most per automatic catch-up after a successful call.
 BACKFILL_BATCH = 64
@@ -135,7 +98,7 @@ class MemoryService(SpaceChecked):
         sources: per text, the ids of the memories of the namespace it came from (a fact's exchanges).
         """
         contents = [clean_text(text) for text in texts]
-        learned = _learned(len(contents), kind, importance, sources)
+        learned = learned_kinds(len(contents), kind, importance, sources)
         scope = self._scope(namespace, session_id or self.settings.session_id)
         assert scope.session_id is not None
         meta = clean_metadata(metadata)
