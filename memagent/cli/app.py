@@ -124,12 +124,17 @@ def recall(
     ] = None,
     kind: Annotated[
         list[str] | None,
-        typer.Option("--kind", help="Only memories of this kind: exchange, fact or summary (repeatable)."),
+        typer.Option(
+            "--kind",
+            metavar="KIND",
+            help="Only memories of this kind: exchange, fact or summary (repeatable).",
+        ),
     ] = None,
     as_of: Annotated[
         str | None,
         typer.Option(
             "--as-of",
+            metavar="DATE",
             help="What memagent believed at this time (YYYY-MM-DD[THH:MM]; a bare date: its start). "
             "Default: now (facts replaced since are left out).",
         ),
