@@ -23,7 +23,7 @@ from memagent.store.search import SearchQueries
 DEFAULT_IMPORTANCE = 0.5
 
 # Link facts or summaries to the memories they came from: only memories of the namespace, and only those
-# this transaction can see (row-level security); returns the links made or already there.
+# this transaction can see (row-level security); a link already there is left as it is.
 _LINK = """
 INSERT INTO memory_sources (memory_id, source_id, namespace)
 SELECT l.memory_id, m.id, m.namespace
