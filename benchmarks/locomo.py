@@ -303,7 +303,7 @@ def main() -> None:
         choices=["none", "plain", "linked", "only"],
         default="none",
         help="LoCoMo's observations beside the turns: not at all, as plain memories, as facts linked to "
-        "their turns, or linked facts without the turns",
+        "their turns, or as facts (unlinked) without the turns",
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--keep", action="store_true", help="keep the memories after the run")

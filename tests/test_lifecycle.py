@@ -163,7 +163,9 @@ def test_facts_carry_their_sources_and_stand_for_them_in_recall(service: MemoryS
         sources=[[said]],
     )[0]
     for mode in MODES:
-        found = service.recall("Where does Priya work? Lumen Labs compiler job", namespace="facts", mode=mode)
+        found = service.recall(
+            "Priya works at Lumen Labs as a compiler engineer", namespace="facts", mode=mode
+        )
         by_id = {m.id: m for m in found}
         assert fact.id in by_id
         assert by_id[fact.id].kind == "fact" and by_id[fact.id].importance == pytest.approx(0.9)
@@ -195,10 +197,14 @@ def test_a_source_outside_the_namespace_is_refused_and_nothing_is_stored(
     ("kwargs", "message"),
     [
         ({"kind": "note"}, "kind must be one of exchange, fact, summary, not 'note'"),
-        ({"importance": [1.5]}, "importance takes one value between 0 and 1 per text"),
-        ({"importance": [0.5, 0.5]}, "importance takes one value between 0 and 1 per text"),
-        ({"sources": [[1], [2]]}, "sources takes one list of memory ids per text"),
-        ({"sources": [["7"]]}, "sources are memory ids"),
+        ({"importance": [1.5]}, "importance takes one number between 0 and 1 per text"),
+        ({"importance": [0.5, 0.5]}, "importance takes one number between 0 and 1 per text"),
+        ({"importance": 0.9}, "importance takes one number between 0 and 1 per text"),
+        ({"importance": ["high"]}, "importance takes one number between 0 and 1 per text"),
+        ({"importance": [None]}, "importance takes one number between 0 and 1 per text"),
+        ({"sources": [[1], [2]]}, "sources takes one list of memory ids"),
+        ({"sources": [["7"]]}, "sources takes one list of memory ids"),
+        ({"sources": [5]}, "sources takes one list of memory ids"),
     ],
 )
 def test_bad_learning_input_is_refused(
@@ -208,15 +214,109 @@ def test_bad_learning_input_is_refused(
         service.remember_many(["Priya likes sailing"], namespace="facts", **kwargs)  # type: ignore[arg-type]
 
 
-def test_an_exchange_does_not_leave_for_a_fact_beyond_the_distance_cut_off(service: MemoryService) -> None:
-    said = service.remember("Priya: the harbour ferry leaves at seven", namespace="cut").id
-    fact = service.remember_many(
-        ["Zanzibar quokka marmalade"], namespace="cut", kind="fact", sources=[[said]]
-    )[0].id
-    # The fact ranks above its exchange (its support), but lies beyond the cut-off: the exchange stays.
-    everything = service.recall("Priya: the harbour ferry leaves at seven", namespace="cut", mode="hybrid")
-    assert [m.id for m in everything] == [fact]
-    near = service.recall(
-        "Priya: the harbour ferry leaves at seven", namespace="cut", mode="hybrid", max_distance=0.5
+def test_a_fact_hides_its_exchange_only_when_it_answers_better(service: MemoryService) -> None:
+    said = service.remember(
+        "Priya: I started at Lumen Labs, and my sister Anya moved to Porto last spring", namespace="own"
+    ).id
+    works, sister = (
+        r.id
+        for r in service.remember_many(
+            ["Priya works at Lumen Labs", "Priya's sister Anya lives in Porto"],
+            namespace="own",
+            kind="fact",
+            sources=[[said], [said]],
+        )
     )
-    assert [m.id for m in near] == [said]
+    service.remember_many([f"note {i} about the garden" for i in range(6)], namespace="own")
+    # Asked about the sister, the job fact does not stand for the exchange; the sister fact may.
+    found = [m.id for m in service.recall("Where did Priya's sister Anya move?", namespace="own", k=5)]
+    assert sister in found and (said in found or found.index(sister) == 0)
+    # Facts never hide each other: two facts from one exchange are both there, and k places are filled.
+    both = service.recall("Where does Priya work, and where does Anya live?", namespace="own", k=5)
+    assert {works, sister} <= {m.id for m in both} and len(both) == 5
+
+
+def test_archived_memories_asked_for_are_not_hidden_by_their_summary(
+    service: MemoryService, connection: Connection
+) -> None:
+    first, second = (
+        r.id
+        for r in service.remember_many(
+            ["Priya: the ferry to Porto leaves at seven", "Priya: the ferry back leaves at nine"],
+            namespace="arch",
+        )
+    )
+    summary = service.remember_many(
+        ["Summary: Priya's ferry times to Porto and back"],
+        namespace="arch",
+        kind="summary",
+        sources=[[first, second]],
+    )[0].id
+    connection.execute(
+        text("UPDATE memories SET archived_at = now() WHERE id = ANY(:ids)"), {"ids": [first, second]}
+    )
+    for mode in MODES:
+        found = {m.id for m in service.recall("ferry Porto", namespace="arch", mode=mode)}
+        assert found == {summary}
+        found = {
+            m.id for m in service.recall("ferry Porto", namespace="arch", mode=mode, include_archived=True)
+        }
+        assert found == {summary, first, second}
+
+
+def test_a_fact_is_not_silently_merged_into_another_memory(service: MemoryService) -> None:
+    exchange = service.remember("Priya likes sailing", namespace="same").id
+    with pytest.raises(InputError, match=f"already holds this text as memory {exchange} of kind exchange"):
+        service.remember_many(["Priya likes sailing"], namespace="same", kind="fact", importance=[0.9])
+    source = service.remember("Priya: I sail on the Tagus with my dad", namespace="same").id
+    with pytest.raises(InputError, match=f"memory {source} cannot be its own source"):
+        service.remember_many(
+            ["Priya: I sail on the Tagus with my dad"], namespace="same", sources=[[source]]
+        )
+    assert {m.kind for m in service.recent(namespace="same", limit=10)} == {"exchange"}
+
+
+def test_the_database_refuses_links_into_another_namespace(
+    service: MemoryService, connection: Connection
+) -> None:
+    if not service.unit.isolation().on:
+        pytest.skip("isolation is off for this login")
+    theirs = service.remember("Another tenant's secret plan", namespace="tenant-y").id
+    mine = service.remember("Priya: I like sailing", namespace="mine").id
+    attempts = [
+        f"INSERT INTO memory_sources (memory_id, source_id, namespace) VALUES ({mine}, {theirs}, 'mine')",
+        f"INSERT INTO memory_events (namespace, memory_id, action) VALUES ('mine', {theirs}, 'add')",
+        f"INSERT INTO memory_events (namespace, related_id, action) VALUES ('mine', {theirs}, 'update')",
+        f"UPDATE memories SET superseded_by = {theirs} WHERE id = {mine}",
+    ]
+    for statement in attempts:  # what a forgetful query of memagent's would do, bypassing link()
+        refused = r"row-level security|is not a memory of namespace"
+        with pytest.raises(DatabaseError, match=refused), service.unit("mine") as store:
+            store.memories.session.execute(text(statement))
+    left = connection.execute(
+        text("SELECT (SELECT count(*) FROM memory_sources), (SELECT count(*) FROM memory_events)")
+    ).one()
+    assert tuple(left) == (0, 0)
+
+
+def test_emptied_statistics_are_removed_by_key(service: MemoryService, connection: Connection) -> None:
+    # Revision 0013 replaced the removal the planner turned quadratic (a purged namespace's every word
+    # joined with every emptied statistic); the functions still run with their search_path pinned.
+    for name in ("delete", "update"):
+        source, config = connection.execute(
+            text("SELECT prosrc, proconfig FROM pg_proc WHERE proname = :name"),
+            {"name": f"memagent_text_stats_{name}"},
+        ).one()
+        assert "s.lexeme = ANY (gone_lexemes)" in source
+        assert any(setting.startswith("search_path=") for setting in config)
+    service.remember_many(
+        [f"purged note {i} about quinces and {i} lanterns" for i in range(40)], namespace="gone"
+    )
+    service.purge(namespace="gone")
+    left = connection.execute(
+        text(
+            "SELECT (SELECT count(*) FROM memory_term_stats WHERE namespace = 'gone'),"
+            " (SELECT count(*) FROM memory_text_stats WHERE namespace = 'gone')"
+        )
+    ).one()
+    assert tuple(left) == (0, 0)

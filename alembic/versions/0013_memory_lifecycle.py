@@ -16,8 +16,11 @@ memories gains:
 - archived_at: compressed into a summary (kept; recalled only when asked for);
 - extracted_at: when facts were extracted from an exchange (NULL: not yet).
 memory_sources links a fact or summary to the memories it came from; memory_events records every change
-learning makes, in the same transaction as the change. Both under the same row-level security as memories.
-The ranking function takes the view recall sees (kinds, as of, archived) as three more arguments.
+learning makes, in the same transaction as the change. Both under the same row-level security as memories,
+and a write may name only memories its transaction can see (superseded_by too, by a trigger). A downgrade
+drops all of it: facts become plain memories again and links and events are gone.
+The ranking function takes the view recall sees (kinds, as of, archived) as three more arguments, and the
+statistics triggers remove emptied statistics by key (purging a large namespace was quadratic).
 
 Every new column is added without rewriting the table (constant defaults; checks validated by a scan).
 """
@@ -25,7 +28,7 @@ Every new column is added without rewriting the table (constant defaults; checks
 from collections.abc import Sequence
 
 from alembic import op
-from memagent.store import roles, text_ranking
+from memagent.store import roles, text_ranking, text_stats
 
 revision: str = "0013"
 down_revision: str | None = "0012"
@@ -77,26 +80,64 @@ CREATE INDEX ix_memory_events_related ON memory_events (related_id) WHERE relate
 CREATE INDEX ix_memory_events_namespace ON memory_events (namespace, created_at);
 """
 
+
+# Row-level security as on memories; a write must also name only memories this transaction can see (the
+# policy's subqueries run under memories' own policy): foreign keys are checked as the owner, and would let a
+# row point into another namespace.
+def _visible(column: str) -> str:
+    return f"EXISTS (SELECT 1 FROM memories m WHERE m.id = {column})"
+
+
+_CHECKS = {
+    "memory_sources": f"{_visible('memory_sources.memory_id')} AND {_visible('memory_sources.source_id')}",
+    "memory_events": f"(memory_events.memory_id IS NULL OR {_visible('memory_events.memory_id')})"
+    f" AND (memory_events.related_id IS NULL OR {_visible('memory_events.related_id')})",
+}
 _POLICIES = "".join(
     f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY;\n"
-    f"CREATE POLICY memagent_namespace ON {table} USING {roles.VISIBLE} WITH CHECK {roles.VISIBLE};\n"
-    for table in ("memory_sources", "memory_events")
+    f"CREATE POLICY memagent_namespace ON {table} USING {roles.VISIBLE}"
+    f" WITH CHECK ({roles.VISIBLE} AND {check});\n"
+    for table, check in _CHECKS.items()
 )
+
+# The same for what replaced a memory (a policy on memories may not read memories: a trigger does, as the
+# writer, so under the writer's policy; it runs only when superseded_by is set).
+_SUPERSEDED = """
+CREATE FUNCTION memagent_check_superseded_by() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+    IF NOT EXISTS (
+        SELECT 1 FROM memories m WHERE m.id = NEW.superseded_by AND m.namespace = NEW.namespace
+    ) THEN
+        RAISE EXCEPTION 'memory % is not a memory of namespace %', NEW.superseded_by, NEW.namespace
+            USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    RETURN NEW;
+END
+$fn$;
+CREATE TRIGGER memagent_superseded_by BEFORE INSERT OR UPDATE OF superseded_by, namespace ON memories
+    FOR EACH ROW WHEN (NEW.superseded_by IS NOT NULL) EXECUTE FUNCTION memagent_check_superseded_by();
+"""
 
 
 def upgrade() -> None:
     op.execute(_COLUMNS)
     op.execute(_TABLES)
     op.execute(_POLICIES)
+    op.execute(_SUPERSEDED)
+    op.execute(text_stats.KEYED_REMOVAL)  # emptied statistics removed by key (purging a large namespace)
     for statement in text_ranking.VIEW_UPGRADE:
         op.execute(statement)
     op.execute(roles.GRANT_SQL)
 
 
 def downgrade() -> None:
+    op.execute(text_stats.UNKEYED_REMOVAL)
     for statement in text_ranking.VIEW_DOWNGRADE:
         op.execute(statement)
     op.execute("DROP TABLE memory_events, memory_sources")
+    op.execute(
+        "DROP TRIGGER memagent_superseded_by ON memories; DROP FUNCTION memagent_check_superseded_by()"
+    )
     op.execute(
         "ALTER TABLE memories DROP COLUMN kind, DROP COLUMN importance, DROP COLUMN invalid_at,"
         " DROP COLUMN learned_at, DROP COLUMN expired_at, DROP COLUMN superseded_by, DROP COLUMN archived_at,"

@@ -29,7 +29,6 @@ INSERT INTO memory_sources (memory_id, source_id, namespace)
 SELECT l.memory_id, m.id, m.namespace
 FROM unnest(CAST(:memory_ids AS bigint[]), CAST(:source_ids AS bigint[])) AS l(memory_id, source_id)
 JOIN memories m ON m.id = l.source_id AND m.namespace = :namespace
-WHERE l.memory_id <> l.source_id
 ON CONFLICT DO NOTHING"""
 
 
@@ -167,6 +166,9 @@ class MemoryRepository(SearchQueries):
         pairs = [(memory_id, int(source)) for memory_id, sources in links for source in sources]
         if not pairs:
             return
+        own = next((memory_id for memory_id, source in pairs if memory_id == source), None)
+        if own is not None:  # a text identical to its own source: it was not stored anew
+            raise InputError(f"memory {own} cannot be its own source (the text is the same).")
         wanted = {source for _, source in pairs}
         found = set(
             self.session.scalars(
@@ -184,6 +186,11 @@ class MemoryRepository(SearchQueries):
                 "namespace": namespace,
             },
         )
+
+    def kinds_of(self, ids: Sequence[int]) -> dict[int, str]:
+        """The kind of each of these memories (those this transaction can see)."""
+        rows = self.session.execute(select(MemoryRow.id, MemoryRow.kind).where(MemoryRow.id.in_(ids)))
+        return {int(row.id): str(row.kind) for row in rows}
 
     def purge(self, scope: Scope) -> int:
         """Delete the memories in scope; returns how many."""

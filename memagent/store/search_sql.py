@@ -71,36 +71,32 @@ _SOURCES = "ARRAY(SELECT s.source_id FROM memory_sources s WHERE s.memory_id = {
 SETTINGS = {"hnsw.iterative_scan": "relaxed_order"}
 
 # A fact or summary is supported by the memories it came from: their scores among the candidates add to its
-# own (the exchange that said it and the fact both match: the fact is the better answer).
+# own (the exchange that said it and the fact both match: the fact is the better answer). `own` keeps the
+# score it earned by itself.
 _SUPPORTED = """
 ranked AS MATERIALIZED (
-    SELECT f.id, f.score + coalesce((
+    SELECT f.id, f.score AS own, f.score + coalesce((
         SELECT sum(src.score) FROM memory_sources s JOIN fused src ON src.id = s.source_id
         WHERE s.memory_id = f.id
     ), 0) AS score
     FROM fused f
 )"""
 
-# Each candidate covers what it stands for: a fact or summary the memories it came from, any other memory
-# itself. A candidate is kept only if it is the best-ranked cover of at least one of them: a memory that a
-# better-ranked fact came from, or a fact saying again what a better one said from the same memories, leaves
-# the result, and its place goes to something new (the kept fact names its sources). With a distance
-# cut-off, a candidate beyond it covers nothing (else a near exchange would leave for a far fact).
+# A memory leaves the result when a fact or summary that came from it ranks above it by its own score (not
+# its support): the fact stands for it and names it in its sources, and the place goes to something else.
+# Only then: a fact that matches less than its source does not hide it (the source may say more), facts
+# never hide each other, an archived memory (asked for with --include-archived) is never hidden, and with
+# a distance cut-off a fact beyond it hides nothing.
 _FINAL = f"""
-, covers AS MATERIALIZED (
-    SELECT r.id, r.score, coalesce(s.source_id, r.id) AS covered
-    FROM ranked r LEFT JOIN memory_sources s ON s.memory_id = r.id{{covers_filter}}
-),
-kept AS (
-    SELECT DISTINCT best.id FROM (
-        SELECT DISTINCT ON (covered) covered, id FROM covers ORDER BY covered, score DESC, id
-    ) best
-)
 SELECT m.id, m.namespace, m.session_id, m.content, m.created_at, m.embedding_model, m.metadata,
        m.embedding <=> CAST(:qvec AS vector) AS distance, ranked.score, m.kind, m.importance,
        {_SOURCES.format(alias="m")} AS sources
-FROM ranked JOIN kept ON kept.id = ranked.id JOIN memories m ON m.id = ranked.id
-{{distance_filter}}
+FROM ranked JOIN memories m ON m.id = ranked.id
+WHERE (m.archived_at IS NOT NULL OR NOT EXISTS (
+    SELECT 1 FROM memory_sources s JOIN ranked better ON better.id = s.memory_id
+    WHERE s.source_id = ranked.id
+      AND (better.own > ranked.own OR (better.own = ranked.own AND better.id < ranked.id)){{better_filter}}
+)){{distance_filter}}
 ORDER BY ranked.score DESC, m.id
 LIMIT :k"""
 
@@ -163,7 +159,7 @@ def recall_sql(
 def text_sql(scope: str, *, max_distance: bool) -> str:
     """Top-k memories by BM25 (the scope reaches memagent_text_ranking as parameters: text_params)."""
     return f"WITH {_TEXT_RANKING},\nfused AS (SELECT id, score FROM txt),{_SUPPORTED}" + _FINAL.format(
-        distance_filter=_distance_filter(max_distance), covers_filter=_covers_filter(max_distance)
+        distance_filter=_distance_filter(max_distance), better_filter=_better_filter(max_distance)
     )
 
 
@@ -190,13 +186,13 @@ def hybrid_sql(scope: str, *, max_distance: bool, index: IndexKind | None = "vec
         ")"
     )
     return f"WITH {vector},{_TEXT_RANKING},\n{fused},{_SUPPORTED}" + _FINAL.format(
-        distance_filter=_distance_filter(max_distance), covers_filter=_covers_filter(max_distance)
+        distance_filter=_distance_filter(max_distance), better_filter=_better_filter(max_distance)
     )
 
 
-def _covers_filter(enabled: bool) -> str:
+def _better_filter(enabled: bool) -> str:
     return (
-        "\n    WHERE (SELECT d.embedding <=> CAST(:qvec AS vector) FROM memories d WHERE d.id = r.id)"
+        "\n      AND (SELECT d.embedding <=> CAST(:qvec AS vector) FROM memories d WHERE d.id = better.id)"
         " <= :max_distance"
         if enabled
         else ""
@@ -204,7 +200,7 @@ def _covers_filter(enabled: bool) -> str:
 
 
 def _distance_filter(enabled: bool) -> str:
-    return "WHERE (m.embedding <=> CAST(:qvec AS vector)) <= :max_distance" if enabled else ""
+    return "\n  AND (m.embedding <=> CAST(:qvec AS vector)) <= :max_distance" if enabled else ""
 
 
 def text_params(namespace: str, session_id: str | None, before: Any, view: View) -> dict[str, Any]:

@@ -22,6 +22,17 @@ from memagent.usecases.known_space import KnownSpace
 from memagent.usecases.views import clean_view, learned_kinds
 from memagent.validation import ALL_NAMESPACES, clean_date, clean_metadata, clean_name, clean_text
 
+
+def _refuse_other_kinds(existing: dict[int, str], kind: str) -> None:
+    """A text already stored as another kind is not silently taken for this one (nothing is written)."""
+    other = next(((memory_id, k) for memory_id, k in sorted(existing.items()) if k != kind), None)
+    if other is not None:
+        raise InputError(
+            f"the namespace already holds this text as memory {other[0]} of kind {other[1]}; "
+            f"a {kind} needs words of its own."
+        )
+
+
 # Memories embedded per batch by backfill, and at most per automatic catch-up after a successful call.
 BACKFILL_BATCH = 64
 
@@ -121,6 +132,8 @@ class MemoryService(SpaceChecked):
             with self.unit(scope.namespace) as store:
                 self.check_embedding_space(store, claim=True)
                 stored = store.memories.add_many(memories)
+                if not plain:
+                    _refuse_other_kinds(store.memories.kinds_of([i for i, new in stored if not new]), kind)
                 if sources is not None:
                     links = [(memory_id, ids) for (memory_id, _), ids in zip(stored, sources, strict=True)]
                     store.memories.link(scope.namespace, links)
@@ -188,7 +201,8 @@ class MemoryService(SpaceChecked):
         as_of: datetime | None = None,
         include_archived: bool = False,
     ) -> RecallResult:
-        """The best memories for the query, best first; k rows whenever the scope holds k.
+        """The best memories for the query, best first; k rows whenever the scope holds k (fewer only when
+        a fact stands for an exchange it came from and nothing else is left to take its place).
 
         What is searched: by default what memagent believes now — memories not expired (a fact replaced or
         invalidated by a later one) and not archived (exchanges compressed into a summary). kinds: only

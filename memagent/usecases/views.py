@@ -38,12 +38,21 @@ def learned_kinds(
     if importance is None:
         weights = [DEFAULT_IMPORTANCE] * count
     else:
-        weights = [float(value) for value in importance]
+        wrong = f"importance takes one number between 0 and 1 per text ({count})."
+        if isinstance(importance, (str, bytes)) or not isinstance(importance, Sequence):
+            raise InputError(wrong)
+        if not all(isinstance(w, (int, float)) and not isinstance(w, bool) for w in importance):
+            raise InputError(wrong)
+        weights = [float(w) for w in importance]
         if len(weights) != count or not all(0.0 <= w <= 1.0 for w in weights):
-            raise InputError(f"importance takes one value between 0 and 1 per text ({count}).")
+            raise InputError(wrong)
     if sources is not None:
-        if len(sources) != count:
-            raise InputError(f"sources takes one list of memory ids per text ({count}).")
-        if any(isinstance(i, bool) or not isinstance(i, int) for ids in sources for i in ids):
-            raise InputError("sources are memory ids (integers).")
+        wrong = f"sources takes one list of memory ids (integers) per text ({count})."
+        if isinstance(sources, (str, bytes)) or not isinstance(sources, Sequence) or len(sources) != count:
+            raise InputError(wrong)
+        for ids in sources:
+            if isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence):
+                raise InputError(wrong)
+            if any(isinstance(i, bool) or not isinstance(i, int) for i in ids):
+                raise InputError(wrong)
     return [(kind, weight) for weight in weights]
