@@ -18,7 +18,7 @@ memory on every call: linear in the namespace (about a second per recall at 100,
 from collections.abc import Sequence
 
 from alembic import op
-from memagent.store import roles, text_ranking
+from memagent.store import roles, text_schema
 
 revision: str = "0011"
 down_revision: str | None = "0010"
@@ -27,11 +27,11 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    for statement in text_ranking.UPGRADE:
+    for statement in text_schema.UPGRADE:
         op.execute(statement)
     op.execute(roles.GRANT_SQL)
 
 
 def downgrade() -> None:
-    for statement in text_ranking.DOWNGRADE:
+    for statement in text_schema.DOWNGRADE:
         op.execute(statement)

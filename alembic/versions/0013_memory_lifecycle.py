@@ -28,7 +28,7 @@ Every new column is added without rewriting the table (constant defaults; checks
 from collections.abc import Sequence
 
 from alembic import op
-from memagent.store import roles, text_ranking, text_stats
+from memagent.store import roles, text_schema, text_stats
 
 revision: str = "0013"
 down_revision: str | None = "0012"
@@ -125,14 +125,14 @@ def upgrade() -> None:
     op.execute(_POLICIES)
     op.execute(_SUPERSEDED)
     op.execute(text_stats.KEYED_REMOVAL)  # emptied statistics removed by key (purging a large namespace)
-    for statement in text_ranking.VIEW_UPGRADE:
+    for statement in text_schema.VIEW_UPGRADE:
         op.execute(statement)
     op.execute(roles.GRANT_SQL)
 
 
 def downgrade() -> None:
     op.execute(text_stats.UNKEYED_REMOVAL)
-    for statement in text_ranking.VIEW_DOWNGRADE:
+    for statement in text_schema.VIEW_DOWNGRADE:
         op.execute(statement)
     op.execute("DROP TABLE memory_events, memory_sources")
     op.execute(

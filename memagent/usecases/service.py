@@ -19,19 +19,8 @@ from memagent.store.search import SearchMode
 from memagent.store.unit import UnitOfWork
 from memagent.usecases.checked import SpaceChecked
 from memagent.usecases.known_space import KnownSpace
-from memagent.usecases.views import clean_view, learned_kinds
+from memagent.usecases.views import clean_view, learned_kinds, recall_limits, refuse_other_kinds
 from memagent.validation import ALL_NAMESPACES, clean_date, clean_metadata, clean_name, clean_text
-
-
-def _refuse_other_kinds(existing: dict[int, str], kind: str) -> None:
-    """A text already stored as another kind is not silently taken for this one (nothing is written)."""
-    other = next(((memory_id, k) for memory_id, k in sorted(existing.items()) if k != kind), None)
-    if other is not None:
-        raise InputError(
-            f"the namespace already holds this text as memory {other[0]} of kind {other[1]}; "
-            f"a {kind} needs words of its own."
-        )
-
 
 # Memories embedded per batch by backfill, and at most per automatic catch-up after a successful call.
 BACKFILL_BATCH = 64
@@ -133,7 +122,7 @@ class MemoryService(SpaceChecked):
                 self.check_embedding_space(store, claim=True)
                 stored = store.memories.add_many(memories)
                 if not plain:
-                    _refuse_other_kinds(store.memories.kinds_of([i for i, new in stored if not new]), kind)
+                    refuse_other_kinds(store.memories.kinds_of([i for i, new in stored if not new]), kind)
                 if sources is not None:
                     links = [(memory_id, ids) for (memory_id, _), ids in zip(stored, sources, strict=True)]
                     store.memories.link(scope.namespace, links)
@@ -204,31 +193,17 @@ class MemoryService(SpaceChecked):
         """The best memories for the query, best first; k rows whenever the scope holds k (fewer only when
         a fact stands for an exchange it came from and nothing else is left to take its place).
 
-        What is searched: by default what memagent believes now — memories not expired (a fact replaced or
-        invalidated by a later one) and not archived (exchanges compressed into a summary). kinds: only
-        these (exchange, fact, summary); as_of: what memagent believed at that time; include_archived:
-        archived memories too.
-
+        By default it searches what memagent believes now (no expired fact, no archived exchange); kinds
+        (exchange, fact, summary), as_of (what it believed then) and include_archived change that.
         mode: hybrid (BM25 + vector, fused), vector or text; default MEMAGENT_RECALL_MODE. When the query
         cannot be embedded (provider down) hybrid recall falls back to full-text search and says why in the
-        result's `degraded`; vector mode raises the provider's error.
-        ef_search: HNSW candidate list size for this query (higher: better recall, slower); default
-        MEMAGENT_EF_SEARCH. It is raised to k (or the hybrid depth) when smaller.
+        result's `degraded`; vector mode raises the provider's error. ef_search: HNSW candidate list size
+        (higher: better recall, slower); default MEMAGENT_EF_SEARCH, raised to k (or the hybrid depth).
         """
         query = clean_text(query, "query")
-        k = k if k is not None else self.settings.top_k
-        if not 1 <= k <= 1000:
-            raise InputError(f"k must be between 1 and 1000, not {k}.")
-        max_distance = max_distance if max_distance is not None else self.settings.max_distance
-        ef_search = ef_search if ef_search is not None else self.settings.ef_search
-        if not 1 <= ef_search <= 1000:
-            raise InputError(f"ef_search must be between 1 and 1000, not {ef_search}.")
-        if max_distance is not None and not 0.0 <= max_distance <= 2.0:
-            raise InputError(f"max distance must be between 0 and 2 (cosine distance), not {max_distance}.")
-        scope = replace(
-            self._scope(namespace, session_id),
-            view=clean_view(kinds, as_of, include_archived=include_archived),
-        )
+        k, max_distance, ef_search = recall_limits(self.settings, k, max_distance, ef_search)
+        view = clean_view(kinds, as_of, include_archived=include_archived)
+        scope = replace(self._scope(namespace, session_id), view=view)
         space = self._verified()
         if space is None:
             return RecallResult([])  # nothing was ever stored: no need to load or call the model

@@ -1,11 +1,12 @@
-"""What a call asks memagent to see or to learn, checked: the view of a read (kinds, as of, archived) and the
-kind and importance of what a write stores (revision 0013)."""
+"""What a call asks memagent to see or to learn, checked: a recall's limits, the view of a read (kinds, as of,
+archived) and the kind and importance of what a write stores (revision 0013)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
 
+from memagent.config import Settings
 from memagent.errors import InputError
 from memagent.store.memories import DEFAULT_IMPORTANCE
 from memagent.store.scope import KINDS, View
@@ -56,3 +57,29 @@ def learned_kinds(
             if any(isinstance(i, bool) or not isinstance(i, int) for i in ids):
                 raise InputError(wrong)
     return [(kind, weight) for weight in weights]
+
+
+def refuse_other_kinds(existing: dict[int, str], kind: str) -> None:
+    """A text already stored as another kind is not silently taken for this one (nothing is written)."""
+    other = next(((memory_id, k) for memory_id, k in sorted(existing.items()) if k != kind), None)
+    if other is not None:
+        raise InputError(
+            f"the namespace already holds this text as memory {other[0]} of kind {other[1]}; "
+            f"a {kind} needs words of its own."
+        )
+
+
+def recall_limits(
+    settings: Settings, k: int | None, max_distance: float | None, ef_search: int | None
+) -> tuple[int, float | None, int]:
+    """A recall's k, distance cut-off and ef_search, the settings' where not given, checked."""
+    k = k if k is not None else settings.top_k
+    if not 1 <= k <= 1000:
+        raise InputError(f"k must be between 1 and 1000, not {k}.")
+    max_distance = max_distance if max_distance is not None else settings.max_distance
+    ef_search = ef_search if ef_search is not None else settings.ef_search
+    if not 1 <= ef_search <= 1000:
+        raise InputError(f"ef_search must be between 1 and 1000, not {ef_search}.")
+    if max_distance is not None and not 0.0 <= max_distance <= 2.0:
+        raise InputError(f"max distance must be between 0 and 2 (cosine distance), not {max_distance}.")
+    return k, max_distance, ef_search

@@ -1,0 +1,95 @@
+"""What revisions 0011 and 0013 run for full-text recall: the statistics (memagent.store.text_stats), the
+ranking function (memagent.store.text_ranking), its helpers, and who may call or touch them."""
+
+from __future__ import annotations
+
+from memagent.store import text_ranking, text_stats
+
+# A definer's function resolves names in its own schema only (then pg_temp), never in the caller's path.
+_DEFINERS = (
+    text_ranking.SIGNATURE,
+    "memagent_text_stats_insert()",
+    "memagent_text_stats_delete()",
+    "memagent_text_stats_update()",
+)
+
+
+# The functions that run as their owner resolve names in their own schema only (then pg_temp), never in the
+# caller's path; only memagent_app (and the owner) may call the ranking, and nobody else touches the
+# statistics: memagent_app has no privilege on them at all (the triggers write them as their owner).
+def _pin(definers: tuple[str, ...]) -> str:
+    return (
+        "DO $$\nBEGIN\n"
+        + "".join(
+            f"    EXECUTE format('ALTER FUNCTION {function} SET search_path = %I, pg_temp',"
+            " current_schema());\n"
+            for function in definers
+        )
+        + f"    REVOKE EXECUTE ON FUNCTION {definers[0]} FROM PUBLIC;\n"
+        + "    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'memagent_app') THEN\n"
+        + f"        GRANT EXECUTE ON FUNCTION {definers[0]} TO memagent_app;\n"
+        + "    END IF;\n"
+        + "END\n$$"
+    )
+
+
+_PIN = _pin(_DEFINERS)
+
+# A tsquery matching any of the lexemes, built without parsing them again (they are stemmed already); the
+# best `depth` of two ranked lists.
+_ANY_LEXEME = r"""
+CREATE FUNCTION memagent_any_lexeme(lexemes text[]) RETURNS tsquery LANGUAGE sql IMMUTABLE AS $fn$
+    SELECT string_agg('''' || replace(replace(x, '\', '\\'), '''', '''''') || '''', ' | ')::tsquery
+    FROM unnest(lexemes) x
+$fn$;
+CREATE FUNCTION memagent_best(
+    ids bigint[], scores double precision[], more_ids bigint[], more_scores double precision[], depth integer
+) RETURNS TABLE (ids bigint[], scores double precision[]) LANGUAGE sql IMMUTABLE AS $fn$
+    SELECT array_agg(b.id ORDER BY b.score DESC, b.id), array_agg(b.score ORDER BY b.score DESC, b.id)
+    FROM (
+        SELECT a.id, a.score FROM unnest(ids, scores) AS a(id, score)
+        UNION ALL
+        SELECT a.id, a.score FROM unnest(more_ids, more_scores) AS a(id, score)
+        ORDER BY 2 DESC, 1
+        LIMIT depth
+    ) b
+$fn$;
+"""
+
+
+UPGRADE = (
+    text_stats.TABLES,
+    text_stats.POLICIES,
+    text_stats.NAMESPACE_GIN,
+    _ANY_LEXEME,
+    text_ranking.function(view=False),
+    text_stats.TRIGGERS,
+    _PIN,
+    text_stats.BACKFILL,
+)
+
+DOWNGRADE = (
+    "CREATE INDEX IF NOT EXISTS ix_memories_content_tsv ON memories USING gin (content_tsv);"
+    " DROP INDEX IF EXISTS ix_memories_namespace_tsv",
+    "DROP TRIGGER memagent_text_stats_insert ON memories;"
+    " DROP TRIGGER memagent_text_stats_delete ON memories;"
+    " DROP TRIGGER memagent_text_stats_update ON memories;"
+    " DROP TRIGGER memagent_text_stats_truncate ON memories",
+    "DROP FUNCTION memagent_text_stats_insert(), memagent_text_stats_delete(), memagent_text_stats_update(),"
+    f" memagent_text_stats_truncate(), {text_ranking.SIGNATURE},"
+    " memagent_any_lexeme(text[]),"
+    " memagent_best(bigint[], double precision[], bigint[], double precision[], integer)",
+    "DROP TABLE memory_text_stats, memory_term_stats",
+)
+
+# Revision 0013: the ranking with the view's arguments replaces revision 0011's (and back on downgrade).
+VIEW_UPGRADE = (
+    text_ranking.function(view=True),
+    _pin((text_ranking.VIEW_SIGNATURE,)),
+    f"DROP FUNCTION {text_ranking.SIGNATURE}",
+)
+VIEW_DOWNGRADE = (
+    text_ranking.function(view=False),
+    _pin((text_ranking.SIGNATURE,)),
+    f"DROP FUNCTION {text_ranking.VIEW_SIGNATURE}",
+)
