@@ -93,12 +93,7 @@ _CHECKS = {
     "memory_events": f"(memory_events.memory_id IS NULL OR {_visible('memory_events.memory_id')})"
     f" AND (memory_events.related_id IS NULL OR {_visible('memory_events.related_id')})",
 }
-_POLICIES = "".join(
-    f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY;\n"
-    f"CREATE POLICY memagent_namespace ON {table} USING {roles.VISIBLE}"
-    f" WITH CHECK ({roles.VISIBLE} AND {check});\n"
-    for table, check in _CHECKS.items()
-)
+_POLICIES = "".join(roles.policy_sql(table, check) for table, check in _CHECKS.items())
 
 # The same for what replaced a memory (a policy on memories may not read memories: a trigger does, as the
 # writer, so under the writer's policy; it runs only when superseded_by is set).

@@ -26,6 +26,17 @@ VISIBLE = (
     f" OR current_setting('memagent.namespace', true) = '{ALL_NAMESPACES}')"
 )
 
+
+def policy_sql(table: str, check: str | None = None) -> str:
+    """Row-level security on a table with a namespace column, as on memories: rows of the transaction's
+    namespace only; `check`, a further condition every written row must meet."""
+    written = VISIBLE if check is None else f"({VISIBLE} AND {check})"
+    return (
+        f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY;\n"
+        f"CREATE POLICY memagent_namespace ON {table} USING {VISIBLE} WITH CHECK {written};\n"
+    )
+
+
 # Create the role if this login may, and join it; a login without the privilege gets a WARNING, not an error.
 CREATE_AND_JOIN_SQL = f"""
 DO $$

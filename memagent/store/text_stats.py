@@ -16,7 +16,7 @@ new revision.
 
 from __future__ import annotations
 
-from memagent.store.roles import VISIBLE
+from memagent.store.roles import policy_sql
 
 TABLES = """
 CREATE TABLE memory_text_stats (
@@ -147,11 +147,7 @@ CREATE TRIGGER memagent_text_stats_truncate AFTER TRUNCATE ON memories
 # What the statistics hold for the memories already stored.
 BACKFILL = _APPLY.format(sign=1, rows="memories")
 
-POLICIES = "".join(
-    f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY;\n"
-    f"CREATE POLICY memagent_namespace ON {table} USING {VISIBLE} WITH CHECK {VISIBLE};\n"
-    for table in ("memory_text_stats", "memory_term_stats")
-)
+POLICIES = "".join(policy_sql(table) for table in ("memory_text_stats", "memory_term_stats"))
 
 # One namespace's memories holding a word: with btree_gin (a trusted extension shipped with PostgreSQL), the
 # GIN index keys namespace and lexemes together and intersects them itself; with only content_tsv indexed,
