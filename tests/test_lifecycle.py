@@ -320,3 +320,53 @@ def test_emptied_statistics_are_removed_by_key(service: MemoryService, connectio
         )
     ).one()
     assert tuple(left) == (0, 0)
+
+
+def test_a_fact_of_a_fact_hides_no_fact(service: MemoryService) -> None:
+    said = service.remember("Priya: I moved to Lisbon for the new job at Lumen Labs", namespace="chain").id
+    first = service.remember_many(
+        ["Priya lives in Lisbon"], namespace="chain", kind="fact", sources=[[said]]
+    )[0].id
+    second = service.remember_many(
+        ["Priya lives in Lisbon, Portugal"], namespace="chain", kind="fact", sources=[[first]]
+    )[0].id
+    for mode in ("hybrid", "text"):
+        found = {m.id for m in service.recall("Priya lives in Lisbon", namespace="chain", mode=mode)}
+        assert {first, second} <= found  # only exchanges leave the result, and only for a fact shown
+
+
+def test_as_of_hides_what_was_not_yet_archived(service: MemoryService, connection: Connection) -> None:
+    said = service.remember("Priya: the ferry to Porto leaves at seven", namespace="asof").id
+    fact = service.remember_many(
+        ["The ferry to Porto leaves at seven"], namespace="asof", kind="fact", sources=[[said]]
+    )[0].id
+    query = "the ferry to Porto leaves at seven"
+    before = {m.id for m in service.recall(query, namespace="asof", mode="text")}
+    connection.execute(
+        text("UPDATE memories SET archived_at = now() + interval '1 day' WHERE id = :i"), {"i": said}
+    )
+    later = datetime.now(UTC) + timedelta(hours=1)  # before it was archived
+    then = {m.id for m in service.recall(query, namespace="asof", mode="text", as_of=later)}
+    assert fact in before and then == before  # being archived later changes nothing about then
+
+
+def test_a_fact_is_not_stored_onto_an_expired_one(service: MemoryService, connection: Connection) -> None:
+    old = service.remember_many(["Priya works at Acme"], namespace="exp", kind="fact")[0].id
+    connection.execute(text("UPDATE memories SET expired_at = now() WHERE id = :i"), {"i": old})
+    with pytest.raises(InputError, match=f"already holds this text as memory {old}, expired"):
+        service.remember_many(["Priya works at Acme"], namespace="exp", kind="fact", importance=[0.9])
+
+
+def test_links_stay_in_their_namespace_when_every_namespace_is_readable(
+    service: MemoryService, connection: Connection
+) -> None:
+    if not service.unit.isolation().on:
+        pytest.skip("isolation is off for this login")
+    theirs = service.remember("Another tenant's secret plan", namespace="tenant-z").id
+    mine = service.remember("Priya: I like sailing", namespace="mine2").id
+    statement = (
+        f"INSERT INTO memory_sources (memory_id, source_id, namespace) VALUES ({mine}, {theirs}, 'mine2')"
+    )
+    with pytest.raises(DatabaseError, match="row-level security"), service.unit("*") as store:
+        store.memories.session.execute(text(statement))
+    assert connection.execute(text("SELECT count(*) FROM memory_sources")).scalar() == 0

@@ -82,16 +82,20 @@ CREATE INDEX ix_memory_events_namespace ON memory_events (namespace, created_at)
 
 
 # Row-level security as on memories; a write must also name only memories this transaction can see (the
-# policy's subqueries run under memories' own policy): foreign keys are checked as the owner, and would let a
-# row point into another namespace.
-def _visible(column: str) -> str:
-    return f"EXISTS (SELECT 1 FROM memories m WHERE m.id = {column})"
+# policy's subqueries run under memories' own policy) and of the row's own namespace, also when the
+# transaction may read every namespace ('*'): foreign keys are checked as the owner, and would let a row
+# point into another namespace.
+def _visible(table: str, column: str) -> str:
+    return (
+        f"EXISTS (SELECT 1 FROM memories m WHERE m.id = {table}.{column} AND m.namespace = {table}.namespace)"
+    )
 
 
 _CHECKS = {
-    "memory_sources": f"{_visible('memory_sources.memory_id')} AND {_visible('memory_sources.source_id')}",
-    "memory_events": f"(memory_events.memory_id IS NULL OR {_visible('memory_events.memory_id')})"
-    f" AND (memory_events.related_id IS NULL OR {_visible('memory_events.related_id')})",
+    "memory_sources": f"{_visible('memory_sources', 'memory_id')}"
+    f" AND {_visible('memory_sources', 'source_id')}",
+    "memory_events": f"(memory_events.memory_id IS NULL OR {_visible('memory_events', 'memory_id')})"
+    f" AND (memory_events.related_id IS NULL OR {_visible('memory_events', 'related_id')})",
 }
 _POLICIES = "".join(roles.policy_sql(table, check) for table, check in _CHECKS.items())
 
@@ -109,6 +113,13 @@ BEGIN
     RETURN NEW;
 END
 $fn$;
+DO $$
+BEGIN
+    EXECUTE format(
+        'ALTER FUNCTION memagent_check_superseded_by() SET search_path = %I, pg_temp', current_schema()
+    );
+END
+$$;
 CREATE TRIGGER memagent_superseded_by BEFORE INSERT OR UPDATE OF superseded_by, namespace ON memories
     FOR EACH ROW WHEN (NEW.superseded_by IS NOT NULL) EXECUTE FUNCTION memagent_check_superseded_by();
 """

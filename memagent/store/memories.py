@@ -188,9 +188,21 @@ class MemoryRepository(SearchQueries):
         )
 
     def kinds_of(self, ids: Sequence[int]) -> dict[int, str]:
-        """The kind of each of these memories (those this transaction can see)."""
-        rows = self.session.execute(select(MemoryRow.id, MemoryRow.kind).where(MemoryRow.id.in_(ids)))
-        return {int(row.id): str(row.kind) for row in rows}
+        """The kind of each of these memories (those this transaction can see); `expired` or `archived`
+        instead for one that memagent no longer believes or has compressed away."""
+        rows = self.session.execute(
+            select(MemoryRow.id, MemoryRow.kind, MemoryRow.expired_at, MemoryRow.archived_at).where(
+                MemoryRow.id.in_(ids)
+            )
+        )
+        return {
+            int(row.id): "expired"
+            if row.expired_at is not None
+            else "archived"
+            if row.archived_at is not None
+            else str(row.kind)
+            for row in rows
+        }
 
     def purge(self, scope: Scope) -> int:
         """Delete the memories in scope; returns how many."""

@@ -82,7 +82,7 @@ ranked AS MATERIALIZED (
     FROM fused f
 )"""
 
-# A memory leaves the result when a fact or summary that came from it ranks above it by its own score (not
+# An exchange leaves the result when a fact or summary that came from it ranks above it by its own score (not
 # its support): the fact stands for it and names it in its sources, and the place goes to something else.
 # Only then: a fact that matches less than its source does not hide it (the source may say more), facts
 # never hide each other, an archived memory (asked for with --include-archived) is never hidden, and with
@@ -92,8 +92,9 @@ SELECT m.id, m.namespace, m.session_id, m.content, m.created_at, m.embedding_mod
        m.embedding <=> CAST(:qvec AS vector) AS distance, ranked.score, m.kind, m.importance,
        {_SOURCES.format(alias="m")} AS sources
 FROM ranked JOIN memories m ON m.id = ranked.id
-WHERE (m.archived_at IS NOT NULL OR NOT EXISTS (
+WHERE (m.kind <> 'exchange' OR (:text_archived AND m.archived_at IS NOT NULL) OR NOT EXISTS (
     SELECT 1 FROM memory_sources s JOIN ranked better ON better.id = s.memory_id
+    JOIN memories bm ON bm.id = better.id AND bm.kind <> 'exchange'
     WHERE s.source_id = ranked.id
       AND (better.own > ranked.own OR (better.own = ranked.own AND better.id < ranked.id)){{better_filter}}
 )){{distance_filter}}

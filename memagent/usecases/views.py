@@ -62,11 +62,14 @@ def learned_kinds(
 def refuse_other_kinds(existing: dict[int, str], kind: str) -> None:
     """A text already stored as another kind is not silently taken for this one (nothing is written)."""
     other = next(((memory_id, k) for memory_id, k in sorted(existing.items()) if k != kind), None)
-    if other is not None:
-        raise InputError(
-            f"the namespace already holds this text as memory {other[0]} of kind {other[1]}; "
-            f"a {kind} needs words of its own."
-        )
+    if other is None:
+        return
+    if other[1] in ("expired", "archived"):
+        raise InputError(f"the namespace already holds this text as memory {other[0]}, {other[1]}.")
+    raise InputError(
+        f"the namespace already holds this text as memory {other[0]} of kind {other[1]}; "
+        f"a {kind} needs words of its own."
+    )
 
 
 def recall_limits(
