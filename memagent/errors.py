@@ -65,6 +65,11 @@ class ProviderError(MemagentError):
     exit_code = 5
 
 
+class ModelOutputError(ProviderError):
+    """The chat model's reply was not what was asked for (not JSON, or not the schema), even when asked
+    again: nothing it said was applied."""
+
+
 def first_line(error: Any, empty: str | None = None) -> str:
     """The first non-empty line of an error's message (drivers add detail lines); `empty` (default: the
     error's type name) when it has none."""

@@ -14,6 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -57,6 +58,10 @@ class FakeOpenAI:
         self.requests: list[dict[str, Any]] = []
         self.failures: list[Failure] = []
         self.chat_reply = "I remember."
+        # Scripted whole (non-streamed) replies: the queue first, then the handler, then chat_reply.
+        self.chat_replies: list[str] = []
+        self.chat_handler: Callable[[dict[str, Any]], str] | None = None
+        self.refuse_formats: set[str] = set()  # response_format types answered with HTTP 400
         self.latency = 0.0  # seconds added to every successful embeddings answer
         self.api_key = "sk-test-secret-key-1234567890"
         self._lock = threading.Lock()
@@ -110,7 +115,11 @@ class FakeOpenAI:
                 elif self.path.endswith("/chat/completions") and body.get("stream"):
                     self._stream(fake._chat_chunks(body))
                 elif self.path.endswith("/chat/completions"):
-                    self._send(200, fake._chat(body))
+                    kind = (body.get("response_format") or {}).get("type")
+                    if kind in fake.refuse_formats:
+                        self._send(400, {"error": {"message": f"response_format {kind} is not supported"}})
+                    else:
+                        self._send(200, fake._chat(body))
                 else:
                     self._send(404, {"error": {"message": f"no route {self.path}"}})
 
@@ -153,6 +162,9 @@ class FakeOpenAI:
             self.requests.clear()
             self.failures.clear()
             self.latency = 0.0
+            self.chat_replies.clear()
+            self.chat_handler = None
+            self.refuse_formats = set()
 
     def embedding_requests(self) -> list[dict[str, Any]]:
         return [r for r in self.requests if r["path"].endswith("/embeddings")]
@@ -206,6 +218,10 @@ class FakeOpenAI:
         return chunks
 
     def _chat(self, body: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            scripted = self.chat_replies.pop(0) if self.chat_replies else None
+        if scripted is None:
+            scripted = self.chat_handler(body) if self.chat_handler is not None else self.chat_reply
         return {
             "id": "chatcmpl-fake",
             "object": "chat.completion",
@@ -214,7 +230,7 @@ class FakeOpenAI:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": self.chat_reply},
+                    "message": {"role": "assistant", "content": scripted},
                     "finish_reason": "stop",
                 }
             ],

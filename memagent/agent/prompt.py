@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from memagent.providers.chat import Message
 from memagent.records import RecalledMemory
@@ -41,9 +42,21 @@ def _entry(memory: RecalledMemory, text: str) -> str:
         "similarity": None if memory.similarity is None else round(memory.similarity, 3),
         "text": text,
     }
-    # JSON keeps each memory on one line (newlines escaped) and \u003c leaves no "<" for a fake marker; JSON
-    # leaves the other line breaks (U+0085, U+2028, U+2029) and C1 controls raw: escape those too.
+    return data_line(record)
+
+
+def data_line(record: Mapping[str, Any]) -> str:
+    """One record as one inert line of a data block: JSON keeps it on one line (newlines escaped) and
+    \\u003c leaves no "<" for a fake marker; JSON leaves the other line breaks (U+0085, U+2028, U+2029)
+    and C1 controls raw, so those are escaped too."""
     return _LINE_BREAKS.sub(_escape, json.dumps(record, ensure_ascii=False).replace("<", "\\u003c"))
+
+
+def data_markers(tag: str) -> tuple[str, str]:
+    """A fresh pair of markers around a data block (`<tag-nonce>`, `</tag-nonce>`): text inside the block
+    cannot close it, since it cannot guess the nonce and holds no "<" (data_line)."""
+    nonce = secrets.token_hex(6)
+    return f"<{tag}-{nonce}>", f"</{tag}-{nonce}>"
 
 
 _LINE_BREAKS = re.compile("[\x7f-\x9f\u2028\u2029]")
@@ -85,8 +98,7 @@ def build_prompt(
     now: datetime | None = None,
 ) -> Prompt:
     """System prompt with the memory block, then the recent exchanges, then the user's message."""
-    nonce = secrets.token_hex(6)
-    open_marker, close_marker = f"<memories-{nonce}>", f"</memories-{nonce}>"
+    open_marker, close_marker = data_markers("memories")
     lines, used = memory_block(memories, budget)
     today = (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%d")
     system = "\n".join(

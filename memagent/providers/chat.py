@@ -19,6 +19,23 @@ class Message:
     content: str
 
 
+@dataclass(frozen=True)
+class JsonSchema:
+    """A JSON schema the reply must match, under a name (OpenAI's structured output wants one)."""
+
+    name: str
+    schema: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A whole reply and what it cost (tokens as the provider counted them; 0 when it did not say)."""
+
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
 class ChatModel(Protocol):
     """A chat model that streams its reply."""
 
@@ -29,6 +46,11 @@ class ChatModel(Protocol):
 
     def stream(self, messages: Sequence[Message]) -> Iterator[str]:
         """Yield the reply in pieces as they arrive; raises ProviderError on failure."""
+        ...
+
+    def complete(self, messages: Sequence[Message], *, schema: JsonSchema | None = None) -> Completion:
+        """The whole reply at once; with a schema, asked for as JSON matching it (structured output where
+        the endpoint has it, plain JSON mode where it does not). Raises ProviderError on failure."""
         ...
 
 
@@ -51,6 +73,7 @@ class OpenAIChat:
     ) -> None:
         self._model = model
         self._temperature = temperature
+        self._refused = 0  # how many of the JSON reply formats (structured, JSON mode) the endpoint refused
         self._client = LazyClient(
             base_url=base_url, api_key=api_key, timeout=timeout, max_retries=max_retries
         )
@@ -76,6 +99,45 @@ class OpenAIChat:
                 piece = chunk.choices[0].delta.content
                 if piece:
                     yield piece
+
+
+    def complete(self, messages: Sequence[Message], *, schema: JsonSchema | None = None) -> Completion:
+        import openai
+
+        extra: dict[str, Any] = {}
+        if self._temperature is not None:
+            extra["temperature"] = self._temperature
+        # Structured output first; many OpenAI-compatible servers lack it (some lack JSON mode too): the
+        # caller validates the reply either way, so fall back to JSON mode, then to plain text.
+        formats: list[dict[str, Any] | None] = [None]
+        if schema is not None:
+            structured = {"name": schema.name, "schema": schema.schema, "strict": True}
+            formats = [{"type": "json_schema", "json_schema": structured}, {"type": "json_object"}, None]
+            formats = formats[self._refused :]
+        with self._client.errors("chat", self._model):
+            for index, response_format in enumerate(formats):
+                options = dict(extra)
+                if response_format is not None:
+                    options["response_format"] = response_format
+                try:
+                    response = self._client.get().chat.completions.create(
+                        model=self._model,
+                        messages=[{"role": m.role, "content": m.content} for m in messages],
+                        **options,
+                    )
+                except openai.BadRequestError:
+                    if index + 1 == len(formats):
+                        raise
+                    self._refused += 1  # this endpoint refused that format: don't ask for it again
+                    continue
+                choice = response.choices[0] if response.choices else None
+                usage = getattr(response, "usage", None)
+                return Completion(
+                    text=(choice.message.content or "") if choice is not None else "",
+                    prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+                    completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+                )
+        raise AssertionError("unreachable")
 
 
 def make_chat_model(settings: Settings) -> ChatModel:

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from memagent.store.bulk import BulkRepository
 from memagent.store.database import translate_errors, unreachable
 from memagent.store.hnsw import IndexRepository
+from memagent.store.lifecycle import LifecycleRepository
 from memagent.store.memories import MemoryRepository
 from memagent.store.roles import APP_ROLE, Isolation, isolation
 from memagent.store.search import driver_sql, settings_sql, settings_values
@@ -31,6 +32,11 @@ class Store:
     def memories(self) -> MemoryRepository:
         """Memories: store, search, list, count, purge, pending embeddings."""
         return MemoryRepository(self._session)
+
+    @cached_property
+    def lifecycle(self) -> LifecycleRepository:
+        """Learning: exchanges waiting for extraction, facts' validity, the events history."""
+        return LifecycleRepository(self._session)
 
     @cached_property
     def space(self) -> SpaceRepository:
