@@ -126,6 +126,10 @@ class Settings(BaseSettings):
     history_turns: int = Field(
         default=6, ge=0, le=100, description="Exchanges of the current conversation kept in the prompt"
     )
+    extract: bool = Field(
+        default=True,
+        description="After each chat turn, extract facts with the chat model and keep them current",
+    )
     request_timeout: float = Field(default=30.0, gt=0, le=600, description="Seconds per provider request")
     max_retries: int = Field(default=2, ge=0, le=10, description="Retries per provider request")
 

@@ -168,8 +168,25 @@ class LifecycleRepository:
                 related_id=related_id,
                 reason=reason,
                 details=details or {},
+                # The moment of writing, not the transaction's start: under the namespace's learning lock
+                # events are written in lock order, and facts_version() relies on that order.
+                created_at=func.clock_timestamp(),
             )
         )
+
+    def facts_version(self, namespace: str) -> tuple[datetime, int] | None:
+        """The namespace's latest change to its facts (an add, update or invalidate event): consolidation
+        decides on the facts it saw, and applies only if this has not moved since (else it looks again)."""
+        row = self.session.execute(
+            select(MemoryEvent.created_at, MemoryEvent.id)
+            .where(
+                MemoryEvent.namespace == namespace,
+                MemoryEvent.action.in_(("add", "update", "invalidate")),
+            )
+            .order_by(MemoryEvent.created_at.desc(), MemoryEvent.id.desc())
+            .limit(1)
+        ).first()
+        return None if row is None else (row.created_at, int(row.id))
 
     # -- history -------------------------------------------------------------------------------------------
 

@@ -110,6 +110,14 @@ class SpaceChecked:
                 vector = self.embedder.embed([query])[0]
         raise AssertionError("unreachable")
 
+    def similar(self, vector: Any, scope: Scope, k: int) -> list[RecalledMemory]:
+        """The k memories of the scope nearest to an embedding already computed (vector recall, checked)."""
+        space = self._verified()
+        if space is None:
+            return []
+        ef = max(self.settings.ef_search, k)
+        return self._search("", vector, scope, space, k=k, max_distance=None, ef=ef, mode="vector")
+
     def _store_one(self, memory: NewMemory) -> list[tuple[int, bool]] | None:
         """Store one memory in one round trip when the embedding space is known and still in force; None:
         take the full path (space unknown or changed, or a race with an identical memory)."""

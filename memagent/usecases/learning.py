@@ -1,0 +1,288 @@
+"""Learning: facts extracted from stored exchanges by the chat model, consolidated with the facts held.
+
+Per exchange: the model lists its facts (validated JSON, asked once more when invalid); each fact is
+embedded once and the nearest current facts of the namespace are shown to the model, which decides add,
+update, invalidate or noop. The decisions are applied in one transaction under the namespace's learning
+lock, with one memory_events row per change; nothing is overwritten or deleted (an old fact gets an end of
+validity and a pointer to what replaced it). An exchange whose learning fails keeps extracted_at NULL: the
+next `memagent extract` takes it again, and nothing it said is lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC
+from typing import Any
+
+from memagent.agent.learning_prompts import (
+    CONSOLIDATE_SCHEMA,
+    EXTRACT_SCHEMA,
+    Decision,
+    Fact,
+    Shown,
+    consolidate_messages,
+    extract_messages,
+    parse_decisions,
+    parse_facts,
+)
+from memagent.errors import InputError, ProviderError
+from memagent.providers.chat import ChatModel
+from memagent.records import MemoryRecord
+from memagent.store.memories import NewMemory
+from memagent.store.scope import Scope, View
+from memagent.usecases.model_json import ModelCost, ask_json
+from memagent.usecases.service import MemoryService
+from memagent.validation import clean_name
+
+NEIGHBOURS = 5  # current facts shown to the model per new fact
+MAX_SHOWN = 20  # and at most this many in all
+ATTEMPTS = 3  # consolidations of one exchange when the facts changed under it (another run)
+
+
+@dataclass
+class LearnReport:
+    """What one extraction run did (counts over its exchanges) and what its model calls cost."""
+
+    exchanges: int = 0  # exchanges whose facts are now learnt
+    added: list[int] = field(default_factory=list)  # ids of the facts stored
+    updated: int = 0  # facts replaced by a newer one
+    invalidated: int = 0  # facts that no longer hold
+    unchanged: int = 0  # facts already held (their sources gained this exchange)
+    refused: int = 0  # decisions naming a fact the model was not shown (applied as plain adds)
+    skipped: int = 0  # exchanges another run learnt meanwhile
+    failed: list[tuple[int, str]] = field(default_factory=list)  # (exchange id, why): left for later
+    waiting: int = 0  # exchanges of the namespace still waiting for extraction afterwards
+    cost: ModelCost = field(default_factory=ModelCost)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One decision as it will be applied: the text to store (None for noop) and its importance."""
+
+    decision: Decision
+    text: str | None
+    importance: float
+
+
+class _Stale(Exception):
+    """The facts changed after the model saw them: look again."""
+
+
+class Learner:
+    """Extraction and consolidation over a MemoryService (its database, embedder and settings)."""
+
+    def __init__(self, service: MemoryService, model: ChatModel) -> None:
+        self.service = service
+        self.model = model
+
+    def extract(
+        self,
+        *,
+        namespace: str | None = None,
+        ids: Sequence[int] | None = None,
+        limit: int = 100,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> LearnReport:
+        """Learn the facts of the namespace's exchanges not yet extracted (oldest first, at most `limit`;
+        only `ids` if given). Provider failures are reported per exchange, never raised."""
+        if not 1 <= limit <= 100_000:
+            raise InputError(f"limit must be between 1 and 100000, not {limit}.")
+        space = clean_name(
+            namespace if namespace is not None else self.service.settings.namespace, "namespace"
+        )
+        report = LearnReport()
+        with self.service.unit(space) as store:
+            exchanges = store.lifecycle.unextracted(space, limit=limit, ids=ids)
+        for exchange in exchanges:
+            try:
+                self._learn(exchange, report)
+            except ProviderError as exc:
+                report.failed.append((exchange.id, exc.message))
+                with self.service.unit(space) as store:  # why it waits, in its history
+                    store.lifecycle.record(space, exchange.id, "extract", details={"error": exc.message})
+            if on_progress is not None:
+                on_progress(1)
+        with self.service.unit(space) as store:
+            report.waiting = store.lifecycle.unextracted_count(space)
+        return report
+
+    def _learn(self, exchange: MemoryRecord, report: LearnReport) -> None:
+        facts = _distinct(
+            ask_json(self.model, extract_messages(exchange), EXTRACT_SCHEMA, parse_facts, report.cost)
+        )
+        vectors = _Vectors(self.service)
+        vectors.add([fact.text for fact in facts])
+        for _ in range(ATTEMPTS):
+            with self.service.unit(exchange.namespace) as store:
+                version = store.lifecycle.facts_version(exchange.namespace)
+            shown = self._nearest(exchange.namespace, [vectors[fact.text] for fact in facts])
+            plans = self._decide(exchange, facts, shown, report)
+            vectors.add([plan.text for plan in plans if plan.text is not None])
+            try:
+                self._apply(exchange, plans, shown, vectors, version, report)
+                return
+            except _Stale:
+                continue
+        raise ProviderError(  # not the provider's fault, but the same remedy: leave it for a later run
+            f"the namespace's facts kept changing while exchange {exchange.id} was consolidated "
+            f"({ATTEMPTS} tries); `memagent extract` takes it again."
+        )
+
+    def _nearest(self, namespace: str, vectors: Sequence[Any]) -> dict[int, Shown]:
+        """The current facts nearest to each new fact (together at most MAX_SHOWN), by id."""
+        scope = Scope(namespace=namespace, view=View(kinds=("fact",)))
+        shown: dict[int, Shown] = {}
+        for vector in vectors:
+            for memory in self.service.similar(vector, scope, NEIGHBOURS):
+                if len(shown) < MAX_SHOWN:
+                    shown.setdefault(memory.id, Shown(memory.id, memory.content, memory.created_at))
+        return shown
+
+    def _decide(
+        self, exchange: MemoryRecord, facts: list[Fact], shown: dict[int, Shown], report: LearnReport
+    ) -> list[_Plan]:
+        """One plan per new fact: the model's decision when it is valid; an add otherwise. A decision
+        naming a fact that was not shown (an invented id, another namespace's) is refused."""
+        if not facts:
+            return []
+        decided: dict[int, Decision] = {}
+        if shown:  # with nothing to compare with, every fact is new: no call needed
+            messages = consolidate_messages(
+                [fact.text for fact in facts], list(shown.values()), exchange.created_at
+            )
+            for decision in ask_json(self.model, messages, CONSOLIDATE_SCHEMA, parse_decisions, report.cost):
+                if 1 <= decision.new <= len(facts):
+                    decided.setdefault(decision.new, decision)
+        plans = []
+        for index, fact in enumerate(facts, start=1):
+            decision = decided.get(index) or Decision(new=index, action="add", reason="new information")
+            if decision.action != "add" and decision.target not in shown:
+                if decision.target is not None:
+                    report.refused += 1
+                decision = Decision(
+                    new=index,
+                    action="add",
+                    reason=f"refused {decision.action} of fact {decision.target}: not shown",
+                )
+            text = fact.text
+            if decision.action == "update" and decision.text and decision.text.strip():
+                text = " ".join(decision.text.split())
+            plans.append(_Plan(decision, None if decision.action == "noop" else text, fact.importance))
+        return plans
+
+    def _apply(
+        self,
+        exchange: MemoryRecord,
+        plans: list[_Plan],
+        shown: dict[int, Shown],
+        vectors: _Vectors,
+        version: Any,
+        report: LearnReport,
+    ) -> None:
+        """The decisions, in one transaction under the namespace's learning lock."""
+        space, day = exchange.namespace, exchange.created_at.astimezone(UTC).strftime("%Y-%m-%d")
+        with self.service.unit(space) as store:
+            life = store.lifecycle
+            life.lock_namespace(space)
+            if not life.claim([exchange.id]):
+                report.skipped += 1  # another run learnt it meanwhile
+                return
+            if life.facts_version(space) != version:
+                raise _Stale
+            targets = {plan.decision.target for plan in plans if plan.decision.target is not None}
+            if set(life.current_facts(sorted(targets))) != targets:
+                raise _Stale
+            self.service.check_embedding_space(store, claim=True)
+            storing = [plan for plan in plans if plan.text is not None]
+            stored = self._store(store, exchange, storing, vectors, day)
+            fact_ids = {plan.decision.new: found for plan, found in zip(storing, stored, strict=True)}
+            links: list[tuple[int, list[int]]] = []
+            for plan in plans:
+                decision = plan.decision
+                reason = decision.reason or None
+                if decision.action == "noop":
+                    assert decision.target is not None
+                    held = decision.target
+                else:
+                    new_id, fresh = fact_ids[decision.new]
+                    if decision.action in ("update", "invalidate") and decision.target != new_id:
+                        assert decision.target is not None
+                        life.end(decision.target, replaced_by=new_id, invalid_at=exchange.created_at)
+                        life.record(space, decision.target, decision.action, related_id=new_id, reason=reason)
+                        if decision.action == "update":
+                            report.updated += 1
+                        else:
+                            report.invalidated += 1
+                    if fresh:
+                        links.append((new_id, [exchange.id]))
+                        if new_id not in report.added:
+                            report.added.append(new_id)
+                        life.record(space, new_id, "add", related_id=exchange.id, reason=reason)
+                        continue
+                    held, reason = new_id, "the same fact is already held"
+                # Already held: the fact gains this exchange as a source, and nothing else changes.
+                links.append((held, [exchange.id]))
+                life.record(space, held, "noop", related_id=exchange.id, reason=reason)
+                report.unchanged += 1
+            store.memories.link(space, [(m, s) for m, s in links if m != exchange.id])
+            life.record(
+                space, exchange.id, "extract", details={"facts": len(plans), "model": self.model.model}
+            )
+            life.mark_extracted([exchange.id])
+        report.exchanges += 1
+
+    def _store(
+        self, store: Any, exchange: MemoryRecord, plans: list[_Plan], vectors: _Vectors, day: str
+    ) -> list[tuple[int, bool]]:
+        """Store the facts: (id, stored now) each. A text the namespace already holds as a current fact is
+        that fact (another run learnt it too); one it holds otherwise (an expired fact, an exchange) is
+        stored again, marked as restated, since a namespace keeps one memory per text."""
+
+        def memory(text: str, importance: float) -> NewMemory:
+            return NewMemory(
+                namespace=exchange.namespace,
+                session_id=exchange.session_id,
+                content=text,
+                embedding=vectors[text],
+                embedding_model=self.service.embedder.model,
+                metadata={},
+                created_at=exchange.created_at,  # when it was said: the fact holds from then
+                kind="fact",
+                importance=importance,
+            )
+
+        assert all(plan.text is not None for plan in plans)
+        stored = store.memories.add_many([memory(str(plan.text), plan.importance) for plan in plans])
+        kinds = store.memories.kinds_of([memory_id for memory_id, created in stored if not created])
+        found = []
+        for plan, (memory_id, created) in zip(plans, stored, strict=True):
+            if not created and kinds.get(memory_id) != "fact":
+                restated = f"{plan.text} (restated {day})"
+                vectors.add([restated])
+                memory_id, created = store.memories.add_many([memory(restated, plan.importance)])[0]
+            found.append((memory_id, created))
+        return found
+
+
+class _Vectors(dict[str, Any]):
+    """Each text's embedding, computed once (new texts in one batch)."""
+
+    def __init__(self, service: MemoryService) -> None:
+        super().__init__()
+        self._service = service
+
+    def add(self, texts: Sequence[str]) -> None:
+        """Embed the texts not embedded yet (a ProviderError leaves the exchange for later)."""
+        missing = list(dict.fromkeys(text for text in texts if text not in self))
+        if missing:
+            self.update(zip(missing, self._service.embedder.embed(missing), strict=True))
+
+
+def _distinct(facts: list[Fact]) -> list[Fact]:
+    """The facts with repeated texts once (the most important copy)."""
+    best: dict[str, Fact] = {}
+    for fact in facts:
+        if fact.text not in best or fact.importance > best[fact.text].importance:
+            best[fact.text] = fact
+    return list(best.values())
