@@ -61,7 +61,7 @@ def events(
         ),
         {"ns": namespace},
     )
-    return [tuple(r) for r in rows]  # type: ignore[misc]
+    return [tuple(r) for r in rows]
 
 
 def fact_ids(service: MemoryService, query: str = "Priya", namespace: str = NS) -> list[int]:
