@@ -93,3 +93,60 @@ class RememberResult:
     def pending(self) -> bool:
         """Whether the memory waits for its embedding."""
         return self.pending_reason is not None
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One memory of a fact's chain: the memory, when it held and when memagent believed it, its sources."""
+
+    memory: MemoryRecord
+    learned_at: datetime  # when memagent learnt it
+    invalid_at: datetime | None  # when it stopped holding in the conversation, if it did
+    expired_at: datetime | None  # when memagent stopped believing it, if it did
+    superseded_by: int | None  # what replaced it
+    archived_at: datetime | None  # when it was compressed into a summary
+    sources: tuple[int, ...] = ()  # the memories it came from
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (ISO dates)."""
+        data = self.memory.to_json()
+        for name in ("learned_at", "invalid_at", "expired_at", "archived_at"):
+            moment = getattr(self, name)
+            data[name] = None if moment is None else moment.isoformat()
+        data["superseded_by"] = self.superseded_by
+        data["sources"] = list(self.sources)
+        return data
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """One change learning made (a memory_events row), with the model's reason."""
+
+    id: int
+    memory_id: int | None
+    action: str  # add, update, invalidate, noop, extract, summarize, archive
+    related_id: int | None
+    reason: str | None
+    details: dict[str, Any]
+    created_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (ISO dates)."""
+        data = asdict(self)
+        data["created_at"] = self.created_at.isoformat()
+        return data
+
+
+@dataclass(frozen=True)
+class History:
+    """A memory's chain (what it replaced and what replaced it, in the order learnt) and the events."""
+
+    entries: list[HistoryEntry]
+    events: list[EventRecord]
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "chain": [entry.to_json() for entry in self.entries],
+            "events": [event.to_json() for event in self.events],
+        }

@@ -195,6 +195,10 @@ class FakeOpenAI:
     def chat_requests(self) -> list[dict[str, Any]]:
         return [r for r in self.requests if r["path"].endswith("/chat/completions")]
 
+    def reply_requests(self) -> list[dict[str, Any]]:
+        """The chat requests that asked for a reply to the user (streamed), not learning's (whole JSON)."""
+        return [r for r in self.chat_requests() if r["body"].get("stream")]
+
     def _chat_chunks(self, body: dict[str, Any]) -> list[dict[str, Any]]:
         base = {
             "id": "chatcmpl-fake",

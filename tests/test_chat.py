@@ -116,7 +116,7 @@ def test_turn_recalls_streams_and_stores_the_exchange(
     result = agent.turn(QUESTION, on_token=pieces.append)
 
     assert len(pieces) > 1 and "".join(pieces) == fake.chat_reply == result.reply
-    request = fake.chat_requests()[-1]["body"]
+    request = fake.reply_requests()[-1]["body"]
     assert request["stream"] is True and request["model"] == "fake-chat"
     assert request["messages"][0]["role"] == "system"
     assert "Rust compiler" in request["messages"][0]["content"]
@@ -138,7 +138,7 @@ def test_history_of_this_conversation_is_sent_and_not_repeated_as_memory(
     fake.chat_reply = "Nice to meet you."
     first = agent.turn("Hello, I am Sam")
     second = agent.turn("What did I just say?")
-    messages = fake.chat_requests()[-1]["body"]["messages"]
+    messages = fake.reply_requests()[-1]["body"]["messages"]
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
     assert messages[1:3] == [
         {"role": "user", "content": "Hello, I am Sam"},
@@ -186,7 +186,7 @@ def test_a_failed_model_call_keeps_the_message_and_the_loop_goes_on(
     ).one()
     assert row.content == "User: please remember the blue door"
     assert row.metadata["kind"] == "unanswered"
-    assert len(fake.chat_requests()) == len(failures)
+    assert len(fake.reply_requests()) == len(failures)
     fake.chat_reply = "Back again."
     assert agent.turn("are you there?").reply == "Back again."
 
@@ -209,13 +209,13 @@ def test_interactive_loop_leaves_cleanly(
     assert "Hi there." in screen.getvalue()
     err = capsys.readouterr().err
     assert "Session chat-1" in err and "memagent chat --session chat-1" in err
-    assert len(fake.chat_requests()) == 1
+    assert len(fake.reply_requests()) == 1
 
     def eof(_prompt: str) -> str:
         raise EOFError
 
     interactive(agent, show=False, read=eof, out=Console(file=io.StringIO()))  # Ctrl-D
-    assert len(fake.chat_requests()) == 1
+    assert len(fake.reply_requests()) == 1
 
 
 # -- the CLI ----------------------------------------------------------------------------------------------
@@ -305,7 +305,7 @@ def test_the_tutorial_story_in_two_processes(home: Path, fake: FakeOpenAI) -> No
     assert second.returncode == 0, second.stderr
     assert second.stdout.strip() == fake.chat_reply
 
-    system_prompt = fake.chat_requests()[-1]["body"]["messages"][0]["content"]
+    system_prompt = fake.reply_requests()[-1]["body"]["messages"][0]["content"]
     assert "Rust compiler for embedded targets" in system_prompt
     stored = json.loads(memagent("inspect", "--json", "--limit", "10").stdout)
     assert sorted(m["content"] for m in stored) == sorted(
@@ -361,7 +361,7 @@ def test_retry_after_is_honoured(service: MemoryService, fake: FakeOpenAI) -> No
     started = time.monotonic()
     assert agent.turn("hello").reply == "after waiting"
     assert time.monotonic() - started >= 0.9
-    assert len(fake.chat_requests()) == 2
+    assert len(fake.reply_requests()) == 2
 
 
 def test_chat_and_embeddings_can_use_different_endpoints() -> None:

@@ -119,7 +119,7 @@ def test_ctrl_c_reaches_the_command_and_a_vanished_client_ends_it(home: Path, fa
 
     def slow_chat() -> subprocess.Popen[str]:
         fake.failures = [Failure(500, delay=30, path="/chat/completions")]
-        before = len(fake.chat_requests())
+        before = len(fake.reply_requests())
         client = subprocess.Popen(
             [sys.executable, "-m", "memagent", "chat", "-m", "are you there?"],
             env=env,
@@ -128,7 +128,7 @@ def test_ctrl_c_reaches_the_command_and_a_vanished_client_ends_it(home: Path, fa
             text=True,
         )
         deadline = time.monotonic() + 30
-        while len(fake.chat_requests()) == before:  # the command waits on the model now
+        while len(fake.reply_requests()) == before:  # the command waits on the model now
             assert time.monotonic() < deadline
             time.sleep(0.05)
         return client

@@ -152,7 +152,7 @@ def test_from_the_local_model_to_an_openai_key(home: Path, fake: FakeOpenAI) -> 
     assert first.returncode == 0, first.stderr
     assert first.stdout.strip() == fake.chat_reply
     assert fake.embedding_requests() == []  # embedded locally, not by the provider the key points to
-    assert "Rust compiler for embedded targets" in fake.chat_requests()[-1]["body"]["messages"][0]["content"]
+    assert "Rust compiler for embedded targets" in fake.reply_requests()[-1]["body"]["messages"][0]["content"]
     note = "memagent reembed --model text-embedding-3-small --provider openai"
     assert "This database holds all-MiniLM-L6-v2 vectors" in first.stderr and note in first.stderr
     second = run(keyed, "chat", "-m", "and what is my name?")
@@ -203,7 +203,7 @@ def test_chat_resumes_a_session_with_its_turns_and_one_shot_shows_what_it_was_as
     fake.chat_reply = "You said teal."
     resumed = run(env, "chat", "--session", "s1", "-m", "What did I just tell you?", "--show-memories")
     assert resumed.returncode == 0, resumed.stderr
-    messages = fake.chat_requests()[-1]["body"]["messages"]
+    messages = fake.reply_requests()[-1]["body"]["messages"]
     assert [(m["role"], m["content"]) for m in messages[1:]] == [
         ("user", "My favourite colour is teal"),
         ("assistant", "Teal is a fine colour."),
@@ -230,7 +230,7 @@ def test_python_api_takes_a_chat_model_name(db_url: str, fake: FakeOpenAI) -> No
     ) as memory:
         turn = memory.chat("hello there")
         assert turn.reply == fake.chat_reply
-        assert fake.chat_requests()[-1]["body"]["model"] == "llama3.2"
+        assert fake.reply_requests()[-1]["body"]["model"] == "llama3.2"
         memory.purge(everything=True)
 
 

@@ -100,7 +100,6 @@ class OpenAIChat:
                 if piece:
                     yield piece
 
-
     def complete(self, messages: Sequence[Message], *, schema: JsonSchema | None = None) -> Completion:
         import openai
 

@@ -5,14 +5,13 @@ Takes a Session, never commits."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.orm import Session
 
-from memagent.records import MemoryRecord
+from memagent.records import EventRecord, HistoryEntry, MemoryRecord
 from memagent.store.models import MemoryEvent, MemoryRow, MemorySource
 from memagent.store.scope import RECORD_COLUMNS, to_record
 
@@ -34,30 +33,6 @@ forward(id) AS (
     SELECT m.superseded_by FROM memories m JOIN forward f ON m.id = f.id WHERE m.superseded_by IS NOT NULL
 )
 SELECT id FROM back UNION SELECT id FROM forward"""
-
-
-@dataclass(frozen=True)
-class Validity:
-    """When a memory held (in the conversation) and when memagent believed it."""
-
-    learned_at: datetime
-    invalid_at: datetime | None
-    expired_at: datetime | None
-    superseded_by: int | None
-    archived_at: datetime | None
-
-
-@dataclass(frozen=True)
-class Event:
-    """One row of memory_events: a change learning made, and the model's reason."""
-
-    id: int
-    memory_id: int | None
-    action: str
-    related_id: int | None
-    reason: str | None
-    details: dict[str, Any]
-    created_at: datetime
 
 
 class LifecycleRepository:
@@ -190,7 +165,7 @@ class LifecycleRepository:
 
     # -- history -------------------------------------------------------------------------------------------
 
-    def chain(self, memory_id: int) -> list[tuple[MemoryRecord, Validity, tuple[int, ...]]]:
+    def chain(self, memory_id: int) -> list[HistoryEntry]:
         """The memory, those it replaced and those that replaced it, in the order learnt: each with its
         validity and its sources. Empty when the memory is not one this transaction can see."""
         ids = [int(i) for i in self.session.scalars(text(_CHAIN), {"id": memory_id})]
@@ -214,15 +189,19 @@ class LifecycleRepository:
         ):
             sources.setdefault(int(memory), []).append(int(source))
         return [
-            (
+            HistoryEntry(
                 to_record(row),
-                Validity(row.learned, row.invalid_at, row.expired_at, row.superseded_by, row.archived_at),
+                row.learned,
+                row.invalid_at,
+                row.expired_at,
+                row.superseded_by,
+                row.archived_at,
                 tuple(sources.get(int(row.id), ())),
             )
             for row in rows
         ]
 
-    def events(self, memory_ids: Sequence[int]) -> list[Event]:
+    def events(self, memory_ids: Sequence[int]) -> list[EventRecord]:
         """The events about these memories (as the memory changed or as the one related), oldest first."""
         ids = list(memory_ids)
         rows = self.session.execute(
@@ -231,6 +210,8 @@ class LifecycleRepository:
             .order_by(MemoryEvent.id)
         ).scalars()
         return [
-            Event(e.id, e.memory_id, e.action, e.related_id, e.reason, dict(e.details or {}), e.created_at)
+            EventRecord(
+                e.id, e.memory_id, e.action, e.related_id, e.reason, dict(e.details or {}), e.created_at
+            )
             for e in rows
         ]

@@ -13,6 +13,7 @@ from memagent.config import Settings
 from memagent.errors import DatabaseUnavailableError, KeptError, ProviderError
 from memagent.providers.chat import ChatModel
 from memagent.records import RecalledMemory, RememberResult
+from memagent.usecases.learning import Learner, LearnReport
 from memagent.usecases.recovery import remember_or_keep
 from memagent.usecases.service import MemoryService
 from memagent.validation import clean_text
@@ -39,6 +40,9 @@ class TurnResult:
     kept: Path | None = None
     # Why the memories were recalled by full-text search only (the embeddings provider's error), or None.
     degraded: str | None = None
+    # What learning made of this exchange (facts added, updated …; failures wait for `memagent extract`);
+    # None when it did not run (extraction off, no reply, the exchange not stored).
+    learned: LearnReport | None = None
 
 
 class ChatAgent:
@@ -149,6 +153,7 @@ class ChatAgent:
             db_error, kept = exc.reason, exc.kept
         if reply is not None and stored is not None:
             self._history.append((stored.id, message, reply))
+        learned = self._learn(stored) if reply is not None and stored is not None else None
         return TurnResult(
             message=message,
             reply=reply,
@@ -159,4 +164,16 @@ class ChatAgent:
             db_error=db_error,
             kept=kept,
             degraded=degraded,
+            learned=learned,
         )
+
+    def _learn(self, stored: RememberResult) -> LearnReport | None:
+        """The exchange's facts, learnt now (when extraction is on); a failure leaves it for later."""
+        if not self.settings.extract:
+            return None
+        try:
+            return Learner(self.service(), self.model).extract(namespace=stored.namespace, ids=[stored.id])
+        except DatabaseUnavailableError as exc:  # the turn is answered and stored: report, don't fail it
+            report = LearnReport()
+            report.failed.append((stored.id, exc.message))
+            return report

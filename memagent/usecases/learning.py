@@ -33,7 +33,6 @@ from memagent.store.memories import NewMemory
 from memagent.store.scope import Scope, View
 from memagent.usecases.model_json import ModelCost, ask_json
 from memagent.usecases.service import MemoryService
-from memagent.validation import clean_name
 
 NEIGHBOURS = 5  # current facts shown to the model per new fact
 MAX_SHOWN = 20  # and at most this many in all
@@ -88,9 +87,7 @@ class Learner:
         only `ids` if given). Provider failures are reported per exchange, never raised."""
         if not 1 <= limit <= 100_000:
             raise InputError(f"limit must be between 1 and 100000, not {limit}.")
-        space = clean_name(
-            namespace if namespace is not None else self.service.settings.namespace, "namespace"
-        )
+        space = self.service.scope(namespace).namespace
         report = LearnReport()
         with self.service.unit(space) as store:
             exchanges = store.lifecycle.unextracted(space, limit=limit, ids=ids)

@@ -50,7 +50,10 @@ class MemoryService(SpaceChecked):
         self.settings = settings
         self.known = KnownSpace()
 
-    def _scope(self, namespace: str | None, session_id: str | None, before: datetime | None = None) -> Scope:
+    def scope(
+        self, namespace: str | None, session_id: str | None = None, before: datetime | None = None
+    ) -> Scope:
+        """The scope a call names (checked), in the configured namespace unless it names one."""
         return Scope(
             namespace=clean_name(
                 namespace if namespace is not None else self.settings.namespace, "namespace"
@@ -99,7 +102,7 @@ class MemoryService(SpaceChecked):
         """
         contents = [clean_text(text) for text in texts]
         learned = learned_kinds(len(contents), kind, importance, sources)
-        scope = self._scope(namespace, session_id or self.settings.session_id)
+        scope = self.scope(namespace, session_id or self.settings.session_id)
         assert scope.session_id is not None
         meta = clean_metadata(metadata)
         if created_at is not None:
@@ -203,7 +206,7 @@ class MemoryService(SpaceChecked):
         query = clean_text(query, "query")
         k, max_distance, ef_search = recall_limits(self.settings, k, max_distance, ef_search)
         view = clean_view(kinds, as_of, include_archived=include_archived)
-        scope = replace(self._scope(namespace, session_id), view=view)
+        scope = replace(self.scope(namespace, session_id), view=view)
         space = self._verified()
         if space is None:
             return RecallResult([])  # nothing was ever stored: no need to load or call the model
@@ -228,7 +231,7 @@ class MemoryService(SpaceChecked):
 
     def pending(self, *, namespace: str | None = None, all_namespaces: bool = False) -> int:
         """How many memories wait for their embedding (in the namespace, or in every namespace)."""
-        scope = None if all_namespaces else self._scope(namespace, None).namespace
+        scope = None if all_namespaces else self.scope(namespace, None).namespace
         with self.unit(scope or ALL_NAMESPACES) as store:
             return store.memories.pending_count(scope)
 
@@ -279,7 +282,7 @@ class MemoryService(SpaceChecked):
         """The newest memories in scope, newest first."""
         if not 1 <= limit <= 10000:
             raise InputError(f"limit must be between 1 and 10000, not {limit}.")
-        scope = self._scope(namespace, session_id)
+        scope = self.scope(namespace, session_id)
         with self.unit(scope.namespace) as store:
             return store.memories.recent(scope, limit=limit)
 
@@ -287,7 +290,7 @@ class MemoryService(SpaceChecked):
         self, *, namespace: str | None = None, session_id: str | None = None, before: datetime | None = None
     ) -> int:
         """How many memories are in scope."""
-        scope = self._scope(namespace, session_id, before)
+        scope = self.scope(namespace, session_id, before)
         with self.unit(scope.namespace) as store:
             return store.memories.count(scope)
 
@@ -295,6 +298,6 @@ class MemoryService(SpaceChecked):
         self, *, namespace: str | None = None, session_id: str | None = None, before: datetime | None = None
     ) -> int:
         """Delete the memories in scope (one namespace; optionally one session, older than a date)."""
-        scope = self._scope(namespace, session_id, before)
+        scope = self.scope(namespace, session_id, before)
         with self.unit(scope.namespace) as store:
             return store.memories.purge(scope)
