@@ -284,17 +284,28 @@ class MemoryService(SpaceChecked):
             return store.memories.recent(scope, limit=limit)
 
     def count(
-        self, *, namespace: str | None = None, session_id: str | None = None, before: datetime | None = None
+        self,
+        *,
+        namespace: str | None = None,
+        session_id: str | None = None,
+        before: datetime | None = None,
+        archived: bool = False,
     ) -> int:
-        """How many memories are in scope."""
+        """How many memories are in scope (archived: only those compressed into a summary)."""
         scope = self._scope(namespace, session_id, before)
         with self.unit(scope.namespace) as store:
-            return store.memories.count(scope)
+            return store.archive.archived_count(scope) if archived else store.memories.count(scope)
 
     def purge(
-        self, *, namespace: str | None = None, session_id: str | None = None, before: datetime | None = None
+        self,
+        *,
+        namespace: str | None = None,
+        session_id: str | None = None,
+        before: datetime | None = None,
+        archived: bool = False,
     ) -> int:
-        """Delete the memories in scope (one namespace; optionally one session, older than a date)."""
+        """Delete the memories in scope (one namespace; optionally one session, older than a date, archived:
+        only those compressed into a summary)."""
         scope = self._scope(namespace, session_id, before)
         with self.unit(scope.namespace) as store:
-            return store.memories.purge(scope)
+            return store.archive.purge_archived(scope) if archived else store.memories.purge(scope)
