@@ -8,7 +8,7 @@ import typer
 
 from memagent import wording
 from memagent.cli import render
-from memagent.cli.base import JsonOpt, NamespaceOpt, app, handled, load_settings, open_service
+from memagent.cli.base import NamespaceOpt, app, handled, load_settings, open_service
 from memagent.validation import clean_duration
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ def compress(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what would be compressed; no model calls, no changes.")
     ] = False,
-    as_json: JsonOpt = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
 ) -> None:
     """Summarise each session's old exchanges into one summary memory and archive them (kept, recalled
     only with --include-archived). Resumable: run it again after an interruption."""
