@@ -45,7 +45,7 @@ def _records(body: dict[str, Any]) -> list[dict[str, Any]]:
 
 def summarising(body: dict[str, Any]) -> str:
     """A deterministic model: the summary names every text (or part) it was given."""
-    said = [r.get("text") or r.get("summary") for r in _records(body)]
+    said = [str(r.get("text") or r.get("summary")) for r in _records(body)]
     return json.dumps({"summary": "Summary: " + " / ".join(said)})
 
 
@@ -371,3 +371,26 @@ def test_memory_api_compress(db_url: str, fake: FakeOpenAI, chat: OpenAIChat, en
     finally:
         with engine.begin() as conn:
             conn.execute(text("DELETE FROM memories WHERE namespace = :ns"), {"ns": namespace})
+
+
+def test_an_embedding_failure_leaves_the_session_as_it_was(
+    service: MemoryService, chat: OpenAIChat, fake: FakeOpenAI, connection: Connection
+) -> None:
+    _store(service, "c", {"s1": SESSIONS["s1"]})
+    fake.failures.append(Failure(status=503, path="/embeddings"))  # the summary's embedding
+    report = compress(service, chat, older_than="30d", namespace="c")
+    assert report.summaries_stored == 0 and report.errors[0].provider_failed
+    assert report.cost.calls == 1  # the summary was made, then not stored
+    assert _state(connection, "c") == {"summaries": [], "archived": []}
+
+
+def test_a_provider_down_stops_the_run_after_three_sessions_in_a_row(
+    service: MemoryService, chat: OpenAIChat, fake: FakeOpenAI, connection: Connection
+) -> None:
+    _store(service, "c", {**SESSIONS, "s4": ["User: a fourth session"]})
+    fake.failures.extend(Failure(status=500, path="/chat/completions") for _ in range(4))
+    report = compress(service, chat, older_than="30d", namespace="c")
+    assert [s.session_id for s in report.errors] == ["s1", "s2", "s3"]
+    assert report.stopped is not None and "1 more session left" in report.stopped
+    assert len(fake.chat_requests()) == 3  # s4 was not attempted
+    assert _state(connection, "c") == {"summaries": [], "archived": []}

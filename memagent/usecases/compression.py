@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from memagent import wording
 from memagent.agent.summary_prompt import (
     SUMMARY_SCHEMA,
     exchange_records,
@@ -162,8 +163,9 @@ def compress(
         if failures >= STOP_AFTER_FAILURES and done < len(old):
             left = len(old) - done
             report.stopped = (
-                f"the chat or embeddings provider failed for {failures} sessions in a row; {left} more "
-                f"session{'s' if left != 1 else ''} left as they are (run compress again)."
+                f"the chat or embeddings provider failed for {failures} sessions in a row; "
+                f"{wording.count(left, 'more session')} left as {'it is' if left == 1 else 'they are'} "
+                "(run compress again)."
             )
             break
     with service.unit(ns) as store:
