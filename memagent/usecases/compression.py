@@ -140,10 +140,13 @@ def compress(
     age = clean_duration(older_than, "older than")
     ns = clean_name(namespace if namespace is not None else service.settings.namespace, "namespace")
     only = clean_name(session_id, "session") if session_id is not None else None
+    if budget < 500:  # smaller prompts would cut the texts into scraps
+        raise InputError(f"the prompt budget must be at least 500 characters, not {budget}.")
     if model is None and not dry_run:
         raise InputError("compress needs a chat model (or dry_run=True).")
     now = datetime.now(UTC)
-    cutoff = now - age if age < now - MIN_DATE else MIN_DATE  # older than memagent's dates: nothing is
+    # An age reaching past memagent's earliest date: no memory is that old.
+    cutoff = now - age if age < now - MIN_DATE else MIN_DATE
     with service.unit(ns) as store:
         before = _recallable(store, ns)
         old = store.archive.old_sessions(ns, cutoff, only)
