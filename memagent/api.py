@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from memagent.bootstrap import App
 from memagent.config import Settings, get_settings, with_overrides
@@ -17,6 +17,9 @@ from memagent.records import MemoryRecord, RecallResult, RememberResult
 from memagent.usecases.chat import ChatAgent, TurnResult
 from memagent.usecases.recovery import remember_or_keep
 from memagent.usecases.service import MemoryService
+
+if TYPE_CHECKING:
+    from memagent.usecases.compression import CompressReport
 
 
 class Memory:
@@ -147,11 +150,39 @@ class Memory:
         before: datetime | None = None,
         namespace: str | None = None,
         everything: bool = False,
+        archived: bool = False,
     ) -> int:
-        """Delete memories of the namespace by session and/or date; `everything=True` for all of them."""
-        if not (everything or session_id or before):
-            raise InputError("say what to purge: session_id=, before= or everything=True.")
-        return self._memory().purge(namespace=namespace, session_id=session_id, before=before)
+        """Delete memories of the namespace by session and/or date; `everything=True` for all of them;
+        `archived=True`: only archived ones (exchanges compressed into a summary)."""
+        if not (everything or session_id or before or archived):
+            raise InputError("say what to purge: session_id=, before=, archived=True or everything=True.")
+        return self._memory().purge(
+            namespace=namespace, session_id=session_id, before=before, archived=archived
+        )
+
+    def compress(
+        self,
+        older_than: timedelta | str,
+        *,
+        session_id: str | None = None,
+        namespace: str | None = None,
+        dry_run: bool = False,
+    ) -> CompressReport:
+        """Summarise each session's exchanges older than `older_than` (a timedelta, or "30d", "12h", "2w")
+        into one summary memory and archive them; dry_run: what would be compressed, with no model call."""
+        from memagent.usecases.compression import compress
+
+        model = None
+        if not dry_run:
+            model = self._chat_model = self._chat_model or make_chat_model(self.settings)
+        return compress(
+            self._memory(),
+            model,
+            older_than=older_than,
+            namespace=namespace,
+            session_id=session_id,
+            dry_run=dry_run,
+        )
 
     def chat(
         self,

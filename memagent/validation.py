@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from memagent.errors import InputError
@@ -61,6 +62,24 @@ def clean_date(value: datetime, what: str = "date") -> datetime:
             f"{MIN_DATE.date().isoformat()} to {MAX_DATE.date().isoformat()} (UTC)."
         )
     return aware
+
+
+_DURATION = re.compile(r"\s*(\d{1,6})\s*([mhdw])\s*")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def clean_duration(value: timedelta | str, what: str = "duration") -> timedelta:
+    """A positive duration: a timedelta, or a number and a unit (90m, 12h, 30d, 2w)."""
+    if isinstance(value, str):
+        match = _DURATION.fullmatch(value)
+        if match is None:
+            raise InputError(f"{what} {value!r} is not a duration; use a number and m, h, d or w (e.g. 30d).")
+        value = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    if not isinstance(value, timedelta):
+        raise InputError(f"{what} must be a timedelta or a string like 30d, not {type(value).__name__}.")
+    if value <= timedelta(0):
+        raise InputError(f"{what} must be longer than zero.")
+    return value
 
 
 def clean_text(text: str, what: str = "text") -> str:

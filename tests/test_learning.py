@@ -12,7 +12,9 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.orm import sessionmaker
 
 from memagent.config import Settings
+from memagent.errors import InputError
 from memagent.providers.chat import OpenAIChat
+from memagent.usecases.history import history
 from memagent.usecases.learning import Learner, LearnReport
 from memagent.usecases.service import MemoryService
 from tests.conftest import fake_embedder
@@ -120,14 +122,18 @@ def test_update_ends_the_old_fact_and_points_at_the_new_one(
     assert row(connection, berlin)["content"] == "Priya lives in Berlin"  # kept, never overwritten
     assert fact_ids(service) == [paris]  # recall believes the new one
     assert ("update", berlin, paris, "she moved from Berlin to Paris") in events(connection)
-    chain = service_history(service, berlin)
-    assert [record.id for record, _, _ in chain] == [berlin, paris]
-    assert chain[1][2] == (moved,)
-
-
-def service_history(service: MemoryService, memory_id: int):  # type: ignore[no-untyped-def]
-    with service.unit(NS) as store:
-        return store.lifecycle.chain(memory_id)
+    past = history(service, paris, namespace=NS)  # from either end of the chain, the whole chain
+    assert [entry.memory.id for entry in past.entries] == [berlin, paris]
+    assert past.entries[0].superseded_by == paris and past.entries[0].expired_at is not None
+    assert past.entries[1].sources == (moved,) and past.entries[1].expired_at is None
+    assert [(e.action, e.memory_id) for e in past.events if e.action != "extract"] == [
+        ("add", berlin),
+        ("add", paris),
+        ("update", berlin),
+    ]
+    assert past.events[-1].reason == "she moved from Berlin to Paris"
+    with pytest.raises(InputError, match="no memory"):
+        history(service, paris, namespace="elsewhere")  # another namespace's memory is not there
 
 
 def test_invalidate_and_noop(

@@ -238,32 +238,42 @@ def purge(
         str | None, typer.Option("--before", help="Only memories older than this date (YYYY-MM-DD[THH:MM]).")
     ] = None,
     everything: Annotated[bool, typer.Option("--all", help="Every memory in the namespace.")] = False,
+    archived: Annotated[
+        bool,
+        typer.Option("--archived", help="Only archived memories (exchanges compressed into a summary)."),
+    ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
-    """Delete memories by session, namespace or date; shows the count and asks first."""
-    if not (everything or session_id or before or namespace):
-        raise InputError("say what to purge: --session, --before, --namespace or --all.")
+    """Delete memories by session, namespace or date, or only archived ones; shows the count and asks
+    first."""
+    if not (everything or session_id or before or namespace or archived):
+        raise InputError("say what to purge: --session, --before, --namespace, --archived or --all.")
     cutoff = parse_before(before) if before else None
     settings = load_settings()
     scope = namespace or settings.namespace
+    which = "archived " if archived else ""
+
+    def counted(n: int) -> str:
+        return wording.count(n, f"{which}memory", f"{which}memories")
+
     with open_service(settings) as service:
-        count = service.count(namespace=namespace, session_id=session_id, before=cutoff)
+        count = service.count(namespace=namespace, session_id=session_id, before=cutoff, archived=archived)
         if count == 0:
-            render.message(f"Nothing to purge in namespace {scope!r}.")
+            render.message(f"Nothing {which}to purge in namespace {scope!r}.")
             return
         confirm_or_refuse(
-            f"Delete {wording.memories(count)} from namespace {scope!r}?",
-            refusal=f"{wording.memories(count)} would be deleted; pass --yes to confirm without a terminal.",
+            f"Delete {counted(count)} from namespace {scope!r}?",
+            refusal=f"{counted(count)} would be deleted; pass --yes to confirm without a terminal.",
             yes=yes,
         )
-        deleted = service.purge(namespace=namespace, session_id=session_id, before=cutoff)
-    render.message(f"Deleted {wording.memories(deleted)} from namespace {scope!r}.")
+        deleted = service.purge(namespace=namespace, session_id=session_id, before=cutoff, archived=archived)
+    render.message(f"Deleted {counted(deleted)} from namespace {scope!r}.")
 
 
 # The chat and transfer commands live in their own modules; importing them registers them on `app`.
-from memagent.cli import admin_cmds, chat, index_cmd, sql_cmd, transfer_cmds  # noqa: E402
+from memagent.cli import admin_cmds, chat, compress_cmd, index_cmd, sql_cmd, transfer_cmds  # noqa: E402
 
-__all__ = ["admin_cmds", "app", "chat", "index_cmd", "main", "sql_cmd", "transfer_cmds"]
+__all__ = ["admin_cmds", "app", "chat", "compress_cmd", "index_cmd", "main", "sql_cmd", "transfer_cmds"]
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.orm import Session
 
+from memagent.store.archive import ArchiveRepository
 from memagent.store.bulk import BulkRepository
 from memagent.store.database import translate_errors, unreachable
 from memagent.store.hnsw import IndexRepository
@@ -37,6 +38,11 @@ class Store:
     def lifecycle(self) -> LifecycleRepository:
         """Learning: exchanges waiting for extraction, facts' validity, the events history."""
         return LifecycleRepository(self._session)
+
+    @cached_property
+    def archive(self) -> ArchiveRepository:
+        """Compression: old exchanges by session, archiving them into a summary, archived memories."""
+        return ArchiveRepository(self._session)
 
     @cached_property
     def space(self) -> SpaceRepository:

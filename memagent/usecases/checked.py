@@ -8,11 +8,11 @@ INSERT (written only if the space still matches). Anything unexpected goes back 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from memagent.config import Settings
-from memagent.errors import DatabaseError, DatabaseUnavailableError, EmbeddingMismatchError
+from memagent.errors import DatabaseError, DatabaseUnavailableError, EmbeddingMismatchError, ProviderError
 from memagent.providers.embeddings import Embedder
 from memagent.records import RecalledMemory
 from memagent.store.memories import NewMemory, add_one_guarded
@@ -109,6 +109,39 @@ class SpaceChecked:
             if self.embedder is not embedder and vector is not None:
                 vector = self.embedder.embed([query])[0]
         raise AssertionError("unreachable")
+
+    def _embedded(
+        self,
+        contents: list[str],
+        scope: Scope,
+        meta: dict[str, Any],
+        created_at: datetime | None,
+        learned: list[tuple[str, float]],
+    ) -> tuple[list[NewMemory], str | None]:
+        """The memories to store, embedded; when the provider fails, pending, with its reason."""
+        vectors: Any
+        pending_reason: str | None = None
+        try:
+            vectors = self.embedder.embed(contents)
+        except ProviderError as exc:
+            # Nothing is lost: store the text now, embed it later (backfill).
+            pending_reason = exc.message
+            vectors = [None] * len(contents)
+        assert scope.session_id is not None
+        return [
+            NewMemory(
+                namespace=scope.namespace,
+                session_id=scope.session_id,
+                content=content,
+                embedding=vector,
+                embedding_model=self.embedder.model,
+                metadata=meta,
+                created_at=created_at,
+                kind=kind,
+                importance=weight,
+            )
+            for content, vector, (kind, weight) in zip(contents, vectors, learned, strict=True)
+        ], pending_reason
 
     def similar(self, vector: Any, scope: Scope, k: int) -> list[RecalledMemory]:
         """The k memories of the scope nearest to an embedding already computed (vector recall, checked)."""

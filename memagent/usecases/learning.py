@@ -198,11 +198,14 @@ class Learner:
             for plan in plans:
                 decision = plan.decision
                 reason = decision.reason or None
-                if decision.action == "noop":
-                    assert decision.target is not None
-                    held = decision.target
-                else:
+                held = decision.target  # a noop's fact
+                if decision.action != "noop":
                     new_id, fresh = fact_ids[decision.new]
+                    if fresh:
+                        links.append((new_id, [exchange.id]))
+                        if new_id not in report.added:
+                            report.added.append(new_id)
+                        life.record(space, new_id, "add", related_id=exchange.id, reason=reason)
                     if decision.action in ("update", "invalidate") and decision.target != new_id:
                         assert decision.target is not None
                         life.end(decision.target, replaced_by=new_id, invalid_at=exchange.created_at)
@@ -212,13 +215,10 @@ class Learner:
                         else:
                             report.invalidated += 1
                     if fresh:
-                        links.append((new_id, [exchange.id]))
-                        if new_id not in report.added:
-                            report.added.append(new_id)
-                        life.record(space, new_id, "add", related_id=exchange.id, reason=reason)
                         continue
                     held, reason = new_id, "the same fact is already held"
                 # Already held: the fact gains this exchange as a source, and nothing else changes.
+                assert held is not None
                 links.append((held, [exchange.id]))
                 life.record(space, held, "noop", related_id=exchange.id, reason=reason)
                 report.unchanged += 1

@@ -13,7 +13,6 @@ from memagent.config import Settings
 from memagent.errors import InputError, ProviderError
 from memagent.providers.embeddings import Embedder
 from memagent.records import MemoryRecord, RecallResult, RememberResult
-from memagent.store.memories import NewMemory
 from memagent.store.scope import Scope
 from memagent.store.search import SearchMode
 from memagent.store.unit import UnitOfWork
@@ -146,39 +145,6 @@ class MemoryService(SpaceChecked):
             for (new_id, created), content, reads in zip(stored, contents, covered, strict=True)
         ]
 
-    def _embedded(
-        self,
-        contents: list[str],
-        scope: Scope,
-        meta: dict[str, Any],
-        created_at: datetime | None,
-        learned: list[tuple[str, float]],
-    ) -> tuple[list[NewMemory], str | None]:
-        """The memories to store, embedded; when the provider fails, pending, with its reason."""
-        vectors: Any
-        pending_reason: str | None = None
-        try:
-            vectors = self.embedder.embed(contents)
-        except ProviderError as exc:
-            # Nothing is lost: store the text now, embed it later (backfill).
-            pending_reason = exc.message
-            vectors = [None] * len(contents)
-        assert scope.session_id is not None
-        return [
-            NewMemory(
-                namespace=scope.namespace,
-                session_id=scope.session_id,
-                content=content,
-                embedding=vector,
-                embedding_model=self.embedder.model,
-                metadata=meta,
-                created_at=created_at,
-                kind=kind,
-                importance=weight,
-            )
-            for content, vector, (kind, weight) in zip(contents, vectors, learned, strict=True)
-        ], pending_reason
-
     def recall(
         self,
         query: str,
@@ -287,17 +253,28 @@ class MemoryService(SpaceChecked):
             return store.memories.recent(scope, limit=limit)
 
     def count(
-        self, *, namespace: str | None = None, session_id: str | None = None, before: datetime | None = None
+        self,
+        *,
+        namespace: str | None = None,
+        session_id: str | None = None,
+        before: datetime | None = None,
+        archived: bool = False,
     ) -> int:
-        """How many memories are in scope."""
+        """How many memories are in scope (archived: only those compressed into a summary)."""
         scope = self.scope(namespace, session_id, before)
         with self.unit(scope.namespace) as store:
-            return store.memories.count(scope)
+            return store.archive.archived_count(scope) if archived else store.memories.count(scope)
 
     def purge(
-        self, *, namespace: str | None = None, session_id: str | None = None, before: datetime | None = None
+        self,
+        *,
+        namespace: str | None = None,
+        session_id: str | None = None,
+        before: datetime | None = None,
+        archived: bool = False,
     ) -> int:
-        """Delete the memories in scope (one namespace; optionally one session, older than a date)."""
+        """Delete the memories in scope (one namespace; optionally one session, older than a date, archived:
+        only those compressed into a summary)."""
         scope = self.scope(namespace, session_id, before)
         with self.unit(scope.namespace) as store:
-            return store.memories.purge(scope)
+            return store.archive.purge_archived(scope) if archived else store.memories.purge(scope)
