@@ -13,8 +13,11 @@ from memagent.config import Settings, get_settings, with_overrides
 from memagent.errors import InputError
 from memagent.providers.chat import ChatModel, make_chat_model
 from memagent.providers.embeddings import Embedder
-from memagent.records import MemoryRecord, RecallResult, RememberResult
+from memagent.records import History, MemoryRecord, RecallResult, RememberResult
 from memagent.usecases.chat import ChatAgent, TurnResult
+from memagent.usecases.history import facts as current_facts
+from memagent.usecases.history import history as memory_history
+from memagent.usecases.learning import Learner, LearnReport
 from memagent.usecases.recovery import remember_or_keep
 from memagent.usecases.service import MemoryService
 
@@ -79,13 +82,16 @@ class Memory:
         namespace: str | None = None,
         metadata: dict[str, Any] | None = None,
         created_at: datetime | None = None,
+        extract: bool = False,
     ) -> RememberResult:
         """Embed and store a text; identical text in the namespace is stored once.
 
         If the database cannot be reached the memory is kept in the recovery file and KeptError (a
-        DatabaseError) says where; the next time memagent reaches the database it stores it.
+        DatabaseError) says where; the next time memagent reaches the database it stores it. extract: then
+        learn its facts with the chat model (see extract(); ConfigError if no chat model is configured).
         """
-        return remember_or_keep(
+        model = self._model() if extract else None  # fail before storing: the caller asked for both
+        result = remember_or_keep(
             self._memory,
             self.settings,
             text,
@@ -95,6 +101,30 @@ class Memory:
             created_at=created_at,
             notify=logging.getLogger("memagent").warning,
         )
+        if model is not None:
+            Learner(self._memory(), model).extract(namespace=result.namespace, ids=[result.id])
+        return result
+
+    def _model(self) -> ChatModel:
+        """The chat model (built from the settings on first use)."""
+        self._chat_model = self._chat_model or make_chat_model(self.settings)
+        return self._chat_model
+
+    def extract(self, *, namespace: str | None = None, limit: int = 100) -> LearnReport:
+        """Learn facts from the namespace's stored exchanges not yet processed (oldest first), with the chat
+        model, keeping the facts held current (add, update, invalidate, noop; nothing is overwritten).
+        Exchanges whose learning fails are reported in the result and wait for the next call."""
+        return Learner(self._memory(), self._model()).extract(namespace=namespace, limit=limit)
+
+    def facts(
+        self, *, namespace: str | None = None, limit: int = 20, as_of: datetime | None = None
+    ) -> list[MemoryRecord]:
+        """The facts memagent believes now (or believed as_of), newest first."""
+        return current_facts(self._memory(), namespace=namespace, limit=limit, as_of=as_of)
+
+    def history(self, memory_id: int, *, namespace: str | None = None) -> History:
+        """A memory's chain (what it replaced, what replaced it) and the events, with the model's reasons."""
+        return memory_history(self._memory(), memory_id, namespace=namespace)
 
     def recall(
         self,
@@ -172,9 +202,7 @@ class Memory:
         into one summary memory and archive them; dry_run: what would be compressed, with no model call."""
         from memagent.usecases.compression import compress
 
-        model = None
-        if not dry_run:
-            model = self._chat_model = self._chat_model or make_chat_model(self.settings)
+        model = None if dry_run else self._model()
         return compress(
             self._memory(),
             model,
@@ -196,11 +224,9 @@ class Memory:
         key = (session_id, namespace, this_session_only)
         agent = self._agents.get(key)
         if agent is None:
-            model = self._chat_model or make_chat_model(self.settings)
-            self._chat_model = model
             agent = ChatAgent(
                 self._memory,
-                model,
+                self._model(),
                 self.settings,
                 session_id=session_id,
                 namespace=namespace,

@@ -42,6 +42,10 @@ def remember(
     metadata: Annotated[
         str | None, typer.Option("--metadata", help="A JSON object stored alongside.")
     ] = None,
+    extract: Annotated[
+        bool,
+        typer.Option("--extract", help="Then learn its facts with the chat model (see `memagent extract`)."),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
 ) -> None:
     """Embed a text and store it as a memory."""
@@ -55,6 +59,7 @@ def remember(
             raise InputError(f"--metadata is not valid JSON: {exc.msg} at position {exc.pos}.") from None
         except RecursionError:
             raise InputError("--metadata is nested too deeply.") from None
+    from memagent.cli.learning_cmds import learn_one
     from memagent.usecases.recovery import remember_or_keep
 
     settings = load_settings()
@@ -69,6 +74,7 @@ def remember(
             metadata=meta,
             notify=render.message,
         )
+        learned = learn_one(opened, settings, result.id, result.namespace) if extract else None
     if as_json:
         render.print_json(
             {
@@ -78,6 +84,7 @@ def remember(
                 "session_id": result.session_id,
                 "pending": result.pending,
                 "embedded_chars": result.embedded_chars,
+                **({"learned": learned.to_json()} if learned is not None else {}),
             }
         )
     elif result.created:
@@ -271,9 +278,18 @@ def purge(
 
 
 # The chat and transfer commands live in their own modules; importing them registers them on `app`.
-from memagent.cli import admin_cmds, chat, compress_cmd, index_cmd, sql_cmd, transfer_cmds  # noqa: E402
+from memagent.cli import (  # noqa: E402
+    admin_cmds,
+    chat,
+    compress_cmd,
+    index_cmd,
+    learning_cmds,
+    sql_cmd,
+    transfer_cmds,
+)
 
-__all__ = ["admin_cmds", "app", "chat", "compress_cmd", "index_cmd", "main", "sql_cmd", "transfer_cmds"]
+__all__ = ["admin_cmds", "app", "chat", "compress_cmd", "index_cmd", "learning_cmds", "main", "sql_cmd"]
+__all__ += ["transfer_cmds"]
 
 
 def main() -> None:

@@ -47,6 +47,7 @@ def one_shot(agent: ChatAgent, message: str, *, show: bool = False) -> int:
         sys.stdout.flush()
     if result.degraded:
         render.message(f"(memories recalled by full-text search only: {result.degraded})")
+    show_learned(result)
     if result.kept is not None:
         render.error_line(kept_line(result))
         return 3
@@ -54,6 +55,20 @@ def one_shot(agent: ChatAgent, message: str, *, show: bool = False) -> int:
         return 0
     render.error_line(f"{result.error} Your message was stored.")
     return 5
+
+
+def show_learned(result: TurnResult) -> None:
+    """What the turn's learning did, when it changed anything or failed (stderr)."""
+    if result.learned is None:
+        return
+    from memagent.cli import learning_render
+
+    changed = result.learned.added or result.learned.updated or result.learned.invalidated
+    lines = [learning_render.learned_line(result.learned) if changed else None]
+    lines.append(learning_render.failed_line(result.learned))
+    for line in lines:
+        if line is not None:
+            render.message(f"({line})")
 
 
 def kept_line(result: TurnResult) -> str:
@@ -103,6 +118,7 @@ def interactive(
         console.print()
         if result.degraded:
             render.message(f"(memories recalled by full-text search only: {result.degraded})")
+        show_learned(result)
         if result.kept is not None:
             render.error_line(kept_line(result))
         elif result.error is not None:

@@ -72,7 +72,8 @@ def visible(text: str) -> str:
     )
 
 
-def _when(value: datetime) -> str:
+def when(value: datetime) -> str:
+    """A date as the tables show it (local time, to the minute)."""
     return value.astimezone().strftime("%Y-%m-%d %H:%M")
 
 
@@ -99,7 +100,7 @@ def recall_table(query: str, memories: Sequence[RecalledMemory], mode: str) -> N
             f"{memory.score:.3f}",
             similarity(memory),
             visible(memory.session_id),
-            _when(memory.created_at),
+            when(memory.created_at),
             visible(memory.content),
         )
     out().print(table)
@@ -119,7 +120,7 @@ def memory_table(title: str, memories: Sequence[MemoryRecord]) -> None:
     table.add_column("memory", overflow="fold")
     for memory in memories:
         table.add_row(
-            str(memory.id), visible(memory.session_id), _when(memory.created_at), visible(memory.content)
+            str(memory.id), visible(memory.session_id), when(memory.created_at), visible(memory.content)
         )
     out().print(table)
 

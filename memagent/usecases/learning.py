@@ -54,6 +54,23 @@ class LearnReport:
     waiting: int = 0  # exchanges of the namespace still waiting for extraction afterwards
     cost: ModelCost = field(default_factory=ModelCost)
 
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "exchanges": self.exchanges,
+            "added": self.added,
+            "updated": self.updated,
+            "invalidated": self.invalidated,
+            "unchanged": self.unchanged,
+            "refused": self.refused,
+            "skipped": self.skipped,
+            "failed": [{"id": memory_id, "error": error} for memory_id, error in self.failed],
+            "waiting": self.waiting,
+            "model_calls": self.cost.calls,
+            "prompt_tokens": self.cost.prompt_tokens,
+            "completion_tokens": self.cost.completion_tokens,
+        }
+
 
 @dataclass(frozen=True)
 class _Plan:
