@@ -9,11 +9,17 @@ stored through remember, the recovery-file check included), with an embedder tha
 The overhead is the turn's time minus the time spent inside the embedder and inside the chat model's
 stream (the openai client and the loopback HTTP server); reported p50/p95 over --turns, after 20 warm-up
 turns, with the same figures for vector mode.
+
+With --extract, the same turns again with learning on (MEMAGENT_EXTRACT): the loopback model also answers
+the extraction (two new facts per turn) and the consolidation (add); reported: the model calls and tokens per
+turn, the time inside the model and the embedder, and memagent's own overhead (the turn minus both).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import statistics
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -31,6 +37,8 @@ class Timed:
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.spent = 0.0
+        self.calls = 0
+        self.tokens = 0
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -46,7 +54,33 @@ class Timed:
         t = time.perf_counter()
         pieces = list(self.inner.stream(messages))
         self.spent += time.perf_counter() - t
+        self.calls += 1
         yield from pieces
+
+    def complete(self, messages: Any, **options: Any) -> Any:
+        t = time.perf_counter()
+        try:
+            reply = self.inner.complete(messages, **options)
+        finally:
+            self.spent += time.perf_counter() - t
+            self.calls += 1
+        self.tokens += reply.prompt_tokens + reply.completion_tokens
+        return reply
+
+
+def learning_replies(body: dict[str, Any]) -> str:
+    """The loopback model as an extractor (two new facts per exchange) and a consolidator (add them)."""
+    system = body["messages"][0]["content"]
+    user = body["messages"][-1]["content"]
+    if "extract durable facts" in system:
+        n = abs(hash(user)) % 10**9
+        facts = [{"text": f"The user mentioned topic {n}-{i}", "importance": 0.5} for i in range(2)]
+        return json.dumps({"facts": facts})
+    new = user.count('"new":')
+    decisions = [
+        {"new": i, "action": "add", "target": None, "text": None, "reason": "new"} for i in range(1, new + 1)
+    ]
+    return json.dumps({"decisions": decisions})
 
 
 def main() -> None:
@@ -56,6 +90,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--dim", type=int, default=1536)
     parser.add_argument("--turns", type=int, default=200)
+    parser.add_argument("--extract", action="store_true", help="also measure turns with learning on")
     args = parser.parse_args()
     with temporary_home("memagent-chat-turn-") as home:
         run(args, home)
@@ -76,7 +111,7 @@ def run(args: argparse.Namespace, home: Path) -> None:
 
     model = f"bench-{args.dim}"
     vectors = make_vectors(args.rows, args.dim, seed=1)
-    queries = make_vectors(2 * (args.turns + 20), args.dim, seed=2)
+    queries = make_vectors(3 * (args.turns + 20), args.dim, seed=2)
     settings = get_settings(namespace="chat")
     fake = FakeOpenAI().start()
     try:
@@ -104,25 +139,36 @@ def run(args: argparse.Namespace, home: Path) -> None:
             service = MemoryService(db.sessions, embedder, settings)
             chat = Timed(OpenAIChat(model="gpt-4o-mini", base_url=fake.base_url, api_key=fake.api_key))
             n = 0
-            for mode in ("hybrid", "vector"):
-                service.settings = settings.model_copy(update={"recall_mode": mode})
+            runs = [("hybrid", False), ("vector", False)] + ([("hybrid", True)] if args.extract else [])
+            for mode, learn in runs:
+                service.settings = settings.model_copy(update={"recall_mode": mode, "extract": learn})
+                fake.chat_handler = learning_replies if learn else None
                 agent = ChatAgent(lambda: service, chat, service.settings)
-                overheads, totals = [], []
+                overheads, totals, model_time, calls, tokens = [], [], [], [], []
                 for i in range(args.turns + 20):
                     given.next = queries[n]
                     n += 1
                     embedder.spent = chat.spent = 0.0
+                    chat.calls = chat.tokens = 0
                     t = time.perf_counter()
                     turn = agent.turn(f"turn {n}: what did I say about question {i * 7}?")
                     total = time.perf_counter() - t
                     assert turn.reply and turn.stored is not None and turn.stored.created
+                    if learn:
+                        assert turn.learned is not None and len(turn.learned.added) == 2, turn.learned
                     if i >= 20:
                         totals.append(total)
                         overheads.append(total - embedder.spent - chat.spent)
+                        model_time.append(chat.spent)
+                        calls.append(chat.calls)
+                        tokens.append(chat.tokens)
+                label = f"{mode}{' + learning' if learn else ''}"
                 print(
-                    f"{mode:<6} chat turn overhead p50 {pct(overheads, 50):.2f} ms, p95 "
+                    f"{label:<17} chat turn overhead p50 {pct(overheads, 50):.2f} ms, p95 "
                     f"{pct(overheads, 95):.2f} ms (whole turn with the loopback model p50 "
-                    f"{pct(totals, 50):.2f} ms, p95 {pct(totals, 95):.2f} ms)"
+                    f"{pct(totals, 50):.2f} ms, p95 {pct(totals, 95):.2f} ms; inside the model p50 "
+                    f"{pct(model_time, 50):.2f} ms; {statistics.mean(calls):.1f} model calls and "
+                    f"{statistics.mean(tokens):.0f} tokens (loopback's count) per turn)"
                 )
     finally:
         fake.stop()
