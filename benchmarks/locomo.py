@@ -7,13 +7,15 @@ evidence is recalled (top 25) and scored against the turns that answer it.
     python benchmarks/locomo.py --data ../shared/benchdata/locomo/locomo_dev.json --mode hybrid
     python benchmarks/locomo.py --data … --mode vector --json results-vector.json
     python benchmarks/locomo.py --data … --facts linked     # fact memory: LoCoMo's observations as facts
+    python benchmarks/locomo.py --data … --facts linked --fact-importance 0.8 --importance-weight 0.2
 
 --facts: LoCoMo ships, per session, facts an LLM extracted from the dialogue ("observations"), each naming
 the turn(s) it came from — a stand-in for an extractor's output. `plain` stores them beside the turns as
 ordinary memories; `linked` stores them as memories of kind fact linked to their turns (memory_sources),
 so that recall lets a fact stand for the turns it came from; `only` stores the facts without the turns.
 Each observation is stored as "(<session date>) <text>", like a turn. A recalled observation covers its
-turns; the metrics are unchanged.
+turns; the metrics are unchanged. LoCoMo's observations carry no importance: --fact-importance gives them
+one (the turns keep the default 0.5), and --importance-weight sets recall's importance blend.
 
 Metrics, per category and overall: fractional evidence recall@k (the share of a question's evidence turns
 in the top k), hit@k (any evidence turn in the top k) and MRR (over the top 25). Categories: 1 multi-hop,
@@ -166,9 +168,15 @@ def load(path: Path) -> list[Conversation]:
 
 
 def store_observations(
-    memory: Any, conv: Conversation, namespace: str, memory_of_turn: dict[str, int], how: str
+    memory: Any,
+    conv: Conversation,
+    namespace: str,
+    memory_of_turn: dict[str, int],
+    how: str,
+    importance: float | None = None,
 ) -> int:
-    """Store the conversation's observations (plain memories, or facts linked to their turns)."""
+    """Store the conversation's observations (plain memories, or facts linked to their turns), each of the
+    given importance (None: the default, as the turns)."""
     by_date: dict[datetime, list[Observation]] = defaultdict(list)
     for o in conv.observations:
         by_date[o.created_at].append(o)
@@ -179,6 +187,7 @@ def store_observations(
             session_id=conv.sample_id,
             created_at=when,
             kind="exchange" if how == "plain" else "fact",
+            importance=None if importance is None else [importance] * len(observations),
             sources=[[memory_of_turn[i] for i in o.evidence] for o in observations]
             if how == "linked"
             else None,
@@ -216,7 +225,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 memory_of_turn |= {t.dia_id: r.id for t, r in zip(turns, results, strict=True)}
             stored += len(memory_of_turn)
             if args.facts != "none":
-                stored += store_observations(memory, conv, namespace, memory_of_turn, args.facts)
+                stored += store_observations(
+                    memory, conv, namespace, memory_of_turn, args.facts, args.fact_importance
+                )
                 for o in conv.observations:
                     ids_by_content[o.content.strip()].update(o.evidence)
             ingest_seconds += time.perf_counter() - start
@@ -239,6 +250,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "mode": args.mode,
         "facts": args.facts,
         "recency_half_life_days": settings.recency_half_life_days,
+        "importance_weight": settings.importance_weight,
+        "fact_importance": args.fact_importance,
         "embedding_model": settings.embedding_spec().model,
         "data": str(args.data),
         "conversations": len(conversations),
@@ -263,6 +276,11 @@ def print_table(result: dict[str, Any]) -> None:
         if result["recency_half_life_days"]
         else ""
     )
+    if result.get("importance_weight"):
+        recency += (
+            f", importance weight {result['importance_weight']:g} "
+            f"(facts {result['fact_importance'] if result['fact_importance'] is not None else 0.5:g})"
+        )
     table = Table(
         title=f"LoCoMo evidence recall — mode {result['mode']}, facts {result['facts']}, "
         f"{result['embedding_model']}{recency}"
@@ -310,9 +328,23 @@ def main() -> None:
     parser.add_argument(
         "--half-life-days", type=float, default=None, help="recency weighting (off by default)"
     )
+    parser.add_argument(
+        "--fact-importance",
+        type=float,
+        default=None,
+        help="importance of the observations (0-1; default: 0.5, as the turns, which LoCoMo gives none)",
+    )
+    parser.add_argument(
+        "--importance-weight",
+        type=float,
+        default=None,
+        help="MEMAGENT_IMPORTANCE_WEIGHT for the run (0-1; default: the setting, off)",
+    )
     args = parser.parse_args()
     if args.half_life_days:
         os.environ["MEMAGENT_RECENCY_HALF_LIFE_DAYS"] = str(args.half_life_days)
+    if args.importance_weight is not None:
+        os.environ["MEMAGENT_IMPORTANCE_WEIGHT"] = str(args.importance_weight)
     if not args.data.is_file():
         sys.exit(f"error: no such file {args.data}")
 

@@ -79,6 +79,12 @@ class Settings(BaseSettings):
     recency_half_life_days: float | None = Field(
         default=None, gt=0, le=36500, description="Favour recent memories: weight halves every N days (off)"
     )
+    importance_weight: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="Favour important memories: score x ((1 - w) + 2w x importance) (0: off)",
+    )
     hybrid_depth: int = Field(
         default=50, ge=1, le=1000, description="Candidates each side ranks in hybrid mode"
     )

@@ -88,6 +88,27 @@ def test_memory_block_is_data_that_cannot_close_itself_or_pose_as_system() -> No
     assert [m.role for m in prompt.messages] == ["system", "user"]
 
 
+def test_memory_block_shows_each_memory_kind_and_date() -> None:
+    from dataclasses import replace
+
+    fact = replace(recalled("Priya builds a Rust compiler (since 2026-11-30)", 0), kind="fact")
+    summary = replace(
+        recalled("Priya and the user discussed compilers all week", 1),
+        kind="summary",
+        created_at=datetime(2026, 12, 5, 9, 30, tzinfo=UTC),  # its newest source's date
+    )
+    prompt = build_prompt("hi", [fact, summary, recalled("User: I like tea", 2)])
+    system = prompt.messages[0].content
+    entries = [json.loads(line) for line in system.splitlines() if line.startswith("{")]
+    assert [(e["kind"], e["date"]) for e in entries] == [
+        ("fact", "2026-11-20 14:03 UTC"),
+        ("summary", "2026-12-05 09:30 UTC"),
+        ("exchange", "2026-11-20 14:03 UTC"),
+    ]
+    assert "exchange (what was said" in system and "a fact (extracted from exchanges" in system
+    assert "a summary" in system
+
+
 def test_memories_are_capped_by_the_token_budget_in_rank_order() -> None:
     memories = [recalled(f"memory {i} " + "x" * 400, i) for i in range(50)]
     prompt = build_prompt("hi", memories, budget=600)

@@ -56,6 +56,26 @@ def test_remember_recall_inspect(cli_env: dict[str, str], engine: Engine) -> Non
     assert "2 newest of 2 memories" in table.stdout
 
 
+def test_tables_show_the_kind_when_not_all_are_exchanges(cli_env: dict[str, str], engine: Engine) -> None:
+    ns = cli_env["MEMAGENT_NAMESPACE"]
+    runner.invoke(app, ["remember", "Priya said she is building a Rust compiler"])
+    runner.invoke(app, ["remember", "Priya builds a Rust compiler for embedded targets"])
+    before = runner.invoke(app, ["recall", "Priya compiler"]).stdout
+    assert "kind" not in before and "exchange" not in before  # exchanges alone: the table as it was
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE memories SET kind = 'fact' WHERE namespace = :ns AND content LIKE '%embedded%'"),
+            {"ns": ns},
+        )
+    for args in (["recall", "Priya compiler"], ["inspect"]):
+        table = runner.invoke(app, args).stdout
+        header = next(line for line in table.splitlines() if "date" in line)
+        assert "kind" in header, args
+        fact_line = next(line for line in table.splitlines() if "embedded" in line)
+        said_line = next(line for line in table.splitlines() if "she is building" in line)
+        assert "fact" in fact_line and "exchange" in said_line, args
+
+
 def test_remember_reads_stdin_and_dedupes(cli_env: dict[str, str], engine: Engine) -> None:
     ns = cli_env["MEMAGENT_NAMESPACE"]
     assert runner.invoke(app, ["remember"], input="piped memory\n").exit_code == 0

@@ -59,6 +59,8 @@ def test_unknown_model_needs_a_dimension(monkeypatch: pytest.MonkeyPatch) -> Non
         ("MEMAGENT_NAMESPACE", "   ", "MEMAGENT_NAMESPACE"),
         ("MEMAGENT_EMBEDDING_PROVIDER", "cohere", "MEMAGENT_EMBEDDING_PROVIDER"),
         ("OPENAI_BASE_URL", "localhost:11434", "OPENAI_BASE_URL: must start with http"),
+        ("MEMAGENT_IMPORTANCE_WEIGHT", "1.5", "MEMAGENT_IMPORTANCE_WEIGHT"),
+        ("MEMAGENT_IMPORTANCE_WEIGHT", "heavy", "MEMAGENT_IMPORTANCE_WEIGHT"),
     ],
 )
 def test_invalid_settings_are_one_clear_error(

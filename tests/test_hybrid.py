@@ -34,6 +34,7 @@ def add(repo: MemoryRepository, content: str, *, namespace: str = "h", **kw: obj
         embedding_model="fake-embed-384",
         metadata={},
         created_at=kw.get("created_at"),  # type: ignore[arg-type]
+        importance=float(kw.get("importance", 0.5)),  # type: ignore[arg-type]
     )
     return repo.add(memory)[0]
 
@@ -113,6 +114,63 @@ def test_recency_half_life_favours_newer_memories(repo: MemoryRepository) -> Non
         recent_first = search(repo, query, mode, k=2, recency_half_life=timedelta(days=30))
         assert recent_first[0] == "project status: compiler frontend done", mode
         assert sorted(plain) == sorted(recent_first)
+
+
+def test_importance_weight_favours_important_memories_of_equal_relevance(repo: MemoryRepository) -> None:
+    vector = fake_embedding("garden note", DIM)
+    # Equal relevance in every ranking (same vector, same length, the differing words not in the query);
+    # the important one is stored second, so ties (broken by id) put it last without the weight.
+    add(repo, "garden note alpha", embedding=vector)
+    add(repo, "garden note bravo", embedding=vector, importance=0.9)
+    add(repo, "garden note charlie", embedding=vector, importance=0.1)
+    for mode in ("vector", "text", "hybrid"):
+        plain = search(repo, "garden note", mode, k=3)
+        assert plain == ["garden note alpha", "garden note bravo", "garden note charlie"], mode
+        assert search(repo, "garden note", mode, k=3, importance_weight=0.0) == plain, mode
+        weighted = search(repo, "garden note", mode, k=3, importance_weight=0.5)
+        assert weighted == ["garden note bravo", "garden note alpha", "garden note charlie"], mode
+
+
+def test_importance_weight_keeps_relevance_first_and_default_importance_neutral(
+    repo: MemoryRepository,
+) -> None:
+    """A small weight does not lift an important but unrelated memory over a relevant one, and a memory of
+    the default importance keeps its score (the factor is 1 at 0.5)."""
+    add(repo, "the garage password is tulip")
+    add(repo, "lunch was a sandwich with cheese", importance=1.0)
+    query = "what is the garage password"
+    vector = fake_embedding(query, DIM)
+    plain = repo.search(vector, scope=Scope("h"), k=2, mode="text", query_text=query)
+    weighted = repo.search(
+        vector, scope=Scope("h"), k=2, mode="text", query_text=query, importance_weight=0.2
+    )
+    assert [m.content for m in weighted][:1] == ["the garage password is tulip"]
+    assert weighted[0].score == pytest.approx(plain[0].score)
+
+
+def test_importance_weight_off_leaves_the_statement_alone() -> None:
+    from memagent.store.search import recall_statement
+
+    vector = fake_embedding("q", DIM)
+    default = recall_statement(vector, scope=Scope("h"), k=5, mode="hybrid", query_text="q")
+    off = recall_statement(
+        vector, scope=Scope("h"), k=5, mode="hybrid", query_text="q", importance_weight=0.0
+    )
+    on = recall_statement(vector, scope=Scope("h"), k=5, mode="hybrid", query_text="q", importance_weight=0.3)
+    assert (off.sql, off.params) == (default.sql, default.params)
+    assert off.params["k"] == 5 and on.params["k"] == 50  # on: the `depth` best are fetched and re-ranked
+    assert on.sql == default.sql
+
+
+def test_service_reads_the_importance_weight(sessions: Callable[[], Session], service: MemoryService) -> None:
+    from memagent.config import with_overrides
+
+    vector_twin = "orchard report"
+    service.remember_many([f"{vector_twin} one", f"{vector_twin} two"], importance=[0.5, 1.0])
+    assert service.recall(vector_twin, k=2)[0].content == f"{vector_twin} one"
+    settings = with_overrides(service.settings, importance_weight=0.6)
+    weighted = MemoryService(sessions, service.embedder, settings)
+    assert weighted.recall(vector_twin, k=2)[0].content == f"{vector_twin} two"
 
 
 @pytest.mark.parametrize("mode", ["vector", "text", "hybrid"])

@@ -41,9 +41,9 @@ def test_a_chat_turn_learns_the_facts_of_its_exchange(service: MemoryService, fa
     assert "Good luck with the compiler!" in records(sent)[0]["text"]  # the whole exchange, as data
     fact = service.recall("Rust compiler", kinds=["fact"], k=1)[0]
     assert fact.sources == (result.stored.id,)
-    # The next turn recalls the fact.
+    # The next turn recalls the fact, and its memory block says it is one.
     second = agent.turn("What am I building?")
-    assert 'Priya is building a Rust compiler' in second.system_prompt
+    assert "Priya is building a Rust compiler" in second.system_prompt
 
 
 def test_a_chat_turn_whose_learning_fails_is_still_answered_and_kept(

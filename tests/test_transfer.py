@@ -316,3 +316,106 @@ def test_an_import_killed_halfway_resumes_without_duplicates(
             text("SELECT count(DISTINCT content) FROM memories WHERE namespace = :ns"), {"ns": ns}
         ).scalar_one()
     assert distinct == 3000
+
+
+# -- what learning knows travels too ---------------------------------------------------------------------
+
+_LEARNED = """
+SELECT m.content, m.kind, m.importance, m.session_id, m.created_at, m.invalid_at, m.learned_at, m.expired_at,
+       m.archived_at, m.extracted_at, m.embedding::text,
+       (SELECT r.content FROM memories r WHERE r.id = m.superseded_by) AS replaced_by,
+       ARRAY(SELECT s.content FROM memory_sources l JOIN memories s ON s.id = l.source_id
+             WHERE l.memory_id = m.id ORDER BY 1) AS sources
+FROM memories m WHERE m.namespace = :ns ORDER BY m.content"""
+
+
+def learned_rows(engine: Engine, namespace: str) -> list[tuple[object, ...]]:
+    with engine.connect() as conn:
+        return [tuple(row) for row in conn.execute(text(_LEARNED), {"ns": namespace})]
+
+
+def test_export_import_carries_kinds_importance_validity_archiving_and_links(
+    ns: str, engine: Engine, tmp_path: Path
+) -> None:
+    from memagent.bootstrap import open_service
+    from memagent.config import get_settings
+
+    with open_service(get_settings()) as memory:
+        said = memory.remember_many(
+            ["Priya: I work at Acme", "Priya: I moved to Globex", "We had lunch at noon"], session_id="c1"
+        )
+        acme, globex, lunch = (r.id for r in said)
+        facts = memory.remember_many(
+            ["Priya's employer is Acme", "Priya's employer is Globex"],
+            session_id="c1",
+            kind="fact",
+            importance=[0.8, 0.9],
+            sources=[[acme], [globex, acme]],
+        )
+        old_fact, new_fact = (r.id for r in facts)
+    with engine.begin() as conn:  # what consolidation and compression leave behind
+        conn.execute(
+            text(
+                "UPDATE memories SET expired_at = now(), invalid_at = '2026-11-30 10:00+00',"
+                " superseded_by = :new WHERE id = :old"
+            ),
+            {"new": new_fact, "old": old_fact},
+        )
+        conn.execute(text("UPDATE memories SET archived_at = now() WHERE id = :id"), {"id": lunch})
+        conn.execute(
+            text("UPDATE memories SET extracted_at = now() WHERE id = ANY(:ids)"), {"ids": [acme, globex]}
+        )
+    dump = tmp_path / "learned.jsonl"
+    dump.write_text(runner.invoke(app, ["export"]).stdout)
+    by_content = {json.loads(line)["content"]: json.loads(line) for line in dump.read_text().splitlines()}
+    assert by_content["Priya's employer is Acme"]["superseded_by"] == new_fact
+    assert "id" not in by_content["We had lunch at noon"]  # nothing refers to it: no id to map
+
+    target = f"cli-learned-{uuid.uuid4().hex[:8]}"
+    try:
+        loaded = runner.invoke(app, ["import", str(dump), "--namespace", target])
+        assert loaded.exit_code == 0, loaded.output
+        assert "Restored 3 links to sources and 1 replacement." in loaded.stderr
+        original, copied = learned_rows(engine, ns), learned_rows(engine, target)
+        assert copied == original
+        kinds = {row[0]: (row[1], row[2], row[11], row[12]) for row in copied}
+        assert kinds["Priya's employer is Acme"] == (
+            "fact",
+            pytest.approx(0.8),
+            "Priya's employer is Globex",
+            ["Priya: I work at Acme"],
+        )
+        assert next(row for row in copied if row[0] == "We had lunch at noon")[8] is not None  # archived
+        again = runner.invoke(app, ["import", str(dump), "--namespace", target])  # resumable, nothing twice
+        assert "added 0, skipped 5 already stored" in again.stderr
+        assert learned_rows(engine, target) == original
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM memories WHERE namespace = :ns"), {"ns": target})
+
+
+def test_older_files_import_as_exchanges_and_dangling_references_are_dropped(
+    ns: str, engine: Engine, tmp_path: Path
+) -> None:
+    dump = tmp_path / "mixed.jsonl"
+    lines = [
+        {"content": "an exchange from an older export", "created_at": "2025-01-02T03:04:05+00:00"},
+        {"content": "a fact whose source was not exported", "kind": "fact", "sources": [424242]},
+        {"content": "a fact replaced by one not in the file", "kind": "fact", "superseded_by": 31337},
+        {"content": "a bad kind", "kind": "opinion"},
+        {"content": "a bad importance", "importance": 7},
+    ]
+    dump.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    loaded = runner.invoke(app, ["import", str(dump)])
+    assert loaded.exit_code == 2  # two bad lines, reported; the rest is stored
+    assert "added 3, skipped 0 already stored, embedded 3, failed 2" in loaded.stderr
+    assert "dropped 2 naming a memory not in the file" in loaded.stderr
+    assert "line 4: kind must be one of exchange, fact, summary, not 'opinion'" in loaded.stderr
+    assert "line 5: importance must be a number between 0 and 1" in loaded.stderr
+    rows = {row[0]: row for row in learned_rows(engine, ns)}
+    old = rows["an exchange from an older export"]
+    assert (old[1], old[2], old[5], old[7], old[8]) == ("exchange", 0.5, None, None, None)
+    assert old[6] is not None  # learned by this import, as any write
+    assert rows["a fact whose source was not exported"][1:3] == ("fact", 0.5)
+    assert rows["a fact whose source was not exported"][12] == []
+    assert rows["a fact replaced by one not in the file"][11] is None

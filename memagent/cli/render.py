@@ -85,13 +85,17 @@ RANKED_BY = {
 
 
 def recall_table(query: str, memories: Sequence[RecalledMemory], mode: str) -> None:
-    """The recalled memories, best first: the score that ranks them, and their cosine similarity."""
+    """The recalled memories, best first: the score that ranks them, their cosine similarity, and their kind
+    when not all are exchanges."""
     title = f"Recalled for: {visible(query)}  (ranked by {RANKED_BY.get(mode, mode)})"
     table = Table(title=title, title_justify="left", expand=False)
     table.add_column("#", justify="right", style="dim")
     table.add_column("score", justify="right")
     table.add_column("similarity", justify="right")
     table.add_column("session")
+    kinds = _shows_kind(memories)
+    if kinds:
+        table.add_column("kind", no_wrap=True)
     table.add_column("date", no_wrap=True)
     table.add_column("memory", overflow="fold")
     for rank, memory in enumerate(memories, start=1):
@@ -100,10 +104,17 @@ def recall_table(query: str, memories: Sequence[RecalledMemory], mode: str) -> N
             f"{memory.score:.3f}",
             similarity(memory),
             visible(memory.session_id),
+            *([memory.kind] if kinds else []),
             when(memory.created_at),
             visible(memory.content),
         )
     out().print(table)
+
+
+def _shows_kind(memories: Sequence[MemoryRecord]) -> bool:
+    # A kind column only when something is not an exchange: a namespace of exchanges alone (every one
+    # before facts and summaries) keeps its table as it was, and the memory column its width.
+    return any(memory.kind != "exchange" for memory in memories)
 
 
 def similarity(memory: RecalledMemory) -> str:
@@ -112,15 +123,22 @@ def similarity(memory: RecalledMemory) -> str:
 
 
 def memory_table(title: str, memories: Sequence[MemoryRecord]) -> None:
-    """Stored memories, newest first."""
+    """Stored memories, newest first (with their kind when not all are exchanges)."""
     table = Table(title=title, title_justify="left", expand=False)
     table.add_column("id", justify="right", style="dim")
     table.add_column("session")
+    kinds = _shows_kind(memories)
+    if kinds:
+        table.add_column("kind", no_wrap=True)
     table.add_column("date", no_wrap=True)
     table.add_column("memory", overflow="fold")
     for memory in memories:
         table.add_row(
-            str(memory.id), visible(memory.session_id), when(memory.created_at), visible(memory.content)
+            str(memory.id),
+            visible(memory.session_id),
+            *([memory.kind] if kinds else []),
+            when(memory.created_at),
+            visible(memory.content),
         )
     out().print(table)
 

@@ -89,6 +89,13 @@ def run_import(settings: Settings, *, path: Path, namespace: str | None, batch_s
             f"{wording.count(summary.pending, 'line')} stored with the embedding pending "
             f"({(summary.pending_reason or 'provider error').rstrip('.')}); `memagent backfill` embeds them."
         )
+    links = summary.links
+    if links.linked or links.superseded or links.dropped:
+        render.message(
+            f"Restored {wording.count(links.linked, 'link')} to sources and "
+            f"{wording.count(links.superseded, 'replacement')}"
+            + (f"; dropped {links.dropped} naming a memory not in the file." if links.dropped else ".")
+        )
     for number, reason in summary.failed[:SHOWN_FAILURES]:
         render.message(f"  line {number}: {reason}")
     if len(summary.failed) > SHOWN_FAILURES:

@@ -9,21 +9,47 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg2.errors
-from sqlalchemy import select, text
-from sqlalchemy.orm import Session
+from sqlalchemy import exists, func, or_, select, text
+from sqlalchemy.orm import Session, aliased
 
 from memagent.store import pgcopy
-from memagent.store.memories import NewMemory, content_hash
-from memagent.store.models import MemoryRow
+from memagent.store.memories import LINK_SOURCES, NewMemory, content_hash
+from memagent.store.models import MemoryRow, MemorySource
 from memagent.store.scope import RECORD_COLUMNS, Scope
 
-_COLUMNS = "namespace, session_id, content, embedding, embedding_model, content_hash, metadata, created_at"
+# A memory as import writes it: what it said, then what learning knows of it (revision 0013). The links
+# between memories (memory_sources, superseded_by) are written after the rows, by ids (usecases.references).
+_COLUMNS = (
+    "namespace, session_id, content, embedding, embedding_model, content_hash, metadata, created_at,"
+    " kind, importance, invalid_at, learned_at, expired_at, archived_at, extracted_at"
+)
+_ON_COMMIT = "ON COMMIT DELETE ROWS"
+_STAGE_COLUMNS = (
+    "namespace text, session_id text, content text, embedding vector, embedding_model text,"
+    " content_hash text, metadata jsonb, created_at timestamptz, kind varchar(16), importance real,"
+    " invalid_at timestamptz, learned_at timestamptz, expired_at timestamptz, archived_at timestamptz,"
+    " extracted_at timestamptz"
+)
 
 
 _EXISTING = text(
     "SELECT content_hash FROM memories WHERE namespace = :namespace AND content_hash = ANY(:hashes)"
 )
-_ENCODERS = pgcopy.encoders(["text", "text", "text", "vector", "text", "text", "jsonb", "timestamptz"])
+_ENCODERS = pgcopy.encoders(
+    ["text", "text", "text", "vector", "text", "text", "jsonb", "timestamptz", "text", "real"]
+    + ["timestamptz"] * 5
+)
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    """What an imported memory's file says of its life beyond kind and importance (None: not said)."""
+
+    invalid_at: datetime | None = None
+    learned_at: datetime | None = None  # None: learned now, by this import (as any write)
+    expired_at: datetime | None = None
+    archived_at: datetime | None = None
+    extracted_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -42,9 +68,10 @@ class EncodedBatch:
         return cls(len(rows) if count is None else count, pgcopy.stream(rows))
 
 
-def encode_row(memory: NewMemory, digest: str, now: datetime) -> bytes:
-    """One memory as a row of the COPY stream (`now` stands in for a missing created_at)."""
+def encode_row(memory: NewMemory, digest: str, now: datetime, life: Lifecycle | None = None) -> bytes:
+    """One memory as a row of the COPY stream (`now` stands in for a missing created_at and learned_at)."""
     m = memory
+    life = life or _CURRENT
     return pgcopy.encode_row(
         (
             m.namespace,
@@ -55,9 +82,19 @@ def encode_row(memory: NewMemory, digest: str, now: datetime) -> bytes:
             digest,
             m.metadata,
             m.created_at or now,
+            m.kind,
+            m.importance,
+            life.invalid_at,
+            life.learned_at or now,
+            life.expired_at,
+            life.archived_at,
+            life.extracted_at,
         ),
         _ENCODERS,
     )
+
+
+_CURRENT = Lifecycle()
 
 
 def encode(memories: Sequence[NewMemory]) -> EncodedBatch:
@@ -67,6 +104,42 @@ def encode(memories: Sequence[NewMemory]) -> EncodedBatch:
         unique.setdefault((m.namespace, content_hash(m.content)), m)
     now = datetime.now(UTC)
     return EncodedBatch.of([encode_row(m, digest, now) for (_, digest), m in unique.items()])
+
+
+# What export writes beyond RECORD_COLUMNS: validity, belief, archiving, extraction, the memories a fact or
+# summary came from, and whether another memory refers to this one (then the file needs its id: one probe
+# of each index on the referring columns, so a file of exchanges alone carries no ids to map on import).
+_SOURCE = aliased(MemorySource)
+_REFERRING = aliased(MemoryRow)
+LIFECYCLE_COLUMNS = (
+    MemoryRow.invalid_at,
+    MemoryRow.learned_at,
+    MemoryRow.expired_at,
+    MemoryRow.superseded_by,
+    MemoryRow.archived_at,
+    MemoryRow.extracted_at,
+    func.array(
+        select(_SOURCE.source_id)
+        .where(_SOURCE.memory_id == MemoryRow.id)
+        .order_by(_SOURCE.source_id)
+        .scalar_subquery()
+    ).label("sources"),
+    or_(
+        exists().where(_SOURCE.source_id == MemoryRow.id),
+        exists().where(_REFERRING.superseded_by == MemoryRow.id),
+    ).label("referenced"),
+)
+
+# The ids of stored memories by content, and the links import restores between them (ids of one namespace:
+# the caller has checked; a link or replacement already there is left as it is).
+_IDS = text(
+    "SELECT content_hash, id FROM memories WHERE namespace = :namespace AND content_hash = ANY(:hashes)"
+)
+_SUPERSEDE = text(
+    "UPDATE memories m SET superseded_by = s.new_id"
+    " FROM unnest(CAST(:ids AS bigint[]), CAST(:targets AS bigint[])) AS s(id, new_id)"
+    " WHERE m.id = s.id AND m.superseded_by IS NULL"
+)
 
 
 class BulkRepository:
@@ -85,6 +158,32 @@ class BulkRepository:
             rows = self.session.execute(_EXISTING, {"namespace": namespace, "hashes": hashes})
             found |= {(namespace, digest) for (digest,) in rows}
         return found
+
+    def ids(self, namespace: str, hashes: Sequence[str]) -> dict[str, int]:
+        """The ids of the namespace's memories with these content hashes (by hash)."""
+        rows = self.session.execute(_IDS, {"namespace": namespace, "hashes": list(hashes)})
+        return {digest: int(memory_id) for digest, memory_id in rows}
+
+    def restore_links(self, namespace: str, sources: Sequence[tuple[int, int]]) -> int:
+        """Link memories to their sources, (memory id, source id) pairs of the namespace; returns how many
+        links are new."""
+        if not sources:
+            return 0
+        memory_ids, source_ids = zip(*sources, strict=True)
+        result = self.session.execute(
+            text(LINK_SOURCES),
+            {"memory_ids": list(memory_ids), "source_ids": list(source_ids), "namespace": namespace},
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    def restore_superseded(self, replaced: Sequence[tuple[int, int]]) -> int:
+        """Point memories to what replaced them, (memory id, replacement id) pairs of one namespace, unless
+        they point somewhere already; returns how many were set."""
+        if not replaced:
+            return 0
+        ids, targets = zip(*replaced, strict=True)
+        result = self.session.execute(_SUPERSEDE, {"ids": list(ids), "targets": list(targets)})
+        return int(result.rowcount)  # type: ignore[attr-defined]
 
     def copy_add(self, memories: Sequence[NewMemory] | EncodedBatch) -> int:
         """Bulk-store memories through binary COPY; returns how many were new.
@@ -106,11 +205,7 @@ class BulkRepository:
         except psycopg2.errors.UniqueViolation:
             pass  # some rows are stored already: take the conflict-skipping path
         self.session.execute(
-            text(
-                "CREATE TEMP TABLE IF NOT EXISTS memagent_import_stage ("
-                " namespace text, session_id text, content text, embedding vector, embedding_model text,"
-                " content_hash text, metadata jsonb, created_at timestamptz) ON COMMIT DELETE ROWS"
-            )
+            text(f"CREATE TEMP TABLE IF NOT EXISTS memagent_import_stage ({_STAGE_COLUMNS}) {_ON_COMMIT}")
         )
         self._copy("memagent_import_stage", batch.payload)
         result = self.session.execute(
@@ -134,8 +229,11 @@ class BulkRepository:
             cursor.close()
 
     def iter_all(self, scope: Scope | None, *, with_embeddings: bool, batch: int = 1000) -> Iterator[Any]:
-        """Every memory in scope (or in every namespace), oldest first, streamed from a server-side cursor."""
-        columns = [*RECORD_COLUMNS, MemoryRow.embedding] if with_embeddings else list(RECORD_COLUMNS)
+        """Every memory in scope (or in every namespace), oldest first, streamed from a server-side cursor;
+        with what learning knows of it (LIFECYCLE_COLUMNS)."""
+        columns = [*RECORD_COLUMNS, *LIFECYCLE_COLUMNS]
+        if with_embeddings:
+            columns.append(MemoryRow.embedding)
         stmt = select(*columns).order_by(MemoryRow.id)
         if scope is not None:
             stmt = stmt.where(scope.where())

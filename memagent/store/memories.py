@@ -24,7 +24,7 @@ DEFAULT_IMPORTANCE = 0.5
 
 # Link facts or summaries to the memories they came from: only memories of the namespace, and only those
 # this transaction can see (row-level security); a link already there is left as it is.
-_LINK = """
+LINK_SOURCES = """
 INSERT INTO memory_sources (memory_id, source_id, namespace)
 SELECT l.memory_id, m.id, m.namespace
 FROM unnest(CAST(:memory_ids AS bigint[]), CAST(:source_ids AS bigint[])) AS l(memory_id, source_id)
@@ -179,7 +179,7 @@ class MemoryRepository(SearchQueries):
         if missing:
             raise InputError(f"source {missing[0]} is not a memory of namespace {namespace!r}.")
         self.session.execute(
-            text(_LINK),
+            text(LINK_SOURCES),
             {
                 "memory_ids": [memory_id for memory_id, _ in pairs],
                 "source_ids": [source for _, source in pairs],

@@ -39,12 +39,13 @@ class RecallStatement:
     mode: SearchMode
     k: int
     recency_half_life: timedelta | None = None
+    importance_weight: float = 0.0
 
     def results(self, rows: Iterable[Sequence[Any]]) -> list[RecalledMemory]:
-        """The recalled memories, best first (re-ranked by recency when a half-life is set)."""
+        """The recalled memories, best first (re-ranked by recency and importance when either is on)."""
         found = [_recalled(row) for row in rows if row[0] is not None]
-        if self.recency_half_life is not None:
-            found = _by_recency(found, self.recency_half_life, self.mode)[: self.k]
+        if reranks(self.recency_half_life, self.importance_weight):
+            found = _reranked(found, self.mode, self.recency_half_life, self.importance_weight)[: self.k]
         return found
 
     @staticmethod
@@ -68,6 +69,7 @@ def recall_statement(
     depth: int = 50,
     text_weight: float = 1.0,
     recency_half_life: timedelta | None = None,
+    importance_weight: float = 0.0,
     index: IndexKind | None = "vector",
     checked: bool = False,
 ) -> RecallStatement:
@@ -79,7 +81,7 @@ def recall_statement(
     if mode != "vector" and query_text is None:
         raise ValueError(f"{mode} search needs the query text")
     depth = max(depth, k)
-    fetch = depth if recency_half_life is not None else k
+    fetch = depth if reranks(recency_half_life, importance_weight) else k
     view = scope.view or View()  # recall always sees a view: by default what memagent believes now
     scope = replace(scope, view=view)
     condition, params = scope.sql()
@@ -97,7 +99,7 @@ def recall_statement(
     }
     ef = str(max(ef_search, depth if mode == "hybrid" else fetch))
     settings = (*search_sql.SETTINGS.items(), ("hnsw.ef_search", ef))
-    return RecallStatement(sql, params, settings, mode, k, recency_half_life)
+    return RecallStatement(sql, params, settings, mode, k, recency_half_life, importance_weight)
 
 
 class SearchQueries:
@@ -118,6 +120,7 @@ class SearchQueries:
         depth: int = 50,
         text_weight: float = 1.0,
         recency_half_life: timedelta | None = None,
+        importance_weight: float = 0.0,
         index: IndexKind | None = "vector",
     ) -> list[RecalledMemory]:
         """The k best memories in scope, best first.
@@ -128,7 +131,8 @@ class SearchQueries:
         text: BM25 over the full-text index. hybrid: both, fused by reciprocal rank
         (memagent.store.search_sql), each side ranking `depth` candidates.
         With a recency half-life, the `depth` best are re-ranked by score * 0.5^(age / half-life) (vector
-        scores mapped to 0-1 first) and the k best kept.
+        scores mapped to 0-1 first) and the k best kept; with an importance weight w, likewise by
+        score * ((1 - w) + 2w * importance) (see _reranked).
         In every mode max_distance drops memories farther than that cosine distance from the query; it is
         applied outside the index query, where it cannot make the iterative scan walk its whole budget.
         index: the kind of HNSW index in place (memagent.store.hnsw); the vector ranking orders by the
@@ -145,6 +149,7 @@ class SearchQueries:
             depth=depth,
             text_weight=text_weight,
             recency_half_life=recency_half_life,
+            importance_weight=importance_weight,
             index=index,
         )
         return statement.results(execute(self.session, statement))
@@ -204,14 +209,32 @@ def _recalled(row: Sequence[Any]) -> RecalledMemory:
     )
 
 
-def _by_recency(found: list[RecalledMemory], half_life: timedelta, mode: SearchMode) -> list[RecalledMemory]:
+def reranks(half_life: timedelta | None, importance_weight: float) -> bool:
+    """Whether recall re-ranks its `depth` best in Python (recency or importance on)."""
+    return half_life is not None or importance_weight > 0
+
+
+def _reranked(
+    found: list[RecalledMemory], mode: SearchMode, half_life: timedelta | None, importance_weight: float
+) -> list[RecalledMemory]:
+    """The candidates re-scored by recency and importance, best first.
+
+    Both are factors on the relevance score rather than the Generative Agents sum of min-max normalised
+    terms: a product needs no normalisation over the candidates (whose spread depends on the query and the
+    mode: RRF, BM25 or cosine), so a memory's score does not move with what else was recalled. The
+    importance factor (1 - w) + 2w * importance is 1 at the default importance 0.5, so memories of default
+    importance (every exchange) keep their relevance, and w = 1 scales a score by 2 * importance (0 to 2).
+    """
     now = datetime.now(UTC)
-    seconds = half_life.total_seconds()
+    seconds = half_life.total_seconds() if half_life is not None else 0.0
 
     def weighted(memory: RecalledMemory) -> float:
-        base = (1.0 + memory.score) / 2 if mode == "vector" else memory.score
-        age = max((now - memory.created_at).total_seconds(), 0.0)
-        return float(base * 0.5 ** (age / seconds))
+        score = (1.0 + memory.score) / 2 if mode == "vector" else memory.score  # cosine -1..1 to 0..1
+        if half_life is not None:
+            score *= 0.5 ** (max((now - memory.created_at).total_seconds(), 0.0) / seconds)
+        if importance_weight > 0:
+            score *= (1.0 - importance_weight) + 2.0 * importance_weight * memory.importance
+        return float(score)
 
     rescored = [replace(memory, score=weighted(memory)) for memory in found]
     return sorted(rescored, key=lambda memory: (-memory.score, memory.id))

@@ -87,6 +87,7 @@ class SpaceChecked:
                 depth=self.settings.hybrid_depth,
                 text_weight=self.settings.hybrid_text_weight,
                 recency_half_life=timedelta(days=half_life) if half_life else None,
+                importance_weight=self.settings.importance_weight,
                 index=space[2],
                 checked=True,
             )

@@ -29,6 +29,7 @@ from memagent.errors import InputError, MemagentError
 from memagent.store.bulk import encode_row
 from memagent.store.memories import NewMemory, content_hash
 from memagent.usecases.lines import line_batches
+from memagent.usecases.references import PLAIN, Learned, References, parse_learned
 from memagent.validation import MIN_VECTOR_NORM, clean_date, clean_metadata, clean_name, clean_text
 
 # Batches parsed ahead of the loader (each about 30 MB at 5,000 lines of 1536 dimensions).
@@ -58,13 +59,22 @@ class ImportRecord:
     metadata: dict[str, Any]
     created_at: datetime | None
     row: bytes | None = None  # the COPY row, when the line's vector is reused; None while it must be embedded
+    learned: Learned = PLAIN
 
     def copy_row(self, embedding: Any, model: str, now: datetime) -> bytes:
         """The record with this embedding as a binary COPY row (`now` stands in for a missing created_at)."""
         memory = NewMemory(
-            self.namespace, self.session_id, self.content, embedding, model, self.metadata, self.created_at
+            self.namespace,
+            self.session_id,
+            self.content,
+            embedding,
+            model,
+            self.metadata,
+            self.created_at,
+            self.learned.kind,
+            self.learned.importance,
         )
-        return encode_row(memory, self.digest, now)
+        return encode_row(memory, self.digest, now, self.learned.life)
 
 
 @dataclass
@@ -73,7 +83,8 @@ class ParsedBatch:
 
     Lines whose vectors are reused arrive encoded for COPY, back to back in `rows` (one bytes object, so a
     batch of new memories is loaded as it is, without a copy per row); the lines to embed arrive as
-    records. Identical content in a namespace is kept once per batch.
+    records. Identical content in a namespace is kept once per batch. `references`: the file ids and links
+    its lines carry, restored once the whole file is stored (memagent.usecases.references).
     """
 
     rows: bytes = b""
@@ -84,6 +95,7 @@ class ParsedBatch:
     failed: list[tuple[int, str]] = field(default_factory=list)
     bytes_read: int = 0
     lines: int = 0  # lines of the file in this batch (blank and failed ones included)
+    references: References = field(default_factory=References)
 
     def rows_except(self, skip: set[tuple[str, str]]) -> tuple[int, bytes]:
         """The encoded rows whose keys are not in `skip`: how many, and their bytes."""
@@ -173,6 +185,7 @@ def parse_line(raw: bytes | memoryview, line: int, options: ParseOptions, now: d
         created_at = clean_date(created_at, "created_at")  # a naive date means this machine's local time
     metadata = clean_metadata(data.get("metadata"))
     record = ImportRecord(line, namespace, session_id, content, content_hash(content), metadata, created_at)
+    record.learned = parse_learned(data)
     if data.get("embedding") is not None:
         embedding = parse_embedding(data["embedding"])  # validated even when it will be re-embedded
         if data.get("embedding_model") == options.model and embedding.shape == (options.dim,):
@@ -198,6 +211,8 @@ def parse_lines(lines: list[bytes | memoryview], first_line: int, options: Parse
             batch.failed.append((number, f"cannot be read ({type(exc).__name__}: {str(exc)[:80]})"))
             continue
         key = (record.namespace, record.digest)
+        if record.learned is not PLAIN:  # a duplicate line's id names the memory its first line stored
+            batch.references.add(key, record.learned)
         if key in seen:
             batch.duplicates += 1
         elif record.row is None:

@@ -1,7 +1,8 @@
 """Export and import of memories as JSON lines: streamed out, bulk-loaded in through binary COPY.
 
-One line per memory: namespace, session_id, content, metadata, created_at (ISO 8601), embedding_model and
-embedding. Export writes the embedding as base64 of little-endian float32 values (as the OpenAI API's
+One line per memory: namespace, session_id, content, metadata, created_at (ISO 8601), embedding_model,
+what learning knows of it (kind, importance, validity, links: memagent.usecases.references) and embedding.
+Export writes the embedding as base64 of little-endian float32 values (as the OpenAI API's
 `encoding_format="base64"` does): exact, half the size of decimal text, and about ten times faster to read
 back. Import takes that or a JSON list of numbers.
 
@@ -29,6 +30,7 @@ from memagent.store.scope import Scope
 from memagent.usecases.importfile import ParsedBatch, ParseOptions, parse_file
 from memagent.usecases.lines import count_lines
 from memagent.usecases.maintenance import IndexMaintenance
+from memagent.usecases.references import LinkSummary, References, learning_fields
 from memagent.usecases.service import MemoryService
 from memagent.validation import ALL_NAMESPACES, clean_name
 
@@ -58,6 +60,7 @@ class ImportSummary:
     pending: int = 0  # lines stored with their embedding pending: the provider failed (backfill embeds them)
     pending_reason: str | None = None
     failed: list[tuple[int, str]] = field(default_factory=list)
+    links: LinkSummary = field(default_factory=LinkSummary)  # links and replacements restored at the end
 
     def merge(self, other: ImportSummary) -> None:
         self.added += other.added
@@ -69,7 +72,8 @@ class ImportSummary:
 
 
 def export_line(row: Any) -> str:
-    """One memory as a JSON line (the vector as base64 of its little-endian float32 values)."""
+    """One memory as a JSON line (the vector as base64 of its little-endian float32 values), with what
+    learning knows of it (memagent.usecases.references)."""
     record: dict[str, Any] = {
         "namespace": row.namespace,
         "session_id": row.session_id,
@@ -77,6 +81,7 @@ def export_line(row: Any) -> str:
         "metadata": row.metadata or {},
         "created_at": row.created_at.isoformat(),
         "embedding_model": row.embedding_model,
+        **learning_fields(row),
     }
     embedding = getattr(row, "embedding", None)
     if embedding is not None:
@@ -126,6 +131,7 @@ class Transfer:
             dim=embedder.dim,
         )
         summary = ImportSummary()
+        references = References()
         bulk = IndexMaintenance(self.memory).bulk_load(lambda enough: count_lines(path, stop_at=enough), say)
         with bulk as without_index:
             if without_index:
@@ -133,8 +139,10 @@ class Transfer:
             for batch, done in self.import_batches(parse_file(path, batch_size, options), progress):
                 summary.failed.extend(batch.failed)
                 summary.merge(done)
+                references.merge(batch.references)
                 if progress is not None:
                     progress.loaded(batch.lines, batch.bytes_read)
+        summary.links = references.restore(self.memory.unit)  # every line is stored: the ids all resolve
         return summary
 
     def import_batches(
