@@ -51,7 +51,7 @@ class LearnReport:
     refused: int = 0  # decisions naming a fact the model was not shown (applied as plain adds)
     skipped: int = 0  # exchanges another run learnt meanwhile
     failed: list[tuple[int, str]] = field(default_factory=list)  # (exchange id, why): left for later
-    waiting: int = 0  # exchanges of the namespace still waiting for extraction afterwards
+    waiting: int = 0  # exchanges of the namespace still waiting afterwards (counted when ids is None)
     cost: ModelCost = field(default_factory=ModelCost)
 
     def to_json(self) -> dict[str, Any]:
@@ -117,8 +117,9 @@ class Learner:
                     store.lifecycle.record(space, exchange.id, "extract", details={"error": exc.message})
             if on_progress is not None:
                 on_progress(1)
-        with self.service.unit(space) as store:
-            report.waiting = store.lifecycle.unextracted_count(space)
+        if ids is None:  # a whole run says how many are left; a chat turn's own exchange need not count them
+            with self.service.unit(space) as store:
+                report.waiting = store.lifecycle.unextracted_count(space)
         return report
 
     def _learn(self, exchange: MemoryRecord, report: LearnReport) -> None:
