@@ -126,7 +126,7 @@ def normalise_evidence(raw: list[str]) -> tuple[list[str], int]:
     return ids, malformed
 
 
-def load(path: Path) -> list[Conversation]:
+def load(path: Path, *, dated: bool = True) -> list[Conversation]:
     conversations = []
     for sample in json.loads(path.read_text()):
         conv = sample["conversation"]
@@ -160,7 +160,11 @@ def load(path: Path) -> list[Conversation]:
                     raw = evidence if isinstance(evidence, list) else [evidence]
                     ids = [i for i in normalise_evidence([str(e) for e in raw])[0] if i in known]
                     if ids:
-                        observations.append(Observation(f"({date_text}) {text}", parse_date(date_text), ids))
+                        observations.append(
+                            Observation(
+                                f"({date_text}) {text}" if dated else text, parse_date(date_text), ids
+                            )
+                        )
         conversations.append(
             Conversation(sample["sample_id"], turns, questions, dropped, malformed, observations)
         )
@@ -200,10 +204,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from memagent.config import get_settings
 
     settings = get_settings()
-    conversations = load(args.data)
+    conversations = load(args.data, dated=not args.undated_facts)
     by_category: dict[int, Scores] = defaultdict(Scores)
     ingest_seconds = query_seconds = 0.0
     stored = questions = 0
+    dump = args.dump.open("w") if args.dump is not None else None
     with open_service(settings) as memory:
         for conv in conversations:
             namespace = f"locomo-{conv.sample_id}-{os.getpid()}"
@@ -236,10 +241,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 found = memory.recall(question.text, k=max(KS), namespace=namespace, mode=args.mode)
                 ranked = [ids_by_content[m.content] for m in found]
                 by_category[question.category].add(ranked, set(question.evidence))
+                if dump is not None:  # what each question got, for looking into the figures
+                    entry = {
+                        "sample": conv.sample_id,
+                        "question": question.text,
+                        "category": question.category,
+                        "evidence": question.evidence,
+                        "ranked": [
+                            {"covers": sorted(ids), "kind": m.kind, "score": m.score, "id": m.id}
+                            for ids, m in zip(ranked, found, strict=True)
+                        ],
+                    }
+                    dump.write(json.dumps(entry) + "\n")
                 questions += 1
             query_seconds += time.perf_counter() - start
             if not args.keep:
                 memory.purge(namespace=namespace)
+    if dump is not None:
+        dump.close()
     overall = Scores()
     for category in (1, 2, 3, 4):
         overall.merge(by_category[category])
@@ -324,6 +343,14 @@ def main() -> None:
         "their turns, or as facts (unlinked) without the turns",
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument(
+        "--undated-facts",
+        action="store_true",
+        help="store observations without the '(<session date>)' prefix (their created_at keeps the date)",
+    )
+    parser.add_argument(
+        "--dump", type=Path, default=None, help="write each question's ranked memories here (JSON lines)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the memories after the run")
     parser.add_argument(
         "--half-life-days", type=float, default=None, help="recency weighting (off by default)"

@@ -102,8 +102,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from memagent.bootstrap import open_service
     from memagent.config import get_settings, with_overrides
     from memagent.providers.chat import JsonSchema, Message, make_chat_model
+    from memagent.records import ModelCost
     from memagent.usecases.learning import Learner
-    from memagent.usecases.model_json import ModelCost, ask_json
+    from memagent.usecases.model_json import ask_json
 
     settings = get_settings()
     model = make_chat_model(settings)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -13,11 +14,11 @@ from memagent.config import Settings, get_settings, with_overrides
 from memagent.errors import InputError
 from memagent.providers.chat import ChatModel, make_chat_model
 from memagent.providers.embeddings import Embedder
-from memagent.records import History, MemoryRecord, RecallResult, RememberResult
+from memagent.records import History, LearnReport, MemoryRecord, RecallResult, RememberResult
 from memagent.usecases.chat import ChatAgent, TurnResult
 from memagent.usecases.history import facts as current_facts
 from memagent.usecases.history import history as memory_history
-from memagent.usecases.learning import Learner, LearnReport
+from memagent.usecases.learning import Learner
 from memagent.usecases.recovery import remember_or_keep
 from memagent.usecases.service import MemoryService
 
@@ -102,7 +103,8 @@ class Memory:
             notify=logging.getLogger("memagent").warning,
         )
         if model is not None:
-            Learner(self._memory(), model).extract(namespace=result.namespace, ids=[result.id])
+            learned = Learner(self._memory(), model).extract(namespace=result.namespace, ids=[result.id])
+            result = replace(result, learned=learned)
         return result
 
     def _model(self) -> ChatModel:

@@ -88,6 +88,8 @@ class RememberResult:
     # How many leading characters the embedding read, when the model's input limit cut the text short
     # (the text itself is stored whole); None when it read everything.
     embedded_chars: int | None = None
+    # What learning made of it, when asked to (remember with extract=True); its `failed` says why not.
+    learned: LearnReport | None = None
 
     @property
     def pending(self) -> bool:
@@ -149,4 +151,57 @@ class History:
         return {
             "chain": [entry.to_json() for entry in self.entries],
             "events": [event.to_json() for event in self.events],
+        }
+
+
+@dataclass
+class ModelCost:
+    """What the model calls of one operation cost: calls, tokens, and seconds spent waiting for them."""
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+    invalid_replies: int = 0  # replies that were not JSON of the schema (each asked again once)
+    reasons: list[str] = field(default_factory=list)
+
+    def add(self, other: ModelCost) -> None:
+        """Count another operation's calls in this one."""
+        self.calls += other.calls
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.seconds += other.seconds
+        self.invalid_replies += other.invalid_replies
+
+
+@dataclass
+class LearnReport:
+    """What one extraction run did (counts over its exchanges) and what its model calls cost."""
+
+    exchanges: int = 0  # exchanges whose facts are now learnt
+    added: list[int] = field(default_factory=list)  # ids of the facts stored
+    updated: int = 0  # facts replaced by a newer one
+    invalidated: int = 0  # facts that no longer hold
+    unchanged: int = 0  # facts already held (their sources gained this exchange)
+    refused: int = 0  # decisions naming a fact the model was not shown (applied as plain adds)
+    skipped: int = 0  # exchanges another run learnt meanwhile
+    failed: list[tuple[int, str]] = field(default_factory=list)  # (exchange id, why): left for later
+    waiting: int = 0  # exchanges of the namespace still waiting afterwards (counted when ids is None)
+    cost: ModelCost = field(default_factory=ModelCost)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "exchanges": self.exchanges,
+            "added": self.added,
+            "updated": self.updated,
+            "invalidated": self.invalidated,
+            "unchanged": self.unchanged,
+            "refused": self.refused,
+            "skipped": self.skipped,
+            "failed": [{"id": memory_id, "error": error} for memory_id, error in self.failed],
+            "waiting": self.waiting,
+            "model_calls": self.cost.calls,
+            "prompt_tokens": self.cost.prompt_tokens,
+            "completion_tokens": self.cost.completion_tokens,
         }

@@ -394,3 +394,43 @@ def test_a_provider_down_stops_the_run_after_three_sessions_in_a_row(
     assert report.stopped is not None and "1 more session left" in report.stopped
     assert len(fake.chat_requests()) == 3  # s4 was not attempted
     assert _state(connection, "c") == {"summaries": [], "archived": []}
+
+
+def test_sessions_whose_summaries_read_the_same_keep_one_summary_each(
+    service: MemoryService, fake: FakeOpenAI, chat: OpenAIChat, connection: Connection
+) -> None:
+    """A model that says the same of every session: each session still gets a summary of its own."""
+    old = datetime.now(UTC) - timedelta(days=60)
+    for session in ("s0", "s1"):
+        for i in range(2):
+            service.remember(
+                f"User: {session} talk {i}", namespace="same", session_id=session, created_at=old
+            )
+    fake.chat_handler = lambda body: json.dumps({"summary": "The user talked."})
+    report = compress(service, chat, older_than=timedelta(days=30), namespace="same")
+    assert report.summaries_stored == 2
+    summaries = connection.execute(
+        text(
+            "SELECT session_id, content FROM memories"
+            " WHERE namespace = 'same' AND kind = 'summary' ORDER BY 1"
+        )
+    ).all()
+    assert [s.session_id for s in summaries] == ["s0", "s1"] and summaries[0].content == "The user talked."
+    assert summaries[1].content.startswith("The user talked. (session s1, ")
+    assert len(service.recall("talk", namespace="same", session_id="s1", kinds=["summary"])) == 1
+
+
+def test_exchanges_compressed_before_their_facts_were_learnt_are_still_learnt(
+    service: MemoryService, fake: FakeOpenAI, chat: OpenAIChat
+) -> None:
+    from memagent.usecases.learning import Learner
+    from tests.learning_script import Script
+
+    old = datetime.now(UTC) - timedelta(days=60)
+    service.remember("User: I keep bees", namespace="bees", session_id="s", created_at=old)
+    fake.chat_handler = lambda body: json.dumps({"summary": "The user keeps bees."})
+    assert compress(service, chat, older_than=timedelta(days=30), namespace="bees").exchanges_archived == 1
+    script = Script(fake)
+    script.facts["bees"] = [{"text": "Priya keeps bees", "importance": 0.6}]
+    report = Learner(service, chat).extract(namespace="bees")
+    assert report.exchanges == 1 and len(report.added) == 1 and report.waiting == 0

@@ -14,8 +14,9 @@ from sqlalchemy.orm import sessionmaker
 from memagent.config import Settings
 from memagent.errors import InputError
 from memagent.providers.chat import OpenAIChat
-from memagent.usecases.history import history
-from memagent.usecases.learning import Learner, LearnReport
+from memagent.records import LearnReport
+from memagent.usecases.history import facts, history
+from memagent.usecases.learning import Learner
 from memagent.usecases.service import MemoryService
 from tests.conftest import fake_embedder
 from tests.fake_openai import FakeOpenAI
@@ -314,3 +315,116 @@ def test_concurrent_extractions_lose_no_update_and_duplicate_no_fact(
     finally:
         with engine.begin() as conn:
             conn.execute(text("DELETE FROM memories WHERE namespace = :ns"), {"ns": namespace})
+
+
+# -- what the outside review found ---------------------------------------------------------------------------
+
+
+def test_a_fact_said_again_after_it_was_replaced_is_a_new_memory_and_the_chain_stays_a_line(
+    service: MemoryService, learner: Learner, script: Script, connection: Connection
+) -> None:
+    """Paris, Berlin, Paris, Rome, Paris on one day: each replaces the last; texts held before (expired)
+    are stored again, marked, and never taken for the current fact."""
+    cities = ["Paris", "Berlin", "Paris", "Rome", "Paris"]
+
+    def decide(new: list[str], shown: dict[int, str]) -> list[dict[str, object]]:
+        return [decision(1, "update", next(iter(shown)), "moved")] if shown else []
+
+    script.decide = decide
+    for i, city in enumerate(cities):
+        script.facts = {f"turn{i}": [{"text": f"Priya lives in {city}", "importance": 0.7}]}
+        said(service, f"User: turn{i} I live in {city} now")
+        report = learner.extract(namespace=NS)
+        assert report.exchanges == 1 and report.failed == [], report
+    rows = connection.execute(
+        text(
+            "SELECT id, content, expired_at, superseded_by FROM memories"
+            " WHERE namespace = :ns AND kind = 'fact'"
+        ),
+        {"ns": NS},
+    ).all()
+    current = [r for r in rows if r.expired_at is None]
+    assert (
+        len(rows) == 5
+        and len(current) == 1
+        and current[0].content.startswith("Priya lives in Paris (restated")
+    )
+    successor = {r.id: r.superseded_by for r in rows}
+    seen, node = [], min(successor)
+    while node is not None:  # from the first fact, one line to the current one: no loop
+        assert node not in seen
+        seen.append(node)
+        node = successor[node]
+    assert len(seen) == 5 and seen[-1] == current[0].id
+    assert [f.content for f in facts(service, namespace=NS)] == [current[0].content]
+
+
+def test_control_characters_from_the_model_are_dropped_not_fatal(
+    service: MemoryService, learner: Learner, fake: FakeOpenAI
+) -> None:
+    said(service, "User: I like tea")
+    fake.chat_replies = ['{"facts": [{"text": "Priya likes \\u0000 green\\ntea", "importance": 0.5}]}']
+    report = learner.extract(namespace=NS)
+    assert report.failed == [] and len(report.added) == 1
+    assert [f.content for f in facts(service, namespace=NS)] == ["Priya likes green tea"]
+
+
+def test_an_add_with_a_target_and_two_updates_of_one_fact_touch_nothing_they_should_not(
+    service: MemoryService, learner: Learner, script: Script, connection: Connection
+) -> None:
+    said(service, "User: I live in Paris")
+    script.facts["Paris"] = [{"text": "Priya lives in Paris", "importance": 0.7}]
+    paris = learner.extract(namespace=NS).added[0]
+    said(service, "User: Berlin or Rome, who knows", when=T2)
+    script.facts["Rome"] = [
+        {"text": "Priya lives in Berlin", "importance": 0.7},
+        {"text": "Priya lives in Rome", "importance": 0.7},
+        {"text": "Priya likes maps", "importance": 0.2},
+    ]
+    script.decide = lambda new, shown: [
+        decision(1, "update", paris, "moved"),
+        decision(2, "update", paris, "moved again"),  # a second end of the same fact: refused
+        decision(3, "add", 999_999, "new"),  # an add naming a target: the target is ignored
+    ]
+    report = learner.extract(namespace=NS)
+    assert report.failed == [] and report.exchanges == 1
+    assert report.updated == 1 and report.refused == 1 and len(report.added) == 3
+    berlin = report.added[0]
+    assert row(connection, paris)["superseded_by"] == berlin
+    assert [e.memory.id for e in history(service, berlin, namespace=NS).entries] == [paris, berlin]
+
+
+def test_an_exchange_that_keeps_failing_does_not_starve_the_others(
+    service: MemoryService, learner: Learner, script: Script, fake: FakeOpenAI
+) -> None:
+    stuck = said(service, "User: STUCK this one confuses the model")
+    fine = said(service, "User: I play chess", when=T2)
+    script.facts["chess"] = [{"text": "Priya plays chess", "importance": 0.4}]
+    fake.chat_handler = lambda body: (
+        "no JSON here" if "STUCK" in records(body)[0].get("text", "") else script.answer(body)
+    )
+    first = learner.extract(namespace=NS, limit=1)
+    assert [i for i, _ in first.failed] == [stuck]
+    second = learner.extract(namespace=NS, limit=1)  # the one never tried goes first
+    assert second.exchanges == 1 and second.failed == [] and second.waiting == 1
+    assert [f.sources for f in service.recall("chess", namespace=NS, kinds=["fact"], k=1)] == [(fine,)]
+
+
+def test_the_staleness_check_reads_one_index_entry(connection: Connection) -> None:
+    """facts_version on a namespace with many events of other actions: the partial index (0014)."""
+    connection.execute(
+        text(
+            "INSERT INTO memory_events (namespace, action, created_at)"
+            " SELECT 'busy', 'extract', now() - make_interval(secs => g) FROM generate_series(1, 5000) g"
+        )
+    )
+    connection.execute(text("ANALYZE memory_events"))
+    plan = "\n".join(
+        connection.execute(
+            text(
+                "EXPLAIN SELECT created_at, id FROM memory_events WHERE namespace = 'busy'"
+                " AND action IN ('add', 'update', 'invalidate') ORDER BY created_at DESC, id DESC LIMIT 1"
+            )
+        ).scalars()
+    )
+    assert "ix_memory_events_fact_changes" in plan

@@ -101,6 +101,7 @@ def test_cli_extract_facts_and_history(cli_env: dict[str, str], fake: FakeOpenAI
     ("args", "says"),
     [
         (["history", "999999999"], "no memory 999999999"),
+        (["history", "99999999999999999999"], "whole number from 1 to"),
         (["history", "abc"], "abc"),
         (["facts", "--as-of", "yesterday"], "--as-of"),
         (["extract", "--limit", "0"], "limit"),
@@ -142,6 +143,7 @@ def test_memory_api_learns(db_url: str, fake: FakeOpenAI, engine: Engine) -> Non
             chat_model=chat_model(fake),
         ) as memory:
             stored = memory.remember("User: I live in Berlin", extract=True)
+            assert stored.learned is not None and len(stored.learned.added) == 1
             facts = memory.facts()
             assert [f.content for f in facts] == ["Priya lives in Berlin"]
             assert memory.history(facts[0].id).entries[0].sources == (stored.id,)
@@ -155,3 +157,12 @@ def test_memory_api_learns(db_url: str, fake: FakeOpenAI, engine: Engine) -> Non
     finally:
         with engine.begin() as conn:
             conn.execute(text("DELETE FROM memories WHERE namespace = :ns"), {"ns": namespace})
+
+
+def test_cli_remember_extract_says_when_its_facts_wait(cli_env: dict[str, str], fake: FakeOpenAI) -> None:
+    fake.chat_replies = ["not JSON", "still not JSON"]
+    result = runner.invoke(app, ["remember", "--extract", "User: I like tea"])
+    assert result.exit_code == 5  # stored (the first line), its facts waiting (the second)
+    assert "Remembered as memory" in result.stderr and "Facts not learnt from 1 exchange" in result.stderr
+    assert "errors.pydantic.dev" not in result.stderr
+    assert runner.invoke(app, ["inspect", "--json"]).stdout.count("I like tea") == 1

@@ -7,6 +7,7 @@ the pipeline follows.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -96,6 +97,17 @@ CONSOLIDATE_SCHEMA = JsonSchema(
 )
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+
+def one_line(value: str | None) -> str | None:
+    """A model's text as one clean line: control characters (NUL, which PostgreSQL cannot store, among
+    them) dropped, runs of whitespace made one space."""
+    if value is None:
+        return None
+    return " ".join(_CONTROL.sub(" ", value).split())
+
+
 class Fact(BaseModel):
     """One fact the extractor found."""
 
@@ -107,14 +119,14 @@ class Fact(BaseModel):
     @field_validator("text")
     @classmethod
     def _one_line(cls, value: str) -> str:
-        text = " ".join(value.split())
+        text = one_line(value)
         if not text:
             raise ValueError("a fact's text is empty")
         return text
 
 
 class _Facts(BaseModel):
-    facts: list[Fact] = Field(max_length=MAX_FACTS)
+    facts: list[Fact] = Field(max_length=10 * MAX_FACTS)
 
 
 class Decision(BaseModel):
@@ -128,14 +140,21 @@ class Decision(BaseModel):
     text: str | None = Field(default=None, max_length=MAX_FACT_CHARS)
     reason: str = Field(default="", max_length=1000)
 
+    @field_validator("text", "reason")
+    @classmethod
+    def _clean(cls, value: str | None) -> str | None:
+        return one_line(value) or (None if value is None else "")
+
 
 class _Decisions(BaseModel):
     decisions: list[Decision] = Field(max_length=4 * MAX_FACTS)
 
 
 def parse_facts(value: Any) -> list[Fact]:
-    """The extractor's reply, validated (ValueError if it does not fit)."""
-    return _Facts.model_validate(value).facts
+    """The extractor's reply, validated (ValueError if it does not fit); the MAX_FACTS most important
+    when it lists more (a long list is a verbose model, not a reason to learn nothing)."""
+    facts = _Facts.model_validate(value).facts
+    return sorted(facts, key=lambda fact: -fact.importance)[:MAX_FACTS] if len(facts) > MAX_FACTS else facts
 
 
 def parse_decisions(value: Any) -> list[Decision]:

@@ -102,6 +102,8 @@ def remember(
             f"Stored with its embedding pending ({reason}); "
             "`memagent backfill` or the next run that reaches the provider embeds it."
         )
+    if learned is not None and learned.failed:
+        raise typer.Exit(5)  # stored, but its facts wait (the line above says why)
 
 
 @app.command()

@@ -14,7 +14,7 @@ from memagent.errors import InputError
 if TYPE_CHECKING:
     from memagent.bootstrap import App
     from memagent.config import Settings
-    from memagent.usecases.learning import LearnReport
+    from memagent.records import LearnReport
 
 
 def learn_one(opened: App, settings: Settings, memory_id: int, namespace: str) -> LearnReport | None:
@@ -55,6 +55,8 @@ def extract(
     from memagent.providers.chat import make_chat_model
     from memagent.usecases.learning import Learner
 
+    if not 1 <= limit <= 100_000:
+        raise InputError(f"--limit must be between 1 and 100000, not {limit}.")
     settings = load_settings()
     model = make_chat_model(settings)  # before opening anything: fail fast when none is configured
     with open_service(settings) as service:
@@ -128,8 +130,8 @@ def history(
     """Show a fact's history: what it replaced and what replaced it, when each held, and why."""
     from memagent.usecases.history import history as chain
 
-    if not memory_id.isascii() or not memory_id.isdigit() or int(memory_id) < 1:
-        raise InputError(f"a memory id is a positive whole number, not {memory_id!r}.")
+    if not memory_id.isascii() or not memory_id.isdigit() or not 1 <= int(memory_id) < 2**63:
+        raise InputError(f"a memory id is a whole number from 1 to {2**63 - 1}, not {memory_id!r}.")
     settings = load_settings()
     with open_service(settings) as service:
         found = chain(service, int(memory_id), namespace=namespace)

@@ -11,8 +11,7 @@ from memagent import wording
 from memagent.cli import render
 
 if TYPE_CHECKING:
-    from memagent.records import History, MemoryRecord
-    from memagent.usecases.learning import LearnReport
+    from memagent.records import History, LearnReport, MemoryRecord
 
 
 def learned_line(report: LearnReport) -> str | None:

@@ -124,8 +124,10 @@ class OpenAIChat:
                         messages=[{"role": m.role, "content": m.content} for m in messages],
                         **options,
                     )
-                except openai.BadRequestError:
-                    if index + 1 == len(formats):
+                except openai.BadRequestError as exc:
+                    # Only a refusal of the format itself steps down; any other 400 (a context too long)
+                    # is the request's own failure.
+                    if index + 1 == len(formats) or not _about_format(exc):
                         raise
                     self._refused += 1  # this endpoint refused that format: don't ask for it again
                     continue
@@ -137,6 +139,14 @@ class OpenAIChat:
                     completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
                 )
         raise AssertionError("unreachable")
+
+
+def _about_format(error: Exception) -> bool:
+    """Whether an HTTP 400 is about the reply format asked for (servers name the field they refuse)."""
+    said = str(getattr(error, "message", error)).lower()
+    return any(
+        word in said for word in ("response_format", "json_schema", "json_object", "json mode", "schema")
+    )
 
 
 def make_chat_model(settings: Settings) -> ChatModel:

@@ -35,6 +35,10 @@ forward(id) AS (
 SELECT id FROM back UNION SELECT id FROM forward"""
 
 
+# An exchange waiting for extraction.
+_WAITING = (MemoryRow.kind == "exchange", MemoryRow.extracted_at.is_(None))
+
+
 class LifecycleRepository:
     """Learning's reads and writes in the caller's session and transaction."""
 
@@ -50,17 +54,19 @@ class LifecycleRepository:
     def unextracted(
         self, namespace: str, *, limit: int, ids: Sequence[int] | None = None
     ) -> list[MemoryRecord]:
-        """Exchanges of the namespace not yet extracted (and not archived), oldest first; only `ids` if
-        given."""
+        """Exchanges of the namespace not yet extracted (archived ones too: compression keeps what they
+        said), never tried first, then those whose last try failed longest ago — so exchanges that keep
+        failing do not starve the others — oldest first; only `ids` if given."""
+        tried = (
+            select(func.max(MemoryEvent.created_at))
+            .where(MemoryEvent.memory_id == MemoryRow.id, MemoryEvent.action == "extract")
+            .correlate(MemoryRow)
+            .scalar_subquery()
+        )
         stmt = (
             select(*RECORD_COLUMNS)
-            .where(
-                MemoryRow.namespace == namespace,
-                MemoryRow.kind == "exchange",
-                MemoryRow.extracted_at.is_(None),
-                MemoryRow.archived_at.is_(None),
-            )
-            .order_by(MemoryRow.created_at, MemoryRow.id)
+            .where(*_WAITING, MemoryRow.namespace == namespace)
+            .order_by(tried.asc().nulls_first(), MemoryRow.created_at, MemoryRow.id)
             .limit(limit)
         )
         if ids is not None:
@@ -69,19 +75,8 @@ class LifecycleRepository:
 
     def unextracted_count(self, namespace: str) -> int:
         """How many exchanges of the namespace wait for extraction."""
-        return int(
-            self.session.scalar(
-                select(func.count())
-                .select_from(MemoryRow)
-                .where(
-                    MemoryRow.namespace == namespace,
-                    MemoryRow.kind == "exchange",
-                    MemoryRow.extracted_at.is_(None),
-                    MemoryRow.archived_at.is_(None),
-                )
-            )
-            or 0
-        )
+        stmt = select(func.count()).select_from(MemoryRow).where(*_WAITING, MemoryRow.namespace == namespace)
+        return int(self.session.scalar(stmt) or 0)
 
     def claim(self, ids: Sequence[int]) -> set[int]:
         """Lock these exchanges and return those still waiting for extraction (another run may have done

@@ -232,4 +232,11 @@ class MemoryEvent(Base):
         Index("ix_memory_events_memory", "memory_id"),
         Index("ix_memory_events_related", "related_id", postgresql_where=text("related_id IS NOT NULL")),
         Index("ix_memory_events_namespace", "namespace", "created_at"),
+        Index(
+            "ix_memory_events_fact_changes",
+            "namespace",
+            "created_at",
+            "id",
+            postgresql_where=text("action IN ('add', 'update', 'invalidate')"),
+        ),
     )

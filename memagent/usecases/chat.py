@@ -10,10 +10,10 @@ from pathlib import Path
 from memagent.agent.exchange import exchange_text, parse_exchange
 from memagent.agent.prompt import build_prompt
 from memagent.config import Settings
-from memagent.errors import DatabaseUnavailableError, KeptError, ProviderError
+from memagent.errors import DatabaseUnavailableError, KeptError, MemagentError, ProviderError
 from memagent.providers.chat import ChatModel
-from memagent.records import RecalledMemory, RememberResult
-from memagent.usecases.learning import Learner, LearnReport
+from memagent.records import LearnReport, RecalledMemory, RememberResult
+from memagent.usecases.learning import Learner
 from memagent.usecases.recovery import remember_or_keep
 from memagent.usecases.service import MemoryService
 from memagent.validation import clean_text
@@ -173,7 +173,7 @@ class ChatAgent:
             return None
         try:
             return Learner(self.service(), self.model).extract(namespace=stored.namespace, ids=[stored.id])
-        except DatabaseUnavailableError as exc:  # the turn is answered and stored: report, don't fail it
+        except MemagentError as exc:  # the turn is answered and stored: report, don't fail it
             report = LearnReport()
             report.failed.append((stored.id, exc.message))
             return report

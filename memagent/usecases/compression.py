@@ -11,7 +11,7 @@ learning lock).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,13 +26,12 @@ from memagent.agent.summary_prompt import (
 )
 from memagent.errors import InputError, ModelOutputError, ProviderError
 from memagent.providers.chat import ChatModel
-from memagent.records import MemoryRecord
+from memagent.records import MemoryRecord, ModelCost
 from memagent.store.memories import NewMemory
 from memagent.store.scope import Scope, View
 from memagent.store.unit import Store
-from memagent.usecases.model_json import ModelCost, ask_json
+from memagent.usecases.model_json import ask_json
 from memagent.usecases.service import MemoryService
-from memagent.usecases.views import refuse_other_kinds
 from memagent.validation import MIN_DATE, clean_duration, clean_name
 
 # Characters of records per prompt (about 6k tokens): a longer session is summarised in parts, and the
@@ -227,8 +226,15 @@ def _compress_session(
                 importance=max(m.importance for m in exchanges),
             )
             [(summary_id, created)] = store.memories.add_many([memory])
-            if not created:  # word for word a memory already there: only another summary may take these on
-                refuse_other_kinds(store.memories.kinds_of([summary_id]), "summary")
+            again = 0
+            while not created:  # word for word a memory already there (another session's summary, too):
+                again += 1  # this session's summary is its own memory, so mark it as this session's
+                if again > 20:
+                    raise InputError(f"the summary of session {session_id!r} is held as 20 memories already.")
+                span = f"{exchanges[0].created_at:%Y-%m-%d} to {exchanges[-1].created_at:%Y-%m-%d}"
+                mark = f"session {session_id}, {span}" + (f", {again}" if again > 1 else "")
+                memory = replace(memory, content=f"{summary} ({mark})")
+                [(summary_id, created)] = store.memories.add_many([memory])
             store.memories.link(namespace, [(summary_id, ids)])
             archived = store.archive.archive(namespace, ids, into=summary_id)
             calls = cost.calls - calls_before

@@ -31,8 +31,8 @@ def facts(
 def history(service: MemoryService, memory_id: int, *, namespace: str | None = None) -> History:
     """A memory's chain — what it replaced and what replaced it, in the order learnt, with when each held
     and was believed — and every event about them, with the model's reasons."""
-    if isinstance(memory_id, bool) or not isinstance(memory_id, int) or memory_id < 1:
-        raise InputError(f"a memory id is a positive whole number, not {memory_id!r}.")
+    if isinstance(memory_id, bool) or not isinstance(memory_id, int) or not 1 <= memory_id < 2**63:
+        raise InputError(f"a memory id is a whole number from 1 to {2**63 - 1}, not {memory_id!r}.")
     scope = service.scope(namespace)
     with service.unit(scope.namespace) as store:
         entries = store.lifecycle.chain(memory_id)

@@ -11,7 +11,7 @@ next `memagent extract` takes it again, and nothing it said is lost.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
 
@@ -26,50 +26,17 @@ from memagent.agent.learning_prompts import (
     parse_decisions,
     parse_facts,
 )
-from memagent.errors import InputError, ProviderError
+from memagent.errors import DatabaseError, DatabaseUnavailableError, InputError, ProviderError
 from memagent.providers.chat import ChatModel
-from memagent.records import MemoryRecord
+from memagent.records import LearnReport, MemoryRecord
 from memagent.store.memories import NewMemory
 from memagent.store.scope import Scope, View
-from memagent.usecases.model_json import ModelCost, ask_json
+from memagent.usecases.model_json import ask_json
 from memagent.usecases.service import MemoryService
 
 NEIGHBOURS = 5  # current facts shown to the model per new fact
 MAX_SHOWN = 20  # and at most this many in all
 ATTEMPTS = 3  # consolidations of one exchange when the facts changed under it (another run)
-
-
-@dataclass
-class LearnReport:
-    """What one extraction run did (counts over its exchanges) and what its model calls cost."""
-
-    exchanges: int = 0  # exchanges whose facts are now learnt
-    added: list[int] = field(default_factory=list)  # ids of the facts stored
-    updated: int = 0  # facts replaced by a newer one
-    invalidated: int = 0  # facts that no longer hold
-    unchanged: int = 0  # facts already held (their sources gained this exchange)
-    refused: int = 0  # decisions naming a fact the model was not shown (applied as plain adds)
-    skipped: int = 0  # exchanges another run learnt meanwhile
-    failed: list[tuple[int, str]] = field(default_factory=list)  # (exchange id, why): left for later
-    waiting: int = 0  # exchanges of the namespace still waiting afterwards (counted when ids is None)
-    cost: ModelCost = field(default_factory=ModelCost)
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        return {
-            "exchanges": self.exchanges,
-            "added": self.added,
-            "updated": self.updated,
-            "invalidated": self.invalidated,
-            "unchanged": self.unchanged,
-            "refused": self.refused,
-            "skipped": self.skipped,
-            "failed": [{"id": memory_id, "error": error} for memory_id, error in self.failed],
-            "waiting": self.waiting,
-            "model_calls": self.cost.calls,
-            "prompt_tokens": self.cost.prompt_tokens,
-            "completion_tokens": self.cost.completion_tokens,
-        }
 
 
 @dataclass(frozen=True)
@@ -101,7 +68,8 @@ class Learner:
         on_progress: Callable[[int], None] | None = None,
     ) -> LearnReport:
         """Learn the facts of the namespace's exchanges not yet extracted (oldest first, at most `limit`;
-        only `ids` if given). Provider failures are reported per exchange, never raised."""
+        only `ids` if given). Failures (the provider, the model's reply) are reported per
+        exchange, never raised, except an unreachable database."""
         if not 1 <= limit <= 100_000:
             raise InputError(f"limit must be between 1 and 100000, not {limit}.")
         space = self.service.scope(namespace).namespace
@@ -111,7 +79,11 @@ class Learner:
         for exchange in exchanges:
             try:
                 self._learn(exchange, report)
-            except ProviderError as exc:
+            except DatabaseUnavailableError:
+                raise  # nothing more can be done now: the caller says so
+            except (ProviderError, InputError, DatabaseError) as exc:
+                # This exchange waits for a later run; the others go on. (A reply the database refuses,
+                # e.g. text it cannot store, is the model's failure as much as invalid JSON is.)
                 report.failed.append((exchange.id, exc.message))
                 with self.service.unit(space) as store:  # why it waits, in its history
                     store.lifecycle.record(space, exchange.id, "extract", details={"error": exc.message})
@@ -129,19 +101,22 @@ class Learner:
         vectors = _Vectors(self.service)
         vectors.add([fact.text for fact in facts])
         for _ in range(ATTEMPTS):
-            with self.service.unit(exchange.namespace) as store:
-                version = store.lifecycle.facts_version(exchange.namespace)
+            version = None
+            if facts:  # with no facts there is nothing to decide, and nothing to be stale about
+                with self.service.unit(exchange.namespace) as store:
+                    version = store.lifecycle.facts_version(exchange.namespace)
             shown = self._nearest(exchange.namespace, [vectors[fact.text] for fact in facts])
-            plans = self._decide(exchange, facts, shown, report)
+            plans, refused = self._decide(exchange, facts, shown, report)
             vectors.add([plan.text for plan in plans if plan.text is not None])
             try:
-                self._apply(exchange, plans, shown, vectors, version, report)
-                return
+                self._apply(exchange, plans, vectors, version, report)
             except _Stale:
                 continue
+            report.refused += refused
+            return
         raise ProviderError(  # not the provider's fault, but the same remedy: leave it for a later run
             f"the namespace's facts kept changing while exchange {exchange.id} was consolidated "
-            f"({ATTEMPTS} tries); `memagent extract` takes it again."
+            f"({ATTEMPTS} tries)"
         )
 
     def _nearest(self, namespace: str, vectors: Sequence[Any]) -> dict[int, Shown]:
@@ -156,11 +131,12 @@ class Learner:
 
     def _decide(
         self, exchange: MemoryRecord, facts: list[Fact], shown: dict[int, Shown], report: LearnReport
-    ) -> list[_Plan]:
-        """One plan per new fact: the model's decision when it is valid; an add otherwise. A decision
-        naming a fact that was not shown (an invented id, another namespace's) is refused."""
+    ) -> tuple[list[_Plan], int]:
+        """One plan per new fact — the model's decision when it is valid, an add otherwise — and how many
+        decisions were refused: one naming a fact that was not shown (an invented id, another namespace's,
+        an exchange's), or ending a fact another new fact already ends."""
         if not facts:
-            return []
+            return [], 0
         decided: dict[int, Decision] = {}
         if shown:  # with nothing to compare with, every fact is new: no call needed
             messages = consolidate_messages(
@@ -169,28 +145,29 @@ class Learner:
             for decision in ask_json(self.model, messages, CONSOLIDATE_SCHEMA, parse_decisions, report.cost):
                 if 1 <= decision.new <= len(facts):
                     decided.setdefault(decision.new, decision)
-        plans = []
+        plans: list[_Plan] = []
+        refused, ended = 0, set()
         for index, fact in enumerate(facts, start=1):
             decision = decided.get(index) or Decision(new=index, action="add", reason="new information")
-            if decision.action != "add" and decision.target not in shown:
-                if decision.target is not None:
-                    report.refused += 1
-                decision = Decision(
-                    new=index,
-                    action="add",
-                    reason=f"refused {decision.action} of fact {decision.target}: not shown",
-                )
+            if decision.action == "add":
+                decision = decision.model_copy(update={"target": None})  # an add touches nothing else
+            elif decision.target not in shown or (decision.action != "noop" and decision.target in ended):
+                refused += decision.target is not None
+                why = "not shown" if decision.target not in shown else "another new fact replaces it"
+                reason = f"refused {decision.action} of fact {decision.target}: {why}"
+                decision = Decision(new=index, action="add", reason=reason)
+            elif decision.action != "noop":
+                ended.add(decision.target)
             text = fact.text
-            if decision.action == "update" and decision.text and decision.text.strip():
-                text = " ".join(decision.text.split())
+            if decision.action == "update" and decision.text:
+                text = decision.text
             plans.append(_Plan(decision, None if decision.action == "noop" else text, fact.importance))
-        return plans
+        return plans, refused
 
     def _apply(
         self,
         exchange: MemoryRecord,
         plans: list[_Plan],
-        shown: dict[int, Shown],
         vectors: _Vectors,
         version: Any,
         report: LearnReport,
@@ -203,7 +180,7 @@ class Learner:
             if not life.claim([exchange.id]):
                 report.skipped += 1  # another run learnt it meanwhile
                 return
-            if life.facts_version(space) != version:
+            if plans and life.facts_version(space) != version:
                 raise _Stale
             targets = {plan.decision.target for plan in plans if plan.decision.target is not None}
             if set(life.current_facts(sorted(targets))) != targets:
@@ -254,12 +231,12 @@ class Learner:
         that fact (another run learnt it too); one it holds otherwise (an expired fact, an exchange) is
         stored again, marked as restated, since a namespace keeps one memory per text."""
 
-        def memory(text: str, importance: float) -> NewMemory:
+        def memory(text: str, meaning: str, importance: float) -> NewMemory:
             return NewMemory(
                 namespace=exchange.namespace,
                 session_id=exchange.session_id,
                 content=text,
-                embedding=vectors[text],
+                embedding=vectors[meaning],
                 embedding_model=self.service.embedder.model,
                 metadata={},
                 created_at=exchange.created_at,  # when it was said: the fact holds from then
@@ -267,15 +244,26 @@ class Learner:
                 importance=importance,
             )
 
-        assert all(plan.text is not None for plan in plans)
-        stored = store.memories.add_many([memory(str(plan.text), plan.importance) for plan in plans])
+        texts = [str(plan.text) for plan in plans]
+        stored = store.memories.add_many(
+            [memory(text, text, plan.importance) for text, plan in zip(texts, plans, strict=True)]
+        )
         kinds = store.memories.kinds_of([memory_id for memory_id, created in stored if not created])
         found = []
-        for plan, (memory_id, created) in zip(plans, stored, strict=True):
-            if not created and kinds.get(memory_id) != "fact":
-                restated = f"{plan.text} (restated {day})"
-                vectors.add([restated])
-                memory_id, created = store.memories.add_many([memory(restated, plan.importance)])[0]
+        for text, plan, (memory_id, created) in zip(texts, plans, stored, strict=True):
+            again = 0
+            while not created and kinds.get(memory_id) != "fact":
+                # Held, but not as a current fact (expired, archived, another kind): a new memory, whose
+                # text must differ. Its embedding stays the fact's (the mark adds nothing to its meaning).
+                again += 1
+                if again > 20:
+                    raise InputError(f"the fact {text!r} is already held as 20 other memories.")
+                mark = f"restated {day}" + (f", {again}" if again > 1 else "")
+                memory_id, created = store.memories.add_many(
+                    [memory(f"{text} ({mark})", text, plan.importance)]
+                )[0]
+                if not created:
+                    kinds |= store.memories.kinds_of([memory_id])
             found.append((memory_id, created))
         return found
 

@@ -5,33 +5,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from memagent.errors import ModelOutputError
 from memagent.providers.chat import ChatModel, JsonSchema, Message
+from memagent.records import ModelCost
 
 T = TypeVar("T")
-
-
-@dataclass
-class ModelCost:
-    """What the model calls of one operation cost: calls, tokens, and seconds spent waiting for them."""
-
-    calls: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    seconds: float = 0.0
-    invalid_replies: int = 0  # replies that were not JSON of the schema (each asked again once)
-    reasons: list[str] = field(default_factory=list)
-
-    def add(self, other: ModelCost) -> None:
-        """Count another operation's calls in this one."""
-        self.calls += other.calls
-        self.prompt_tokens += other.prompt_tokens
-        self.completion_tokens += other.completion_tokens
-        self.seconds += other.seconds
-        self.invalid_replies += other.invalid_replies
 
 
 def _json_of(text: str) -> Any:
@@ -41,6 +21,19 @@ def _json_of(text: str) -> Any:
         body = body.split("\n", 1)[1] if "\n" in body else ""
         body = body.rsplit("```", 1)[0]
     return json.loads(body)
+
+
+def _problem(error: Exception) -> str:
+    """What was wrong with a reply, in one short line (pydantic's own message spans lines and links)."""
+    from pydantic import ValidationError
+
+    if isinstance(error, ValidationError):
+        where = [
+            f"{'.'.join(map(str, e['loc'])) or 'reply'}: {e['msg']}"
+            for e in error.errors(include_url=False)[:3]
+        ]
+        return "; ".join(where)
+    return " ".join(str(error).split())[:300] or type(error).__name__
 
 
 def ask_json(
@@ -70,7 +63,7 @@ def ask_json(
             return parse(_json_of(reply.text))
         except (ValueError, TypeError, KeyError, RecursionError) as exc:
             cost.invalid_replies += 1
-            problem = " ".join(str(exc).split())[:300] or type(exc).__name__
+            problem = _problem(exc)
             if attempt == 1:
                 asked = [
                     *messages,
