@@ -7,6 +7,7 @@ evidence is recalled (top 25) and scored against the turns that answer it.
     python benchmarks/locomo.py --data ../shared/benchdata/locomo/locomo_dev.json --mode hybrid
     python benchmarks/locomo.py --data … --mode vector --json results-vector.json
     python benchmarks/locomo.py --data … --facts linked     # fact memory: LoCoMo's observations as facts
+    python benchmarks/locomo.py --data … --facts observations --merge-threshold 0.85  # learnt by memagent
     python benchmarks/locomo.py --data … --facts linked --fact-importance 0.8 --importance-weight 0.2
 
 --facts: LoCoMo ships, per session, facts an LLM extracted from the dialogue ("observations"), each naming
@@ -14,8 +15,13 @@ the turn(s) it came from — a stand-in for an extractor's output. `plain` store
 ordinary memories; `linked` stores them as memories of kind fact linked to their turns (memory_sources),
 so that recall lets a fact stand for the turns it came from; `only` stores the facts without the turns.
 Each observation is stored as "(<session date>) <text>", like a turn. A recalled observation covers its
-turns; the metrics are unchanged. LoCoMo's observations carry no importance: --fact-importance gives them
-one (the turns keep the default 0.5), and --importance-weight sets recall's importance blend.
+turns; the metrics are unchanged. `observations` learns them instead: memagent's Learner extracts and
+consolidates them from the stored turns, with a stand-in model that returns each turn's observations and
+merges a new fact into a held one at --merge-threshold cosine similarity (benchmarks/locomo_observations.py);
+a merged fact covers the turns of both.
+
+LoCoMo's observations carry no importance: --fact-importance gives them one (the turns keep the default
+0.5), and --importance-weight sets recall's importance blend.
 
 Metrics, per category and overall: fractional evidence recall@k (the share of a question's evidence turns
 in the top k), hit@k (any evidence turn in the top k) and MRR (over the top 25). Categories: 1 multi-hop,
@@ -199,6 +205,40 @@ def store_observations(
     return len(conv.observations)
 
 
+def learn_observations(
+    memory: Any,
+    conv: Conversation,
+    namespace: str,
+    memory_of_turn: dict[str, int],
+    ids_by_content: dict[str, set[str]],
+    args: argparse.Namespace,
+) -> int:
+    """The observations learnt from the stored turns by memagent's Learner with the stand-in model
+    (benchmarks/locomo_observations.py), session by session; returns how many facts were stored."""
+    from locomo_observations import ObservationModel
+
+    from memagent.usecases.learning import Learner
+
+    model = ObservationModel(memory.embedder, args.merge_threshold)
+    turn_of = {memory_of_turn[t.dia_id]: t for t in conv.turns if t.dia_id in memory_of_turn}
+    for o in conv.observations:
+        text = " ".join(o.content.split())
+        turn = next(t for t in conv.turns if t.dia_id == o.evidence[0])
+        model.facts_of_turn.setdefault(turn.content, []).append(text)
+        ids_by_content[text].update(o.evidence)
+    learner = Learner(memory, model)
+    added = 0
+    for when in sorted({t.created_at for t in turn_of.values()}):
+        ids = [i for i, t in turn_of.items() if t.created_at == when]
+        report = learner.extract(namespace=namespace, ids=ids, limit=len(ids))
+        assert not report.failed, report.failed
+        added += len(report.added)
+    for text, into in model.merged.items():  # a merged fact covers its turns through the one it joined
+        ids_by_content[into].update(ids_by_content[text])
+    args.merged = getattr(args, "merged", 0) + len(model.merged)
+    return added
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from memagent.bootstrap import open_service
     from memagent.config import get_settings
@@ -229,7 +269,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 )
                 memory_of_turn |= {t.dia_id: r.id for t, r in zip(turns, results, strict=True)}
             stored += len(memory_of_turn)
-            if args.facts != "none":
+            if args.facts == "observations":
+                stored += learn_observations(memory, conv, namespace, memory_of_turn, ids_by_content, args)
+            elif args.facts != "none":
                 stored += store_observations(
                     memory, conv, namespace, memory_of_turn, args.facts, args.fact_importance
                 )
@@ -268,6 +310,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "mode": args.mode,
         "facts": args.facts,
+        **(
+            {"merge_threshold": args.merge_threshold, "merged": getattr(args, "merged", 0)}
+            if args.facts == "observations"
+            else {}
+        ),
         "recency_half_life_days": settings.recency_half_life_days,
         "importance_weight": settings.importance_weight,
         "fact_importance": args.fact_importance,
@@ -337,12 +384,20 @@ def main() -> None:
     parser.add_argument("--mode", choices=["hybrid", "vector", "text"], default="hybrid")
     parser.add_argument(
         "--facts",
-        choices=["none", "plain", "linked", "only"],
+        choices=["none", "plain", "linked", "only", "observations"],
         default="none",
         help="LoCoMo's observations beside the turns: not at all, as plain memories, as facts linked to "
-        "their turns, or as facts (unlinked) without the turns",
+        "their turns, as facts (unlinked) without the turns, or learnt from the turns by memagent's "
+        "extraction and consolidation with a stand-in model (observations)",
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument(
+        "--merge-threshold",
+        type=float,
+        default=0.85,
+        help="--facts observations: the cosine similarity at which the stand-in consolidator takes a new "
+        "fact for one already held (above 1: never)",
+    )
     parser.add_argument(
         "--undated-facts",
         action="store_true",
