@@ -286,12 +286,13 @@ from memagent.cli import (  # noqa: E402
     compress_cmd,
     index_cmd,
     learning_cmds,
+    mcp_cmd,
     sql_cmd,
     transfer_cmds,
 )
 
 __all__ = ["admin_cmds", "app", "chat", "compress_cmd", "index_cmd", "learning_cmds", "main", "sql_cmd"]
-__all__ += ["transfer_cmds"]
+__all__ += ["mcp_cmd", "transfer_cmds"]
 
 
 def main() -> None:

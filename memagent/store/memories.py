@@ -209,6 +209,19 @@ class MemoryRepository(SearchQueries):
         result = self.session.execute(delete(MemoryRow).where(scope.where()))
         return int(result.rowcount)  # type: ignore[attr-defined]
 
+    def delete_one(self, namespace: str, memory_id: int) -> MemoryRecord | None:
+        """Delete one memory of the namespace by id; returns it, or None when the namespace has no such id.
+
+        The namespace filter stands beside row-level security, so the answer is the same with isolation off.
+        """
+        stmt = (
+            delete(MemoryRow)
+            .where(MemoryRow.id == memory_id, MemoryRow.namespace == namespace)
+            .returning(*RECORD_COLUMNS)
+        )
+        row = self.session.execute(stmt).first()
+        return None if row is None else to_record(row)
+
     # -- reads -----------------------------------------------------------------------------------------------
 
     def recent(self, scope: Scope, *, limit: int) -> list[MemoryRecord]:
