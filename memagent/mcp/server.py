@@ -36,7 +36,7 @@ REMEMBER = (
 RECALL = (
     "Search long-term memory for what is relevant to a question or task. Call it before answering anything "
     "that may depend on earlier conversations (the user's name, projects, preferences, past decisions). "
-    "Phrase the query as the information you need. Returns JSON {\"memories\": [...]}, best first, each "
+    'Phrase the query as the information you need. Returns JSON {"memories": [...]}, best first, each '
     "with id, content, kind (exchange: something said in a conversation; fact: learnt from conversations "
     "and believed current; summary: older conversations condensed), session_id, created_at, score (the "
     "ranking's) and similarity (cosine, 0-1; null when the memory is not embedded yet). An empty list "
@@ -58,9 +58,7 @@ Session = Annotated[
     str | None,
     Field(description="A conversation's id: remember stores it with the memory; recall searches only it."),
 ]
-K = Annotated[
-    int | None, Field(ge=1, le=MAX_RECALL, description="How many memories at most (default: 5).")
-]
+K = Annotated[int | None, Field(ge=1, le=MAX_RECALL, description="How many memories at most (default: 5).")]
 Mode = Annotated[
     Literal["hybrid", "vector", "text"] | None,
     Field(description="hybrid (default: by meaning and by words), vector (meaning only) or text (words)."),
@@ -91,7 +89,8 @@ class MemoryServer(MCPServer[Any]):
             return await super().call_tool(name, arguments, context)
         except ToolError as exc:
             if isinstance(exc.__cause__, ValidationError):
-                raise ToolError(f"invalid arguments for {name}: {one_line(exc.__cause__)}") from None
+                problem = one_line(exc.__cause__)
+                raise ToolError(f"Error executing tool {name}: invalid arguments: {problem}") from None
             raise
 
 
