@@ -39,6 +39,7 @@ class Timed:
         self.spent = 0.0
         self.calls = 0
         self.tokens = 0
+        self.sent_chars = 0
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -65,6 +66,9 @@ class Timed:
             self.spent += time.perf_counter() - t
             self.calls += 1
         self.tokens += reply.prompt_tokens + reply.completion_tokens
+        # What a real model would bill for, estimated like memagent's prompt budget (4 characters a
+        # token): the loopback server's own counts are placeholders.
+        self.sent_chars += sum(len(m.content) for m in messages) + len(reply.text)
         return reply
 
 
@@ -149,7 +153,7 @@ def run(args: argparse.Namespace, home: Path) -> None:
                     given.next = queries[n]
                     n += 1
                     embedder.spent = chat.spent = 0.0
-                    chat.calls = chat.tokens = 0
+                    chat.calls = chat.tokens = chat.sent_chars = 0
                     t = time.perf_counter()
                     turn = agent.turn(f"turn {n}: what did I say about question {i * 7}?")
                     total = time.perf_counter() - t
@@ -161,14 +165,14 @@ def run(args: argparse.Namespace, home: Path) -> None:
                         overheads.append(total - embedder.spent - chat.spent)
                         model_time.append(chat.spent)
                         calls.append(chat.calls)
-                        tokens.append(chat.tokens)
+                        tokens.append(chat.sent_chars / 4)
                 label = f"{mode}{' + learning' if learn else ''}"
                 print(
                     f"{label:<17} chat turn overhead p50 {pct(overheads, 50):.2f} ms, p95 "
                     f"{pct(overheads, 95):.2f} ms (whole turn with the loopback model p50 "
                     f"{pct(totals, 50):.2f} ms, p95 {pct(totals, 95):.2f} ms; inside the model p50 "
                     f"{pct(model_time, 50):.2f} ms; {statistics.mean(calls):.1f} model calls and "
-                    f"{statistics.mean(tokens):.0f} tokens (loopback's count) per turn)"
+                    f"~{statistics.mean(tokens):.0f} tokens of learning prompts and replies per turn)"
                 )
     finally:
         fake.stop()

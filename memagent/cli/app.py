@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
@@ -17,6 +16,7 @@ from memagent.cli.base import (
     app,
     confirm_or_refuse,
     handled,
+    json_option,
     lazy_app,
     load_settings,
     open_service,
@@ -51,14 +51,7 @@ def remember(
     """Embed a text and store it as a memory."""
     body = read_stdin() if text in (None, "-") else text
     assert body is not None
-    meta: Any = None
-    if metadata is not None:
-        try:
-            meta = json.loads(metadata)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"--metadata is not valid JSON: {exc.msg} at position {exc.pos}.") from None
-        except RecursionError:
-            raise InputError("--metadata is nested too deeply.") from None
+    meta: Any = None if metadata is None else json_option(metadata, "--metadata")
     from memagent.cli.learning_cmds import learn_one
     from memagent.usecases.recovery import remember_or_keep
 
@@ -279,7 +272,7 @@ def purge(
     render.message(f"Deleted {counted(deleted)} from namespace {scope!r}.")
 
 
-# The chat and transfer commands live in their own modules; importing them registers them on `app`.
+# The other commands live in their own modules; importing them registers them on `app`.
 from memagent.cli import (  # noqa: E402
     admin_cmds,
     chat,
@@ -291,8 +284,8 @@ from memagent.cli import (  # noqa: E402
     transfer_cmds,
 )
 
-__all__ = ["admin_cmds", "app", "chat", "compress_cmd", "index_cmd", "learning_cmds", "main", "sql_cmd"]
-__all__ += ["mcp_cmd", "transfer_cmds"]
+__all__ = ["admin_cmds", "app", "chat", "compress_cmd", "index_cmd", "learning_cmds", "main", "mcp_cmd"]
+__all__ += ["sql_cmd", "transfer_cmds"]
 
 
 def main() -> None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import functools
+import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, time
-from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
 
@@ -113,6 +114,16 @@ def parse_before(value: str, option: str = "--before") -> datetime:
     if parsed.tzinfo is None and len(value) <= 10:  # a bare date: from its start, in the user's time zone
         parsed = datetime.combine(parsed.date(), time.min)
     return clean_date(parsed, f"{option} date")
+
+
+def json_option(value: str, option: str) -> Any:
+    """An option's JSON value (--metadata), or one line saying what is wrong with it."""
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{option} is not valid JSON: {exc.msg} at position {exc.pos}.") from None
+    except RecursionError:
+        raise InputError(f"{option} is nested too deeply.") from None
 
 
 def read_stdin() -> str:
