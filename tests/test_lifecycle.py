@@ -370,3 +370,18 @@ def test_links_stay_in_their_namespace_when_every_namespace_is_readable(
     with pytest.raises(DatabaseError, match="row-level security"), service.unit("*") as store:
         store.memories.session.execute(text(statement))
     assert connection.execute(text("SELECT count(*) FROM memory_sources")).scalar() == 0
+
+
+def test_facts_stored_directly_are_recorded_as_changes(
+    service: MemoryService, connection: Connection
+) -> None:
+    said = _stored(service, "Priya: I moved to Porto")
+    [fact] = service.remember_many(["Priya lives in Porto"], namespace="learn", kind="fact", sources=[[said]])
+    events = connection.execute(
+        text("SELECT action, memory_id, reason FROM memory_events WHERE namespace = 'learn'")
+    ).all()
+    assert [tuple(e) for e in events] == [("add", fact.id, "stored directly")]
+    again = service.remember_many(["Priya lives in Porto"], namespace="learn", kind="fact")
+    assert again[0].id == fact.id and not again[0].created
+    count = connection.execute(text("SELECT count(*) FROM memory_events WHERE namespace = 'learn'"))
+    assert count.scalar_one() == 1  # nothing new, nothing recorded

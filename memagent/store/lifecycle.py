@@ -144,6 +144,17 @@ class LifecycleRepository:
             )
         )
 
+    def record_adds(self, namespace: str, memory_ids: Sequence[int], reason: str) -> None:
+        """An `add` event for each of these memories, in one statement."""
+        if memory_ids:
+            self.session.execute(
+                insert(MemoryEvent).values(created_at=func.clock_timestamp()),  # see record()
+                [
+                    {"namespace": namespace, "memory_id": memory_id, "action": "add", "reason": reason}
+                    for memory_id in memory_ids
+                ],
+            )
+
     def facts_version(self, namespace: str) -> tuple[datetime, int] | None:
         """The namespace's latest change to its facts (an add, update or invalidate event): consolidation
         decides on the facts it saw, and applies only if this has not moved since (else it looks again)."""

@@ -128,6 +128,10 @@ class MemoryService(SpaceChecked):
                 if sources is not None:
                     links = [(memory_id, ids) for (memory_id, _), ids in zip(stored, sources, strict=True)]
                     store.memories.link(scope.namespace, links)
+                if kind != "exchange":  # a fact or summary stored by the caller: a change, recorded in
+                    store.lifecycle.lock_namespace(scope.namespace)  # order with learning's (facts_version)
+                    added = [memory_id for memory_id, new in stored if new]
+                    store.lifecycle.record_adds(scope.namespace, added, "stored directly")
         if pending_reason is None:
             self._catch_up()  # the provider answers: catch up on old ones
         else:
