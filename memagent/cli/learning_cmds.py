@@ -42,10 +42,13 @@ def learn_one(opened: App, settings: Settings, memory_id: int, namespace: str) -
 @handled
 def extract(
     limit: Annotated[
-        int, typer.Option("--limit", "-l", help="At most this many exchanges, oldest first (1-100000).")
+        int,
+        typer.Option(
+            "--limit", "-l", help="At most this many exchanges (1-100000): never tried first, oldest first."
+        ),
     ] = 100,
     namespace: NamespaceOpt = None,
-    as_json: JsonOpt = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
 ) -> None:
     """Learn facts from stored exchanges not yet processed, with the chat model, and keep them current.
 
@@ -125,7 +128,9 @@ def history(
         str, typer.Argument(metavar="ID", help="A memory's id (a fact's, or any memory's).")
     ],
     namespace: NamespaceOpt = None,
-    as_json: JsonOpt = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the chain and events as JSON on stdout.")
+    ] = False,
 ) -> None:
     """Show a fact's history: what it replaced and what replaced it, when each held, and why."""
     from memagent.usecases.history import history as chain
