@@ -122,7 +122,8 @@ class Deps:
 def test_function_model_corrects_bad_calls_and_stays_in_its_namespace(
     open_memory: Any, engine: Engine
 ) -> None:
-    """Out-of-schema and unknown ids come back as retry prompts; recall (through deps) sees one namespace."""
+    """An out-of-schema id, an unknown id and an empty text come back as retry prompts; recall (through
+    deps) sees one namespace."""
     mine, other = open_memory(), open_memory()
     kept = mine.remember(PRIYA, session_id="s1")
     other.remember("Priya from the other namespace builds a Rust compiler too")
@@ -138,6 +139,8 @@ def test_function_model_corrects_bad_calls_and_stays_in_its_namespace(
         if step == 2:
             return ModelResponse(parts=[ToolCallPart("forget", {"id": missing})])
         if step == 3:
+            return ModelResponse(parts=[ToolCallPart("remember", {"text": "   "})])
+        if step == 4:
             return ModelResponse(parts=[ToolCallPart("recall", {"query": "Priya Rust compiler"})])
         return ModelResponse(parts=[TextPart("done")])
 
@@ -155,7 +158,10 @@ def test_function_model_corrects_bad_calls_and_stays_in_its_namespace(
     [unknown] = last_parts(seen[2], ToolReturnPart)
     assert unknown.outcome == "retried"
     assert unknown.content == f"no memory {missing} in namespace {mine.settings.namespace!r}."
-    [recalled] = last_parts(seen[3], ToolReturnPart)
+    [empty] = last_parts(seen[3], ToolReturnPart)
+    assert empty.tool_name == "remember" and empty.outcome == "retried"
+    assert empty.content == "the text is empty."
+    [recalled] = last_parts(seen[4], ToolReturnPart)
     found = json.loads(str(recalled.content))["memories"]
     assert [m["content"] for m in found] == [PRIYA]  # the other namespace's Priya is not reachable
     assert stored(engine, mine.settings.namespace) == [(kept.id, PRIYA)]  # the bad forgets deleted nothing
