@@ -58,9 +58,10 @@ class FakeOpenAI:
         self.requests: list[dict[str, Any]] = []
         self.failures: list[Failure] = []
         self.chat_reply = "I remember."
-        # Scripted whole (non-streamed) replies: the queue first, then the handler, then chat_reply.
+        # Scripted whole (non-streamed) replies: the queue first, then the handler, then chat_reply. A handler
+        # may answer with a whole message (a dict, e.g. with "tool_calls": see tool_call) instead of its text.
         self.chat_replies: list[str] = []
-        self.chat_handler: Callable[[dict[str, Any]], str] | None = None
+        self.chat_handler: Callable[[dict[str, Any]], str | dict[str, Any]] | None = None
         self.refuse_formats: set[str] = set()  # response_format types answered with HTTP 400
         self.latency = 0.0  # seconds added to every successful embeddings answer
         self.api_key = "sk-test-secret-key-1234567890"
@@ -224,8 +225,10 @@ class FakeOpenAI:
     def _chat(self, body: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
             scripted = self.chat_replies.pop(0) if self.chat_replies else None
-        if scripted is None:
-            scripted = self.chat_handler(body) if self.chat_handler is not None else self.chat_reply
+        answer: str | dict[str, Any] | None = scripted
+        if answer is None:
+            answer = self.chat_handler(body) if self.chat_handler is not None else self.chat_reply
+        message = answer if isinstance(answer, dict) else {"role": "assistant", "content": answer}
         return {
             "id": "chatcmpl-fake",
             "object": "chat.completion",
@@ -234,9 +237,19 @@ class FakeOpenAI:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": scripted},
-                    "finish_reason": "stop",
+                    "message": message,
+                    "finish_reason": "tool_calls" if message.get("tool_calls") else "stop",
                 }
             ],
             "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
         }
+
+
+def tool_call(name: str, arguments: dict[str, Any], call_id: str = "call_1") -> dict[str, Any]:
+    """An assistant message calling one tool, as a chat_handler may answer."""
+    function = {"name": name, "arguments": json.dumps(arguments)}
+    return {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [{"id": call_id, "type": "function", "function": function}],
+    }

@@ -1,0 +1,1 @@
+"""memagent inside agent frameworks, each behind its own optional extra (imported only when asked for)."""
