@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from memagent.agent.prompt import data_line, data_markers
 from memagent.providers.chat import JsonSchema, Message
@@ -109,24 +109,28 @@ def one_line(value: str | None) -> str | None:
 
 
 class Fact(BaseModel):
-    """One fact the extractor found."""
+    """One fact the extractor found: its text cleaned to one line and cut to MAX_FACT_CHARS, its
+    importance clamped to 0-1 (0.5 when the model gave none)."""
 
     model_config = ConfigDict(extra="ignore")
 
-    text: str = Field(min_length=1, max_length=MAX_FACT_CHARS)
-    importance: float = Field(default=0.5, ge=0.0, le=1.0)
+    text: str
+    importance: float = 0.5
 
-    @field_validator("text")
+    @field_validator("text", mode="before")
     @classmethod
-    def _one_line(cls, value: str) -> str:
-        text = one_line(value)
+    def _one_line(cls, value: Any) -> str:
+        text = one_line(value) if isinstance(value, str) else None
         if not text:
             raise ValueError("a fact's text is empty")
-        return text
+        return text if len(text) <= MAX_FACT_CHARS else text[: MAX_FACT_CHARS - 1].rstrip() + "…"
 
-
-class _Facts(BaseModel):
-    facts: list[Fact] = Field(max_length=10 * MAX_FACTS)
+    @field_validator("importance", mode="before")
+    @classmethod
+    def _clamped(cls, value: Any) -> float:
+        if value is None or isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+            return 0.5
+        return min(1.0, max(0.0, float(value)))
 
 
 class Decision(BaseModel):
@@ -134,32 +138,54 @@ class Decision(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    new: int = Field(ge=1)
+    new: int
     action: Literal["add", "update", "invalidate", "noop"]
     target: int | None = None
-    text: str | None = Field(default=None, max_length=MAX_FACT_CHARS)
-    reason: str = Field(default="", max_length=1000)
+    text: str | None = None
+    reason: str = ""
 
-    @field_validator("text", "reason")
+    @field_validator("text", "reason", mode="before")
     @classmethod
-    def _clean(cls, value: str | None) -> str | None:
-        return one_line(value) or (None if value is None else "")
+    def _clean(cls, value: Any) -> str | None:
+        if not isinstance(value, str):
+            return None if value is None else ""
+        text = one_line(value) or ""
+        return text if len(text) <= MAX_FACT_CHARS else text[: MAX_FACT_CHARS - 1].rstrip() + "…"
 
 
-class _Decisions(BaseModel):
-    decisions: list[Decision] = Field(max_length=4 * MAX_FACTS)
+def _items(value: Any, key: str) -> list[Any]:
+    """The list a reply must hold under `key` (ValueError if it does not)."""
+    if not isinstance(value, dict) or not isinstance(value.get(key), list):
+        raise ValueError(f'the reply must be a JSON object with a "{key}" list')
+    return list(value[key])
+
+
+def _valid(model: type[BaseModel], items: list[Any]) -> list[Any]:
+    """The items that fit the model; the others dropped — one bad item is no reason to learn nothing —
+    unless none fits (then the model misunderstood: ValueError, so it is asked again)."""
+    kept = []
+    first_error: Exception | None = None
+    for item in items:
+        try:
+            kept.append(model.model_validate(item))
+        except ValueError as exc:
+            first_error = first_error or exc
+    if items and not kept and first_error is not None:
+        raise first_error
+    return kept
 
 
 def parse_facts(value: Any) -> list[Fact]:
-    """The extractor's reply, validated (ValueError if it does not fit); the MAX_FACTS most important
-    when it lists more (a long list is a verbose model, not a reason to learn nothing)."""
-    facts = _Facts.model_validate(value).facts
+    """The extractor's reply, validated: items that do not fit dropped; the MAX_FACTS most important when
+    it lists more (a long list is a verbose model, not a reason to learn nothing)."""
+    facts: list[Fact] = _valid(Fact, _items(value, "facts")[: 10 * MAX_FACTS])
     return sorted(facts, key=lambda fact: -fact.importance)[:MAX_FACTS] if len(facts) > MAX_FACTS else facts
 
 
 def parse_decisions(value: Any) -> list[Decision]:
-    """The consolidator's reply, validated (ValueError if it does not fit)."""
-    return _Decisions.model_validate(value).decisions
+    """The consolidator's reply, validated: items that do not fit dropped (a fact left without a decision
+    is added as new)."""
+    return list(_valid(Decision, _items(value, "decisions")[: 10 * MAX_FACTS]))
 
 
 def _day(moment: datetime) -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC
 from typing import Any
 
 from memagent.agent.learning_prompts import (
@@ -29,8 +28,8 @@ from memagent.agent.learning_prompts import (
 from memagent.errors import DatabaseError, DatabaseUnavailableError, InputError, ProviderError
 from memagent.providers.chat import ChatModel
 from memagent.records import LearnReport, MemoryRecord
-from memagent.store.memories import NewMemory
 from memagent.store.scope import Scope, View
+from memagent.usecases.fact_writes import Vectors, distinct, store_facts
 from memagent.usecases.model_json import ask_json
 from memagent.usecases.service import MemoryService
 
@@ -85,8 +84,7 @@ class Learner:
                 # This exchange waits for a later run; the others go on. (A reply the database refuses,
                 # e.g. text it cannot store, is the model's failure as much as invalid JSON is.)
                 report.failed.append((exchange.id, exc.message))
-                with self.service.unit(space) as store:  # why it waits, in its history
-                    store.lifecycle.record(space, exchange.id, "extract", details={"error": exc.message})
+                self._note_failure(exchange, exc.message)
             if on_progress is not None:
                 on_progress(1)
         if ids is None:  # a whole run says how many are left; a chat turn's own exchange need not count them
@@ -94,11 +92,21 @@ class Learner:
                 report.waiting = store.lifecycle.unextracted_count(space)
         return report
 
+    def _note_failure(self, exchange: MemoryRecord, error: str) -> None:
+        """Why the exchange waits, in its history — unless it is gone (forgotten, purged) meanwhile."""
+        try:
+            with self.service.unit(exchange.namespace) as store:
+                store.lifecycle.record(exchange.namespace, exchange.id, "extract", details={"error": error})
+        except DatabaseUnavailableError:
+            raise
+        except DatabaseError:
+            pass  # the exchange was deleted while its model call ran: nothing waits
+
     def _learn(self, exchange: MemoryRecord, report: LearnReport) -> None:
-        facts = _distinct(
+        facts = distinct(
             ask_json(self.model, extract_messages(exchange), EXTRACT_SCHEMA, parse_facts, report.cost)
         )
-        vectors = _Vectors(self.service)
+        vectors = Vectors(self.service)
         vectors.add([fact.text for fact in facts])
         for _ in range(ATTEMPTS):
             version = None
@@ -168,12 +176,12 @@ class Learner:
         self,
         exchange: MemoryRecord,
         plans: list[_Plan],
-        vectors: _Vectors,
+        vectors: Vectors,
         version: Any,
         report: LearnReport,
     ) -> None:
         """The decisions, in one transaction under the namespace's learning lock."""
-        space, day = exchange.namespace, exchange.created_at.astimezone(UTC).strftime("%Y-%m-%d")
+        space = exchange.namespace
         with self.service.unit(space) as store:
             life = store.lifecycle
             life.lock_namespace(space)
@@ -187,35 +195,46 @@ class Learner:
                 raise _Stale
             self.service.check_embedding_space(store, claim=True)
             storing = [plan for plan in plans if plan.text is not None]
-            stored = self._store(store, exchange, storing, vectors, day)
+            texts = [(str(plan.text), plan.importance) for plan in storing]
+            stored = store_facts(store, exchange, texts, vectors, self.service.embedder.model)
             fact_ids = {plan.decision.new: found for plan, found in zip(storing, stored, strict=True)}
             links: list[tuple[int, list[int]]] = []
+            held: list[tuple[int, str | None]] = []  # facts already held that this exchange says again
+            ended: dict[int, int] = {}  # fact ended by this exchange -> what replaced it
             for plan in plans:
                 decision = plan.decision
                 reason = decision.reason or None
-                held = decision.target  # a noop's fact
-                if decision.action != "noop":
-                    new_id, fresh = fact_ids[decision.new]
-                    if fresh:
-                        links.append((new_id, [exchange.id]))
-                        if new_id not in report.added:
-                            report.added.append(new_id)
-                        life.record(space, new_id, "add", related_id=exchange.id, reason=reason)
-                    if decision.action in ("update", "invalidate") and decision.target != new_id:
-                        assert decision.target is not None
-                        life.end(decision.target, replaced_by=new_id, invalid_at=exchange.created_at)
-                        life.record(space, decision.target, decision.action, related_id=new_id, reason=reason)
-                        if decision.action == "update":
-                            report.updated += 1
-                        else:
-                            report.invalidated += 1
-                    if fresh:
+                if decision.action == "noop":
+                    assert decision.target is not None
+                    held.append((decision.target, reason))
+                    continue
+                new_id, fresh = fact_ids[decision.new]
+                if fresh:
+                    links.append((new_id, [exchange.id]))
+                    if new_id not in report.added:
+                        report.added.append(new_id)
+                    life.record(space, new_id, "add", related_id=exchange.id, reason=reason)
+                else:
+                    held.append((new_id, "the same fact is already held"))
+                target = decision.target
+                if decision.action in ("update", "invalidate") and target is not None and target != new_id:
+                    if new_id in ended:  # its replacement was itself ended just now: no loop of ends
+                        report.refused += 1
                         continue
-                    held, reason = new_id, "the same fact is already held"
-                # Already held: the fact gains this exchange as a source, and nothing else changes.
-                assert held is not None
-                links.append((held, [exchange.id]))
-                life.record(space, held, "noop", related_id=exchange.id, reason=reason)
+                    life.end(target, replaced_by=new_id, invalid_at=exchange.created_at)
+                    life.record(space, target, decision.action, related_id=new_id, reason=reason)
+                    ended[target] = new_id
+                    if decision.action == "update":
+                        report.updated += 1
+                    else:
+                        report.invalidated += 1
+            for fact_id, reason in held:
+                # Already held: the fact gains this exchange as a source, and nothing else changes; one
+                # this exchange ended passes the source on to what replaced it.
+                while fact_id in ended:
+                    fact_id = ended[fact_id]
+                links.append((fact_id, [exchange.id]))
+                life.record(space, fact_id, "noop", related_id=exchange.id, reason=reason)
                 report.unchanged += 1
             store.memories.link(space, [(m, s) for m, s in links if m != exchange.id])
             life.record(
@@ -223,69 +242,3 @@ class Learner:
             )
             life.mark_extracted([exchange.id])
         report.exchanges += 1
-
-    def _store(
-        self, store: Any, exchange: MemoryRecord, plans: list[_Plan], vectors: _Vectors, day: str
-    ) -> list[tuple[int, bool]]:
-        """Store the facts: (id, stored now) each. A text the namespace already holds as a current fact is
-        that fact (another run learnt it too); one it holds otherwise (an expired fact, an exchange) is
-        stored again, marked as restated, since a namespace keeps one memory per text."""
-
-        def memory(text: str, meaning: str, importance: float) -> NewMemory:
-            return NewMemory(
-                namespace=exchange.namespace,
-                session_id=exchange.session_id,
-                content=text,
-                embedding=vectors[meaning],
-                embedding_model=self.service.embedder.model,
-                metadata={},
-                created_at=exchange.created_at,  # when it was said: the fact holds from then
-                kind="fact",
-                importance=importance,
-            )
-
-        texts = [str(plan.text) for plan in plans]
-        stored = store.memories.add_many(
-            [memory(text, text, plan.importance) for text, plan in zip(texts, plans, strict=True)]
-        )
-        kinds = store.memories.kinds_of([memory_id for memory_id, created in stored if not created])
-        found = []
-        for text, plan, (memory_id, created) in zip(texts, plans, stored, strict=True):
-            again = 0
-            while not created and kinds.get(memory_id) != "fact":
-                # Held, but not as a current fact (expired, archived, another kind): a new memory, whose
-                # text must differ. Its embedding stays the fact's (the mark adds nothing to its meaning).
-                again += 1
-                if again > 20:
-                    raise InputError(f"the fact {text!r} is already held as 20 other memories.")
-                mark = f"restated {day}" + (f", {again}" if again > 1 else "")
-                memory_id, created = store.memories.add_many(
-                    [memory(f"{text} ({mark})", text, plan.importance)]
-                )[0]
-                if not created:
-                    kinds |= store.memories.kinds_of([memory_id])
-            found.append((memory_id, created))
-        return found
-
-
-class _Vectors(dict[str, Any]):
-    """Each text's embedding, computed once (new texts in one batch)."""
-
-    def __init__(self, service: MemoryService) -> None:
-        super().__init__()
-        self._service = service
-
-    def add(self, texts: Sequence[str]) -> None:
-        """Embed the texts not embedded yet (a ProviderError leaves the exchange for later)."""
-        missing = list(dict.fromkeys(text for text in texts if text not in self))
-        if missing:
-            self.update(zip(missing, self._service.embedder.embed(missing), strict=True))
-
-
-def _distinct(facts: list[Fact]) -> list[Fact]:
-    """The facts with repeated texts once (the most important copy)."""
-    best: dict[str, Fact] = {}
-    for fact in facts:
-        if fact.text not in best or fact.importance > best[fact.text].importance:
-            best[fact.text] = fact
-    return list(best.values())

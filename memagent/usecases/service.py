@@ -122,14 +122,15 @@ class MemoryService(SpaceChecked):
                     memories, pending_reason = self._embedded(contents, scope, meta, created_at, learned)
             with self.unit(scope.namespace) as store:
                 self.check_embedding_space(store, claim=True)
+                if kind != "exchange":  # in order with learning's writes: its lock before any row
+                    store.lifecycle.lock_namespace(scope.namespace)
                 stored = store.memories.add_many(memories)
                 if not plain:
                     refuse_other_kinds(store.memories.kinds_of([i for i, new in stored if not new]), kind)
                 if sources is not None:
                     links = [(memory_id, ids) for (memory_id, _), ids in zip(stored, sources, strict=True)]
                     store.memories.link(scope.namespace, links)
-                if kind != "exchange":  # a fact or summary stored by the caller: a change, recorded in
-                    store.lifecycle.lock_namespace(scope.namespace)  # order with learning's (facts_version)
+                if kind != "exchange":  # a fact or summary stored by the caller: a change, recorded
                     added = [memory_id for memory_id, new in stored if new]
                     store.lifecycle.record_adds(scope.namespace, added, "stored directly")
         if pending_reason is None:
