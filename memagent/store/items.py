@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import ColumnElement, and_, delete, select
+from sqlalchemy import ColumnElement, and_, delete, select, text
 from sqlalchemy.orm import Session
 
 from memagent.records import MemoryRecord
@@ -15,6 +15,10 @@ from memagent.store.scope import RECORD_COLUMNS, to_record
 # The metadata field that makes a memory an item: {"key": …, "value": {…}, "created_at": …, "updated_at": …}.
 # One field of its own, so an item's parts never mix with metadata a caller gives remember().
 ITEM = "store_item"
+
+
+# Transaction-scoped, on a hash of namespace and key (the learning lock's pattern, memagent.store.lifecycle).
+_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('memagent.item:' || :ns || chr(1) || :key, 0))"
 
 
 def _keyed(namespace: str, key: str) -> ColumnElement[bool]:
@@ -29,6 +33,17 @@ class ItemRepository:
 
     def __init__(self, session: Session) -> None:
         self.session = session
+
+    def lock(self, namespace: str, key: str) -> None:
+        """Hold the key until the transaction ends, so two puts of one key cannot both find it absent and
+        leave two items (a transaction-scoped advisory lock on a hash of namespace and key; a collision
+        only makes two unrelated puts wait for each other)."""
+        self.session.execute(
+            text(
+                "SELECT pg_advisory_xact_lock(hashtextextended('memagent.item:' || :ns || chr(1) || :key, 0))"
+            ),
+            {"ns": namespace, "key": key},
+        )
 
     def find(self, namespace: str, key: str) -> MemoryRecord | None:
         """The item `key` of the namespace (the newest, should two ever hold it), or None."""

@@ -83,6 +83,7 @@ def put_item(
         service.check_embedding_space(store, claim=True)
         if service.embedder is not embedder:  # the database moved to another model: embed it later
             vector = None
+        store.items.lock(scope.namespace, key)
         old = store.items.delete(scope.namespace, key)
         if old and isinstance(old[0].metadata.get(ITEM), dict):
             meta[ITEM]["created_at"] = old[0].metadata[ITEM].get("created_at", part["created_at"])
