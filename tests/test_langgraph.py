@@ -29,7 +29,7 @@ from memagent.integrations.langgraph import MemagentStore, namespace_name
 from memagent.store.items import ItemRepository
 from memagent.usecases.service import MemoryService
 from tests.conftest import fake_embedder
-from tests.fake_openai import FakeOpenAI
+from tests.fake_openai import Failure, FakeOpenAI
 
 ALICE = ("users", "alice", "memories")
 BOB = ("users", "bob", "memories")
@@ -254,3 +254,18 @@ def test_a_put_holds_its_key_until_it_commits(engine: Engine) -> None:
         ItemRepository(second).lock("users.bob", "profile")
         with pytest.raises(OperationalError, match="lock timeout"):
             ItemRepository(second).lock("users.alice", "profile")
+
+
+def test_a_put_while_the_provider_fails_is_kept_and_found(
+    store: MemagentStore, fake: FakeOpenAI, connection: Connection
+) -> None:
+    """The embeddings provider failing does not lose a put: the item is stored pending, get and search
+    (full-text, inside hybrid recall) still find it."""
+    fake.failures.append(Failure(status=500))
+    store.put(ALICE, "allergy", {"content": "Alice is allergic to peanuts"})
+    pending = connection.execute(
+        text("SELECT embedding IS NULL FROM memories WHERE namespace = 'users.alice.memories'")
+    ).scalar_one()
+    assert pending is True
+    assert store.get(ALICE, "allergy").value == {"content": "Alice is allergic to peanuts"}  # type: ignore[union-attr]
+    assert [hit.key for hit in store.search(("users",), query="peanuts allergy")] == ["allergy"]
