@@ -14,6 +14,7 @@ from memagent.store.archive import ArchiveRepository
 from memagent.store.bulk import BulkRepository
 from memagent.store.database import translate_errors, unreachable
 from memagent.store.hnsw import IndexRepository
+from memagent.store.items import ItemRepository
 from memagent.store.lifecycle import LifecycleRepository
 from memagent.store.memories import MemoryRepository
 from memagent.store.roles import APP_ROLE, Isolation, isolation
@@ -33,6 +34,11 @@ class Store:
     def memories(self) -> MemoryRepository:
         """Memories: store, search, list, count, purge, pending embeddings."""
         return MemoryRepository(self._session)
+
+    @cached_property
+    def items(self) -> ItemRepository:
+        """Key-value items (memories with a key): find, delete and list them by key and namespace."""
+        return ItemRepository(self._session)
 
     @cached_property
     def lifecycle(self) -> LifecycleRepository:
