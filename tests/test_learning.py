@@ -428,3 +428,18 @@ def test_the_staleness_check_reads_one_index_entry(connection: Connection) -> No
         ).scalars()
     )
     assert "ix_memory_events_fact_changes" in plan
+
+
+def test_key_value_items_are_neither_learnt_from_nor_compressed(
+    service: MemoryService, learner: Learner, script: Script, fake: FakeOpenAI
+) -> None:
+    from memagent.usecases.compression import compress
+
+    old = datetime.now(UTC) - timedelta(days=60)
+    item = {"store_item": {"key": "theme", "value": {"content": "Priya prefers dark mode"}}}
+    service.remember("Priya prefers dark mode", namespace=NS, metadata=item, created_at=old)
+    script.facts["dark"] = [{"text": "Priya prefers dark mode", "importance": 0.5}]
+    report = learner.extract(namespace=NS)
+    assert report.exchanges == 0 and report.waiting == 0 and fake.chat_requests() == []
+    dry = compress(service, None, older_than=timedelta(days=30), namespace=NS, dry_run=True)
+    assert dry.sessions == []

@@ -11,6 +11,7 @@ from sqlalchemy import ColumnElement, delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from memagent.records import MemoryRecord
+from memagent.store.items import not_an_item
 from memagent.store.models import MemoryRow
 from memagent.store.scope import RECORD_COLUMNS, Scope, to_record
 
@@ -44,6 +45,7 @@ class ArchiveRepository:
             MemoryRow.kind == "exchange",
             MemoryRow.archived_at.is_(None),
             MemoryRow.created_at < before,
+            not_an_item(),
         ]
 
     def old_sessions(

@@ -17,6 +17,13 @@ from memagent.store.scope import RECORD_COLUMNS, to_record
 ITEM = "store_item"
 
 
+def not_an_item() -> ColumnElement[bool]:
+    """Memories that are not key-value items: learning and compression leave items alone (an item is what
+    an application put under a key, not something a user said)."""
+    held: ColumnElement[bool] = MemoryRow.metadata_.has_key(ITEM)
+    return ~held
+
+
 # Transaction-scoped, on a hash of namespace and key (the learning lock's pattern, memagent.store.lifecycle).
 _LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('memagent.item:' || :ns || chr(1) || :key, 0))"
 

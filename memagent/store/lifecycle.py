@@ -12,6 +12,7 @@ from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from memagent.records import EventRecord, HistoryEntry, MemoryRecord
+from memagent.store.items import not_an_item
 from memagent.store.models import MemoryEvent, MemoryRow, MemorySource
 from memagent.store.scope import RECORD_COLUMNS, to_record
 
@@ -36,7 +37,7 @@ SELECT id FROM back UNION SELECT id FROM forward"""
 
 
 # An exchange waiting for extraction.
-_WAITING = (MemoryRow.kind == "exchange", MemoryRow.extracted_at.is_(None))
+_WAITING = (MemoryRow.kind == "exchange", MemoryRow.extracted_at.is_(None), not_an_item())
 
 
 class LifecycleRepository:
