@@ -443,3 +443,55 @@ def test_key_value_items_are_neither_learnt_from_nor_compressed(
     assert report.exchanges == 0 and report.waiting == 0 and fake.chat_requests() == []
     dry = compress(service, None, older_than=timedelta(days=30), namespace=NS, dry_run=True)
     assert dry.sessions == []
+
+
+@pytest.mark.parametrize("action", ["invalidate", "update"])
+def test_two_facts_never_end_each_other(
+    service: MemoryService, learner: Learner, script: Script, connection: Connection, action: str
+) -> None:
+    """A reply whose new facts are each other's targets' texts: one end is applied, the other refused —
+    never a loop of ends leaving neither fact current."""
+    said(service, "User: I live in Paris and work at Acme")
+    script.facts["and work"] = [
+        {"text": "Priya lives in Paris", "importance": 0.7},
+        {"text": "Priya works at Acme", "importance": 0.7},
+    ]
+    paris, acme = learner.extract(namespace=NS).added
+    said(service, "User: still Acme, still Paris", when=T2)
+    script.facts["still"] = [
+        {"text": "Priya works at Acme", "importance": 0.7},
+        {"text": "Priya lives in Paris", "importance": 0.7},
+    ]
+    script.decide = lambda new, shown: [
+        decision(1, action, paris, "swap", text="Priya works at Acme" if action == "update" else None),
+        decision(2, action, acme, "swap", text="Priya lives in Paris" if action == "update" else None),
+    ]
+    report = learner.extract(namespace=NS)
+    assert report.failed == [] and report.refused == 1
+    current = [f.id for f in facts(service, namespace=NS)]
+    assert current == [acme]  # Paris ended, replaced by Acme; Acme's end refused
+    assert row(connection, paris)["superseded_by"] == acme and row(connection, acme)["superseded_by"] is None
+
+
+def test_a_noop_on_a_fact_the_same_reply_ends_goes_to_its_replacement(
+    service: MemoryService, learner: Learner, script: Script, connection: Connection
+) -> None:
+    said(service, "User: I live in Paris")
+    script.facts["I live in Paris"] = [{"text": "Priya lives in Paris", "importance": 0.7}]
+    paris = learner.extract(namespace=NS).added[0]
+    moved = said(service, "User: moved to Rome, yes I did live in Paris", when=T2)
+    script.facts["Rome"] = [
+        {"text": "Priya lived in Paris", "importance": 0.5},
+        {"text": "Priya lives in Rome", "importance": 0.7},
+    ]
+    script.decide = lambda new, shown: [
+        decision(1, "noop", paris, "known"),
+        decision(2, "update", paris, "moved"),
+    ]
+    report = learner.extract(namespace=NS)
+    rome = report.added[0]
+    assert report.updated == 1 and report.unchanged == 1 and row(connection, paris)["superseded_by"] == rome
+    sources = connection.execute(
+        text("SELECT memory_id FROM memory_sources WHERE source_id = :id ORDER BY 1"), {"id": moved}
+    ).scalars()
+    assert list(sources) == [rome]  # the ended Paris fact gained no source; its replacement has it
