@@ -269,3 +269,23 @@ def test_a_put_while_the_provider_fails_is_kept_and_found(
     assert pending is True
     assert store.get(ALICE, "allergy").value == {"content": "Alice is allergic to peanuts"}  # type: ignore[union-attr]
     assert [hit.key for hit in store.search(("users",), query="peanuts allergy")] == ["allergy"]
+
+
+def test_search_finds_items_among_many_other_memories(store: MemagentStore, service: MemoryService) -> None:
+    """Chat exchanges of the same namespace compete for recall's places: search still finds the item."""
+    store.put(("mixed",), "theme", {"content": "budget spreadsheet template"})
+    for i in range(12):
+        service.remember(f"meeting notes about the quarterly budget review {i}", namespace="mixed")
+    found = store.search(("mixed",), query="meeting notes about the quarterly budget review", limit=3)
+    assert [item.key for item in found] == ["theme"]
+
+
+def test_a_memory_that_only_looks_like_an_item_is_not_one(
+    store: MemagentStore, service: MemoryService
+) -> None:
+    """Metadata given to remember() under the items' field, without an item's parts: ignored, not fatal."""
+    service.remember("forged", namespace="forged", metadata={"store_item": {"key": "evil"}})
+    store.put(("forged",), "real", {"content": "a real item"})
+    assert store.get(("forged",), "evil") is None
+    assert [item.key for item in store.search(("forged",))] == ["real"]
+    assert [item.key for item in store.search(("forged",), query="forged")] == ["real"]

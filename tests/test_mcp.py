@@ -353,3 +353,24 @@ def test_refusals_are_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     missing = runner.invoke(app, ["mcp"])
     assert missing.exit_code == 2
     assert 'pip install "memagent[mcp]"' in missing.stderr and missing.stderr.count("\n") == 1
+
+
+def test_a_port_that_cannot_be_served_is_one_line_before_any_token(cli_env: dict[str, str]) -> None:
+    """A taken port: one line, and no token printed for a server that never starts; a port out of range
+    is refused by the option itself."""
+    import socket
+
+    from typer.testing import CliRunner
+
+    from memagent.cli.app import app
+
+    runner = CliRunner()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = runner.invoke(app, ["mcp", "--http", "--port", str(port)])
+    assert busy.exit_code == 2 and "cannot listen on 127.0.0.1" in busy.stderr
+    assert "token" not in busy.stderr.lower() and busy.stdout == ""
+    wide = runner.invoke(app, ["mcp", "--http", "--port", "70000"])
+    assert wide.exit_code == 2 and "65535" in wide.stderr

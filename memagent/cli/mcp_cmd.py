@@ -25,7 +25,8 @@ def mcp_command(
         str | None, typer.Option("--host", help=f"With --http: the interface (default {DEFAULT_HOST}).")
     ] = None,
     port: Annotated[
-        int | None, typer.Option("--port", help=f"With --http: the port (default {DEFAULT_PORT}).")
+        int | None,
+        typer.Option("--port", min=1, max=65535, help=f"With --http: the port (default {DEFAULT_PORT})."),
     ] = None,
     token: Annotated[
         str | None,
@@ -55,7 +56,7 @@ def mcp_command(
         raise ConfigError('the MCP server needs the mcp package: pip install "memagent[mcp]".')
     from memagent.mcp.auth import check_host, new_token
 
-    where = host or DEFAULT_HOST
+    where = (host or DEFAULT_HOST).strip().removeprefix("[").removesuffix("]")  # [::1] names ::1
     if http:
         check_host(where, allow_remote=allow_remote)
     settings = load_settings()
@@ -65,17 +66,20 @@ def mcp_command(
         # Open now: a database that cannot be reached or a model mismatch is one line before serving.
         opened.service()
         tools = MemoryTools(opened, namespace or settings.namespace, notify=render.message)
-        from memagent.mcp.server import serve_http, serve_stdio
+        from memagent.mcp.server import check_free, serve_http, serve_stdio
 
         if not http:
             serve_stdio(tools)  # stdout is the protocol: messages go to stderr only
             return
+        check_free(where, port or DEFAULT_PORT)  # before a token is printed for a server that cannot start
+        token = (token or "").strip()  # a client's token is read without surrounding spaces, so is this one
         if not token:
             token = new_token()
             # The one place a secret is shown: the operator needs it to configure the client.
             render.err().print(f"MCP bearer token (send Authorization: Bearer …): {token}", markup=False)
+        address = f"[{where}]" if ":" in where else where  # an IPv6 address is bracketed in a URL
         render.message(
-            f"memagent MCP server on http://{where}:{port or DEFAULT_PORT}/mcp, "
+            f"memagent MCP server on http://{address}:{port or DEFAULT_PORT}/mcp, "
             f"namespace {tools.namespace!r}; Ctrl-C stops it."
         )
         serve_http(tools, host=where, port=port or DEFAULT_PORT, token=token)

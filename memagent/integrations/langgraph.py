@@ -15,20 +15,25 @@ import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from langgraph.store.base import (
-    BaseStore,
-    GetOp,
-    InvalidNamespaceError,
-    Item,
-    ListNamespacesOp,
-    MatchCondition,
-    Op,
-    PutOp,
-    Result,
-    SearchItem,
-    SearchOp,
-)
-from langgraph.store.base.embed import get_text_at_path, tokenize_path
+try:
+    from langgraph.store.base import (
+        BaseStore,
+        GetOp,
+        InvalidNamespaceError,
+        Item,
+        ListNamespacesOp,
+        MatchCondition,
+        Op,
+        PutOp,
+        Result,
+        SearchItem,
+        SearchOp,
+    )
+    from langgraph.store.base.embed import get_text_at_path, tokenize_path
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        'memagent.integrations.langgraph needs LangGraph: pip install "memagent[langgraph]"'
+    ) from exc
 
 from memagent.api import Memory
 from memagent.usecases.items import (

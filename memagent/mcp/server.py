@@ -124,5 +124,6 @@ def check_free(host: str, port: int) -> None:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host.strip("[]"), port))
-        except OSError as exc:
-            raise InputError(f"cannot listen on {host}:{port}: {exc.strerror or exc}.") from None
+        except (OSError, OverflowError) as exc:
+            why = getattr(exc, "strerror", None) or exc
+            raise InputError(f"cannot listen on {host}:{port}: {why}.") from None

@@ -74,7 +74,10 @@ Kind = Annotated[
     Literal["exchange", "fact", "summary"] | None,
     Field(description="Only memories of this kind (default: all kinds)."),
 ]
-MemoryId = Annotated[int, Field(ge=1, description="The id of the memory, as recall or recent returned it.")]
+# Strict: forget deletes, so a true or a "1" is refused rather than read as memory 1.
+MemoryId = Annotated[
+    int, Field(ge=1, strict=True, description="The id of the memory, as recall or recent returned it.")
+]
 Limit = Annotated[int, Field(ge=1, le=MAX_RECENT, description="How many of the newest memories.")]
 
 

@@ -36,14 +36,17 @@ def as_item(memory: MemoryRecord, score: float | None = None) -> StoredItem | No
     part = memory.metadata.get(ITEM)
     if not isinstance(part, dict) or not isinstance(part.get("key"), str):
         return None
-    return StoredItem(
-        namespace=memory.namespace,
-        key=part["key"],
-        value=dict(part.get("value") or {}),
-        created_at=datetime.fromisoformat(part["created_at"]),
-        updated_at=datetime.fromisoformat(part["updated_at"]),
-        score=score,
-    )
+    try:  # a memory whose metadata merely looks like an item (stored by remember or import) is not one
+        return StoredItem(
+            namespace=memory.namespace,
+            key=part["key"],
+            value=dict(part.get("value") or {}),
+            created_at=datetime.fromisoformat(part["created_at"]),
+            updated_at=datetime.fromisoformat(part["updated_at"]),
+            score=score,
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _key(key: str) -> str:
@@ -144,9 +147,18 @@ def item_namespaces(service: MemoryService) -> list[str]:
         return store.items.namespaces()
 
 
+MAX_SEARCH = 1000  # recall's largest k here: beyond it, items drowned among other memories are not found
+
+
 def search_items(service: MemoryService, namespace: str, query: str, *, k: int) -> list[StoredItem]:
-    """The namespace's items best matching the query (memagent's recall, hybrid by default), best first,
-    each with recall's score; memories of the namespace that are not items are left out."""
-    found = service.recall(query, k=k, namespace=namespace)
-    items = (as_item(memory, memory.score) for memory in found)
-    return [item for item in items if item is not None]
+    """The namespace's k items best matching the query (memagent's recall, hybrid by default), best first,
+    each with recall's score. Memories of the namespace that are not items (chat exchanges, facts) are
+    left out; since they compete for recall's places, recall is asked for more until k items are found,
+    recall has nothing more, or it reaches MAX_SEARCH."""
+    asked = min(MAX_SEARCH, max(k, 1))
+    while True:
+        found = service.recall(query, k=asked, namespace=namespace)
+        items = [item for item in (as_item(memory, memory.score) for memory in found) if item is not None]
+        if len(items) >= k or len(found) < asked or asked >= MAX_SEARCH:
+            return items[:k]
+        asked = min(MAX_SEARCH, asked * 4)
