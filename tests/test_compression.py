@@ -329,6 +329,7 @@ def test_cli_compress_dry_run_then_compress_then_purge_archived(
 
     refused = runner.invoke(app, ["purge", "--archived"])
     assert refused.exit_code == 2 and "2 archived memories would be deleted" in refused.stderr
+    assert "2 of them were never learnt from; `memagent extract` first" in refused.stderr
     purged = runner.invoke(app, ["purge", "--archived", "--yes"])
     assert "Deleted 2 archived memories" in purged.stderr
     with engine.connect() as conn:

@@ -263,6 +263,14 @@ def purge(
         if count == 0:
             render.message(f"Nothing {which}to purge in namespace {scope!r}.")
             return
+        if archived:  # extraction learns from archived exchanges: say so before they are gone
+            n = service.count(
+                namespace=namespace, session_id=session_id, before=cutoff, archived=True, unlearnt=True
+            )
+            if n:
+                render.message(
+                    f"{n} of them were never learnt from; `memagent extract` first keeps their facts."
+                )
         confirm_or_refuse(
             f"Delete {counted(count)} from namespace {scope!r}?",
             refusal=f"{counted(count)} would be deleted; pass --yes to confirm without a terminal.",
@@ -273,7 +281,7 @@ def purge(
 
 
 # The other commands live in their own modules; importing them registers them on `app`.
-from memagent.cli import (  # noqa: E402
+from memagent.cli import (  # noqa: E402, F401
     admin_cmds,
     chat,
     compress_cmd,
@@ -283,9 +291,6 @@ from memagent.cli import (  # noqa: E402
     sql_cmd,
     transfer_cmds,
 )
-
-__all__ = ["admin_cmds", "app", "chat", "compress_cmd", "index_cmd", "learning_cmds", "main", "mcp_cmd"]
-__all__ += ["sql_cmd", "transfer_cmds"]
 
 
 def main() -> None:

@@ -94,13 +94,15 @@ class ArchiveRepository:
         )
         return int(result.rowcount)  # type: ignore[attr-defined]
 
-    def archived_count(self, scope: Scope) -> int:
-        """How many archived memories are in scope."""
+    def archived_count(self, scope: Scope, *, unlearnt: bool = False) -> int:
+        """How many archived memories are in scope (unlearnt: only exchanges never extracted)."""
         stmt = (
             select(func.count())
             .select_from(MemoryRow)
             .where(scope.where(), MemoryRow.archived_at.is_not(None))
         )
+        if unlearnt:
+            stmt = stmt.where(MemoryRow.kind == "exchange", MemoryRow.extracted_at.is_(None), not_an_item())
         return int(self.session.execute(stmt).scalar_one())
 
     def purge_archived(self, scope: Scope) -> int:

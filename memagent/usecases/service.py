@@ -264,11 +264,15 @@ class MemoryService(SpaceChecked):
         session_id: str | None = None,
         before: datetime | None = None,
         archived: bool = False,
+        unlearnt: bool = False,
     ) -> int:
-        """How many memories are in scope (archived: only those compressed into a summary)."""
+        """How many memories are in scope (archived: only those compressed into a summary; unlearnt: of
+        those, the exchanges whose facts were never extracted)."""
         scope = self.scope(namespace, session_id, before)
         with self.unit(scope.namespace) as store:
-            return store.archive.archived_count(scope) if archived else store.memories.count(scope)
+            if archived:
+                return store.archive.archived_count(scope, unlearnt=unlearnt)
+            return store.memories.count(scope)
 
     def purge(
         self,
