@@ -246,8 +246,7 @@ def purge(
     ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
-    """Delete memories by session, namespace or date, or only archived ones; shows the count and asks
-    first."""
+    """Delete memories by session, namespace or date, or only archived ones; shows the count, asks first."""
     if not (everything or session_id or before or namespace or archived):
         raise InputError("say what to purge: --session, --before, --namespace, --archived or --all.")
     cutoff = parse_before(before) if before else None
@@ -291,6 +290,8 @@ from memagent.cli import (  # noqa: E402, F401
     sql_cmd,
     transfer_cmds,
 )
+
+__all__ = ["app", "main"]
 
 
 def main() -> None:
