@@ -374,3 +374,18 @@ def test_a_port_that_cannot_be_served_is_one_line_before_any_token(cli_env: dict
     assert "token" not in busy.stderr.lower() and busy.stdout == ""
     wide = runner.invoke(app, ["mcp", "--http", "--port", "70000"])
     assert wide.exit_code == 2 and "65535" in wide.stderr
+
+
+def test_a_huge_memory_reaches_the_model_cut() -> None:
+    """A memory can be any size; a tool answer carries at most MAX_CONTENT characters of it, and says so."""
+    from datetime import UTC, datetime
+
+    from memagent.mcp.tools import MAX_CONTENT, memory_json
+    from memagent.records import MemoryRecord
+
+    big = MemoryRecord(1, "ns", "s", "x" * (3 * MAX_CONTENT), datetime(2026, 1, 1, tzinfo=UTC), "m")
+    shown = memory_json(big)
+    assert shown["cut"] == 3 * MAX_CONTENT and shown["content"].endswith("…[cut]")
+    assert len(shown["content"]) < MAX_CONTENT + 10
+    small = memory_json(MemoryRecord(2, "ns", "s", "short", datetime(2026, 1, 1, tzinfo=UTC), "m"))
+    assert small["content"] == "short" and "cut" not in small

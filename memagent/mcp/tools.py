@@ -86,15 +86,25 @@ def compact(data: Any) -> str:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
+# The most of one memory's text a tool answer carries: a memory can be any size, and recall's or recent's
+# answer goes whole into the model's context (the chat prompt cuts to its token budget the same way).
+MAX_CONTENT = 4000
+
+
 def memory_json(memory: MemoryRecord) -> dict[str, Any]:
-    """What a model needs of a memory: id (for forget), content, kind, session and date."""
-    return {
+    """What a model needs of a memory: id (for forget), content (cut past MAX_CONTENT characters, and then
+    `cut`: its full length), kind, session and date."""
+    data: dict[str, Any] = {
         "id": memory.id,
         "content": memory.content,
         "kind": memory.kind,
         "session_id": memory.session_id,
         "created_at": memory.created_at.isoformat(timespec="seconds"),
     }
+    if len(memory.content) > MAX_CONTENT:
+        data["content"] = memory.content[:MAX_CONTENT] + " …[cut]"
+        data["cut"] = len(memory.content)
+    return data
 
 
 def recalled_json(memory: RecalledMemory) -> dict[str, Any]:
