@@ -166,3 +166,25 @@ def test_cli_remember_extract_says_when_its_facts_wait(cli_env: dict[str, str], 
     assert "Remembered as memory" in result.stderr and "Facts not learnt from 1 exchange" in result.stderr
     assert "errors.pydantic.dev" not in result.stderr
     assert runner.invoke(app, ["inspect", "--json"]).stdout.count("I like tea") == 1
+
+
+def test_the_interactive_loop_learns_on_a_worker_and_waits_for_it_at_the_end(
+    service: MemoryService, fake: FakeOpenAI, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The reply comes first; the exchange's facts are learnt while the user types, and the loop does not
+    leave before they are."""
+    import io
+
+    from rich.console import Console
+
+    from memagent.cli.chat import interactive
+    from memagent.usecases.history import facts
+
+    script = Script(fake)
+    script.facts["Rust"] = [{"text": "Priya is building a Rust compiler", "importance": 0.8}]
+    fake.chat_reply = "Good luck!"
+    agent = ChatAgent(lambda: service, chat_model(fake), service.settings, session_id="bg")
+    lines = iter(["I build a Rust compiler", "quit"])
+    interactive(agent, show=False, read=lambda _prompt: next(lines), out=Console(file=io.StringIO()))
+    assert [f.content for f in facts(service)] == ["Priya is building a Rust compiler"]
+    assert "(Learnt from 1 exchange: 1 fact added.)" in capsys.readouterr().err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -14,7 +15,7 @@ from memagent.cli.base import NamespaceOpt, app, handled, lazy_app, load_setting
 from memagent.errors import MemagentError
 
 if TYPE_CHECKING:
-    from memagent.records import RecalledMemory
+    from memagent.records import LearnReport, RecalledMemory
     from memagent.usecases.chat import ChatAgent, TurnResult
 
 LEAVE_WORDS = {"quit", "exit", ":q", "/quit", "/exit"}
@@ -47,7 +48,7 @@ def one_shot(agent: ChatAgent, message: str, *, show: bool = False) -> int:
         sys.stdout.flush()
     if result.degraded:
         render.message(f"(memories recalled by full-text search only: {result.degraded})")
-    show_learned(result)
+    show_learned(result.learned)
     if result.kept is not None:
         render.error_line(kept_line(result))
         return 3
@@ -57,15 +58,15 @@ def one_shot(agent: ChatAgent, message: str, *, show: bool = False) -> int:
     return 5
 
 
-def show_learned(result: TurnResult) -> None:
-    """What the turn's learning did, when it changed anything or failed (stderr)."""
-    if result.learned is None:
+def show_learned(report: LearnReport | None) -> None:
+    """What a turn's learning did, when it changed anything or failed (stderr)."""
+    if report is None:
         return
     from memagent.cli import learning_render
 
-    changed = result.learned.added or result.learned.updated or result.learned.invalidated
-    lines = [learning_render.learned_line(result.learned) if changed else None]
-    lines.append(learning_render.failed_line(result.learned))
+    changed = report.added or report.updated or report.invalidated
+    lines = [learning_render.learned_line(report) if changed else None]
+    lines.append(learning_render.failed_line(report))
     for line in lines:
         if line is not None:
             render.message(f"({line})")
@@ -84,7 +85,41 @@ def interactive(
     console = out or Console()
     ask = read or (lambda prompt: console.input(prompt))
     render.message(f"Session {agent.session_id} — type quit or exit (or Ctrl-D) to leave.")
+    # Each exchange's facts are learnt on a worker while the user types the next message: a real model's
+    # two learning calls would otherwise hold up the prompt. One at a time, in order; the next turn's
+    # recall may not see the previous exchange's facts yet (the exchange itself it does).
+    learning = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memagent-learn")
+    pending: list[Future[LearnReport | None]] = []
+
+    def report_done(wait: bool) -> None:
+        while pending and (wait or pending[0].done()):
+            try:
+                show_learned(pending.pop(0).result())
+            except MemagentError as exc:
+                render.error_line(f"learning failed: {exc}")
+
+    try:
+        _loop(agent, show, ask, console, learning, pending, report_done)
+    finally:
+        if pending:
+            render.message("Learning from the last exchange…")
+        report_done(wait=True)
+        learning.shutdown(wait=True)
+    render.message(f"Bye. Resume with: memagent chat --session {agent.session_id}")
+
+
+def _loop(
+    agent: ChatAgent,
+    show: bool,
+    ask: Callable[[str], str],
+    console: Console,
+    learning: ThreadPoolExecutor,
+    pending: list[Future[LearnReport | None]],
+    report_done: Callable[[bool], None],
+) -> None:
+    """The turns of the interactive loop, until the user leaves."""
     while True:
+        report_done(False)
         try:
             line = ask("[bold cyan]you>[/] ")
         except (EOFError, KeyboardInterrupt):
@@ -106,6 +141,7 @@ def interactive(
                 message,
                 on_token=lambda piece: console.print(piece, end="", markup=False, highlight=False),
                 on_recall=before_reply,
+                learn=False,
             )
         except KeyboardInterrupt:
             console.print()
@@ -118,12 +154,11 @@ def interactive(
         console.print()
         if result.degraded:
             render.message(f"(memories recalled by full-text search only: {result.degraded})")
-        show_learned(result)
+        pending.append(learning.submit(agent.learn, result))
         if result.kept is not None:
             render.error_line(kept_line(result))
         elif result.error is not None:
             render.error_line(f"{result.error} Your message was stored; go on.")
-    render.message(f"Bye. Resume with: memagent chat --session {agent.session_id}")
 
 
 @app.command()

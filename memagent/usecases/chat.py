@@ -92,8 +92,13 @@ class ChatAgent:
         message: str,
         on_token: Callable[[str], None] | None = None,
         on_recall: Callable[[list[RecalledMemory]], None] | None = None,
+        *,
+        learn: bool = True,
     ) -> TurnResult:
-        """Answer one message; the user's message is stored even when the model fails."""
+        """Answer one message; the user's message is stored even when the model fails.
+
+        learn: learn the exchange's facts before returning (when extraction is on); False leaves that to
+        the caller (learn(result), e.g. on another thread while the user types the next message)."""
         message = clean_text(message, "message")
         if self._resume:
             self._load_earlier_turns()
@@ -153,7 +158,7 @@ class ChatAgent:
             db_error, kept = exc.reason, exc.kept
         if reply is not None and stored is not None:
             self._history.append((stored.id, message, reply))
-        learned = self._learn(stored) if reply is not None and stored is not None else None
+        learned = self._learn(stored) if learn and reply is not None and stored is not None else None
         return TurnResult(
             message=message,
             reply=reply,
@@ -166,6 +171,13 @@ class ChatAgent:
             degraded=degraded,
             learned=learned,
         )
+
+    def learn(self, result: TurnResult) -> LearnReport | None:
+        """The facts of a turn's exchange, when the turn left them to the caller (turn(learn=False)); None
+        when there is nothing to learn (extraction off, no reply, the exchange not stored)."""
+        if result.reply is None or result.stored is None:
+            return None
+        return self._learn(result.stored)
 
     def _learn(self, stored: RememberResult) -> LearnReport | None:
         """The exchange's facts, learnt now (when extraction is on); a failure leaves it for later."""
