@@ -289,3 +289,19 @@ def test_a_memory_that_only_looks_like_an_item_is_not_one(
     assert store.get(("forged",), "evil") is None
     assert [item.key for item in store.search(("forged",))] == ["real"]
     assert [item.key for item in store.search(("forged",), query="forged")] == ["real"]
+
+
+def test_an_item_is_found_by_its_key_through_the_index(
+    store: MemagentStore, service: MemoryService, connection: Connection
+) -> None:
+    """get reads one entry of ix_memories_item_key (revision 0015), not the namespace's memories."""
+    from tests.conftest import explain, sent_statements
+
+    for i in range(300):
+        service.remember(f"an ordinary memory number {i}", namespace="keyed")
+    store.put(("keyed",), "theme", {"content": "dark mode"})
+    connection.execute(text("ANALYZE memories"))
+    with sent_statements(connection) as sent:
+        assert store.get(("keyed",), "theme") is not None
+    plan = explain(connection, sent, "->>", "namespace")
+    assert "ix_memories_item_key" in plan

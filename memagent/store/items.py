@@ -29,10 +29,13 @@ _LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('memagent.item:' || :ns |
 
 
 def _keyed(namespace: str, key: str) -> ColumnElement[bool]:
-    # No index on the key: a lookup reads the namespace's rows (ix_memories_namespace_tsv narrows to the
-    # namespace). Enough for the items of one agent's namespace; an expression index on
-    # (namespace, metadata->'store_item'->>'key') would come in an Alembic revision if that ever weighs.
-    return and_(MemoryRow.namespace == namespace, MemoryRow.metadata_[ITEM]["key"].astext == key)
+    # Written as ix_memories_item_key (revision 0015) is built, so that a lookup is one probe of it: the
+    # partial index's predicate (metadata ? 'store_item') and its key expression.
+    return and_(
+        MemoryRow.metadata_.has_key(ITEM),
+        MemoryRow.namespace == namespace,
+        MemoryRow.metadata_[ITEM]["key"].astext == key,
+    )
 
 
 class ItemRepository:

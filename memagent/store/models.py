@@ -125,6 +125,13 @@ class MemoryRow(Base):
         Index("ix_memories_namespace_tsv", "namespace", "content_tsv", postgresql_using="gin"),
         Index("ix_memories_scope_recent", "namespace", "session_id", "created_at"),
         Index("ix_memories_pending", "id", postgresql_where=text("embedding IS NULL")),
+        # Key-value items by key (revision 0015; memagent.store.items).
+        Index(
+            "ix_memories_item_key",
+            "namespace",
+            text("((metadata -> 'store_item') ->> 'key')"),
+            postgresql_where=text("metadata ? 'store_item'"),
+        ),
         # Built by memagent.store.hnsw.create_sql (the vector kind; halfvec is an expression over this).
         Index(
             hnsw.INDEX_NAME,
