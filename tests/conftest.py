@@ -15,6 +15,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.orm import Session
 
 from memagent.config import Settings
+from memagent.providers.chat import OpenAIChat
 from memagent.providers.embeddings import OpenAIEmbedder
 from memagent.store import schema
 from memagent.store.database import Database
@@ -148,6 +149,17 @@ def fake_embedder(fake: FakeOpenAI, model: str = FAKE_MODEL, **kwargs: object) -
         max_retries=int(kwargs.pop("max_retries", 0)),  # type: ignore[call-overload]
         timeout=5.0,
         **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def fake_chat(fake: FakeOpenAI, *, timeout: float = 5.0, max_retries: int = 0) -> OpenAIChat:
+    """An OpenAI chat model pointed at the loopback server (no retries unless asked for)."""
+    return OpenAIChat(
+        model="fake-chat",
+        base_url=fake.base_url,
+        api_key=fake.api_key,
+        timeout=timeout,
+        max_retries=max_retries,
     )
 
 

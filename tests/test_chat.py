@@ -25,7 +25,7 @@ from memagent.providers.chat import ChatModel, OpenAIChat
 from memagent.records import RecalledMemory
 from memagent.usecases.chat import ChatAgent
 from memagent.usecases.service import MemoryService
-from tests.conftest import fake_embedder, process_env
+from tests.conftest import fake_chat, fake_embedder, process_env
 from tests.fake_openai import Failure, FakeOpenAI
 
 PRIYA = "My name is Priya and I'm building a Rust compiler for embedded targets"
@@ -50,14 +50,7 @@ def recalled(content: str, rank: int = 0) -> RecalledMemory:
     )
 
 
-def chat_model(fake: FakeOpenAI, **kwargs: object) -> OpenAIChat:
-    return OpenAIChat(
-        model="fake-chat",
-        base_url=fake.base_url,
-        api_key=fake.api_key,
-        timeout=float(kwargs.pop("timeout", 5.0)),  # type: ignore[arg-type]
-        max_retries=int(kwargs.pop("max_retries", 0)),  # type: ignore[call-overload]
-    )
+chat_model = fake_chat
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from memagent.errors import DatabaseError, InputError
 from memagent.providers.chat import OpenAIChat
 from memagent.usecases.compression import compress
 from memagent.usecases.service import MemoryService
-from tests.conftest import fake_embedder
+from tests.conftest import fake_chat, fake_embedder
 from tests.fake_openai import Failure, FakeOpenAI
 
 runner = CliRunner()
@@ -53,7 +53,7 @@ def summarising(body: dict[str, Any]) -> str:
 def chat(fake: FakeOpenAI) -> OpenAIChat:
     """A chat model on the loopback server that summarises deterministically, with no retries."""
     fake.chat_handler = summarising
-    return OpenAIChat(model="fake-chat", base_url=fake.base_url, api_key=fake.api_key, max_retries=0)
+    return fake_chat(fake, timeout=60.0)
 
 
 def _store(

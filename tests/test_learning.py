@@ -13,12 +13,11 @@ from sqlalchemy.orm import sessionmaker
 
 from memagent.config import Settings
 from memagent.errors import InputError
-from memagent.providers.chat import OpenAIChat
 from memagent.records import LearnReport
 from memagent.usecases.history import facts, history
 from memagent.usecases.learning import Learner
 from memagent.usecases.service import MemoryService
-from tests.conftest import fake_embedder
+from tests.conftest import fake_chat, fake_embedder
 from tests.fake_openai import FakeOpenAI
 from tests.learning_script import CONSOLIDATE, EXTRACT, Script, decision, records, system
 
@@ -27,10 +26,7 @@ T2 = datetime(2026, 12, 14, 9, 0, tzinfo=UTC)
 NS = "learn"
 
 
-def model(fake: FakeOpenAI) -> OpenAIChat:
-    return OpenAIChat(
-        model="fake-chat", base_url=fake.base_url, api_key=fake.api_key, timeout=5, max_retries=0
-    )
+model = fake_chat
 
 
 @pytest.fixture

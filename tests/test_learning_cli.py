@@ -13,20 +13,16 @@ from typer.testing import CliRunner
 from memagent import Memory
 from memagent.cli.app import app
 from memagent.errors import ConfigError
-from memagent.providers.chat import OpenAIChat
 from memagent.usecases.chat import ChatAgent
 from memagent.usecases.service import MemoryService
-from tests.conftest import fake_embedder
+from tests.conftest import fake_chat, fake_embedder
 from tests.fake_openai import FakeOpenAI
 from tests.learning_script import EXTRACT, Script, decision, records, system
 
 runner = CliRunner()
 
 
-def chat_model(fake: FakeOpenAI) -> OpenAIChat:
-    return OpenAIChat(
-        model="fake-chat", base_url=fake.base_url, api_key=fake.api_key, timeout=5, max_retries=0
-    )
+chat_model = fake_chat
 
 
 def test_a_chat_turn_learns_the_facts_of_its_exchange(service: MemoryService, fake: FakeOpenAI) -> None:
