@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["MemagentError", "Memory"]
+__all__ = ["AsyncMemory", "MemagentError", "Memory"]
 
 if TYPE_CHECKING:
     from memagent.api import Memory
+    from memagent.async_api import AsyncMemory
     from memagent.errors import MemagentError
 
 
@@ -18,6 +19,10 @@ def __getattr__(name: str) -> Any:
         from memagent.api import Memory
 
         return Memory
+    if name == "AsyncMemory":
+        from memagent.async_api import AsyncMemory
+
+        return AsyncMemory
     if name == "MemagentError":
         from memagent.errors import MemagentError
 

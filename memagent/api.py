@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from memagent.bootstrap import App
 from memagent.config import Settings, get_settings, with_overrides
@@ -15,6 +15,7 @@ from memagent.errors import InputError
 from memagent.providers.chat import ChatModel, make_chat_model
 from memagent.providers.embeddings import Embedder
 from memagent.records import History, LearnReport, MemoryRecord, RecallResult, RememberResult
+from memagent.store.database import Driver
 from memagent.usecases.chat import ChatAgent, TurnResult
 from memagent.usecases.history import facts as current_facts
 from memagent.usecases.history import history as memory_history
@@ -35,6 +36,8 @@ class Memory:
     opened on first use; use it as a context manager, or call close(), to release it.
     """
 
+    _driver: ClassVar[Driver] = "psycopg2"  # AsyncMemory's Memory: asyncpg (memagent.async_api)
+
     def __init__(
         self,
         *,
@@ -50,7 +53,12 @@ class Memory:
         self.settings = settings if settings is not None else get_settings(**overrides)
         # What the CLI says on stderr (isolation off, memories stored from the recovery file, the embedder in
         # use) reaches agent code as warnings of the "memagent" logger: printed unless logging is set up.
-        self._app = App(self.settings, embedder=embedder, notify=logging.getLogger("memagent").warning)
+        self._app = App(
+            self.settings,
+            embedder=embedder,
+            notify=logging.getLogger("memagent").warning,
+            driver=self._driver,
+        )
         self._chat_model = chat_model
         self._agents: dict[tuple[str | None, str | None, bool], ChatAgent] = {}
 

@@ -13,10 +13,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
 
+from memagent import bridge
 from memagent.config import KNOWN_DIMENSIONS, LOCAL_MODEL, Settings, with_overrides
 from memagent.providers.embeddings import Embedder, make_embedder
 from memagent.store import hnsw, schema
-from memagent.store.database import Database
+from memagent.store.database import Database, Driver
 from memagent.store.unit import UnitOfWork
 from memagent.usecases.maintenance import IndexMaintenance
 from memagent.usecases.recovery import RecoveryFile
@@ -36,10 +37,13 @@ class App:
         notify: Notify | None = None,
         catch_up: bool = True,
         notes: bool = True,
+        driver: Driver = "psycopg2",
     ):
         """catch_up: repair the index and replay the recovery file on opening (not for a look, like
-        `memagent config`); notes: say once when memagent embeds with the database's model."""
+        `memagent config`); notes: say once when memagent embeds with the database's model; driver:
+        "asyncpg" for AsyncMemory (then used from its bridge, memagent.bridge)."""
         self.settings = settings
+        self._driver: Driver = driver
         self._embedder = embedder
         self._notify = notify
         self._catch_up = catch_up
@@ -63,9 +67,9 @@ class App:
 
     def _open(self) -> MemoryService:
         configured = self._embedder or make_embedder(self.settings)
-        db = Database(self.settings).open()
+        db = Database(self.settings, driver=self._driver).open()
         try:
-            schema.ensure_at_head(db, embedding_dim=configured.dim)
+            self._ensure_schema(db, configured.dim)
             unit = UnitOfWork(db.sessions)
             with unit() as store:
                 space = store.space.get()
@@ -95,6 +99,19 @@ class App:
             raise
         self._db = db
         return service
+
+    def _ensure_schema(self, db: Database, dim: int) -> None:
+        if db.driver == "psycopg2":
+            schema.ensure_at_head(db, embedding_dim=dim)
+        elif not schema.at_head(
+            db
+        ):  # migrations run as Alembic's tested path does: on psycopg2, off the loop
+
+            def migrate() -> None:
+                with Database(self.settings, url=db.url, embedded=db.is_embedded) as twin:
+                    schema.ensure_at_head(twin, embedding_dim=dim)
+
+            bridge.blocking(migrate)
 
     def _check_pgvector(self, unit: UnitOfWork) -> None:
         """An external server with a pgvector that has a known flaw: build serially, and say so."""

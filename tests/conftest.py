@@ -110,10 +110,81 @@ def engine(db_url: str) -> Iterator[Engine]:
     eng.dispose()
 
 
+# -- both drivers ------------------------------------------------------------------------------------------
+# A module marked `both_drivers` runs each of its tests that use the database twice: over psycopg2 (Memory,
+# the CLI) and over asyncpg (AsyncMemory's engine). An asyncpg run executes the whole test (fixtures too) in a
+# greenlet on one event loop for the session, as AsyncMemory runs memagent's code (memagent.bridge): the same
+# code and SQL, each database call awaited by the loop, provider calls through the openai SDK's async client.
+DRIVERS = ("psycopg2", "asyncpg")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "both_drivers: run the module's database tests over psycopg2 and asyncpg"
+    )
+    config.addinivalue_line("markers", "psycopg2_only: a test of a both_drivers module that needs psycopg2")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    marked = metafunc.definition.get_closest_marker("both_drivers") is not None
+    only = metafunc.definition.get_closest_marker("psycopg2_only") is not None
+    if marked and not only and "connection" in metafunc.fixturenames:
+        metafunc.parametrize("driver", DRIVERS, indirect=True)
+
+
 @pytest.fixture
-def connection(engine: Engine) -> Iterator[Connection]:
-    """A connection in a transaction that is rolled back after the test."""
-    with engine.connect() as conn:
+def driver(request: pytest.FixtureRequest) -> str:
+    """The driver the test's database connection uses (psycopg2 unless its module runs both)."""
+    return str(getattr(request, "param", "psycopg2"))
+
+
+_LOOP: Any = None
+
+
+def _session_loop() -> Any:
+    import asyncio
+
+    global _LOOP
+    if _LOOP is None:
+        _LOOP = asyncio.new_event_loop()
+    return _LOOP
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+    callspec = getattr(item, "callspec", None)
+    if callspec is None or callspec.params.get("driver") != "asyncpg":
+        return None
+    from _pytest.runner import runtestprotocol
+    from sqlalchemy.util import greenlet_spawn
+
+    item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+    _session_loop().run_until_complete(greenlet_spawn(runtestprotocol, item, nextitem=nextitem))
+    item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+    return True
+
+
+@pytest.fixture(scope="session")
+def async_engine(db_url: str) -> Iterator[Engine]:
+    """The synchronous face of an asyncpg engine on the test database (used from the asyncpg greenlet)."""
+    from sqlalchemy.util import greenlet_spawn
+
+    from memagent.bridge import bridged
+    from memagent.store.async_engine import async_engine as make
+
+    eng = make(db_url).sync_engine
+    yield eng
+    if bridged():  # torn down in an asyncpg test's greenlet
+        eng.dispose()
+    else:
+        _session_loop().run_until_complete(greenlet_spawn(eng.dispose))
+
+
+@pytest.fixture
+def connection(request: pytest.FixtureRequest, driver: str) -> Iterator[Connection]:
+    """A connection in a transaction that is rolled back after the test (over the test's driver)."""
+    bind: Engine = request.getfixturevalue("async_engine" if driver == "asyncpg" else "engine")
+    with bind.connect() as conn:
         trans = conn.begin()
         yield conn
         trans.rollback()

@@ -28,6 +28,8 @@ from memagent.usecases.service import MemoryService
 from tests.conftest import fake_chat, fake_embedder, process_env
 from tests.fake_openai import Failure, FakeOpenAI
 
+pytestmark = pytest.mark.both_drivers
+
 PRIYA = "My name is Priya and I'm building a Rust compiler for embedded targets"
 QUESTION = "Do you remember what project I'm working on?"
 CHAT = "/chat/completions"
@@ -213,6 +215,7 @@ def test_unreachable_chat_provider(service: MemoryService, fake: FakeOpenAI) -> 
     assert service.recall("hello?", k=1)[0].content == "User: hello?"
 
 
+@pytest.mark.psycopg2_only  # the loop learns on a worker thread
 def test_interactive_loop_leaves_cleanly(
     agent: ChatAgent, fake: FakeOpenAI, capsys: pytest.CaptureFixture[str]
 ) -> None:

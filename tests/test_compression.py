@@ -22,6 +22,8 @@ from memagent.usecases.service import MemoryService
 from tests.conftest import fake_chat, fake_embedder
 from tests.fake_openai import Failure, FakeOpenAI
 
+pytestmark = pytest.mark.both_drivers
+
 runner = CliRunner()
 OLD = datetime.now(UTC) - timedelta(days=60)
 SESSIONS = {
@@ -140,8 +142,12 @@ def test_summary_links_archiving_and_events_commit_together(
     connection.execute(
         text(
             "CREATE FUNCTION pg_temp.refuse() RETURNS trigger LANGUAGE plpgsql AS"
-            " $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$;"
-            " CREATE TRIGGER refuse BEFORE INSERT ON memory_events FOR EACH ROW"
+            " $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$"
+        )
+    )
+    connection.execute(
+        text(
+            "CREATE TRIGGER refuse BEFORE INSERT ON memory_events FOR EACH ROW"
             " WHEN (NEW.action = 'summarize') EXECUTE FUNCTION pg_temp.refuse()"
         )
     )
@@ -252,6 +258,7 @@ def test_an_instruction_inside_the_exchanges_is_data_to_summarise(
     assert _state(connection, "c")["archived"] == [order, "User: I live in Lisbon"]
 
 
+@pytest.mark.psycopg2_only  # another run on a thread, as two processes would
 def test_compress_another_run_finished_meanwhile_stores_no_second_summary(
     service: MemoryService, chat: OpenAIChat, fake: FakeOpenAI, connection: Connection
 ) -> None:

@@ -19,6 +19,8 @@ from memagent.usecases.service import MemoryService
 from tests.conftest import DIM, FAKE_MODEL, fake_embedder
 from tests.fake_openai import Failure, FakeOpenAI
 
+pytestmark = pytest.mark.both_drivers
+
 EMBED = "/embeddings"
 
 

@@ -10,6 +10,8 @@ from memagent.errors import InputError
 from memagent.usecases.forget import forget
 from memagent.usecases.service import MemoryService
 
+pytestmark = pytest.mark.both_drivers
+
 
 def test_forget_deletes_one_memory_and_its_links(service: MemoryService, connection: Connection) -> None:
     """The memory is gone, a fact that came from it loses the link, the rest stays."""

@@ -27,6 +27,8 @@ from memagent.validation import MAX_DATE, MIN_DATE, clean_date
 from tests.conftest import fake_embedder, process_env
 from tests.fake_openai import Failure, FakeOpenAI
 
+pytestmark = pytest.mark.both_drivers
+
 runner = CliRunner()
 
 

@@ -19,6 +19,8 @@ from memagent.usecases.service import MemoryService
 from tests.conftest import DIM
 from tests.fake_openai import fake_embedding
 
+pytestmark = pytest.mark.both_drivers
+
 
 @pytest.fixture
 def repo(sessions: Callable[[], Session]) -> MemoryRepository:

@@ -16,6 +16,8 @@ from memagent.usecases.transfer import Transfer
 from tests.conftest import fake_embedder
 from tests.fake_openai import FakeOpenAI
 
+pytestmark = pytest.mark.both_drivers
+
 
 @pytest.fixture
 def memory(sessions: Callable[[], Session], fake: FakeOpenAI) -> MemoryService:

@@ -31,6 +31,8 @@ from memagent.usecases.service import MemoryService
 from tests.conftest import fake_embedder
 from tests.fake_openai import Failure, FakeOpenAI
 
+pytestmark = pytest.mark.both_drivers
+
 ALICE = ("users", "alice", "memories")
 BOB = ("users", "bob", "memories")
 
@@ -203,6 +205,7 @@ def test_a_graph_reads_and_writes_through_the_store(db_url: str, fake: FakeOpenA
             conn.execute(text("DELETE FROM memories WHERE namespace LIKE 'lgtest-%'"))
 
 
+@pytest.mark.psycopg2_only  # runs its own event loop
 def test_async_methods_work_in_an_event_loop(store: MemagentStore) -> None:
     """aput/aget/asearch/adelete/alist_namespaces and abatch give what their sync twins give."""
 

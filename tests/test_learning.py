@@ -21,6 +21,8 @@ from tests.conftest import fake_chat, fake_embedder
 from tests.fake_openai import FakeOpenAI
 from tests.learning_script import CONSOLIDATE, EXTRACT, Script, decision, records, system
 
+pytestmark = pytest.mark.both_drivers
+
 T1 = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 T2 = datetime(2026, 12, 14, 9, 0, tzinfo=UTC)
 NS = "learn"

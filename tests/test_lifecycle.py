@@ -12,6 +12,8 @@ from memagent.errors import DatabaseError, InputError
 from memagent.store.search import SearchMode
 from memagent.usecases.service import MemoryService
 
+pytestmark = pytest.mark.both_drivers
+
 MODES: tuple[SearchMode, ...] = ("hybrid", "vector", "text")
 T0 = datetime(2026, 1, 10, tzinfo=UTC)
 

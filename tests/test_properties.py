@@ -10,6 +10,8 @@ from sqlalchemy import Connection, text
 from memagent.errors import InputError
 from memagent.usecases.service import MemoryService
 
+pytestmark = pytest.mark.both_drivers
+
 # Any Unicode text, with the awkward parts made likely: NUL, whitespace, emoji, right-to-left, SQL.
 awkward = st.one_of(
     st.text(max_size=300),

@@ -27,6 +27,8 @@ from memagent.usecases.service import MemoryService
 from tests.conftest import DIM, FAKE_MODEL, fake_embedder, process_env, provider_env
 from tests.fake_openai import Failure, FakeOpenAI, fake_embedding
 
+pytestmark = pytest.mark.both_drivers
+
 EMBED = "/embeddings"
 runner = CliRunner()
 

@@ -21,6 +21,8 @@ from memagent.store.scope import Scope
 from memagent.store.space import SpaceRepository
 from tests.conftest import DIM, explain, sent_statements
 
+pytestmark = pytest.mark.both_drivers
+
 
 def unit(seed: int) -> np.ndarray:
     vector = np.random.default_rng(seed).normal(size=DIM).astype(np.float32)

@@ -14,6 +14,8 @@ from memagent.usecases.service import MemoryService
 from tests.conftest import fake_embedder
 from tests.fake_openai import FakeOpenAI
 
+pytestmark = pytest.mark.both_drivers
+
 
 def test_remember_then_recall_finds_the_memory_first(service: MemoryService, connection: Connection) -> None:
     service.remember(
@@ -119,3 +121,9 @@ def test_purge_scopes(service: MemoryService) -> None:
     assert service.purge() == 1
     assert service.count() == 0
     assert service.count(namespace="kept") == 1
+
+
+def test_the_connection_is_over_the_driver_asked_for(connection: Connection, driver: str) -> None:
+    # The both_drivers machinery itself (tests/conftest.py): an asyncpg run really talks through asyncpg.
+    assert connection.dialect.driver == driver
+    assert connection.execute(text("SELECT 1")).scalar_one() == 1

@@ -31,6 +31,8 @@ from memagent.usecases.service import MemoryService
 from tests.conftest import DIM, fake_embedder, make_database
 from tests.fake_openai import FakeOpenAI, fake_embedding
 
+pytestmark = pytest.mark.both_drivers
+
 # The ranking over every kind of memory, current ones (revision 0013's view arguments at their defaults).
 RANKING = "memagent_text_ranking({}, NULL, NULL, false)"
 

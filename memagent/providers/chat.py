@@ -87,13 +87,15 @@ class OpenAIChat:
         if self._temperature is not None:
             extra["temperature"] = self._temperature
         with self._client.errors("chat", self._model):
-            response = self._client.get().chat.completions.create(
-                model=self._model,
-                messages=[{"role": m.role, "content": m.content} for m in messages],
-                stream=True,
-                **extra,
+            chunks = self._client.stream(
+                lambda client: client.chat.completions.create(
+                    model=self._model,
+                    messages=[{"role": m.role, "content": m.content} for m in messages],
+                    stream=True,
+                    **extra,
+                )
             )
-            for chunk in response:
+            for chunk in chunks:
                 if not chunk.choices:
                     continue
                 piece = chunk.choices[0].delta.content
@@ -119,10 +121,12 @@ class OpenAIChat:
                 if response_format is not None:
                     options["response_format"] = response_format
                 try:
-                    response = self._client.get().chat.completions.create(
-                        model=self._model,
-                        messages=[{"role": m.role, "content": m.content} for m in messages],
-                        **options,
+                    response = self._client.request(
+                        lambda client: client.chat.completions.create(
+                            model=self._model,
+                            messages=[{"role": m.role, "content": m.content} for m in messages],
+                            **options,  # noqa: B023 (called at once, in this iteration)
+                        )
                     )
                 except openai.BadRequestError as exc:
                     # Only a refusal of the format itself steps down; any other 400 (a context too long)

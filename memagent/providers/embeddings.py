@@ -95,13 +95,18 @@ class OpenAIEmbedder:
         return len(head_within(text, OPENAI_MAX_INPUT_BYTES))
 
     def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
-        client = self._client.get()
         out: list[NDArray[np.float32]] = []
         for start in range(0, len(texts), self._batch_size):
             batch = [head_within(t, OPENAI_MAX_INPUT_BYTES) for t in texts[start : start + self._batch_size]]
             extra: dict[str, Any] = {"dimensions": self._dim} if self._send_dimensions else {}
             with self._client.errors("embeddings", self._model):
-                response = client.embeddings.create(model=self._model, input=batch, **extra)
+                response = self._client.request(
+                    lambda client: client.embeddings.create(
+                        model=self._model,
+                        input=batch,  # noqa: B023 (called at once, in this iteration)
+                        **extra,  # noqa: B023
+                    )
+                )
             data = sorted(response.data, key=lambda item: item.index)
             if len(data) != len(batch):
                 raise ProviderError(

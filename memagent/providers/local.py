@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from memagent import bridge
 from memagent.config import LOCAL_MODEL
 from memagent.errors import ConfigError
 from memagent.providers.vectors import check_vectors
@@ -107,6 +108,9 @@ class LocalEmbedder:
     def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        heads = [text if len(text) <= LOCAL_MAX_CHARS else self._head(text) for text in texts]
-        vectors = self._load().embed(heads, batch_size=self._batch_size)
+        vectors = bridge.blocking(self._embed, texts)  # AsyncMemory: on a worker thread, off the loop
         return check_vectors(vectors, len(texts), self.dim, self.model)
+
+    def _embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        heads = [text if len(text) <= LOCAL_MAX_CHARS else self._head(text) for text in texts]
+        return self._load().embed(heads, batch_size=self._batch_size)

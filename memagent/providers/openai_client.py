@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
 
+from memagent import bridge
 from memagent.errors import ProviderError
 from memagent.redact import redact
 
@@ -21,6 +22,7 @@ class LazyClient:
         self.max_retries = max_retries
         self._api_key = api_key
         self._client: Any = None
+        self._async: tuple[Any, Any] | None = None  # (event loop, openai.AsyncOpenAI) for AsyncMemory
 
     @property
     def where(self) -> str:
@@ -39,6 +41,31 @@ class LazyClient:
                 max_retries=self.max_retries,
             )
         return self._client
+
+    def request(self, call: Callable[[Any], Any]) -> Any:
+        """call(client): one SDK call. From AsyncMemory's bridge it is made with the async client (one per
+        event loop) and awaited, so the loop serves other tasks while the provider answers."""
+        if not bridge.bridged():
+            return call(self.get())
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        if self._async is None or self._async[0] is not loop:
+            from openai import AsyncOpenAI
+
+            client = AsyncOpenAI(
+                api_key=self._api_key or "not-needed",
+                base_url=self.base_url,
+                timeout=self.timeout,
+                max_retries=self.max_retries,
+            )
+            self._async = (loop, client)
+        return bridge.wait(call(self._async[1]))
+
+    def stream(self, call: Callable[[Any], Any]) -> Iterator[Any]:
+        """The chunks of a streamed SDK call (call(client) with stream=True), as request() makes it."""
+        response = self.request(call)
+        return bridge.iterate(response) if bridge.bridged() else iter(response)
 
     @contextmanager
     def errors(self, what: Literal["embeddings", "chat"], model: str) -> Iterator[None]:

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
+from memagent import bridge
 from memagent.config import Settings
 from memagent.errors import ConfigError, DatabaseError, DatabaseUnavailableError, first_line
 from memagent.redact import masked_url, redact
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
+    from sqlalchemy.ext.asyncio import AsyncEngine
     from sqlalchemy.orm import Session, sessionmaker
 
     from memagent.store.embedded import EmbeddedPostgres
+
+Driver = Literal["psycopg2", "asyncpg"]
 
 
 def normalise_url(url: str) -> str:
@@ -30,8 +34,19 @@ class Database:
     Use as a context manager; closing disposes the engine and releases the embedded server.
     """
 
-    def __init__(self, settings: Settings, *, url: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        url: str | None = None,
+        driver: Driver = "psycopg2",
+        embedded: bool = False,
+    ) -> None:
+        """driver: "asyncpg" for AsyncMemory (its SQLAlchemy asyncio engine; the sessions it gives are used
+        from AsyncMemory's bridge, memagent.bridge). embedded: url is the embedded server's (already
+        running: acquired by another Database of this process)."""
         self.settings = settings
+        self.driver = driver
         explicit = url or (settings.database_url.get_secret_value() if settings.database_url else None)
         if explicit is not None and not explicit.lower().startswith(("postgresql", "postgres:")):
             scheme = explicit.split(":", 1)[0][:20] if ":" in explicit else "no scheme"
@@ -41,13 +56,20 @@ class Database:
             )
         self._url = normalise_url(explicit) if explicit else None
         self._embedded: EmbeddedPostgres | None = None
+        self._borrowed = embedded
         self._engine: Engine | None = None
+        self._async_engine: AsyncEngine | None = None
         self._sessions: sessionmaker[Session] | None = None
 
     @property
     def is_embedded(self) -> bool:
         """True when memagent runs its own PostgreSQL."""
-        return self._url is None or self._embedded is not None
+        return self._url is None or self._embedded is not None or self._borrowed
+
+    @property
+    def url(self) -> str | None:
+        """The psycopg2 URL of the database (after open(); the embedded server's socket when embedded)."""
+        return self._url
 
     def describe(self) -> str:
         """Where the data lives, safe to print."""
@@ -79,17 +101,23 @@ class Database:
             from memagent.store.embedded import EmbeddedPostgres
 
             self._embedded = EmbeddedPostgres(self.settings.home_path(), linger=self.settings.linger)
-            url = self._embedded.acquire()
+            url = bridge.blocking(self._embedded.acquire)  # seconds when it starts: off AsyncMemory's loop
             self._url = url
-        _read_any_date()
         try:
-            self._engine = create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=4)
+            if self.driver == "asyncpg":
+                from memagent.store.async_engine import async_engine
+
+                self._async_engine = async_engine(url)
+                self._engine = self._async_engine.sync_engine
+            else:
+                _read_any_date()
+                self._engine = create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=4)
+                _read_committed(self._engine)
         except (ArgumentError, ValueError):  # the message would echo the URL, password included
             raise ConfigError(
                 "MEMAGENT_DATABASE_URL is not a valid database URL.",
                 hint="Use postgresql://user:password@host:5432/database.",
             ) from None
-        _read_committed(self._engine)
         if self._embedded is not None:
             _restart_on_connect_failure(self._engine, self._embedded)
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
@@ -98,8 +126,9 @@ class Database:
     def close(self) -> None:
         """Dispose of the engine and release the embedded server."""
         if self._engine is not None:
-            self._engine.dispose()
+            self._engine.dispose()  # asyncpg's: from AsyncMemory's bridge, which awaits its connections
             self._engine = None
+            self._async_engine = None
             self._sessions = None
         if self._embedded is not None:
             self._embedded.release()
@@ -183,15 +212,14 @@ def _restart_on_connect_failure(engine: Engine, embedded: EmbeddedPostgres) -> N
     Pooled connections are pinged before use (pool_pre_ping), so a restart is noticed at the next unit of
     work, which then reconnects here; a turn in flight at that moment fails once and is kept (recovery).
     """
-    import psycopg2
     from sqlalchemy import event
 
     @event.listens_for(engine, "do_connect")
     def connect(dialect: Any, record: Any, cargs: Any, cparams: Any) -> Any:
         try:
             return dialect.connect(*cargs, **cparams)
-        except psycopg2.OperationalError:
-            embedded.acquire()  # starts the server unless another process already did
+        except (dialect.loaded_dbapi.OperationalError, OSError):  # psycopg2's, asyncpg's (no socket)
+            bridge.blocking(embedded.acquire)  # starts the server unless another process already did
             return dialect.connect(*cargs, **cparams)
 
 
@@ -218,7 +246,7 @@ class translate_errors:
         if not isinstance(exc, DBAPIError):
             return
         where = self.db.describe() if self.db is not None else "the database"
-        first = redact(first_line(exc.orig))
+        first = redact(_driver_message(exc.orig))
         if isinstance(exc, OperationalError) and exc.connection_invalidated is False and _is_connect(first):
             # A refused or timed-out connection is an outage (memories wait in the recovery file); a
             # rejected login or a wrong database name is an answer that retrying will not change.
@@ -230,13 +258,20 @@ class translate_errors:
 
 
 def unreachable(error: Any) -> bool:
-    """A connection-level failure (no SQLSTATE, class 08, or the server shutting down), not an answer."""
-    import psycopg2
-
-    if not isinstance(error, psycopg2.OperationalError):
+    """A connection-level failure (no SQLSTATE, class 08, or the server shutting down), not an answer.
+    psycopg2's OperationalError, or the one SQLAlchemy's asyncpg adapter raises (same name, same pgcode)."""
+    if not any(kind.__name__ == "OperationalError" for kind in type(error).__mro__):
         return False
-    code = error.pgcode
-    return code is None or code.startswith(("08", "57P"))
+    code = getattr(error, "pgcode", None)
+    return code is None or str(code).startswith(("08", "57P"))
+
+
+def _driver_message(error: Any) -> str:
+    """The first line of a driver's error, without the class SQLAlchemy's asyncpg adapter puts before it."""
+    line = first_line(error)
+    if line.startswith("<class '") and "'>: " in line:
+        return line.split("'>: ", 1)[1]
+    return line
 
 
 def _is_refusal(message: str) -> bool:

@@ -7,13 +7,13 @@ work's session, or UnitOfWork.run in one round trip (MemoryService.recall's path
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, Literal
 
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
 from memagent.records import RecalledMemory
@@ -157,10 +157,28 @@ class SearchQueries:
 
 def execute(session: Session, statement: RecallStatement) -> list[Any]:
     """Run a recall statement in the session's transaction (its settings LOCAL to it); returns the rows."""
-    connection = session.connection()
-    prefix = settings_sql(len(statement.settings), False, False)
-    connection.exec_driver_sql(prefix, settings_values(statement.settings, ""))
-    return list(connection.exec_driver_sql(driver_sql(statement.sql), statement.params).all())
+    return run_in(session.connection(), statement.sql, statement.params, statement.settings)
+
+
+def run_in(
+    connection: Connection, sql: str, params: Mapping[str, Any], settings: Sequence[tuple[str, str]]
+) -> list[Any]:
+    """One text() statement (:name parameters) in the connection's transaction, `settings` LOCAL to it.
+
+    psycopg2 gets the SQL compiled once per statement and sent as the driver takes it (no SQLAlchemy
+    compilation per call); other drivers (asyncpg, for AsyncMemory) go through text().
+    """
+    if connection.dialect.driver == "psycopg2":
+        if settings:
+            connection.exec_driver_sql(
+                settings_sql(len(settings), False, False), settings_values(settings, "")
+            )
+        return list(connection.exec_driver_sql(driver_sql(sql), dict(params)).all())
+    if settings:
+        connection.execute(
+            text(settings_sql(len(settings), False, False, named=True)), settings_values(settings, "")
+        )
+    return list(connection.execute(text(sql), dict(params)).all())
 
 
 @lru_cache(maxsize=256)
@@ -179,14 +197,18 @@ def settings_values(settings: Sequence[tuple[str, str]], namespace: str) -> dict
     return values
 
 
-@lru_cache(maxsize=16)
-def settings_sql(count: int, namespace: bool, role: bool) -> str:
+@lru_cache(maxsize=32)
+def settings_sql(count: int, namespace: bool, role: bool, *, named: bool = False) -> str:
     """One SELECT of set_config, LOCAL: the namespace, the role and `count` settings; ending in ";\n" (the
-    statement follows)."""
-    calls = ["set_config('memagent.namespace', %(memagent_ns)s, true)"] if namespace else []
+    statement follows). Parameters as psycopg2 takes them (%(name)s), or as text() does (named: :name)."""
+
+    def p(name: str) -> str:
+        return f":{name}" if named else f"%({name})s"
+
+    calls = [f"set_config('memagent.namespace', {p('memagent_ns')}, true)"] if namespace else []
     if role:
-        calls.append("set_config('role', %(memagent_role)s, true)")
-    calls += [f"set_config(%(memagent_s{i})s, %(memagent_v{i})s, true)" for i in range(count)]
+        calls.append(f"set_config('role', {p('memagent_role')}, true)")
+    calls += [f"set_config({p(f'memagent_s{i}')}, {p(f'memagent_v{i}')}, true)" for i in range(count)]
     return "SELECT " + ", ".join(calls) + ";\n" if calls else ""
 
 

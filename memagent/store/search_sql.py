@@ -30,8 +30,9 @@ _TEXT_RANKING = """
 txt AS MATERIALIZED (
     SELECT r.id, r.score, row_number() OVER (ORDER BY r.score DESC, r.id) AS rank
     FROM memagent_text_ranking(
-        :scope_namespace, CAST(:text_session AS text), CAST(:text_before AS timestamptz), :qtext, :depth,
-        CAST(:text_kinds AS text[]), CAST(:text_as_of AS timestamptz), :text_archived
+        CAST(:scope_namespace AS text), CAST(:text_session AS text), CAST(:text_before AS timestamptz),
+        CAST(:qtext AS text), CAST(:depth AS integer), CAST(:text_kinds AS text[]),
+        CAST(:text_as_of AS timestamptz), CAST(:text_archived AS boolean)
     ) r
 )"""
 
@@ -92,7 +93,7 @@ SELECT m.id, m.namespace, m.session_id, m.content, m.created_at, m.embedding_mod
        m.embedding <=> CAST(:qvec AS vector) AS distance, ranked.score, m.kind, m.importance,
        {_SOURCES.format(alias="m")} AS sources
 FROM ranked JOIN memories m ON m.id = ranked.id
-WHERE (m.kind <> 'exchange' OR (:text_archived AND m.archived_at IS NOT NULL) OR NOT EXISTS (
+WHERE (m.kind <> 'exchange' OR (CAST(:text_archived AS boolean) AND m.archived_at IS NOT NULL) OR NOT EXISTS (
     SELECT 1 FROM memory_sources s JOIN ranked better ON better.id = s.memory_id
     JOIN memories bm ON bm.id = better.id AND bm.kind <> 'exchange'
     WHERE s.source_id = ranked.id
@@ -145,7 +146,7 @@ def recall_sql(
             order="distance"
             if index != "halfvec"
             else f"{hnsw.key_expression(index, dim, 'm.embedding')} <=> {hnsw.query_expression(index, dim)}",
-            distance_filter="WHERE distance <= :max_distance" if max_distance else "",
+            distance_filter="WHERE distance <= CAST(:max_distance AS float8)" if max_distance else "",
         )
         order = "found.distance, found.id"
     elif mode == "hybrid":
@@ -180,9 +181,11 @@ def hybrid_sql(scope: str, *, max_distance: bool, index: IndexKind | None = "vec
     fused = (
         "fused AS MATERIALIZED (\n"
         "    SELECT parts.id, sum(parts.score) AS score FROM (\n"
-        "        SELECT vec.id, :w_vector / (:rrf_c + vec.rank) AS score FROM vec\n"
+        "        SELECT vec.id, CAST(:w_vector AS float8) / (CAST(:rrf_c AS float8) + vec.rank) AS score\n"
+        "        FROM vec\n"
         "        UNION ALL\n"
-        "        SELECT txt.id, :w_text / (:rrf_c + txt.rank) AS score FROM txt\n"
+        "        SELECT txt.id, CAST(:w_text AS float8) / (CAST(:rrf_c AS float8) + txt.rank) AS score\n"
+        "        FROM txt\n"
         "    ) parts GROUP BY parts.id\n"
         ")"
     )
@@ -194,7 +197,7 @@ def hybrid_sql(scope: str, *, max_distance: bool, index: IndexKind | None = "vec
 def _better_filter(enabled: bool) -> str:
     return (
         "\n      AND (SELECT d.embedding <=> CAST(:qvec AS vector) FROM memories d WHERE d.id = better.id)"
-        " <= :max_distance"
+        " <= CAST(:max_distance AS float8)"
         if enabled
         else ""
     )

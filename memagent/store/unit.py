@@ -18,7 +18,7 @@ from memagent.store.items import ItemRepository
 from memagent.store.lifecycle import LifecycleRepository
 from memagent.store.memories import MemoryRepository
 from memagent.store.roles import APP_ROLE, Isolation, isolation
-from memagent.store.search import driver_sql, settings_sql, settings_values
+from memagent.store.search import driver_sql, run_in, settings_sql, settings_values
 from memagent.store.server import ServerFacts, facts
 from memagent.store.space import SpaceRepository
 from memagent.store.staging import StagingRepository
@@ -142,15 +142,11 @@ class UnitOfWork:
         (tests), the same statements run inside it, as a `with` block does.
         """
         bind = self._bound()
-        values = dict(params)
-        if isinstance(bind, Connection):
+        if isinstance(bind, Connection) or bind.dialect.driver != "psycopg2":
+            # Joined to a caller's transaction (tests), or asyncpg (AsyncMemory): as a `with` block does.
             with self(namespace) as store:
-                joined = store._session.connection()
-                if settings:
-                    prefix = settings_sql(len(settings), False, False)
-                    joined.exec_driver_sql(prefix, settings_values(settings, ""))
-                return list(joined.exec_driver_sql(driver_sql(sql), values).all())
-        values |= settings_values(settings, namespace)
+                return run_in(store._session.connection(), sql, params, settings)
+        values = dict(params) | settings_values(settings, namespace)
         isolate = self.isolation().on
         statement = settings_sql(len(settings), True, isolate) + driver_sql(sql)
         for attempt in (1, 2):
