@@ -45,7 +45,15 @@ def async_engine(url: str) -> AsyncEngine:
         pool_pre_ping=True,
         pool_size=POOL_SIZE,
         max_overflow=MAX_OVERFLOW,
-        connect_args={"server_settings": {"default_transaction_isolation": "read committed"}},
+        connect_args={
+            "server_settings": {
+                "default_transaction_isolation": "read committed",
+                # asyncpg prepares every statement; after five runs PostgreSQL may plan one once for all
+                # parameters, blind to the namespace's size, the depth and the query's words. psycopg2 sends
+                # values inline, so each recall is planned for its own: the same here.
+                "plan_cache_mode": "force_custom_plan",
+            }
+        },
     )
 
     @event.listens_for(engine.sync_engine, "connect")

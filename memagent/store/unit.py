@@ -138,16 +138,22 @@ class UnitOfWork:
         namespace set, `settings` LOCAL to it, committed on success. Over an engine it is one round trip:
         set_config and the statement in one query string on a connection in autocommit, which PostgreSQL
         runs as one implicit transaction (so the LOCAL settings and the role end with it). A connection
-        found dropped is replaced and the statement sent once more. Joined to a caller's transaction
+        found dropped is replaced and the statement sent once more. Over asyncpg: one transaction of three
+        statements. Joined to a caller's transaction
         (tests), the same statements run inside it, as a `with` block does.
         """
         bind = self._bound()
-        if isinstance(bind, Connection) or bind.dialect.driver != "psycopg2":
-            # Joined to a caller's transaction (tests), or asyncpg (AsyncMemory): as a `with` block does.
+        if isinstance(bind, Connection):  # joined to a caller's transaction (tests): as a `with` block does
             with self(namespace) as store:
                 return run_in(store._session.connection(), sql, params, settings)
         values = dict(params) | settings_values(settings, namespace)
         isolate = self.isolation().on
+        if bind.dialect.driver != "psycopg2":
+            # asyncpg (AsyncMemory) takes one statement per message: BEGIN, the set_config, the statement,
+            # COMMIT — on a plain connection, with no ORM session around it.
+            with translate_errors(), bind.connect() as connection, connection.begin():
+                connection.execute(text(settings_sql(len(settings), True, isolate, named=True)), values)
+                return list(connection.execute(text(sql), dict(params)).all())
         statement = settings_sql(len(settings), True, isolate) + driver_sql(sql)
         for attempt in (1, 2):
             with translate_errors():
