@@ -91,7 +91,7 @@ def vocabulary(size: int, seed: int) -> list[str]:
     words: set[str] = set(WORDS)
     while len(words) < size:
         words.add("".join(rng.choice(syllables, size=int(rng.integers(2, 4)))))
-    return sorted(words)
+    return list(rng.permutation(sorted(words)))  # ranks at random: the queries' words common or rare alike
 
 
 def content(i: int, rng: np.random.Generator, words: list[str], weights: np.ndarray) -> str:
