@@ -25,6 +25,7 @@ from langgraph.runtime import Runtime
 from langgraph.store.base import GetOp, InvalidNamespaceError, PutOp, SearchOp
 
 from memagent.api import Memory
+from memagent.async_api import AsyncMemory
 from memagent.integrations.langgraph import MemagentStore, namespace_name
 from memagent.store.items import ItemRepository
 from memagent.usecases.service import MemoryService
@@ -200,6 +201,53 @@ def test_a_graph_reads_and_writes_through_the_store(db_url: str, fake: FakeOpenA
             later = graph.invoke({"message": "Which language is my favourite?", "recalled": []})
             assert later["recalled"][0] == "My favourite language is Rust"
             assert memory.count(namespace=f"{user}.memories") == 2
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM memories WHERE namespace LIKE 'lgtest-%'"))
+
+
+def test_an_async_graph_runs_on_the_loop_through_an_async_memory(
+    db_url: str, fake: FakeOpenAI, engine: Engine
+) -> None:
+    """An async StateGraph (ainvoke, async nodes) over a store on an AsyncMemory: the store's async methods
+    go through asyncpg on the graph's own event loop; its sync methods refuse, saying what to use."""
+    user = f"lgtest-{uuid.uuid4().hex[:8]}"
+
+    class State(TypedDict):
+        message: str
+        recalled: Annotated[list[str], operator.add]
+
+    async def recall(state: State, runtime: Runtime[None]) -> dict[str, list[str]]:
+        assert runtime.store is not None
+        hits = await runtime.store.asearch((user, "memories"), query=state["message"], limit=3)
+        return {"recalled": [hit.value["content"] for hit in hits]}
+
+    async def remember(state: State, runtime: Runtime[None]) -> dict[str, list[str]]:
+        assert runtime.store is not None
+        await runtime.store.aput((user, "memories"), uuid.uuid4().hex, {"content": state["message"]})
+        return {"recalled": []}
+
+    builder = StateGraph(State)
+    builder.add_node("recall", recall)
+    builder.add_node("remember", remember)
+    builder.add_edge(START, "recall")
+    builder.add_edge("recall", "remember")
+    builder.add_edge("remember", END)
+
+    async def scenario() -> None:
+        async with AsyncMemory(database_url=db_url, embedder=fake_embedder(fake)) as memory:
+            store = MemagentStore(memory, index={"fields": ["content"]})
+            graph = builder.compile(store=store)
+            first = await graph.ainvoke({"message": "My favourite language is Rust", "recalled": []})
+            assert first["recalled"] == []
+            later = await graph.ainvoke({"message": "Which language is my favourite?", "recalled": []})
+            assert later["recalled"][0] == "My favourite language is Rust"
+            assert await memory.count(namespace=f"{user}.memories") == 2
+            with pytest.raises(TypeError, match="async methods"):
+                store.get((user, "memories"), "anything")
+
+    try:
+        asyncio.run(scenario())
     finally:
         with engine.begin() as conn:
             conn.execute(text("DELETE FROM memories WHERE namespace LIKE 'lgtest-%'"))

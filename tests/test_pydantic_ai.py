@@ -3,6 +3,7 @@ recalls through the real database; a FunctionModel run corrects bad calls and st
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from pydantic_ai.models.openai import OpenAIChatModel
 from pydantic_ai.providers.openai import OpenAIProvider
 
 from memagent.api import Memory
+from memagent.async_api import AsyncMemory
 from memagent.errors import DatabaseError, InputError
 from memagent.integrations.pydantic_ai import answered, memory_toolset
 from memagent.mcp.tools import INSTRUCTIONS, RECALL, REMEMBER
@@ -109,6 +111,41 @@ def test_agent_on_openai_compatible_model_remembers_then_recalls(
     assert recall_result["tool_call_id"] == "call_recall"
     found = json.loads(recall_result["content"])["memories"]
     assert found[0]["id"] == rows[0][0] and found[0]["content"] == PRIYA
+
+
+def test_an_async_agent_uses_an_async_memory_on_its_loop(
+    db_url: str, fake: FakeOpenAI, engine: Engine
+) -> None:
+    """Over an AsyncMemory (here carried by the run's deps) the tools run on the agent's event loop through
+    asyncpg: the same calls, the same answers, the memory in the database."""
+    name = f"pydai-{uuid.uuid4().hex[:10]}"
+
+    def script(body: dict[str, Any]) -> str | dict[str, Any]:
+        done = len(tool_messages(body))
+        if done == 0:
+            return tool_call("remember", {"text": PRIYA}, "call_remember")
+        if done == 1:
+            return tool_call("recall", {"query": "What compiler is Priya building?"}, "call_recall")
+        return ANSWER
+
+    fake.chat_handler = script
+    provider = OpenAIProvider(base_url=fake.base_url, api_key=fake.api_key)
+    agent = Agent(OpenAIChatModel("fake-chat", provider=provider), toolsets=[memory_toolset()])
+
+    async def scenario() -> str:
+        async with AsyncMemory(database_url=db_url, namespace=name, embedder=fake_embedder(fake)) as memory:
+            result = await agent.run("Remember me, then say what I build.", deps=memory)
+            return str(result.output)
+
+    try:
+        assert asyncio.run(scenario()) == ANSWER
+        rows = stored(engine, name)
+        assert [content for _, content in rows] == [PRIYA]
+        recall_result = json.loads(tool_messages(fake.chat_requests()[-1]["body"])[1]["content"])
+        assert recall_result["memories"][0]["id"] == rows[0][0]
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM memories WHERE namespace = :ns"), {"ns": name})
 
 
 @dataclass

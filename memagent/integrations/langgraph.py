@@ -35,7 +35,9 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         'memagent.integrations.langgraph needs LangGraph: pip install "memagent[langgraph]"'
     ) from exc
 
+from memagent import bridge
 from memagent.api import Memory
+from memagent.async_api import AsyncMemory
 from memagent.usecases.items import (
     StoredItem,
     delete_item,
@@ -126,16 +128,24 @@ class MemagentStore(BaseStore):
     """A LangGraph store whose items are memagent memories: put/get/delete by key, semantic search by
     memagent's recall (hybrid by default), filters on value fields, namespace listing.
 
-    `MemagentStore(Memory(...))`, then `graph.compile(store=store)`. index={"fields": ["content"]} chooses
-    the value fields that become the searchable text (LangGraph's JSON paths; default "$", the whole value).
+    `MemagentStore(Memory(...))`, then `graph.compile(store=store)`; `MemagentStore(AsyncMemory(...))` for
+    async graphs (its async methods run on the event loop, through asyncpg; its sync ones refuse).
+    index={"fields": ["content"]} chooses the value fields that become the searchable text (LangGraph's
+    JSON paths; default "$", the whole value).
     memagent embeds with its own embedder, so the index's "embed" and "dims" are not used; an item whose
     fields hold no text is searchable by its whole value as JSON. Items have no TTL.
     """
 
-    def __init__(self, memory: Memory | MemoryService, *, index: Mapping[str, Any] | None = None) -> None:
-        self._service: Callable[[], MemoryService] = (
-            memory._memory if isinstance(memory, Memory) else (lambda: memory)
-        )
+    def __init__(
+        self, memory: Memory | AsyncMemory | MemoryService, *, index: Mapping[str, Any] | None = None
+    ) -> None:
+        self._async = memory if isinstance(memory, AsyncMemory) else None
+        if isinstance(memory, AsyncMemory):
+            self._service: Callable[[], MemoryService] = memory._sync._memory
+        elif isinstance(memory, Memory):
+            self._service = memory._memory
+        else:
+            self._service = lambda: memory
         self._fields = self._paths((index or {}).get("fields") or ["$"])
 
     @staticmethod
@@ -153,12 +163,20 @@ class MemagentStore(BaseStore):
 
     def batch(self, ops: Iterable[Op]) -> list[Result]:
         """Run the operations in order, each in its own unit of work (a put is seen by later gets)."""
+        if self._async is not None and not bridge.bridged():
+            raise TypeError(
+                "this MemagentStore is over an AsyncMemory: use its async methods (aget, aput, asearch, "
+                "adelete, alist_namespaces), as LangGraph does in async graphs, or give it a Memory."
+            )
         return [self._run(op) for op in ops]
 
     async def abatch(self, ops: Iterable[Op]) -> list[Result]:
-        """batch() off the event loop, on a worker thread (memagent has no async API yet: AsyncMemory will
-        replace the thread); the aget/aput/asearch/adelete/alist_namespaces of BaseStore come through it."""
+        """batch() without blocking the event loop: over an AsyncMemory, through its asyncpg engine on this
+        loop; over a Memory, on a worker thread. BaseStore's aget/aput/asearch/adelete/alist_namespaces
+        come through it."""
         listed = list(ops)
+        if self._async is not None:
+            return await self._async._call(self.batch, listed)
         return await asyncio.to_thread(self.batch, listed)
 
     def _run(self, op: Op) -> Result:

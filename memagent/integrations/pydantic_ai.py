@@ -8,6 +8,7 @@ memory through either door. Needs the `pydantic-ai` extra: `pip install "memagen
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -21,6 +22,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from memagent.api import Memory
+from memagent.async_api import AsyncMemory
 from memagent.errors import InputError, MemagentError
 from memagent.mcp.tools import (
     FORGET,
@@ -41,17 +43,17 @@ from memagent.validation import clean_name
 __all__ = ["memory_toolset"]
 
 
-def memory_of(deps: Any) -> Memory:
-    """The Memory a run's deps carry: the deps themselves, or their `memory` attribute."""
-    if isinstance(deps, Memory):
+def memory_of(deps: Any) -> Memory | AsyncMemory:
+    """The Memory (or AsyncMemory) a run's deps carry: the deps themselves, or their `memory` attribute."""
+    if isinstance(deps, Memory | AsyncMemory):
         return deps
     held = getattr(deps, "memory", None)
-    if isinstance(held, Memory):
+    if isinstance(held, Memory | AsyncMemory):
         return held
     # The agent's author wired it wrongly: fail the run, this is no argument the model could correct.
     raise TypeError(
-        "memory_toolset() was given no Memory, so the run's deps must be a memagent Memory or have a "
-        f"`memory` attribute holding one; got {type(deps).__name__}."
+        "memory_toolset() was given no Memory, so the run's deps must be a memagent Memory (or AsyncMemory) "
+        f"or have a `memory` attribute holding one; got {type(deps).__name__}."
     )
 
 
@@ -66,7 +68,7 @@ def answered(call: Callable[..., str], *args: Any, **kwargs: Any) -> str:
 
 
 def memory_toolset(
-    memory: Memory | None = None,
+    memory: Memory | AsyncMemory | None = None,
     *,
     namespace: str | None = None,
     session_id: str | None = None,
@@ -77,7 +79,9 @@ def memory_toolset(
 ) -> FunctionToolset[Any]:
     """A Pydantic AI toolset over memagent (remember, recall, and unless turned off forget and recent).
 
-    memory: the Memory to use; None: the run's deps (a Memory, or an object whose `memory` is one).
+    memory: the Memory or AsyncMemory to use; None: the run's deps (one, or an object whose `memory` is
+    one). Over an AsyncMemory the tools run on the agent's event loop through asyncpg; over a Memory, on
+    a worker thread.
     namespace: the only namespace the tools read or write (default: the Memory's); no tool argument can
     name another. session_id: the session remember stores under (recall searches every session).
     forget, recent: offer those tools too. instructions: add memagent's advice on when to recall and
@@ -87,27 +91,32 @@ def memory_toolset(
     session = clean_name(session_id, "session_id") if session_id is not None else None
     notify = logging.getLogger("memagent").warning
 
-    def tools(ctx: RunContext[Any]) -> MemoryTools:
-        """The shared tool bodies over this run's Memory, in the fixed namespace."""
+    async def run(ctx: RunContext[Any], tool: str, *args: Any, **kwargs: Any) -> str:
+        """One of the shared tool bodies over this run's memory, in the fixed namespace, off the loop's
+        thread or on the loop through asyncpg."""
         chosen = memory if memory is not None else memory_of(ctx.deps)
-        # Memory's own App: the tools share its database, embedder and recovery file.
-        return MemoryTools(chosen._app, fixed or chosen.settings.namespace, notify)
+        sync = chosen._sync if isinstance(chosen, AsyncMemory) else chosen
+        # The Memory's own App: the tools share its database, embedder and recovery file.
+        body = getattr(MemoryTools(sync._app, fixed or sync.settings.namespace, notify), tool)
+        if isinstance(chosen, AsyncMemory):
+            return await chosen._call(answered, body, *args, **kwargs)
+        return await asyncio.to_thread(answered, body, *args, **kwargs)
 
     toolset: FunctionToolset[Any] = FunctionToolset(
         max_retries=max_retries, instructions=INSTRUCTIONS if instructions else None
     )
 
-    def remember(ctx: RunContext[Any], text: Text) -> str:
-        return answered(tools(ctx).remember, text, session_id=session)
+    async def remember(ctx: RunContext[Any], text: Text) -> str:
+        return await run(ctx, "remember", text, session_id=session)
 
-    def recall(ctx: RunContext[Any], query: Query, k: K = None) -> str:
-        return answered(tools(ctx).recall, query, k=k)
+    async def recall(ctx: RunContext[Any], query: Query, k: K = None) -> str:
+        return await run(ctx, "recall", query, k=k)
 
-    def forget_memory(ctx: RunContext[Any], id: MemoryId) -> str:
-        return answered(tools(ctx).forget, id)
+    async def forget_memory(ctx: RunContext[Any], id: MemoryId) -> str:
+        return await run(ctx, "forget", id)
 
-    def recent_memories(ctx: RunContext[Any], limit: Limit = 10) -> str:
-        return answered(tools(ctx).recent, limit)
+    async def recent_memories(ctx: RunContext[Any], limit: Limit = 10) -> str:
+        return await run(ctx, "recent", limit)
 
     toolset.add_function(remember, takes_ctx=True, name="remember", description=REMEMBER)
     toolset.add_function(recall, takes_ctx=True, name="recall", description=RECALL)

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 
 from memagent.errors import DatabaseError, SchemaError
 from memagent.store import roles
-from memagent.store.database import Database, translate_errors
+from memagent.store.database import Database
+from memagent.store.db_errors import translate_errors
 from memagent.store.roles import Isolation
 
 if TYPE_CHECKING:

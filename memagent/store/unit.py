@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from memagent.store.archive import ArchiveRepository
 from memagent.store.bulk import BulkRepository
-from memagent.store.database import translate_errors, unreachable
+from memagent.store.db_errors import translate_errors, unreachable
 from memagent.store.hnsw import IndexRepository
 from memagent.store.items import ItemRepository
 from memagent.store.lifecycle import LifecycleRepository
@@ -151,9 +151,9 @@ class UnitOfWork:
         if bind.dialect.driver != "psycopg2":
             # asyncpg (AsyncMemory) takes one statement per message: BEGIN, the set_config, the statement,
             # COMMIT — on a plain connection, with no ORM session around it.
-            with translate_errors(), bind.connect() as connection, connection.begin():
-                connection.execute(text(settings_sql(len(settings), True, isolate, named=True)), values)
-                return list(connection.execute(text(sql), dict(params)).all())
+            with translate_errors(), bind.connect() as conn, conn.begin():
+                conn.execute(text(settings_sql(len(settings), True, isolate, named=True)), values)
+                return list(conn.execute(text(sql), dict(params)).all())
         statement = settings_sql(len(settings), True, isolate) + driver_sql(sql)
         for attempt in (1, 2):
             with translate_errors():
