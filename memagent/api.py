@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from memagent.bootstrap import App
+from memagent.bootstrap import App, release
 from memagent.config import Settings, get_settings, with_overrides
 from memagent.errors import InputError
 from memagent.providers.chat import ChatModel, make_chat_model
@@ -70,6 +70,7 @@ class Memory:
     def close(self) -> None:
         """Release the database (and the embedded server, when this was its last user)."""
         self._app.close()
+        release(self._chat_model)
         self._agents.clear()
 
     def __enter__(self) -> Memory:

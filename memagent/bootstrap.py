@@ -138,6 +138,8 @@ class App:
     def close(self) -> None:
         """Release the database (and the embedded server, when this was its last user)."""
         with self._lock:
+            if self._service is not None:
+                release(self._service.embedder)
             if self._db is not None:
                 self._db.close()
             self._db = None
@@ -150,6 +152,13 @@ class App:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def release(provider: object) -> None:
+    """Let a provider close what belongs to an event loop that is ending (its async client), if it has any."""
+    close = getattr(provider, "release", None)
+    if callable(close):
+        close()
 
 
 def embedder_for(settings: Settings, space: tuple[str, int], configured: Embedder) -> Embedder:

@@ -82,6 +82,10 @@ class OpenAIChat:
     def model(self) -> str:
         return self._model
 
+    def release(self) -> None:
+        """Close what belongs to an event loop that is ending (AsyncMemory's aclose)."""
+        self._client.release()
+
     def stream(self, messages: Sequence[Message]) -> Iterator[str]:
         extra: dict[str, Any] = {}
         if self._temperature is not None:

@@ -94,6 +94,10 @@ class OpenAIEmbedder:
     def covered(self, text: str) -> int:
         return len(head_within(text, OPENAI_MAX_INPUT_BYTES))
 
+    def release(self) -> None:
+        """Close what belongs to an event loop that is ending (AsyncMemory's aclose)."""
+        self._client.release()
+
     def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
         out: list[NDArray[np.float32]] = []
         for start in range(0, len(texts), self._batch_size):

@@ -62,6 +62,18 @@ class LazyClient:
             self._async = (loop, client)
         return bridge.wait(call(self._async[1]))
 
+    def release(self) -> None:
+        """Close the async client, which belongs to the event loop it was made on (AsyncMemory's aclose):
+        from the bridge on that loop it is closed there, else let go; a later call makes another."""
+        if self._async is None:
+            return
+        import asyncio
+
+        loop, client = self._async
+        self._async = None
+        if bridge.bridged() and asyncio.get_running_loop() is loop:
+            bridge.wait(client.close())
+
     def stream(self, call: Callable[[Any], Any]) -> Iterator[Any]:
         """The chunks of a streamed SDK call (call(client) with stream=True), as request() makes it."""
         response = self.request(call)
