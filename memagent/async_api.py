@@ -55,11 +55,10 @@ class AsyncMemory:
     ) -> None:
         self._sync = _BridgedMemory(settings=settings, embedder=embedder, chat_model=chat_model, **overrides)
         self.settings = self._sync.settings
-        self._opened = False
-        self._closing = False
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop this memory's connections belong to
         self._running = 0
-        self._lock: asyncio.Lock | None = None
         self._idle: asyncio.Event | None = None
+        self._closing: asyncio.Future[None] | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------------------
 
@@ -67,9 +66,9 @@ class AsyncMemory:
         """fn(*args, **kwargs), Memory's code, in a greenlet whose database calls this loop awaits."""
         from sqlalchemy.util import greenlet_spawn
 
-        if self._closing:
+        if self._closing is not None:
             raise MemagentError("this AsyncMemory is closing: call it again once aclose() has returned.")
-        await self._open()
+        self._follow_loop()
         self._running += 1
         try:
             return await greenlet_spawn(fn, *args, **kwargs)
@@ -78,33 +77,38 @@ class AsyncMemory:
             if self._running == 0 and self._idle is not None:
                 self._idle.set()
 
-    async def _open(self) -> None:
-        # Opening once, before any verb: two tasks must not both start the server or migrate.
-        if self._opened:
-            return
-        from sqlalchemy.util import greenlet_spawn
-
-        self._lock = self._lock or asyncio.Lock()
-        async with self._lock:
-            if not self._opened:
-                await greenlet_spawn(self._sync._memory)
-                self._opened = True
+    def _follow_loop(self) -> None:
+        """Connections belong to the event loop they were made on. Called from another loop (asyncio.run
+        once more, a test framework's loop per test), this memory lets the old loop's connections go (they
+        can be neither used nor closed from here) and opens the database anew on this one."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not None and self._loop is not loop:
+            self._sync._app.abandon()
+            self._idle = None
+        self._loop = loop
 
     async def aclose(self) -> None:
         """Wait for the calls in flight, then release the database (and the embedded server, when this was
         its last user). Calls made meanwhile raise; a later call opens the database again, as Memory's do."""
+        self._follow_loop()
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._close())
+        closing = self._closing
+        await asyncio.shield(closing)  # a second aclose() waits for the first; a cancelled one lets it finish
+
+    async def _close(self) -> None:
         from sqlalchemy.util import greenlet_spawn
 
-        self._closing = True
-        while self._running:
-            self._idle = asyncio.Event()
-            await self._idle.wait()
-        await greenlet_spawn(self._sync.close)
-        self._opened = False
-        self._closing = False
+        try:
+            while self._running:
+                self._idle = asyncio.Event()
+                await self._idle.wait()
+            await greenlet_spawn(self._sync.close)
+        finally:
+            self._closing = None
 
     async def __aenter__(self) -> AsyncMemory:
-        await self._open()
+        await self._call(self._sync._memory)  # open now: a database that cannot be reached says so here
         return self
 
     async def __aexit__(

@@ -50,7 +50,11 @@ class App:
         self._notes = notes
         self._db: Database | None = None
         self._service: MemoryService | None = None
-        self._lock = threading.Lock()
+        self._lock = self._new_lock()
+
+    def _new_lock(self) -> threading.Lock | bridge.LoopLock:
+        # Opening and closing hold it while they wait for the database: over asyncpg, on the event loop.
+        return bridge.LoopLock() if self._driver == "asyncpg" else threading.Lock()
 
     def service(self) -> MemoryService:
         """The MemoryService over the opened database (opening it on the first call)."""
@@ -144,6 +148,15 @@ class App:
                 self._db.close()
             self._db = None
             self._service = None
+
+    def abandon(self) -> None:
+        """Let go of a database opened on an event loop that has ended (AsyncMemory called from a new one):
+        its connections cannot be closed from another loop and are dropped; the next call opens anew."""
+        if self._db is not None:
+            self._db.close(abandon=True)
+        self._db = None
+        self._service = None
+        self._lock = self._new_lock()
 
     def __enter__(self) -> App:
         return self

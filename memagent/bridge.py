@@ -10,11 +10,28 @@ Memory) every helper simply calls the synchronous code.
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+# The local model's matrix products and a fork (starting or stopping the embedded server) never overlap:
+# with AsyncMemory both can run at once on worker threads, and OpenBLAS's fork handler can then deadlock
+# with the product running on the other thread.
+FORK_LOCK = threading.Lock()
+
+
+def forking(fn: Callable[[], T]) -> T:
+    """fn() (which starts a process) while no local-model computation runs; on a worker thread if bridged."""
+
+    def guarded() -> T:
+        with FORK_LOCK:
+            return fn()
+
+    return blocking(guarded)
 
 
 def bridged() -> bool:
@@ -34,12 +51,41 @@ def wait(awaitable: Awaitable[T]) -> T:
 
 
 def blocking(fn: Callable[..., T], *args: Any) -> T:
-    """fn(*args); when bridged, on a worker thread, so the event loop keeps serving while it runs."""
+    """fn(*args); when bridged, on a worker thread, so the event loop keeps serving while it runs.
+
+    A thread cannot be stopped: if the caller is cancelled meanwhile, fn still runs to its end before the
+    cancellation goes on, so the caller's cleanup undoes what fn did (a server acquired is released) rather
+    than racing it.
+    """
     if not bridged():
         return fn(*args)
     import asyncio
 
-    return wait(asyncio.to_thread(fn, *args))
+    running = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    try:
+        return wait(asyncio.shield(running))
+    except asyncio.CancelledError:
+        with contextlib.suppress(BaseException):  # the cancellation is what the caller hears about
+            wait(running)
+        raise
+
+
+class LoopLock:
+    """A lock for code AsyncMemory runs in its greenlets: one waiting for it waits on the event loop (a
+    threading.Lock would stop the thread, so the loop, and with it the greenlet holding the lock)."""
+
+    def __init__(self) -> None:
+        self._mutex: Any = None
+
+    def __enter__(self) -> None:
+        import asyncio
+
+        if self._mutex is None:
+            self._mutex = asyncio.Lock()
+        wait(self._mutex.acquire())
+
+    def __exit__(self, *exc: object) -> None:
+        self._mutex.release()
 
 
 def iterate(items: AsyncIterator[T]) -> Iterator[T]:

@@ -16,7 +16,10 @@ import pytest
 from sqlalchemy import Engine, text
 
 from memagent import AsyncMemory, MemagentError, Memory
-from memagent.errors import ConfigError, InputError
+from memagent.config import Settings
+from memagent.errors import ConfigError, DatabaseUnavailableError, InputError, KeptError
+from memagent.store.async_engine import connect_arguments
+from memagent.usecases.recovery import RecoveryFile
 from tests.conftest import fake_chat, fake_embedder
 from tests.fake_openai import Failure, FakeOpenAI
 from tests.learning_script import Script
@@ -218,16 +221,23 @@ def test_async_memory_starts_the_embedded_server_when_no_url_is_set(
     monkeypatch.setenv("MEMAGENT_HOME", str(home))
 
     async def scenario() -> list[str]:
-        async with AsyncMemory(embedder=fake_embedder(fake)) as memory:
+        memory = AsyncMemory(embedder=fake_embedder(fake))
+        # The first call, cancelled while the server starts: the start runs to its end and is undone, so
+        # no client of this process is left holding the server up.
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(memory.remember("never stored"), 0.05)
+        async with memory:
             await memory.remember("Stored through asyncpg on the embedded server's socket")
-            return [m.content for m in await memory.recall("embedded server", k=1)]
+            return [m.content for m in await memory.recall("embedded server", k=5)]
 
+    server = EmbeddedPostgres(home)
     try:
         assert asyncio.run(scenario()) == ["Stored through asyncpg on the embedded server's socket"]
+        assert not server.running()  # the last user closed: it stopped (MEMAGENT_LINGER=0)
         with Memory(embedder=fake_embedder(fake)) as memory:  # the same data through the other door
             assert memory.count() == 1
     finally:
-        EmbeddedPostgres(home).destroy()
+        server.destroy()
 
 
 def test_aclose_closes_the_provider_client_of_its_loop(
@@ -250,3 +260,76 @@ def test_aclose_closes_the_provider_client_of_its_loop(
     asyncio.run(scenario())  # a second loop: a new client, closed again
     gc.collect()
     assert "Event loop is closed" not in caplog.text
+
+
+@pytest.mark.parametrize("kind", FRONTS)
+def test_an_unreachable_database_keeps_the_memory_and_says_so_in_one_line(
+    kind: str, fake: FakeOpenAI
+) -> None:
+    front = Front(
+        kind, database_url="postgresql://alice:S3cretPW@127.0.0.1:1/db", embedder=fake_embedder(fake)
+    )
+    try:
+        with pytest.raises(KeptError) as kept:
+            front.remember("written while the database was down")
+        message = str(kept.value)
+        assert message.startswith(
+            "cannot connect to PostgreSQL at postgresql+psycopg2://alice:***@127.0.0.1:1"
+        )
+        assert "S3cretPW" not in message and "\n" not in message and "<class" not in message
+        assert "written while the database was down" in RecoveryFile(Settings().home_path()).path.read_text()
+        with pytest.raises(DatabaseUnavailableError, match="cannot connect to PostgreSQL"):
+            front.recall("anything")
+    finally:
+        front.close()
+
+
+def test_libpq_url_options_reach_asyncpg_or_are_refused_by_name(db_url: str, fake: FakeOpenAI) -> None:
+    dsn, options = connect_arguments(
+        "postgresql+psycopg2://a:p%40ss@h:5433/db?sslmode=require&connect_timeout=3"
+        "&application_name=app&options=-c%20statement_timeout%3D5000"
+    )
+    assert dsn == "postgresql://a:p%40ss@h:5433/db?sslmode=require" and options["timeout"] == 3.0
+    assert options["server_settings"]["application_name"] == "app"
+    assert options["server_settings"]["statement_timeout"] == "5000"
+    with pytest.raises(ConfigError, match="'keepalives'"):
+        connect_arguments("postgresql+psycopg2://u@h/db?keepalives=1")
+    with pytest.raises(ConfigError, match="port"):
+        connect_arguments("postgresql+psycopg2://u@h:99999/db")
+    # The options a hosted PostgreSQL asks for work end to end (sslmode=prefer: this socket has no TLS).
+    url = db_url + "&sslmode=prefer&connect_timeout=5&application_name=memagent-test"
+    front = Front("AsyncMemory", database_url=url, namespace="cli-async-url", embedder=fake_embedder(fake))
+    try:
+        assert front.count() == 0
+    finally:
+        front.close()
+
+
+def test_acloses_that_overlap_an_open_or_each_other_finish(opened: Callable[..., Front]) -> None:
+    front = opened("AsyncMemory")
+    memory: AsyncMemory = front.memory
+    assert front.loop is not None
+
+    async def scenario() -> int:
+        first = asyncio.create_task(memory.count())  # opens the database
+        await asyncio.sleep(0)
+        await asyncio.wait_for(memory.aclose(), 20)  # waits for the open and the call, then closes
+        counted = first.result()
+        await asyncio.wait_for(asyncio.gather(memory.aclose(), memory.aclose()), 20)  # both return
+        return counted + await memory.count()  # and the memory opens again afterwards
+
+    assert front.loop.run_until_complete(scenario()) == 0
+
+
+def test_a_new_event_loop_opens_the_database_anew(db_url: str, fake: FakeOpenAI, engine: Engine) -> None:
+    """asyncio.run once more (a test framework's loop per test): the old loop's connections are let go and
+    every call is served, nothing lost."""
+    memory = AsyncMemory(database_url=db_url, namespace="cli-async-loops", embedder=fake_embedder(fake))
+    try:
+        for text_ in ("first loop", "second loop", "third loop"):
+            assert asyncio.run(memory.remember(text_)).created
+        assert asyncio.run(memory.count()) == 3
+    finally:
+        asyncio.run(memory.aclose())
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM memories WHERE namespace = 'cli-async-loops'"))

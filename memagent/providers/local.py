@@ -113,4 +113,5 @@ class LocalEmbedder:
 
     def _embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
         heads = [text if len(text) <= LOCAL_MAX_CHARS else self._head(text) for text in texts]
-        return self._load().embed(heads, batch_size=self._batch_size)
+        with bridge.FORK_LOCK:  # no process is started while the model computes (see bridge.FORK_LOCK)
+            return self._load().embed(heads, batch_size=self._batch_size)

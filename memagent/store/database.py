@@ -101,7 +101,11 @@ class Database:
             from memagent.store.embedded import EmbeddedPostgres
 
             self._embedded = EmbeddedPostgres(self.settings.home_path(), linger=self.settings.linger)
-            url = bridge.blocking(self._embedded.acquire)  # seconds when it starts: off AsyncMemory's loop
+            try:
+                url = bridge.forking(self._embedded.acquire)  # seconds when it starts: off AsyncMemory's loop
+            except BaseException:  # a cancelled AsyncMemory call: the start ran to its end; undo it
+                bridge.forking(self._embedded.release)
+                raise
             self._url = url
         try:
             if self.driver == "asyncpg":
@@ -123,15 +127,16 @@ class Database:
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
         return self
 
-    def close(self) -> None:
-        """Dispose of the engine and release the embedded server."""
+    def close(self, *, abandon: bool = False) -> None:
+        """Dispose of the engine and release the embedded server. abandon: drop the pool's connections
+        without closing them (asyncpg's, of an event loop that has ended)."""
         if self._engine is not None:
-            self._engine.dispose()  # asyncpg's: from AsyncMemory's bridge, which awaits its connections
+            self._engine.dispose(close=not abandon)  # asyncpg's: from AsyncMemory's bridge, which awaits
             self._engine = None
             self._async_engine = None
             self._sessions = None
         if self._embedded is not None:
-            self._embedded.release()
+            bridge.forking(self._embedded.release)  # it may stop the server: off AsyncMemory's loop
 
     def __enter__(self) -> Database:
         return self.open()
@@ -219,5 +224,5 @@ def _restart_on_connect_failure(engine: Engine, embedded: EmbeddedPostgres) -> N
         try:
             return dialect.connect(*cargs, **cparams)
         except (dialect.loaded_dbapi.OperationalError, OSError):  # psycopg2's, asyncpg's (no socket)
-            bridge.blocking(embedded.acquire)  # starts the server unless another process already did
+            bridge.forking(embedded.acquire)  # starts the server unless another process already did
             return dialect.connect(*cargs, **cparams)

@@ -60,7 +60,9 @@ def _driver_message(error: Any) -> str:
     """The first line of a driver's error, without the class SQLAlchemy's asyncpg adapter puts before it."""
     line = first_line(error)
     if line.startswith("<class '") and "'>: " in line:
-        return line.split("'>: ", 1)[1]
+        line = line.split("'>: ", 1)[1]
+    if line.startswith("cannot switch to state") and "in progress" in line:  # asyncpg's words for it
+        return "the connection to the server was lost in the middle of a statement"
     return line
 
 
