@@ -36,7 +36,8 @@ def forking(fn: Callable[[], T]) -> T:
 
 def bridged() -> bool:
     """Whether this code runs in AsyncMemory's greenlet (an event loop waits on it)."""
-    if "sqlalchemy.util.concurrency" not in sys.modules:  # nothing imported it: not bridged (and stay light)
+    # No greenlet imported (or none installed: the `async` extra is optional): no bridge, and stay light.
+    if sys.modules.get("greenlet") is None or "sqlalchemy.util.concurrency" not in sys.modules:
         return False
     from sqlalchemy.util.concurrency import in_greenlet
 

@@ -333,3 +333,30 @@ def test_a_new_event_loop_opens_the_database_anew(db_url: str, fake: FakeOpenAI,
         asyncio.run(memory.aclose())
         with engine.begin() as conn:
             conn.execute(text("DELETE FROM memories WHERE namespace = 'cli-async-loops'"))
+
+
+def test_memagent_runs_without_the_async_extra(cli_env: dict[str, str]) -> None:
+    """greenlet (the `async` extra) is optional: the CLI and Memory never need it (here made unimportable)."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['greenlet'] = None; sys.argv = ['memagent', *sys.argv[1:]]\n"
+        "from memagent.cli import main; main()"
+    )
+    env = os.environ | cli_env
+    stored = subprocess.run(
+        [sys.executable, "-c", code, "remember", "stored with no greenlet"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert stored.returncode == 0, stored.stderr
+    found = subprocess.run(
+        [sys.executable, "-c", code, "recall", "no greenlet", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert found.returncode == 0 and "stored with no greenlet" in found.stdout, found.stderr
