@@ -107,10 +107,8 @@ class App:
     def _ensure_schema(self, db: Database, dim: int) -> None:
         if db.driver == "psycopg2":
             schema.ensure_at_head(db, embedding_dim=dim)
-        elif not schema.at_head(
-            db
-        ):  # migrations run as Alembic's tested path does: on psycopg2, off the loop
-
+        elif not schema.at_head(db):
+            # Migrations run as Alembic's tested path does: on psycopg2, off the event loop.
             def migrate() -> None:
                 with Database(self.settings, url=db.url, embedded=db.is_embedded) as twin:
                     schema.ensure_at_head(twin, embedding_dim=dim)
