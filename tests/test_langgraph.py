@@ -169,30 +169,39 @@ def test_bad_namespace_tuples_are_refused(
         namespace_name(namespace)
 
 
-def test_a_graph_reads_and_writes_through_the_store(db_url: str, fake: FakeOpenAI, engine: Engine) -> None:
-    """A StateGraph compiled with the store over a Memory: a later run recalls what an earlier run stored."""
-    user = f"lgtest-{uuid.uuid4().hex[:8]}"
+class Chat(TypedDict):
+    """The state of the test graphs: the message, and what the recall node found."""
 
-    class State(TypedDict):
-        message: str
-        recalled: Annotated[list[str], operator.add]
+    message: str
+    recalled: Annotated[list[str], operator.add]
 
-    def recall(state: State, runtime: Runtime[None]) -> dict[str, list[str]]:
-        assert runtime.store is not None
-        hits = runtime.store.search((user, "memories"), query=state["message"], limit=3)
-        return {"recalled": [hit.value["content"] for hit in hits]}
 
-    def remember(state: State, runtime: Runtime[None]) -> dict[str, list[str]]:
-        assert runtime.store is not None
-        runtime.store.put((user, "memories"), uuid.uuid4().hex, {"content": state["message"]})
-        return {"recalled": []}
-
-    builder = StateGraph(State)
+def recall_then_remember(recall: Any, remember: Any) -> StateGraph[Chat]:
+    """START → recall → remember → END, with the given nodes (sync or async)."""
+    builder = StateGraph(Chat)
     builder.add_node("recall", recall)
     builder.add_node("remember", remember)
     builder.add_edge(START, "recall")
     builder.add_edge("recall", "remember")
     builder.add_edge("remember", END)
+    return builder
+
+
+def test_a_graph_reads_and_writes_through_the_store(db_url: str, fake: FakeOpenAI, engine: Engine) -> None:
+    """A StateGraph compiled with the store over a Memory: a later run recalls what an earlier run stored."""
+    user = f"lgtest-{uuid.uuid4().hex[:8]}"
+
+    def recall(state: Chat, runtime: Runtime[None]) -> dict[str, list[str]]:
+        assert runtime.store is not None
+        hits = runtime.store.search((user, "memories"), query=state["message"], limit=3)
+        return {"recalled": [hit.value["content"] for hit in hits]}
+
+    def remember(state: Chat, runtime: Runtime[None]) -> dict[str, list[str]]:
+        assert runtime.store is not None
+        runtime.store.put((user, "memories"), uuid.uuid4().hex, {"content": state["message"]})
+        return {"recalled": []}
+
+    builder = recall_then_remember(recall, remember)
     try:
         with Memory(database_url=db_url, embedder=fake_embedder(fake)) as memory:
             graph = builder.compile(store=MemagentStore(memory, index={"fields": ["content"]}))
@@ -213,26 +222,17 @@ def test_an_async_graph_runs_on_the_loop_through_an_async_memory(
     go through asyncpg on the graph's own event loop; its sync methods refuse, saying what to use."""
     user = f"lgtest-{uuid.uuid4().hex[:8]}"
 
-    class State(TypedDict):
-        message: str
-        recalled: Annotated[list[str], operator.add]
-
-    async def recall(state: State, runtime: Runtime[None]) -> dict[str, list[str]]:
+    async def recall(state: Chat, runtime: Runtime[None]) -> dict[str, list[str]]:
         assert runtime.store is not None
         hits = await runtime.store.asearch((user, "memories"), query=state["message"], limit=3)
         return {"recalled": [hit.value["content"] for hit in hits]}
 
-    async def remember(state: State, runtime: Runtime[None]) -> dict[str, list[str]]:
+    async def remember(state: Chat, runtime: Runtime[None]) -> dict[str, list[str]]:
         assert runtime.store is not None
         await runtime.store.aput((user, "memories"), uuid.uuid4().hex, {"content": state["message"]})
         return {"recalled": []}
 
-    builder = StateGraph(State)
-    builder.add_node("recall", recall)
-    builder.add_node("remember", remember)
-    builder.add_edge(START, "recall")
-    builder.add_edge("recall", "remember")
-    builder.add_edge("remember", END)
+    builder = recall_then_remember(recall, remember)
 
     async def scenario() -> None:
         async with AsyncMemory(database_url=db_url, embedder=fake_embedder(fake)) as memory:
