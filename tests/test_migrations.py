@@ -65,6 +65,7 @@ def test_head_schema_has_table_and_indexes(db_url: str) -> None:
             text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_memories_namespace_tsv'")
         ).scalar_one()
         assert "USING gin (namespace, content_tsv)" in gin  # btree_gin (revision 0011)
+        assert "WITH (fastupdate=off)" in gin  # no pending list for every search to read (revision 0016)
     engine.dispose()
 
 

@@ -1,7 +1,8 @@
 """BM25 in the database (revision 0011): statistics kept by triggers, and MaxScore pruning that stays exact.
 
 The reference is BM25 computed here, in Python, from the same tsvectors over every memory in scope; the
-database's ranking must give the same top `depth`, with the same scores.
+database's ranking must give the same top `depth`, with the same scores, of the memories scoring at least
+FLOOR times the best (revision 0016, memagent.store.text_floor).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from memagent.store import schema
 from memagent.store.database import Database
 from memagent.store.embedded import EmbeddedPostgres
 from memagent.store.memories import MemoryRepository, NewMemory
+from memagent.store.text_floor import FLOOR
 from memagent.store.text_ranking import K1, SMALL, B
 from memagent.usecases.service import MemoryService
 from tests.conftest import DIM, fake_embedder, make_database
@@ -158,8 +160,9 @@ def ranking(
 
 
 def assert_same(found: list[tuple[float, int]], everything: list[tuple[float, int]], depth: int) -> None:
-    """found is a top `depth` of the reference: the same scores, each id with its own score."""
-    assert [round(score, 9) for score, _ in found] == [round(score, 9) for score, _ in everything[:depth]]
+    """found is a top `depth` of the reference above the floor: the same scores, each id with its own score."""
+    kept = [(score, memory_id) for score, memory_id in everything if score >= FLOOR * everything[0][0]]
+    assert [round(score, 9) for score, _ in found] == [round(score, 9) for score, _ in kept[:depth]]
     scores = {memory_id: score for score, memory_id in everything}
     for score, memory_id in found:
         assert math.isclose(score, scores[memory_id], rel_tol=1e-9)
@@ -176,6 +179,28 @@ def test_ranking_is_the_exact_bm25_top(
     for _ in range(40):  # up to 24 words: many term sets reach theta, and pass 2 takes the rarest terms
         query = " ".join(rng.sample(WORDS, rng.choice([rng.randint(1, 6), rng.randint(7, 24)])))
         assert_same(ranking(connection, "bm25", query, depth), reference(connection, "bm25", query), depth)
+
+
+def test_memories_holding_only_a_word_most_memories_hold_are_not_text_matches(
+    sessions: Callable[[], Session], connection: Connection
+) -> None:
+    """Every memory holds "note"; the rarer word's few memories are the whole answer (revision 0016),
+    whether or not one of them also holds the common word."""
+    topics = ["garden", "kitchen", "river", "museum", "violin"]
+    common = [f"weekly note {i} about the {topics[i % 5]}" for i in range(SMALL + 400)]
+    rare = ["zebra crossing downtown", "a zebra at the zoo", "zebra stripes"]
+    store(sessions, common + rare, "floor-apart")
+    store(sessions, common + rare + ["a note on the zebra"], "floor-together")
+    for namespace, expected in (("floor-apart", 3), ("floor-together", 4)):
+        found = ranking(connection, namespace, "what about the zebra note", 50)
+        assert len(found) == expected
+        assert_same(found, reference(connection, namespace, "what about the zebra note"), 50)
+        contents = connection.execute(
+            text("SELECT content FROM memories WHERE id = ANY(:ids)"), {"ids": [i for _, i in found]}
+        ).scalars()
+        assert all("zebra" in content for content in contents)
+        # A query of the common word alone still fills the depth: every memory scores about the same.
+        assert len(ranking(connection, namespace, "note", 50)) == 50
 
 
 def test_a_small_namespace_is_ranked_in_one_pass(

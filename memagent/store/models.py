@@ -122,7 +122,13 @@ class MemoryRow(Base):
             "ix_memories_superseded_by", "superseded_by", postgresql_where=text("superseded_by IS NOT NULL")
         ),
         # Full-text search within a namespace (revision 0011, with btree_gin; without it, content_tsv alone).
-        Index("ix_memories_namespace_tsv", "namespace", "content_tsv", postgresql_using="gin"),
+        Index(
+            "ix_memories_namespace_tsv",
+            "namespace",
+            "content_tsv",
+            postgresql_using="gin",
+            postgresql_with={"fastupdate": "off"},  # no pending list (revision 0016)
+        ),
         Index("ix_memories_scope_recent", "namespace", "session_id", "created_at"),
         Index("ix_memories_pending", "id", postgresql_where=text("embedding IS NULL")),
         # Key-value items by key (revision 0015; memagent.store.items).

@@ -236,6 +236,8 @@ _VIEW_CONDITIONS = """
                         ELSE ' AND (m.archived_at IS NULL OR m.archived_at > $11)' END
            END"""
 
+VIEW_USING = ", p_kinds, p_as_of"
+
 SIGNATURE = "memagent_text_ranking(text, text, timestamptz, text, integer)"
 VIEW_SIGNATURE = "memagent_text_ranking(text, text, timestamptz, text, integer, text[], timestamptz, boolean)"
 
@@ -245,5 +247,5 @@ def function(view: bool) -> str:
     return (
         _FUNCTION_TEMPLATE.replace("{view_args}", _VIEW_ARGS if view else "")
         .replace("{view_conditions}", _VIEW_CONDITIONS if view else "")
-        .replace("{view_using}", ", p_kinds, p_as_of" if view else "")
+        .replace("{view_using}", VIEW_USING if view else "")
     )

@@ -3,7 +3,7 @@ ranking function (memagent.store.text_ranking), its helpers, and who may call or
 
 from __future__ import annotations
 
-from memagent.store import text_ranking, text_stats
+from memagent.store import text_floor, text_ranking, text_stats
 
 # A definer's function resolves names in its own schema only (then pg_temp), never in the caller's path.
 _DEFINERS = (
@@ -93,3 +93,39 @@ VIEW_DOWNGRADE = (
     _pin((text_ranking.SIGNATURE,)),
     f"DROP FUNCTION {text_ranking.VIEW_SIGNATURE}",
 )
+
+# Revision 0016: the ranking with a floor relative to the best score (memagent.store.text_floor) replaces
+# 0013's in place (the same signature: CREATE OR REPLACE keeps its owner and grants; the pin sets its
+# search_path again), and back on downgrade.
+FLOOR_UPGRADE = (text_floor.function(), _pin((text_ranking.VIEW_SIGNATURE,)))
+FLOOR_DOWNGRADE = (
+    text_ranking.function(view=True).replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1),
+    _pin((text_ranking.VIEW_SIGNATURE,)),
+)
+
+# Revision 0016 too: the full-text index without its pending list. With GIN's fastupdate (PostgreSQL's
+# default) a stored memory's entries wait in an unordered list of up to gin_pending_list_limit (4 MB) that
+# every full-text search reads whole, and that the write which overflows it merges into the index: a text
+# query for one memory in a 20,000-memory namespace read 361 pages and took 5.2 ms with the list full,
+# 7 pages and 0.06 ms after it was merged (docs/benchmarks.md). Off, each write adds its entries at once.
+_GIN_INDEXES = "ARRAY['ix_memories_namespace_tsv', 'ix_memories_content_tsv']"  # with btree_gin, or without
+
+
+def _gin(option: str) -> str:
+    return f"""
+DO $$
+DECLARE
+    ix text;
+BEGIN
+    FOREACH ix IN ARRAY {_GIN_INDEXES} LOOP
+        IF to_regclass(ix) IS NOT NULL THEN
+            EXECUTE format('ALTER INDEX %I {option}', ix);
+            PERFORM gin_clean_pending_list(to_regclass(ix));
+        END IF;
+    END LOOP;
+END
+$$"""
+
+
+GIN_DIRECT = _gin("SET (fastupdate = off)")
+GIN_PENDING = _gin("RESET (fastupdate)")

@@ -1,0 +1,126 @@
+"""Revision 0016: the text ranking keeps only memories scoring at least FLOOR of the best one.
+
+The exact BM25 top `depth` of revision 0011 has a worst case that a memory layer meets often: a query whose
+rarer words fewer than `depth` memories hold, beside a word that nearly every memory holds (the user's name,
+"question", "said"). Completing the top `depth` then means scoring every memory of the namespace, each for
+almost nothing (a word in every memory of N adds idf ln(1 + 0.5 / (N + 0.5)) to a score); at 20,000
+memories that was a chat turn's ~100 ms (docs/benchmarks.md, "A chat turn's own overhead"). Ranks that far
+down add little to a fusion, and a memory that matches the query only by such words is not a text match.
+
+So the ranking returns the BM25 top `depth` among the memories scoring at least FLOOR times the best score,
+still exactly (tests/test_text_ranking.py compares it with BM25 over every memory, so filtered), and the
+floor prunes: a memory holding none of the rarest n query terms scores at most the sum of the other terms'
+bounds (suffix[n + 1]); once that falls below FLOOR times the best score found so far, those memories are
+not read at all, and pass 2's threshold is at least FLOOR times that best. With nothing scored yet when
+pass 1 would widen to the rarest terms holding `depth` memories, it scores those holding the rarest term
+first, to have a best score to set the floor by.
+
+The function is revision 0013's (memagent.store.text_ranking) with the edits below, each applied to exactly
+one place; revisions 0011 and 0013 keep creating their own versions unchanged.
+"""
+
+from __future__ import annotations
+
+from memagent.store import text_ranking
+
+# A fifth of the best score: on the LoCoMo dev part hybrid recall is a little better (text: R@25 -0.2)
+# (docs/benchmarks.md), and a word that most memories hold no longer makes memories holding only it
+# candidates.
+FLOOR = 0.2
+
+_STEP3_BEFORE = """    IF coalesce(array_length(ids, 1), 0) < p_depth THEN
+        LOOP
+            n_first := n_first + 1;
+            held := held + df[n_first];
+            EXIT WHEN held >= p_depth OR n_first = m;
+        END LOOP;
+        q := memagent_any_lexeme(lex[1:n_first]);
+        EXECUTE scoring INTO more_ids, more_scores
+            USING p_namespace, lex, idf, avgdl, q, p_session, p_before, p_depth, done{view_using};
+        SELECT b.ids, b.scores INTO ids, scores
+        FROM memagent_best(ids, scores, more_ids, more_scores, p_depth) b;
+        IF n_first = m THEN
+            RETURN QUERY SELECT * FROM unnest(ids, scores);  -- every memory matching the query was scored
+            RETURN;
+        END IF;
+        done := CASE WHEN done IS NULL THEN q ELSE done || q END;
+    END IF;
+"""
+
+_STEP3_AFTER = """    -- Nothing scored yet (no memory holds two of the rarest terms): the memories holding the rarest term,
+    -- for a best score to set the floor by.
+    IF ids IS NULL AND m > 1 THEN
+        EXECUTE scoring INTO ids, scores
+            USING p_namespace, lex, idf, avgdl, t1, p_session, p_before, p_depth, done{view_using};
+        done := CASE WHEN done IS NULL THEN t1 ELSE done || t1 END;
+        n_first := 1;
+        held := df[1];
+    END IF;
+    -- Every memory holding one of the first n_first terms is scored; the others score at most
+    -- suffix[n_first + 1], and below the floor they are not read.
+    IF coalesce(array_length(ids, 1), 0) < p_depth AND suffix[n_first + 1] >= {floor} * coalesce(scores[1], 0)
+    THEN
+        n_start := n_first;
+        LOOP
+            n_first := n_first + 1;
+            held := held + df[n_first];
+            EXIT WHEN held >= p_depth OR n_first = m OR suffix[n_first + 1] < {floor} * coalesce(scores[1], 0);
+        END LOOP;
+        q := memagent_any_lexeme(lex[n_start + 1:n_first]);
+        EXECUTE scoring INTO more_ids, more_scores
+            USING p_namespace, lex, idf, avgdl, q, p_session, p_before, p_depth, done{view_using};
+        SELECT b.ids, b.scores INTO ids, scores
+        FROM memagent_best(ids, scores, more_ids, more_scores, p_depth) b;
+        done := CASE WHEN done IS NULL THEN q ELSE done || q END;
+    END IF;
+    best := scores[1];
+    IF n_first = m OR suffix[n_first + 1] < {floor} * coalesce(best, 0) THEN
+        -- every memory that can reach the floor was scored
+        RETURN QUERY SELECT * FROM unnest(ids, scores) AS u(i, s) WHERE u.s >= {floor} * best;
+        RETURN;
+    END IF;
+"""
+
+_EDITS = (
+    (
+        "    visible text;\nBEGIN\n",
+        "    visible text;\n    best double precision;\n    n_start integer;\nBEGIN\n",
+    ),
+    (  # the per-term bounds' suffix sums, before pass 1 (pass 2 computes them again: the same values)
+        "    m := array_length(lex, 1);\n",
+        "    m := array_length(lex, 1);\n"
+        "    suffix := array_fill(0::float8, ARRAY[m + 1]);\n"
+        "    FOR i IN REVERSE m..1 LOOP\n"
+        "        suffix[i] := suffix[i + 1] + ub[i];\n"
+        "    END LOOP;\n",
+    ),
+    (  # a small namespace, scored whole
+        "        RETURN QUERY SELECT * FROM unnest(ids, scores);\n        RETURN;\n    END IF;\n    -- Pass 1",
+        "        RETURN QUERY SELECT * FROM unnest(ids, scores) AS u(i, s) WHERE u.s >= {floor} * scores[1];\n"
+        "        RETURN;\n    END IF;\n    -- Pass 1",
+    ),
+    (_STEP3_BEFORE, _STEP3_AFTER),
+    (
+        "        theta := scores[p_depth];\n    END IF;\n",
+        "        theta := scores[p_depth];\n    END IF;\n    theta := greatest(theta, {floor} * coalesce(best, 0));\n",
+    ),
+    (
+        "    RETURN QUERY SELECT * FROM unnest(ids, scores) UNION ALL SELECT * FROM unnest(more_ids, more_scores)\n"
+        "        ORDER BY 2 DESC, 1 LIMIT p_depth;\n",
+        "    best := greatest(best, more_scores[1]);\n"
+        "    RETURN QUERY SELECT * FROM (\n"
+        "        SELECT * FROM unnest(ids, scores) AS u(i, s) UNION ALL SELECT * FROM unnest(more_ids, more_scores)\n"
+        "    ) b WHERE b.s >= {floor} * best ORDER BY 2 DESC, 1 LIMIT p_depth;\n",
+    ),
+)
+
+def function(floor: float = FLOOR) -> str:
+    """CREATE OR REPLACE FUNCTION memagent_text_ranking: revision 0013's eight arguments, with the floor."""
+    sql = text_ranking.function(view=True)
+    for before, after in _EDITS:
+        before = before.replace("{view_using}", text_ranking.VIEW_USING)
+        if sql.count(before) != 1:
+            raise AssertionError(f"the ranking's SQL changed where the floor edits it: {before[:60]!r}")
+        after = after.replace("{view_using}", text_ranking.VIEW_USING).replace("{floor}", repr(floor))
+        sql = sql.replace(before, after)
+    return sql.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1)
