@@ -62,9 +62,9 @@ def test_head_schema_has_table_and_indexes(db_url: str) -> None:
         )
         assert "embedding_space" in insp.get_table_names()
         gin = conn.execute(
-            text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_memories_namespace_tsv'")
+            text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_memories_ns_lexemes'")
         ).scalar_one()
-        assert "USING gin (namespace, content_tsv)" in gin  # btree_gin (revision 0011)
+        assert "USING gin (memagent_ns_lexemes((namespace)::text, content_tsv))" in gin  # revision 0017
         assert "WITH (fastupdate=off)" in gin  # no pending list for every search to read (revision 0016)
     engine.dispose()
 

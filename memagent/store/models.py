@@ -121,13 +121,13 @@ class MemoryRow(Base):
         Index(
             "ix_memories_superseded_by", "superseded_by", postgresql_where=text("superseded_by IS NOT NULL")
         ),
-        # Full-text search within a namespace (revision 0011, with btree_gin; without it, content_tsv alone).
+        # Full-text search within a namespace: each word keyed by its namespace (revision 0017,
+        # memagent.store.text_terms), without a pending list (revision 0016).
         Index(
-            "ix_memories_namespace_tsv",
-            "namespace",
-            "content_tsv",
+            "ix_memories_ns_lexemes",
+            text("memagent_ns_lexemes(namespace, content_tsv)"),
             postgresql_using="gin",
-            postgresql_with={"fastupdate": "off"},  # no pending list (revision 0016)
+            postgresql_with={"fastupdate": "off"},
         ),
         Index("ix_memories_scope_recent", "namespace", "session_id", "created_at"),
         Index("ix_memories_pending", "id", postgresql_where=text("embedding IS NULL")),

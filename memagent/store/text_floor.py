@@ -125,13 +125,23 @@ _EDITS = (
     ),
 )
 
+def edited(sql: str, edits: tuple[tuple[str, str], ...], revision: str) -> str:
+    """sql with each (before, after) edit applied to the one place `before` occurs."""
+    for before, after in edits:
+        if sql.count(before) != 1:
+            raise AssertionError(f"the ranking's SQL changed where revision {revision} edits it: {before[:60]!r}")
+        sql = sql.replace(before, after)
+    return sql
+
+
 def function(floor: float = FLOOR) -> str:
     """CREATE OR REPLACE FUNCTION memagent_text_ranking: revision 0013's eight arguments, with the floor."""
-    sql = text_ranking.function(view=True)
-    for before, after in _EDITS:
-        before = before.replace("{view_using}", text_ranking.VIEW_USING)
-        if sql.count(before) != 1:
-            raise AssertionError(f"the ranking's SQL changed where the floor edits it: {before[:60]!r}")
-        after = after.replace("{view_using}", text_ranking.VIEW_USING).replace("{floor}", repr(floor))
-        sql = sql.replace(before, after)
+    edits = tuple(
+        (
+            before.replace("{view_using}", text_ranking.VIEW_USING),
+            after.replace("{view_using}", text_ranking.VIEW_USING).replace("{floor}", repr(floor)),
+        )
+        for before, after in _EDITS
+    )
+    sql = edited(text_ranking.function(view=True), edits, "0016")
     return sql.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1)

@@ -3,7 +3,7 @@ ranking function (memagent.store.text_ranking), its helpers, and who may call or
 
 from __future__ import annotations
 
-from memagent.store import text_floor, text_ranking, text_stats
+from memagent.store import text_floor, text_ranking, text_stats, text_terms
 
 # A definer's function resolves names in its own schema only (then pg_temp), never in the caller's path.
 _DEFINERS = (
@@ -129,3 +129,22 @@ $$"""
 
 GIN_DIRECT = _gin("SET (fastupdate = off)")
 GIN_PENDING = _gin("RESET (fastupdate)")
+
+# Revision 0017: the full-text index keyed by namespace and word (memagent.store.text_terms) replaces
+# 0011's, and the ranking searches it; back on downgrade (0011's index rebuilt as 0016 left it).
+TERMS_UPGRADE = (
+    text_terms.FUNCTIONS,
+    text_terms.INDEX,
+    "DROP INDEX IF EXISTS ix_memories_namespace_tsv; DROP INDEX IF EXISTS ix_memories_content_tsv",
+    text_terms.function(),
+    _pin((text_ranking.VIEW_SIGNATURE,)),
+)
+TERMS_DOWNGRADE = (
+    text_floor.function(),
+    _pin((text_ranking.VIEW_SIGNATURE,)),
+    "CREATE INDEX ix_memories_content_tsv ON memories USING gin (content_tsv)",
+    text_stats.NAMESPACE_GIN,
+    GIN_DIRECT,
+    "DROP INDEX ix_memories_ns_lexemes",
+    "DROP FUNCTION memagent_ns_lexemes(text, tsvector), memagent_ns_query(text, tsquery)",
+)

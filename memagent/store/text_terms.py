@@ -1,0 +1,65 @@
+"""Revision 0017: the full-text index keys every word by its namespace.
+
+Revision 0011's GIN index on (namespace, content_tsv) (PostgreSQL's btree_gin) holds a namespace as one
+key and each word as another, across every namespace of the table. A search for a set of words in a
+namespace intersects the namespace's posting list (every memory of it) with each word's (every memory of
+the table holding it): in a 1,000,000-memory table, finding the 5,279 memories of a 100,000-memory
+namespace holding one of five pairs of a question's words took 38 ms in the index alone, before a single
+row was read (EXPLAIN ANALYZE, docs/benchmarks.md).
+
+Here the index holds each word once per namespace: memagent_ns_lexemes(namespace, content_tsv) is the
+memory's tsvector with every word prefixed by a short hash of its namespace, and a search rewrites its
+tsquery the same way (memagent_ns_query), so the index reads only the query words' entries of that
+namespace. The hash (8 hex digits of md5) is only a key: two namespaces sharing one would read each
+other's entries and drop them on the row's own namespace check, nothing more. Words longer than LONGEST
+bytes (no language has them; base64 or a minified blob does) are left out of the index, and a query's such
+words are not searched, so that the prefixed word stays under PostgreSQL's 2,047-byte limit.
+
+No extension is needed (btree_gin was, and without it the index held the words alone). The index keeps
+revision 0016's fastupdate off. The ranking is revision 0016's (memagent.store.text_floor) with the edits
+below.
+"""
+
+from __future__ import annotations
+
+from memagent.store import text_floor
+
+LONGEST = 2000
+
+FUNCTIONS = f"""
+CREATE FUNCTION memagent_ns_lexemes(p_namespace text, p_tsv tsvector) RETURNS tsvector
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $fn$
+    SELECT array_to_tsvector(ARRAY(
+        SELECT left(md5(p_namespace), 8) || '/' || l FROM unnest(tsvector_to_array(p_tsv)) l
+        WHERE octet_length(l) <= {LONGEST}
+    ))
+$fn$;
+CREATE FUNCTION memagent_ns_query(p_namespace text, p_query tsquery) RETURNS tsquery
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $fn$
+    SELECT regexp_replace(
+        p_query::text, $re$'((?:[^']|'')*)'$re$, $r$'$r$ || left(md5(p_namespace), 8) || $r$/\\1'$r$, 'g'
+    )::tsquery
+$fn$;
+"""
+
+INDEX = (
+    "CREATE INDEX ix_memories_ns_lexemes ON memories"
+    " USING gin (memagent_ns_lexemes(namespace, content_tsv)) WITH (fastupdate = off)"
+)
+
+_EDITS = (
+    (  # candidates through the namespace's own entries
+        "ELSE 'm.content_tsv @@ $5' END",
+        "ELSE 'memagent_ns_lexemes(m.namespace, m.content_tsv) @@ memagent_ns_query($1, $5)' END",
+    ),
+    (  # a word too long for the index is not searched
+        "            WHERE x.namespace = p_namespace AND x.lexeme = q.lexeme AND x.df > 0 LIMIT 1\n",
+        "            WHERE x.namespace = p_namespace AND x.lexeme = q.lexeme AND x.df > 0\n"
+        f"                AND octet_length(x.lexeme) <= {LONGEST} LIMIT 1\n",
+    ),
+)
+
+
+def function() -> str:
+    """CREATE OR REPLACE FUNCTION memagent_text_ranking: revision 0016's, searching the namespaced index."""
+    return text_floor.edited(text_floor.function(), _EDITS, "0017")
