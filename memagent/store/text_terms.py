@@ -17,12 +17,14 @@ words are not searched, so that the prefixed word stays under PostgreSQL's 2,047
 
 No extension is needed (btree_gin was, and without it the index held the words alone). The index keeps
 revision 0016's fastupdate off. The ranking is revision 0016's (memagent.store.text_floor) with the edits
-below.
+below. The namespace is checked on each candidate row rather than through its own index: ANDed with the
+namespace's whole posting list (100,000 rows), the bitmap of the same search took 101 ms instead of 22.
 """
 
 from __future__ import annotations
 
 from memagent.store import text_floor
+from memagent.store.text_ranking import SMALL
 
 LONGEST = 2000
 
@@ -48,9 +50,15 @@ INDEX = (
 )
 
 _EDITS = (
-    (  # candidates through the namespace's own entries
-        "ELSE 'm.content_tsv @@ $5' END",
-        "ELSE 'memagent_ns_lexemes(m.namespace, m.content_tsv) @@ memagent_ns_query($1, $5)' END",
+    (  # the namespace and the candidates' condition come together
+        "    WHERE m.namespace = $1 AND %s AND ($9 IS NULL",
+        "    WHERE %s AND ($9 IS NULL",
+    ),
+    (  # candidates through the namespace's own entries; the namespace checked on each row, not by its index
+        f"CASE WHEN n <= {SMALL} THEN '(m.content_tsv @@ $5) IS TRUE' ELSE 'm.content_tsv @@ $5' END",
+        f"CASE WHEN n <= {SMALL} THEN 'm.namespace = $1 AND (m.content_tsv @@ $5) IS TRUE'\n"
+        "             ELSE '(m.namespace = $1) IS TRUE"
+        " AND memagent_ns_lexemes(m.namespace, m.content_tsv) @@ memagent_ns_query($1, $5)' END",
     ),
     (  # a word too long for the index is not searched
         "            WHERE x.namespace = p_namespace AND x.lexeme = q.lexeme AND x.df > 0 LIMIT 1\n",
