@@ -29,6 +29,7 @@ from memagent.store.embedded import EmbeddedPostgres
 from memagent.store.memories import MemoryRepository, NewMemory
 from memagent.store.text_floor import FLOOR
 from memagent.store.text_ranking import K1, SMALL, B
+from memagent.store.text_terms import LONGEST
 from memagent.usecases.service import MemoryService
 from tests.conftest import DIM, fake_embedder, make_database
 from tests.fake_openai import FakeOpenAI, fake_embedding
@@ -127,6 +128,7 @@ def reference(
             text("SELECT DISTINCT lexeme FROM unnest(to_tsvector('english', :q))"), {"q": query}
         ).scalars()
     )
+    terms = {term for term in terms if len(term.encode()) <= LONGEST}  # longer words are not searched (0017)
     docs = {row.id: (row.session_id, dict(zip(row.lexemes, row.tfs, strict=True))) for row in rows}
     n = len(docs)
     avgdl = max(sum(len(tf) for _, tf in docs.values()) / n, 1.0)  # length: distinct lexemes
@@ -160,7 +162,7 @@ def ranking(
 
 
 def assert_same(found: list[tuple[float, int]], everything: list[tuple[float, int]], depth: int) -> None:
-    """found is a top `depth` of the reference above the floor: the same scores, each id with its own score."""
+    """found is a top `depth` of the reference above the floor: the same scores, each id with its score."""
     kept = [(score, memory_id) for score, memory_id in everything if score >= FLOOR * everything[0][0]]
     assert [round(score, 9) for score, _ in found] == [round(score, 9) for score, _ in kept[:depth]]
     scores = {memory_id: score for score, memory_id in everything}
@@ -201,6 +203,31 @@ def test_memories_holding_only_a_word_most_memories_hold_are_not_text_matches(
         assert all("zebra" in content for content in contents)
         # A query of the common word alone still fills the depth: every memory scores about the same.
         assert len(ranking(connection, namespace, "note", 50)) == 50
+
+
+def test_words_the_namespaced_index_must_quote_are_found(
+    sessions: Callable[[], Session], connection: Connection
+) -> None:
+    """Revision 0017 keys each word by its namespace, in the index and in the query: words with quotes,
+    backslashes and any script, in namespaces named with them, are found; a word over 2,000 bytes is not
+    indexed, and a query holding one still finds the memory by its other words."""
+    long_word = "z" * 2010  # under PostgreSQL's 2,047-byte limit for a word, over memagent's 2,000
+    hostile = [
+        "o'brien's café naïve",
+        "C:\\temp\\path and back\\slash",
+        "ünïcödé 東京 ผลไม้ emoji 🦀 rustacean",
+        "quote '' doubled 'single' \"double\"",
+        f"pineapple {long_word}",
+    ]
+    filler = corpus(random.Random(5), SMALL + 50)  # above SMALL: the pruned path, through the index
+    for namespace in ("it's a \\ namespace", "plain"):
+        store(sessions, filler + hostile, namespace)
+        for text_ in hostile:
+            found = ranking(connection, namespace, text_, 5)
+            assert_same(found, reference(connection, namespace, text_), 5)
+            best = connection.execute(text("SELECT content FROM memories WHERE id = :i"), {"i": found[0][1]})
+            assert best.scalar_one() == text_
+        assert ranking(connection, namespace, long_word, 5) == []  # not searched: no error, nothing found
 
 
 def test_a_small_namespace_is_ranked_in_one_pass(

@@ -15,7 +15,6 @@ Create Date: 2026-11-30
 from collections.abc import Sequence
 
 from alembic import op
-
 from memagent.store import text_schema
 
 revision: str = "0016"

@@ -13,7 +13,6 @@ of its words (memagent.store.text_terms). Building it reads every memory once (a
 from collections.abc import Sequence
 
 from alembic import op
-
 from memagent.store import text_schema
 
 revision: str = "0017"

@@ -51,8 +51,8 @@ _STEP3_BEFORE = """    IF coalesce(array_length(ids, 1), 0) < p_depth THEN
     END IF;
 """
 
-_STEP3_AFTER = """    -- Nothing scored yet (no memory holds two of the rarest terms): the memories holding the rarest term,
-    -- for a best score to set the floor by.
+_STEP3_AFTER = """    -- Nothing scored yet (no memory holds two of the rarest terms): the memories
+    -- holding the rarest term, for a best score to set the floor by.
     IF ids IS NULL AND m > 1 THEN
         EXECUTE scoring INTO ids, scores
             USING p_namespace, lex, idf, avgdl, t1, p_session, p_before, p_depth, done{view_using};
@@ -68,7 +68,8 @@ _STEP3_AFTER = """    -- Nothing scored yet (no memory holds two of the rarest t
         LOOP
             n_first := n_first + 1;
             held := held + df[n_first];
-            EXIT WHEN held >= p_depth OR n_first = m OR suffix[n_first + 1] < {floor} * coalesce(scores[1], 0);
+            EXIT WHEN held >= p_depth OR n_first = m
+                OR suffix[n_first + 1] < {floor} * coalesce(scores[1], 0);
         END LOOP;
         q := memagent_any_lexeme(lex[n_start + 1:n_first]);
         EXECUTE scoring INTO more_ids, more_scores
@@ -87,7 +88,8 @@ _STEP3_AFTER = """    -- Nothing scored yet (no memory holds two of the rarest t
 
 _EDITS = (
     (  # each query word's statistics by one probe of their key, whatever the planner's row estimates say
-        "        JOIN memory_term_stats s ON s.namespace = p_namespace AND s.lexeme = q.lexeme AND s.df > 0\n",
+        "        JOIN memory_term_stats s"
+        " ON s.namespace = p_namespace AND s.lexeme = q.lexeme AND s.df > 0\n",
         "        CROSS JOIN LATERAL (\n"
         "            SELECT x.lexeme, x.df, x.max_tf, x.min_dl FROM memory_term_stats x\n"
         "            WHERE x.namespace = p_namespace AND x.lexeme = q.lexeme AND x.df > 0 LIMIT 1\n"
@@ -106,30 +108,36 @@ _EDITS = (
         "    END LOOP;\n",
     ),
     (  # a small namespace, scored whole
-        "        RETURN QUERY SELECT * FROM unnest(ids, scores);\n        RETURN;\n    END IF;\n    -- Pass 1",
-        "        RETURN QUERY SELECT * FROM unnest(ids, scores) AS u(i, s) WHERE u.s >= {floor} * scores[1];\n"
+        "        RETURN QUERY SELECT * FROM unnest(ids, scores);\n"
+        "        RETURN;\n    END IF;\n    -- Pass 1",
+        "        RETURN QUERY SELECT * FROM unnest(ids, scores) AS u(i, s)"
+        " WHERE u.s >= {floor} * scores[1];\n"
         "        RETURN;\n    END IF;\n    -- Pass 1",
     ),
     (_STEP3_BEFORE, _STEP3_AFTER),
     (
         "        theta := scores[p_depth];\n    END IF;\n",
-        "        theta := scores[p_depth];\n    END IF;\n    theta := greatest(theta, {floor} * coalesce(best, 0));\n",
+        "        theta := scores[p_depth];\n    END IF;\n"
+        "    theta := greatest(theta, {floor} * coalesce(best, 0));\n",
     ),
     (
-        "    RETURN QUERY SELECT * FROM unnest(ids, scores) UNION ALL SELECT * FROM unnest(more_ids, more_scores)\n"
+        "    RETURN QUERY SELECT * FROM unnest(ids, scores)"
+        " UNION ALL SELECT * FROM unnest(more_ids, more_scores)\n"
         "        ORDER BY 2 DESC, 1 LIMIT p_depth;\n",
         "    best := greatest(best, more_scores[1]);\n"
         "    RETURN QUERY SELECT * FROM (\n"
-        "        SELECT * FROM unnest(ids, scores) AS u(i, s) UNION ALL SELECT * FROM unnest(more_ids, more_scores)\n"
+        "        SELECT * FROM unnest(ids, scores) AS u(i, s)\n"
+        "        UNION ALL SELECT * FROM unnest(more_ids, more_scores)\n"
         "    ) b WHERE b.s >= {floor} * best ORDER BY 2 DESC, 1 LIMIT p_depth;\n",
     ),
 )
+
 
 def edited(sql: str, edits: tuple[tuple[str, str], ...], revision: str) -> str:
     """sql with each (before, after) edit applied to the one place `before` occurs."""
     for before, after in edits:
         if sql.count(before) != 1:
-            raise AssertionError(f"the ranking's SQL changed where revision {revision} edits it: {before[:60]!r}")
+            raise AssertionError(f"the ranking's SQL changed where {revision} edits it: {before[:60]!r}")
         sql = sql.replace(before, after)
     return sql
 
