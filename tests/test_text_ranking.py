@@ -37,7 +37,7 @@ from tests.fake_openai import FakeOpenAI, fake_embedding
 pytestmark = pytest.mark.both_drivers
 
 # The ranking over every kind of memory, current ones (revision 0013's view arguments at their defaults).
-RANKING = "memagent_text_ranking({}, NULL, NULL, false)"
+RANKING = "memagent_text_ranking({}, NULL, NULL, false, 0)"
 
 # A skewed vocabulary: a few words in most memories, most words in a few, as in a conversation.
 WORDS = [
@@ -128,8 +128,9 @@ def reference(
             text("SELECT DISTINCT lexeme FROM unnest(to_tsvector('english', :q))"), {"q": query}
         ).scalars()
     )
-    terms = {term for term in terms if len(term.encode()) <= LONGEST}  # longer words are not searched (0017)
     docs = {row.id: (row.session_id, dict(zip(row.lexemes, row.tfs, strict=True))) for row in rows}
+    if len(docs) > SMALL:  # through the index, longer words are not searched (revision 0017)
+        terms = {term for term in terms if len(term.encode()) <= LONGEST}
     n = len(docs)
     avgdl = max(sum(len(tf) for _, tf in docs.values()) / n, 1.0)  # length: distinct lexemes
     df = Counter(lexeme for _, tf in docs.values() for lexeme in tf)
@@ -150,20 +151,28 @@ def reference(
 
 
 def ranking(
-    conn: Connection, namespace: str, query: str, depth: int, session_id: str | None = None
+    conn: Connection,
+    namespace: str,
+    query: str,
+    depth: int,
+    session_id: str | None = None,
+    floor: float = FLOOR,
 ) -> list[tuple[float, int]]:
     rows = conn.execute(
         text(
-            "SELECT id, score FROM memagent_text_ranking(:ns, :session, NULL, :q, :depth, NULL, NULL, false)"
+            "SELECT id, score FROM memagent_text_ranking("
+            ":ns, :session, NULL, :q, :depth, NULL, NULL, false, CAST(:floor AS float8))"
         ),
-        {"ns": namespace, "session": session_id, "q": query, "depth": depth},
+        {"ns": namespace, "session": session_id, "q": query, "depth": depth, "floor": floor},
     ).all()
     return [(float(row.score), int(row.id)) for row in rows]
 
 
-def assert_same(found: list[tuple[float, int]], everything: list[tuple[float, int]], depth: int) -> None:
+def assert_same(
+    found: list[tuple[float, int]], everything: list[tuple[float, int]], depth: int, floor: float = FLOOR
+) -> None:
     """found is a top `depth` of the reference above the floor: the same scores, each id with its score."""
-    kept = [(score, memory_id) for score, memory_id in everything if score >= FLOOR * everything[0][0]]
+    kept = [(score, memory_id) for score, memory_id in everything if score >= floor * everything[0][0]]
     assert [round(score, 9) for score, _ in found] == [round(score, 9) for score, _ in kept[:depth]]
     scores = {memory_id: score for score, memory_id in everything}
     for score, memory_id in found:
@@ -174,13 +183,16 @@ def assert_same(found: list[tuple[float, int]], everything: list[tuple[float, in
 def test_ranking_is_the_exact_bm25_top(
     sessions: Callable[[], Session], connection: Connection, depth: int
 ) -> None:
-    """MaxScore skips memories that cannot reach the top; the result equals scoring every memory."""
+    """MaxScore skips memories that cannot reach the top; the result equals scoring every memory, with
+    the floor (hybrid recall's) and without it (text mode's)."""
     rng = random.Random(depth)
     store(sessions, corpus(rng, SMALL + 400), "bm25")  # large enough for the pruned path
     store(sessions, corpus(random.Random(99), 200), "other")  # another namespace's statistics stay out
     for _ in range(40):  # up to 24 words: many term sets reach theta, and pass 2 takes the rarest terms
         query = " ".join(rng.sample(WORDS, rng.choice([rng.randint(1, 6), rng.randint(7, 24)])))
-        assert_same(ranking(connection, "bm25", query, depth), reference(connection, "bm25", query), depth)
+        everything = reference(connection, "bm25", query)
+        for floor in (FLOOR, 0.0):
+            assert_same(ranking(connection, "bm25", query, depth, floor=floor), everything, depth, floor)
 
 
 def test_memories_holding_only_a_word_most_memories_hold_are_not_text_matches(
@@ -203,6 +215,10 @@ def test_memories_holding_only_a_word_most_memories_hold_are_not_text_matches(
         assert all("zebra" in content for content in contents)
         # A query of the common word alone still fills the depth: every memory scores about the same.
         assert len(ranking(connection, namespace, "note", 50)) == 50
+        # Without a floor (text mode), the top 50 is completed from the common word, exactly.
+        exact = ranking(connection, namespace, "what about the zebra note", 50, floor=0.0)
+        assert len(exact) == 50
+        assert_same(exact, reference(connection, namespace, "what about the zebra note"), 50, 0.0)
 
 
 def test_words_the_namespaced_index_must_quote_are_found(
@@ -217,6 +233,7 @@ def test_words_the_namespaced_index_must_quote_are_found(
         "C:\\temp\\path and back\\slash",
         "ünïcödé 東京 ผลไม้ emoji 🦀 rustacean",
         "quote '' doubled 'single' \"double\"",
+        "see http://ex.com/it's?x=1 and https://h.com/p'q and https://h.com/a\\b:c",  # words with ' and \
         f"pineapple {long_word}",
     ]
     filler = corpus(random.Random(5), SMALL + 50)  # above SMALL: the pruned path, through the index
@@ -228,6 +245,22 @@ def test_words_the_namespaced_index_must_quote_are_found(
             best = connection.execute(text("SELECT content FROM memories WHERE id = :i"), {"i": found[0][1]})
             assert best.scalar_one() == text_
         assert ranking(connection, namespace, long_word, 5) == []  # not searched: no error, nothing found
+
+
+def test_a_query_of_many_long_words_is_ranked_without_an_oversized_tsquery(
+    sessions: Callable[[], Session], connection: Connection
+) -> None:
+    """Pass 2's term sets written out as one tsquery could pass PostgreSQL's 1 MB limit for a long query of
+    long words; past 500 kB the ranking takes the rarest terms instead (revision 0016)."""
+    long_words = [f"{chr(97 + i)}{'q' * 1980}{i:02d}" for i in range(24)]
+    short = WORDS[:25]
+    rare = [" ".join(long_words) + f" {WORDS[30 + i]}" for i in range(5)]
+    filler = [" ".join(short) + f" memo{i}" for i in range(SMALL + 50)]
+    store(sessions, rare + filler, "long-words")
+    query = " ".join(long_words + short)
+    everything = reference(connection, "long-words", query)
+    for floor in (0.0, FLOOR):
+        assert_same(ranking(connection, "long-words", query, 50, floor=floor), everything, 50, floor)
 
 
 def test_a_small_namespace_is_ranked_in_one_pass(

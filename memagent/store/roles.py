@@ -52,7 +52,12 @@ $$
 """
 
 # The text ranking function (revisions 0011, 0013): memagent_app may call it; nobody else but its owner.
-RANKING = "memagent_text_ranking(text, text, timestamptz, text, integer, text[], timestamptz, boolean)"
+# The text ranking's signatures: revision 0013's, and 0016's (a ninth argument, the floor).
+RANKINGS = (
+    "memagent_text_ranking(text, text, timestamptz, text, integer, text[], timestamptz, boolean)",
+    "memagent_text_ranking(text, text, timestamptz, text, integer, text[], timestamptz, boolean,"
+    " double precision)",
+)
 
 # The role's privileges on memagent's tables that exist (the tables' owner runs it; idempotent).
 GRANT_SQL = f"""
@@ -68,8 +73,13 @@ BEGIN
             END IF;
         END LOOP;
         EXECUTE format('GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA %I TO {APP_ROLE}', current_schema());
-        IF to_regprocedure('{RANKING}') IS NOT NULL THEN
-            EXECUTE 'GRANT EXECUTE ON FUNCTION {RANKING} TO {APP_ROLE}';
+        FOREACH name IN ARRAY ARRAY[{", ".join(f"'{r}'" for r in RANKINGS)}] LOOP
+            IF to_regprocedure(name) IS NOT NULL THEN
+                EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO {APP_ROLE}', name);
+            END IF;
+        END LOOP;
+        IF to_regprocedure('memagent_ns_lexemes(text, tsvector)') IS NOT NULL THEN
+            EXECUTE 'GRANT EXECUTE ON FUNCTION memagent_ns_lexemes(text, tsvector) TO {APP_ROLE}';
         END IF;
     END IF;
 END

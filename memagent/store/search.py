@@ -17,7 +17,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
 from memagent.records import RecalledMemory
-from memagent.store import search_sql
+from memagent.store import search_sql, text_floor
 from memagent.store.hnsw import IndexKind
 from memagent.store.models import vector_text
 from memagent.store.roles import APP_ROLE
@@ -89,7 +89,8 @@ def recall_statement(
     sql = search_sql.recall_sql(
         mode, condition, max_distance=max_distance is not None, index=index, dim=dim, checked=checked
     )
-    params |= search_sql.text_params(scope.namespace, scope.session_id, scope.before, view)
+    floor = text_floor.FLOOR if mode == "hybrid" else 0.0
+    params |= search_sql.text_params(scope.namespace, scope.session_id, scope.before, view, floor)
     params |= search_sql.fusion_params(w_text=text_weight) | {
         "qtext": query_text,
         "qvec": None if query_embedding is None else vector_text(query_embedding),

@@ -32,7 +32,7 @@ txt AS MATERIALIZED (
     FROM memagent_text_ranking(
         CAST(:scope_namespace AS text), CAST(:text_session AS text), CAST(:text_before AS timestamptz),
         CAST(:qtext AS text), CAST(:depth AS integer), CAST(:text_kinds AS text[]),
-        CAST(:text_as_of AS timestamptz), CAST(:text_archived AS boolean)
+        CAST(:text_as_of AS timestamptz), CAST(:text_archived AS boolean), CAST(:text_floor AS float8)
     ) r
 )"""
 
@@ -207,9 +207,13 @@ def _distance_filter(enabled: bool) -> str:
     return "\n  AND (m.embedding <=> CAST(:qvec AS vector)) <= :max_distance" if enabled else ""
 
 
-def text_params(namespace: str, session_id: str | None, before: Any, view: View) -> dict[str, Any]:
-    """Bind parameters of the text ranking's scope and view (the same as the vector side's: Scope.sql)."""
+def text_params(
+    namespace: str, session_id: str | None, before: Any, view: View, floor: float = 0.0
+) -> dict[str, Any]:
+    """Bind parameters of the text ranking's scope and view (the same as the vector side's: Scope.sql), and
+    its floor (memagent.store.text_floor: the hybrid side's; 0, the exact top, for text mode)."""
     return {
+        "text_floor": float(floor),
         "scope_namespace": namespace,
         "text_session": session_id,
         "text_before": before,

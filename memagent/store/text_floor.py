@@ -1,4 +1,4 @@
-"""Revision 0016: the text ranking keeps only memories scoring at least FLOOR of the best one.
+"""Revision 0016: the text ranking can keep only memories scoring at least a share of the best one.
 
 The exact BM25 top `depth` of revision 0011 has a worst case that a memory layer meets often: a query whose
 rarer words fewer than `depth` memories hold, beside a word that nearly every memory holds (the user's name,
@@ -7,13 +7,16 @@ almost nothing (a word in every memory of N adds idf ln(1 + 0.5 / (N + 0.5)) to 
 memories that was a chat turn's ~100 ms (docs/benchmarks.md, "A chat turn's own overhead"). Ranks that far
 down add little to a fusion, and a memory that matches the query only by such words is not a text match.
 
-So the ranking returns the BM25 top `depth` among the memories scoring at least FLOOR times the best score,
-still exactly (tests/test_text_ranking.py compares it with BM25 over every memory, so filtered), and the
-floor prunes: a memory holding none of the rarest n query terms scores at most the sum of the other terms'
-bounds (suffix[n + 1]); once that falls below FLOOR times the best score found so far, those memories are
-not read at all, and pass 2's threshold is at least FLOOR times that best. With nothing scored yet when
-pass 1 would widen to the rarest terms holding `depth` memories, it scores those holding the rarest term
-first, to have a best score to set the floor by.
+So the ranking takes a ninth argument, p_floor, and returns the BM25 top `depth` among the memories scoring at
+least p_floor times the best score, still exactly (tests/test_text_ranking.py compares it with BM25 over every
+memory, so filtered), and the floor prunes: a memory holding none of the rarest n query terms scores at most
+the sum of the other terms' bounds (suffix[n + 1]); once that falls below FLOOR times the best score found so
+far, those memories are not read at all, and pass 2's threshold is at least FLOOR times that best. With
+nothing scored yet when pass 1 would widen to the rarest terms holding `depth` memories, it scores those
+holding the rarest term first, to have a best score to set the floor by. Hybrid recall asks for FLOOR; text-
+mode recall, and any caller that filters the ranking afterwards (items, a maximum distance, the fallback while
+embeddings are pending, all through text mode), asks for 0: the exact top `depth`, as before. A pruned memory
+can still come from the vector side of a hybrid recall.
 
 Also: the query words' statistics are read by one probe of their key each. As a join, the planner could
 choose (and did, with the statistics table not yet analysed) to read every word of the namespace: 2.3 of a
@@ -27,10 +30,15 @@ from __future__ import annotations
 
 from memagent.store import text_ranking
 
-# A fifth of the best score: on the LoCoMo dev part hybrid recall is a little better (text: R@25 -0.2)
+# Hybrid recall's floor, a fifth of the best score: on the LoCoMo dev part hybrid recall is a little better
 # (docs/benchmarks.md), and a word that most memories hold no longer makes memories holding only it
 # candidates.
 FLOOR = 0.2
+
+SIGNATURE = (
+    "memagent_text_ranking(text, text, timestamptz, text, integer, text[], timestamptz, boolean,"
+    " double precision)"
+)
 
 _STEP3_BEFORE = """    IF coalesce(array_length(ids, 1), 0) < p_depth THEN
         LOOP
@@ -87,6 +95,20 @@ _STEP3_AFTER = """    -- Nothing scored yet (no memory holds two of the rarest t
 """
 
 _EDITS = (
+    ("p_archived boolean\n)", "p_archived boolean,\n    p_floor double precision\n)"),
+    (  # a floor outside 0-1 (or none) is no floor, or everything's
+        "BEGIN\n    -- It runs as its owner",
+        "BEGIN\n    p_floor := least(greatest(coalesce(p_floor, 0), 0), 1);\n    -- It runs as its owner",
+    ),
+    (  # a long query whose term sets would make a tsquery over 1 MB: the rarest terms instead
+        "    q := q_text::tsquery;\n    IF explored >= 1000 OR sets > 64 THEN",
+        "    IF explored >= 1000 OR sets > 64 OR octet_length(q_text) > 500000 THEN",
+    ),
+    (
+        "        q := memagent_any_lexeme(lex[1:n_last]);\n    END IF;\n",
+        "        q := memagent_any_lexeme(lex[1:n_last]);\n"
+        "    ELSE\n        q := q_text::tsquery;\n    END IF;\n",
+    ),
     (  # each query word's statistics by one probe of their key, whatever the planner's row estimates say
         "        JOIN memory_term_stats s"
         " ON s.namespace = p_namespace AND s.lexeme = q.lexeme AND s.df > 0\n",
@@ -142,14 +164,13 @@ def edited(sql: str, edits: tuple[tuple[str, str], ...], revision: str) -> str:
     return sql
 
 
-def function(floor: float = FLOOR) -> str:
-    """CREATE OR REPLACE FUNCTION memagent_text_ranking: revision 0013's eight arguments, with the floor."""
+def function() -> str:
+    """CREATE FUNCTION memagent_text_ranking: revision 0013's eight arguments and p_floor."""
     edits = tuple(
         (
             before.replace("{view_using}", text_ranking.VIEW_USING),
-            after.replace("{view_using}", text_ranking.VIEW_USING).replace("{floor}", repr(floor)),
+            after.replace("{view_using}", text_ranking.VIEW_USING).replace("{floor}", "p_floor"),
         )
         for before, after in _EDITS
     )
-    sql = edited(text_ranking.function(view=True), edits, "0016")
-    return sql.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1)
+    return edited(text_ranking.function(view=True), edits, "0016")

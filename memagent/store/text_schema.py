@@ -35,6 +35,12 @@ def _pin(definers: tuple[str, ...]) -> str:
 
 _PIN = _pin(_DEFINERS)
 
+
+def _replacing(create: str) -> str:
+    """A CREATE FUNCTION statement as CREATE OR REPLACE (the same signature: owner and grants are kept)."""
+    return create.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1)
+
+
 # A tsquery matching any of the lexemes, built without parsing them again (they are stemmed already); the
 # best `depth` of two ranked lists.
 _ANY_LEXEME = r"""
@@ -94,13 +100,17 @@ VIEW_DOWNGRADE = (
     f"DROP FUNCTION {text_ranking.VIEW_SIGNATURE}",
 )
 
-# Revision 0016: the ranking with a floor relative to the best score (memagent.store.text_floor) replaces
-# 0013's in place (the same signature: CREATE OR REPLACE keeps its owner and grants; the pin sets its
-# search_path again), and back on downgrade.
-FLOOR_UPGRADE = (text_floor.function(), _pin((text_ranking.VIEW_SIGNATURE,)))
+# Revision 0016: the ranking with a floor relative to the best score (memagent.store.text_floor), a ninth
+# argument, replaces 0013's, and back on downgrade.
+FLOOR_UPGRADE = (
+    text_floor.function(),
+    _pin((text_floor.SIGNATURE,)),
+    f"DROP FUNCTION {text_ranking.VIEW_SIGNATURE}",
+)
 FLOOR_DOWNGRADE = (
-    text_ranking.function(view=True).replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1),
+    text_ranking.function(view=True),
     _pin((text_ranking.VIEW_SIGNATURE,)),
+    f"DROP FUNCTION {text_floor.SIGNATURE}",
 )
 
 # Revision 0016 too: the full-text index without its pending list. With GIN's fastupdate (PostgreSQL's
@@ -134,14 +144,15 @@ GIN_PENDING = _gin("RESET (fastupdate)")
 # 0011's, and the ranking searches it; back on downgrade (0011's index rebuilt as 0016 left it).
 TERMS_UPGRADE = (
     text_terms.FUNCTIONS,
+    text_terms.GRANT,
     text_terms.INDEX,
     "DROP INDEX IF EXISTS ix_memories_namespace_tsv; DROP INDEX IF EXISTS ix_memories_content_tsv",
     text_terms.function(),
-    _pin((text_ranking.VIEW_SIGNATURE,)),
+    _pin((text_floor.SIGNATURE,)),
 )
 TERMS_DOWNGRADE = (
-    text_floor.function(),
-    _pin((text_ranking.VIEW_SIGNATURE,)),
+    _replacing(text_floor.function()),
+    _pin((text_floor.SIGNATURE,)),
     "CREATE INDEX ix_memories_content_tsv ON memories USING gin (content_tsv)",
     text_stats.NAMESPACE_GIN,
     GIN_DIRECT,

@@ -10,10 +10,12 @@ row was read (EXPLAIN ANALYZE, docs/benchmarks.md).
 Here the index holds each word once per namespace: memagent_ns_lexemes(namespace, content_tsv) is the
 memory's tsvector with every word prefixed by a short hash of its namespace, and a search rewrites its
 tsquery the same way (memagent_ns_query), so the index reads only the query words' entries of that
-namespace. The hash (8 hex digits of md5) is only a key: two namespaces sharing one would read each
-other's entries and drop them on the row's own namespace check, nothing more. Words longer than LONGEST
-bytes (no language has them; base64 or a minified blob does) are left out of the index, and a query's such
-words are not searched, so that the prefixed word stays under PostgreSQL's 2,047-byte limit.
+namespace. The hash (8 hex digits of SHA-256; md5 is refused by FIPS builds) is only a key: two namespaces
+sharing one would read each other's entries and drop them on the row's own namespace check, nothing more.
+Words longer than LONGEST bytes (no language has them; base64 or a minified blob does) are left out of the
+index, and a query's such words are not searched where the index is used (namespaces over SMALL memories),
+so that the prefixed word stays under PostgreSQL's 2,047-byte limit. Both functions run with search_path
+pinned to pg_catalog: an index's entries must not depend on the writer's path.
 
 No extension is needed (btree_gin was, and without it the index held the words alone). The index keeps
 revision 0016's fastupdate off. The ranking is revision 0016's (memagent.store.text_floor) with the edits
@@ -27,22 +29,36 @@ from memagent.store import text_floor
 from memagent.store.text_ranking import SMALL
 
 LONGEST = 2000
+# A namespace's key in the index: 8 hex digits of SHA-256 (md5 is refused by FIPS builds of PostgreSQL).
+_KEY = "left(encode(sha256(convert_to(p_namespace, 'UTF8')), 'hex'), 8)"
 
 FUNCTIONS = f"""
 CREATE FUNCTION memagent_ns_lexemes(p_namespace text, p_tsv tsvector) RETURNS tsvector
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $fn$
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $fn$
     SELECT array_to_tsvector(ARRAY(
-        SELECT left(md5(p_namespace), 8) || '/' || l FROM unnest(tsvector_to_array(p_tsv)) l
+        SELECT {_KEY} || '/' || l
+        FROM unnest(tsvector_to_array(p_tsv)) l
         WHERE octet_length(l) <= {LONGEST}
     ))
 $fn$;
 CREATE FUNCTION memagent_ns_query(p_namespace text, p_query tsquery) RETURNS tsquery
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $fn$
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $fn$
     SELECT regexp_replace(
-        p_query::text, $re$'((?:[^']|'')*)'$re$, $r$'$r$ || left(md5(p_namespace), 8) || $r$/\\1'$r$, 'g'
+        p_query::text, $re$'((?:[^']|'')*)'$re$, $r$'$r$ || {_KEY} || $r$/\\1'$r$, 'g'
     )::tsquery
 $fn$;
 """
+
+# memagent_app writes memories, and PostgreSQL checks its right to run the index's function on every write
+# (PUBLIC has it unless a database revokes it by default).
+GRANT = """
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'memagent_app') THEN
+        GRANT EXECUTE ON FUNCTION memagent_ns_lexemes(text, tsvector) TO memagent_app;
+    END IF;
+END
+$$"""
 
 INDEX = (
     "CREATE INDEX ix_memories_ns_lexemes ON memories"
@@ -60,14 +76,20 @@ _EDITS = (
         "             ELSE '(m.namespace = $1) IS TRUE"
         " AND memagent_ns_lexemes(m.namespace, m.content_tsv) @@ memagent_ns_query($1, $5)' END",
     ),
-    (  # a word too long for the index is not searched
+    (  # a word too long for the index is not searched where the index is used
         "            WHERE x.namespace = p_namespace AND x.lexeme = q.lexeme AND x.df > 0 LIMIT 1\n",
         "            WHERE x.namespace = p_namespace AND x.lexeme = q.lexeme AND x.df > 0\n"
-        f"                AND octet_length(x.lexeme) <= {LONGEST} LIMIT 1\n",
+        f"                AND (n <= {SMALL} OR octet_length(x.lexeme) <= {LONGEST}) LIMIT 1\n",
+    ),
+    (
+        "        -- (The full-text index holds every namespace:"
+        " a common word's entries would outnumber them.)\n",
+        "        -- (Cheaper than through the full-text index, at this size.)\n",
     ),
 )
 
 
 def function() -> str:
     """CREATE OR REPLACE FUNCTION memagent_text_ranking: revision 0016's, searching the namespaced index."""
-    return text_floor.edited(text_floor.function(), _EDITS, "0017")
+    sql = text_floor.edited(text_floor.function(), _EDITS, "0017")
+    return sql.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1)
