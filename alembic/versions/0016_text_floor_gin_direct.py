@@ -1,4 +1,4 @@
-"""full-text recall: a floor at a fifth of the best score, and the full-text index without a pending list
+"""full-text recall: a floor under the ranking (hybrid: a fifth of the best), the index without a pending list
 
 Revision ID: 0016
 Revises: 0015
@@ -6,8 +6,9 @@ Create Date: 2026-11-30
 
 - memagent_text_ranking returned the exact BM25 top `depth`; when fewer than `depth` memories hold a query's
   rarer words, completing it meant scoring every memory holding a word nearly all of them hold, each for
-  almost nothing. It now returns the exact BM25 top `depth` among the memories scoring at least FLOOR (0.2)
-  times the best, and skips reading the others (memagent.store.text_floor). Same signature, same grants.
+  almost nothing. It takes a ninth argument, a floor: the exact BM25 top `depth` among the memories
+  scoring at least that share of the best, the others never read (memagent.store.text_floor). Hybrid
+  recall passes 0.2, text mode 0 (the exact top, as before).
 - The full-text GIN index gets fastupdate off: its pending list, read whole by every full-text search, is
   merged now and not used again (memagent.store.text_schema).
 """
