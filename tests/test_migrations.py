@@ -66,6 +66,12 @@ def test_head_schema_has_table_and_indexes(db_url: str) -> None:
         ).scalar_one()
         assert "USING gin (memagent_ns_lexemes((namespace)::text, content_tsv))" in gin  # revision 0017
         assert "WITH (fastupdate=off)" in gin  # no pending list for every search to read (revision 0016)
+        # Every write runs the index's function as memagent_app: granted to it, not only through PUBLIC.
+        acl = conn.execute(
+            text("SELECT proacl::text FROM pg_proc WHERE oid = CAST(:f AS regprocedure)"),
+            {"f": "memagent_ns_lexemes(text, tsvector)"},
+        ).scalar_one()
+        assert "memagent_app=X" in acl
     engine.dispose()
 
 

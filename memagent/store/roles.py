@@ -15,6 +15,7 @@ from typing import Literal
 from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
+from memagent.store import text_floor, text_ranking, text_terms
 from memagent.validation import ALL_NAMESPACES
 
 APP_ROLE = "memagent_app"
@@ -51,13 +52,9 @@ END
 $$
 """
 
-# The text ranking function (revisions 0011, 0013): memagent_app may call it; nobody else but its owner.
-# The text ranking's signatures: revision 0013's, and 0016's (a ninth argument, the floor).
-RANKINGS = (
-    "memagent_text_ranking(text, text, timestamptz, text, integer, text[], timestamptz, boolean)",
-    "memagent_text_ranking(text, text, timestamptz, text, integer, text[], timestamptz, boolean,"
-    " double precision)",
-)
+# The functions memagent_app may run: the text ranking (revision 0013's signature, and 0016's with the floor;
+# nobody else but its owner may call it) and the full-text index's (revision 0017: every write runs it).
+FUNCTIONS = (text_ranking.VIEW_SIGNATURE, text_floor.SIGNATURE, text_terms.NS_LEXEMES)
 
 # The role's privileges on memagent's tables that exist (the tables' owner runs it; idempotent).
 GRANT_SQL = f"""
@@ -73,14 +70,11 @@ BEGIN
             END IF;
         END LOOP;
         EXECUTE format('GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA %I TO {APP_ROLE}', current_schema());
-        FOREACH name IN ARRAY ARRAY[{", ".join(f"'{r}'" for r in RANKINGS)}] LOOP
+        FOREACH name IN ARRAY ARRAY[{", ".join(f"'{f}'" for f in FUNCTIONS)}] LOOP
             IF to_regprocedure(name) IS NOT NULL THEN
                 EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO {APP_ROLE}', name);
             END IF;
         END LOOP;
-        IF to_regprocedure('memagent_ns_lexemes(text, tsvector)') IS NOT NULL THEN
-            EXECUTE 'GRANT EXECUTE ON FUNCTION memagent_ns_lexemes(text, tsvector) TO {APP_ROLE}';
-        END IF;
     END IF;
 END
 $$

@@ -7,16 +7,16 @@ almost nothing (a word in every memory of N adds idf ln(1 + 0.5 / (N + 0.5)) to 
 memories that was a chat turn's ~100 ms (docs/benchmarks.md, "A chat turn's own overhead"). Ranks that far
 down add little to a fusion, and a memory that matches the query only by such words is not a text match.
 
-So the ranking takes a ninth argument, p_floor, and returns the BM25 top `depth` among the memories scoring at
-least p_floor times the best score, still exactly (tests/test_text_ranking.py compares it with BM25 over every
-memory, so filtered), and the floor prunes: a memory holding none of the rarest n query terms scores at most
-the sum of the other terms' bounds (suffix[n + 1]); once that falls below FLOOR times the best score found so
-far, those memories are not read at all, and pass 2's threshold is at least FLOOR times that best. With
-nothing scored yet when pass 1 would widen to the rarest terms holding `depth` memories, it scores those
-holding the rarest term first, to have a best score to set the floor by. Hybrid recall asks for FLOOR; text-
-mode recall, and any caller that filters the ranking afterwards (items, a maximum distance, the fallback while
-embeddings are pending, all through text mode), asks for 0: the exact top `depth`, as before. A pruned memory
-can still come from the vector side of a hybrid recall.
+So the ranking takes a ninth argument, p_floor, and returns the BM25 top `depth` among the memories scoring
+at least p_floor times the best score, still exactly (tests/test_text_ranking.py compares it with BM25 over
+every memory, so filtered), and the floor prunes: a memory holding none of the rarest n query terms scores
+at most the sum of the other terms' bounds (suffix[n + 1]); once that falls below p_floor times the best
+score found so far, those memories are not read at all, and pass 2's threshold is at least p_floor times
+that best. With nothing scored yet when pass 1 would widen to the rarest terms holding `depth` memories, it
+scores those holding the rarest term first, to have a best score to set the floor by. Hybrid recall asks for
+FLOOR; text- mode recall, and any caller that filters the ranking afterwards (items, a maximum distance, the
+fallback while embeddings are pending, all through text mode), asks for 0: the exact top `depth`, as before.
+A pruned memory can still come from the vector side of a hybrid recall.
 
 Also: the query words' statistics are read by one probe of their key each. As a join, the planner could
 choose (and did, with the statistics table not yet analysed) to read every word of the namespace: 2.3 of a
@@ -61,7 +61,7 @@ _STEP3_BEFORE = """    IF coalesce(array_length(ids, 1), 0) < p_depth THEN
 
 _STEP3_AFTER = """    -- Nothing scored yet (no memory holds two of the rarest terms): the memories
     -- holding the rarest term, for a best score to set the floor by.
-    IF ids IS NULL AND m > 1 THEN
+    IF ids IS NULL AND m > 1 AND p_floor > 0 THEN
         EXECUTE scoring INTO ids, scores
             USING p_namespace, lex, idf, avgdl, t1, p_session, p_before, p_depth, done{view_using};
         done := CASE WHEN done IS NULL THEN t1 ELSE done || t1 END;

@@ -141,10 +141,10 @@ GIN_DIRECT = _gin("SET (fastupdate = off)")
 GIN_PENDING = _gin("RESET (fastupdate)")
 
 # Revision 0017: the full-text index keyed by namespace and word (memagent.store.text_terms) replaces
-# 0011's, and the ranking searches it; back on downgrade (0011's index rebuilt as 0016 left it).
+# 0011's, and the ranking searches it (the revision then grants memagent_app the index's function:
+# memagent.store.roles); back on downgrade (0011's index rebuilt as 0016 left it).
 TERMS_UPGRADE = (
     text_terms.FUNCTIONS,
-    text_terms.GRANT,
     text_terms.INDEX,
     "DROP INDEX IF EXISTS ix_memories_namespace_tsv; DROP INDEX IF EXISTS ix_memories_content_tsv",
     text_terms.function(),
@@ -157,5 +157,5 @@ TERMS_DOWNGRADE = (
     text_stats.NAMESPACE_GIN,
     GIN_DIRECT,
     "DROP INDEX ix_memories_ns_lexemes",
-    "DROP FUNCTION memagent_ns_lexemes(text, tsvector), memagent_ns_query(text, tsquery)",
+    f"DROP FUNCTION {text_terms.NS_LEXEMES}, {text_terms.NS_QUERY}",
 )

@@ -49,16 +49,10 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $f
 $fn$;
 """
 
-# memagent_app writes memories, and PostgreSQL checks its right to run the index's function on every write
-# (PUBLIC has it unless a database revokes it by default).
-GRANT = """
-DO $$
-BEGIN
-    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'memagent_app') THEN
-        GRANT EXECUTE ON FUNCTION memagent_ns_lexemes(text, tsvector) TO memagent_app;
-    END IF;
-END
-$$"""
+# The index's function: memagent_app writes memories, and PostgreSQL checks its right to run it on every
+# write (PUBLIC has it unless a database revokes it by default): memagent.store.roles grants it.
+NS_LEXEMES = "memagent_ns_lexemes(text, tsvector)"
+NS_QUERY = "memagent_ns_query(text, tsquery)"
 
 INDEX = (
     "CREATE INDEX ix_memories_ns_lexemes ON memories"
