@@ -164,6 +164,25 @@ def test_importance_weight_off_leaves_the_statement_alone() -> None:
     assert on.sql == default.sql
 
 
+def test_the_text_floor_is_hybrids_unless_something_filters_afterwards() -> None:
+    """Hybrid's text side keeps matches over a fifth of the best (revision 0016); text mode, a maximum
+    distance (which may drop the memory that set the floor) and callers that ask (item search) rank
+    every match."""
+    from memagent.store.search import recall_statement
+    from memagent.store.text_floor import FLOOR
+
+    vector = fake_embedding("q", DIM)
+
+    def floor(**kw: object) -> float:
+        statement = recall_statement(vector, scope=Scope("h"), k=5, query_text="q", **kw)  # type: ignore[arg-type]
+        return float(statement.params["text_floor"])
+
+    assert floor(mode="hybrid") == FLOOR == 0.2
+    assert floor(mode="text") == 0.0
+    assert floor(mode="hybrid", max_distance=0.5) == 0.0
+    assert floor(mode="hybrid", text_floor=0.0) == 0.0
+
+
 def test_service_reads_the_importance_weight(sessions: Callable[[], Session], service: MemoryService) -> None:
     from memagent.config import with_overrides
 

@@ -17,11 +17,12 @@ from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
 from memagent.records import RecalledMemory
-from memagent.store import search_sql, text_floor
+from memagent.store import search_sql
 from memagent.store.hnsw import IndexKind
 from memagent.store.models import vector_text
 from memagent.store.roles import APP_ROLE
 from memagent.store.scope import Scope, View
+from memagent.store.text_floor import FLOOR
 
 SearchMode = Literal["vector", "text", "hybrid"]
 # The embedding space a checked statement read with its rows: (model, dimension, index kind).
@@ -72,6 +73,7 @@ def recall_statement(
     importance_weight: float = 0.0,
     index: IndexKind | None = "vector",
     checked: bool = False,
+    text_floor: float | None = None,
 ) -> RecallStatement:
     """The statement of one recall (see SearchQueries.search for what each mode does).
 
@@ -89,8 +91,9 @@ def recall_statement(
     sql = search_sql.recall_sql(
         mode, condition, max_distance=max_distance is not None, index=index, dim=dim, checked=checked
     )
-    floor = text_floor.FLOOR if mode == "hybrid" else 0.0
-    params |= search_sql.text_params(scope.namespace, scope.session_id, scope.before, view, floor)
+    if text_floor is None:  # hybrid's, unless a maximum distance may drop the memory that sets it
+        text_floor = FLOOR if mode == "hybrid" and max_distance is None else 0.0
+    params |= search_sql.text_params(scope.namespace, scope.session_id, scope.before, view, text_floor)
     params |= search_sql.fusion_params(w_text=text_weight) | {
         "qtext": query_text,
         "qvec": None if query_embedding is None else vector_text(query_embedding),

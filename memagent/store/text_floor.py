@@ -13,10 +13,12 @@ every memory, so filtered), and the floor prunes: a memory holding none of the r
 at most the sum of the other terms' bounds (suffix[n + 1]); once that falls below p_floor times the best
 score found so far, those memories are not read at all, and pass 2's threshold is at least p_floor times
 that best. With nothing scored yet when pass 1 would widen to the rarest terms holding `depth` memories, it
-scores those holding the rarest term first, to have a best score to set the floor by. Hybrid recall asks for
-FLOOR; text- mode recall, and any caller that filters the ranking afterwards (items, a maximum distance, the
-fallback while embeddings are pending, all through text mode), asks for 0: the exact top `depth`, as before.
-A pruned memory can still come from the vector side of a hybrid recall.
+scores those holding the rarest term first, to have a best score to set the floor by (with a floor).
+
+Hybrid recall asks for FLOOR (memagent.store.search.recall_statement); a pruned memory can still come from
+its vector side. Asking for 0, the exact top `depth` as before: text mode (so also the fallback while the
+query cannot be embedded), and every recall whose results are filtered afterwards, since a memory dropped
+then could have set the floor: a maximum distance, and item search (memagent.usecases.items).
 
 Also: the query words' statistics are read by one probe of their key each. As a join, the planner could
 choose (and did, with the statistics table not yet analysed) to read every word of the namespace: 2.3 of a

@@ -67,6 +67,7 @@ class SpaceChecked:
         max_distance: float | None,
         ef: int,
         mode: SearchMode,
+        text_floor: float | None = None,
     ) -> list[RecalledMemory]:
         """One checked statement, one round trip: the rows and the embedding space in force with them.
 
@@ -90,6 +91,7 @@ class SpaceChecked:
                 importance_weight=self.settings.importance_weight,
                 index=space[2],
                 checked=True,
+                text_floor=text_floor,
             )
             try:
                 rows = self.unit.run(scope.namespace, statement.sql, statement.params, statement.settings)

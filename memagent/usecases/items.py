@@ -157,7 +157,7 @@ def search_items(service: MemoryService, namespace: str, query: str, *, k: int) 
     recall has nothing more, or it reaches MAX_SEARCH."""
     asked = min(MAX_SEARCH, max(k, 1))
     while True:
-        found = service.recall(query, k=asked, namespace=namespace)
+        found = service.recall(query, k=asked, namespace=namespace, text_floor=0.0)  # it filters afterwards
         items = [item for item in (as_item(memory, memory.score) for memory in found) if item is not None]
         if len(items) >= k or len(found) < asked or asked >= MAX_SEARCH:
             return items[:k]

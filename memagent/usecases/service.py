@@ -163,6 +163,7 @@ class MemoryService(SpaceChecked):
         kinds: Sequence[str] | None = None,
         as_of: datetime | None = None,
         include_archived: bool = False,
+        text_floor: float | None = None,
     ) -> RecallResult:
         """The best memories for the query, best first; k rows whenever the scope holds k (fewer only when
         a fact stands for an exchange it came from and nothing else is left to take its place).
@@ -173,6 +174,8 @@ class MemoryService(SpaceChecked):
         cannot be embedded (provider down) hybrid recall falls back to full-text search and says why in the
         result's `degraded`; vector mode raises the provider's error. ef_search: HNSW candidate list size
         (higher: better recall, slower); default MEMAGENT_EF_SEARCH, raised to k (or the hybrid depth).
+        text_floor: the hybrid text side's floor (memagent.store.text_floor); 0 for a caller that filters
+        the results afterwards (item search), so that a memory it drops cannot set the floor.
         """
         query = clean_text(query, "query")
         k, max_distance, ef_search = recall_limits(self.settings, k, max_distance, ef_search)
@@ -196,7 +199,15 @@ class MemoryService(SpaceChecked):
         else:
             self._catch_up()
         found = self._search(
-            query, vector, scope, space, k=k, max_distance=max_distance, ef=ef_search, mode=mode
+            query,
+            vector,
+            scope,
+            space,
+            k=k,
+            max_distance=max_distance,
+            ef=ef_search,
+            mode=mode,
+            text_floor=text_floor,
         )
         return RecallResult(found, degraded, mode)
 
