@@ -221,12 +221,15 @@ def test_memories_holding_only_a_word_most_memories_hold_are_not_text_matches(
         assert_same(exact, reference(connection, namespace, "what about the zebra note"), 50, 0.0)
 
 
+@pytest.mark.parametrize("size", [SMALL + 50, 300])
 def test_words_the_namespaced_index_must_quote_are_found(
-    sessions: Callable[[], Session], connection: Connection
+    sessions: Callable[[], Session], connection: Connection, size: int
 ) -> None:
     """Revision 0017 keys each word by its namespace, in the index and in the query: words with quotes,
-    backslashes and any script, in namespaces named with them, are found; a word over 2,000 bytes is not
-    indexed, and a query holding one still finds the memory by its other words."""
+    backslashes and any script, in namespaces named with them, are found, in a large namespace (the pruned
+    path) and a small one (one pass, through the index since revision 0018); a word over 2,000 bytes is not
+    indexed: a large namespace does not search it, and a query holding one still finds the memory by its
+    other words; a small namespace reads its memories for it and finds it."""
     long_word = "z" * 2010  # under PostgreSQL's 2,047-byte limit for a word, over memagent's 2,000
     hostile = [
         "o'brien's café naïve",
@@ -236,7 +239,7 @@ def test_words_the_namespaced_index_must_quote_are_found(
         "see http://ex.com/it's?x=1 and https://h.com/p'q and https://h.com/a\\b:c",  # words with ' and \
         f"pineapple {long_word}",
     ]
-    filler = corpus(random.Random(5), SMALL + 50)  # above SMALL: the pruned path, through the index
+    filler = corpus(random.Random(5), size)
     for namespace in ("it's a \\ namespace", "plain"):
         store(sessions, filler + hostile, namespace)
         for text_ in hostile:
@@ -244,7 +247,13 @@ def test_words_the_namespaced_index_must_quote_are_found(
             assert_same(found, reference(connection, namespace, text_), 5)
             best = connection.execute(text("SELECT content FROM memories WHERE id = :i"), {"i": found[0][1]})
             assert best.scalar_one() == text_
-        assert ranking(connection, namespace, long_word, 5) == []  # not searched: no error, nothing found
+        alone = ranking(connection, namespace, long_word, 5)
+        if size > SMALL:
+            assert alone == []  # not searched: no error, nothing found
+        else:
+            assert_same(alone, reference(connection, namespace, long_word), 5)
+            best = connection.execute(text("SELECT content FROM memories WHERE id = :i"), {"i": alone[0][1]})
+            assert best.scalar_one() == f"pineapple {long_word}"
 
 
 def test_a_query_of_many_long_words_is_ranked_without_an_oversized_tsquery(
@@ -270,7 +279,9 @@ def test_a_small_namespace_is_ranked_in_one_pass(
     store(sessions, corpus(rng, 500), "small-ns")
     for _ in range(20):
         query = " ".join(rng.sample(WORDS, rng.randint(1, 8)))
-        assert_same(ranking(connection, "small-ns", query, 10), reference(connection, "small-ns", query), 10)
+        everything = reference(connection, "small-ns", query)
+        for floor in (0.0, FLOOR):
+            assert_same(ranking(connection, "small-ns", query, 10, floor=floor), everything, 10, floor)
 
 
 def test_scoped_ranking_keeps_namespace_statistics(

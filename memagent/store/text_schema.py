@@ -1,9 +1,9 @@
-"""What revisions 0011 and 0013 run for full-text recall: the statistics (memagent.store.text_stats), the
+"""What revisions 0011 to 0018 run for full-text recall: the statistics (memagent.store.text_stats), the
 ranking function (memagent.store.text_ranking), its helpers, and who may call or touch them."""
 
 from __future__ import annotations
 
-from memagent.store import text_floor, text_ranking, text_stats, text_terms
+from memagent.store import text_floor, text_ranking, text_small, text_stats, text_terms
 
 # A definer's function resolves names in its own schema only (then pg_temp), never in the caller's path.
 _DEFINERS = (
@@ -159,3 +159,8 @@ TERMS_DOWNGRADE = (
     "DROP INDEX ix_memories_ns_lexemes",
     f"DROP FUNCTION {text_terms.NS_LEXEMES}, {text_terms.NS_QUERY}",
 )
+
+# Revision 0018: a small namespace's ranking finds its matches through that index (memagent.store.text_small);
+# the same signature, so CREATE OR REPLACE keeps owner and grants, and the path is pinned again.
+SMALL_UPGRADE = (text_small.function(), _pin((text_floor.SIGNATURE,)))
+SMALL_DOWNGRADE = (text_terms.function(), _pin((text_floor.SIGNATURE,)))
