@@ -221,6 +221,29 @@ def test_memories_holding_only_a_word_most_memories_hold_are_not_text_matches(
         assert_same(exact, reference(connection, namespace, "what about the zebra note"), 50, 0.0)
 
 
+@pytest.mark.parametrize("depth", [1, 5, 50])
+def test_a_chat_history_is_ranked_exactly_with_its_rare_words_scored_first(
+    sessions: Callable[[], Session], connection: Connection, depth: int
+) -> None:
+    """A chat's history (benchmarks/chat_turn.py's shape): every memory holds "question", a few hold a
+    number or "turn". The rarest words' holders are scored at once, pass 2 looks only at the words not yet
+    covered (revision 0019), and the result stays exact, with and without the floor; a query of rare words
+    only, fewer memories than the depth holding them, ends once they are scored."""
+    history = [f"User: question {i}\nAssistant: answer {i}" for i in range(SMALL + 300)]
+    history += [
+        f"User: turn {i}: what did I say about question {i * 7}?\nAssistant: I remember." for i in range(60)
+    ]
+    store(sessions, history, "chat-shaped")
+    queries = [f"turn {i}: what did I say about question {i * 7}?" for i in (3, 17, 58, 61, 900)]
+    queries += ["what did I say about question 12 and 14", "question answer", "15 16", "turn 5 6"]
+    for query in queries:
+        everything = reference(connection, "chat-shaped", query)
+        for floor in (FLOOR, 0.0):
+            found = ranking(connection, "chat-shaped", query, depth, floor=floor)
+            assert_same(found, everything, depth, floor)
+    assert len(ranking(connection, "chat-shaped", "15 16", 50, floor=0.0)) == 4  # all of them, then done
+
+
 @pytest.mark.parametrize("size", [SMALL + 50, 300])
 def test_words_the_namespaced_index_must_quote_are_found(
     sessions: Callable[[], Session], connection: Connection, size: int

@@ -1,9 +1,9 @@
-"""What revisions 0011 to 0018 run for full-text recall: the statistics (memagent.store.text_stats), the
+"""What revisions 0011 to 0019 run for full-text recall: the statistics (memagent.store.text_stats), the
 ranking function (memagent.store.text_ranking), its helpers, and who may call or touch them."""
 
 from __future__ import annotations
 
-from memagent.store import text_floor, text_ranking, text_small, text_stats, text_terms
+from memagent.store import text_floor, text_passes, text_ranking, text_small, text_stats, text_terms
 
 # A definer's function resolves names in its own schema only (then pg_temp), never in the caller's path.
 _DEFINERS = (
@@ -164,3 +164,8 @@ TERMS_DOWNGRADE = (
 # the same signature, so CREATE OR REPLACE keeps owner and grants, and the path is pinned again.
 SMALL_UPGRADE = (text_small.function(), _pin((text_floor.SIGNATURE,)))
 SMALL_DOWNGRADE = (text_terms.function(), _pin((text_floor.SIGNATURE,)))
+
+# Revision 0019: fewer statements in the ranking's passes, none that can find nothing new
+# (memagent.store.text_passes).
+PASSES_UPGRADE = (text_passes.function(), _pin((text_floor.SIGNATURE,)))
+PASSES_DOWNGRADE = (text_small.function(), _pin((text_floor.SIGNATURE,)))
