@@ -244,6 +244,71 @@ def test_a_chat_history_is_ranked_exactly_with_its_rare_words_scored_first(
     assert len(ranking(connection, "chat-shaped", "15 16", 50, floor=0.0)) == 4  # all of them, then done
 
 
+def test_pass_2_with_no_set_to_read_returns_each_memory_once(
+    sessions: Callable[[], Session], connection: Connection
+) -> None:
+    """Found by an outside review of revision 0019: bounds summed in another order fall one unit of the last
+    bit short of the threshold, so pass 2 has no set to read; the ranking must then return what it scored,
+    not an earlier step's results a second time (which pushed a true top memory out)."""
+    fill = iter(range(10**6))
+    others = []
+    for word, count in (("ccc", 149), ("ddd", 149), ("eee", 149), ("bbb", 149), ("aaa", 150)):
+        others += [f"{word} f{(i := next(fill))}a g{i}b" for _ in range(count)]
+    while len(others) < SMALL + 98:
+        others.append(f"f{(i := next(fill))}a g{i}b h{i}c")
+    store(sessions, ["ccc bbb aaa", "ddd eee bbb aaa"], "one-bit", session_id="s")
+    store(sessions, others, "one-bit", session_id="o")
+    query = "aaa bbb ccc ddd eee"
+    for depth in (1, 2, 5):
+        found = ranking(connection, "one-bit", query, depth, session_id="s", floor=0.0)
+        assert len({memory_id for _, memory_id in found}) == len(found) == min(depth, 2)
+        assert_same(found, reference(connection, "one-bit", query, session_id="s"), depth, 0.0)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_random_queries_over_sessions_are_ranked_exactly(
+    sessions: Callable[[], Session], connection: Connection, seed: int
+) -> None:
+    """Common, medium and rare words, a word repeated in a memory, three sessions: random queries of 1-12
+    words (some absent from the namespace) give the reference's top at every depth, with and without the
+    floor and a session, each memory once (an outside review's fuzzing, kept)."""
+    rng = random.Random(seed)
+    common, medium, rare = (
+        [f"c{i}x" for i in range(8)],
+        [f"m{i}x" for i in range(30)],
+        [f"r{i}x" for i in range(120)],
+    )
+    texts: set[str] = set()
+    while len(texts) < SMALL + 300:
+        words = rng.choices(common, k=rng.randint(0, 4)) + rng.choices(medium, k=rng.randint(0, 3))
+        words += rng.choices(rare, k=rng.randint(1, 2)) if rng.random() < 0.3 else []
+        words += [f"u{len(texts)}q"] * rng.randint(0, 2)
+        if words:
+            rng.shuffle(words)
+            texts.add(" ".join(words))
+    by_session: dict[str, list[str]] = {"s1": [], "s2": [], "s3": []}
+    for t in sorted(texts):
+        by_session[rng.choice(["s1", "s2", "s2", "s3", "s3", "s3"])].append(t)
+    for name, part in by_session.items():
+        store(sessions, part, "fuzz", session_id=name)
+    vocab = common + medium + rare
+    for _ in range(40):
+        pool = vocab[:38] if rng.random() < 0.5 else vocab
+        query = " ".join(
+            rng.choices(pool, k=rng.choice([1, 2, 3, 5, 8, 12])) + (["r999x"] if rng.random() < 0.2 else [])
+        )
+        for session in (None, "s1"):
+            everything = reference(connection, "fuzz", query, session_id=session)
+            for depth in (1, 10, 60):
+                for floor in (0.0, FLOOR):
+                    found = ranking(connection, "fuzz", query, depth, session_id=session, floor=floor)
+                    assert len({memory_id for _, memory_id in found}) == len(found)
+                    if everything:
+                        assert_same(found, everything, depth, floor)
+                    else:
+                        assert found == []
+
+
 @pytest.mark.parametrize("size", [SMALL + 50, 300])
 def test_words_the_namespaced_index_must_quote_are_found(
     sessions: Callable[[], Session], connection: Connection, size: int

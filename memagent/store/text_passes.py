@@ -12,7 +12,8 @@ exact BM25 top `depth` (above the floor; tests/test_text_ranking.py):
   already scored (the first n_first): those memories were read again from the heap and dropped as already
   done. Every memory not yet scored holds none of those terms, so its possible score is bounded by the
   other terms alone: pass 2 now builds its sets from those only, and stops when they cannot reach the
-  threshold, or when no set can (nothing is read).
+  threshold, or when no set can (nothing is read; the first version of this revision then returned the
+  previous step's rows a second time, found by an outside review: revision 0020 re-creates the function).
 """
 
 from __future__ import annotations
@@ -80,6 +81,8 @@ _EDITS = (
         "        USING p_namespace, lex, idf, avgdl, q, p_session, p_before, p_depth, done,"
         " p_kinds, p_as_of;\n"
         "    best := greatest(best, more_scores[1]);\n",
+        "    more_ids := NULL;  -- (not an earlier step's, already merged into ids)\n"
+        "    more_scores := NULL;\n"
         "    IF q IS NOT NULL THEN  -- no set of the remaining terms reaches theta: nothing to read\n"
         "        EXECUTE scoring INTO more_ids, more_scores\n"
         "            USING p_namespace, lex, idf, avgdl, q, p_session, p_before, p_depth, done,"

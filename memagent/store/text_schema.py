@@ -1,4 +1,4 @@
-"""What revisions 0011 to 0019 run for full-text recall: the statistics (memagent.store.text_stats), the
+"""What revisions 0011 to 0020 run for full-text recall: the statistics (memagent.store.text_stats), the
 ranking function (memagent.store.text_ranking), its helpers, and who may call or touch them."""
 
 from __future__ import annotations
@@ -166,6 +166,6 @@ SMALL_UPGRADE = (text_small.function(), _pin((text_floor.SIGNATURE,)))
 SMALL_DOWNGRADE = (text_terms.function(), _pin((text_floor.SIGNATURE,)))
 
 # Revision 0019: fewer statements in the ranking's passes, none that can find nothing new
-# (memagent.store.text_passes).
+# (memagent.store.text_passes); revision 0020 runs PASSES_UPGRADE again (0019's first version's fix).
 PASSES_UPGRADE = (text_passes.function(), _pin((text_floor.SIGNATURE,)))
 PASSES_DOWNGRADE = (text_small.function(), _pin((text_floor.SIGNATURE,)))
