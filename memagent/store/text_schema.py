@@ -100,11 +100,14 @@ VIEW_DOWNGRADE = (
     f"DROP FUNCTION {text_ranking.VIEW_SIGNATURE}",
 )
 
+# Revision 0016's ranking and its later versions (the same signature) run pinned, callable by memagent_app.
+_PIN_FLOOR = _pin((text_floor.SIGNATURE,))
+
 # Revision 0016: the ranking with a floor relative to the best score (memagent.store.text_floor), a ninth
 # argument, replaces 0013's, and back on downgrade.
 FLOOR_UPGRADE = (
     text_floor.function(),
-    _pin((text_floor.SIGNATURE,)),
+    _PIN_FLOOR,
     f"DROP FUNCTION {text_ranking.VIEW_SIGNATURE}",
 )
 FLOOR_DOWNGRADE = (
@@ -148,11 +151,11 @@ TERMS_UPGRADE = (
     text_terms.INDEX,
     "DROP INDEX IF EXISTS ix_memories_namespace_tsv; DROP INDEX IF EXISTS ix_memories_content_tsv",
     text_terms.function(),
-    _pin((text_floor.SIGNATURE,)),
+    _PIN_FLOOR,
 )
 TERMS_DOWNGRADE = (
     _replacing(text_floor.function()),
-    _pin((text_floor.SIGNATURE,)),
+    _PIN_FLOOR,
     "CREATE INDEX ix_memories_content_tsv ON memories USING gin (content_tsv)",
     text_stats.NAMESPACE_GIN,
     GIN_DIRECT,
@@ -162,10 +165,10 @@ TERMS_DOWNGRADE = (
 
 # Revision 0018: a small namespace's ranking finds its matches through that index (memagent.store.text_small);
 # the same signature, so CREATE OR REPLACE keeps owner and grants, and the path is pinned again.
-SMALL_UPGRADE = (text_small.function(), _pin((text_floor.SIGNATURE,)))
-SMALL_DOWNGRADE = (text_terms.function(), _pin((text_floor.SIGNATURE,)))
+SMALL_UPGRADE = (text_small.function(), _PIN_FLOOR)
+SMALL_DOWNGRADE = (text_terms.function(), _PIN_FLOOR)
 
 # Revision 0019: fewer statements in the ranking's passes, none that can find nothing new
 # (memagent.store.text_passes); revision 0020 runs PASSES_UPGRADE again (0019's first version's fix).
-PASSES_UPGRADE = (text_passes.function(), _pin((text_floor.SIGNATURE,)))
-PASSES_DOWNGRADE = (text_small.function(), _pin((text_floor.SIGNATURE,)))
+PASSES_UPGRADE = (text_passes.function(), _PIN_FLOOR)
+PASSES_DOWNGRADE = (text_small.function(), _PIN_FLOOR)
