@@ -211,4 +211,7 @@ def stop_server(where: Path) -> bool:
         return False
     with sock:
         send(sock, {"stop": True})
+        sock.settimeout(5)
+        with contextlib.suppress(OSError):
+            sock.recv(1)  # the server closes the connection once its socket is gone
     return True

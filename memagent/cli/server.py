@@ -88,6 +88,9 @@ def _child(conn: socket.socket, listener: socket.socket, request: dict[str, Any]
     except BaseException:
         traceback.print_exc()
     finally:
+        # The client leaves once it has the exit code and _watch answers that with SIGTERM: from here on
+        # it must not raise SystemExit on the way out.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(OSError):
                 stream.flush()
@@ -159,23 +162,32 @@ def serve(home: Path, linger: float) -> None:
                 except (OSError, ValueError, ConnectionError):
                     continue
                 if request.get("stop"):
+                    _close(listener, path, mine_inode)  # gone before `memagent stop` hears back
                     return
                 if request.get("fingerprint") != mine:
                     conn.sendall(b"S")  # newer code: the client runs the command and starts a new server
                     return
                 if os.fork() == 0:
-                    _child(conn, listener, request, fds)
+                    try:
+                        _child(conn, listener, request, fds)
+                    finally:
+                        os._exit(1)  # whatever happens, the child never runs the server's code below
                 listener.settimeout(linger)  # idle again from now
                 for fd in fds:
                     os.close(fd)
     finally:
-        listener.close()
-        try:
-            if path.stat().st_ino == mine_inode:  # never remove a newer server's socket
-                path.unlink()
-        except FileNotFoundError:
-            pass
+        _close(listener, path, mine_inode)
         lock.release()
+
+
+def _close(listener: socket.socket, path: Path, inode: int) -> None:
+    """Stop listening and remove the socket, unless it is already a newer server's."""
+    listener.close()
+    try:
+        if path.stat().st_ino == inode:
+            path.unlink()
+    except FileNotFoundError:
+        pass
 
 
 if __name__ == "__main__":
