@@ -1,9 +1,17 @@
-"""What revisions 0011 to 0020 run for full-text recall: the statistics (memagent.store.text_stats), the
+"""What revisions 0011 to 0021 run for full-text recall: the statistics (memagent.store.text_stats), the
 ranking function (memagent.store.text_ranking), its helpers, and who may call or touch them."""
 
 from __future__ import annotations
 
-from memagent.store import text_floor, text_passes, text_ranking, text_small, text_stats, text_terms
+from memagent.store import (
+    text_floor,
+    text_passes,
+    text_ranking,
+    text_small,
+    text_stats,
+    text_terms,
+    text_tiers,
+)
 
 # A definer's function resolves names in its own schema only (then pg_temp), never in the caller's path.
 _DEFINERS = (
@@ -172,3 +180,8 @@ SMALL_DOWNGRADE = (text_terms.function(), _PIN_FLOOR)
 # (memagent.store.text_passes); revision 0020 runs PASSES_UPGRADE again (0019's first version's fix).
 PASSES_UPGRADE = (text_passes.function(), _PIN_FLOOR)
 PASSES_DOWNGRADE = (text_small.function(), _PIN_FLOOR)
+
+# Revision 0021: the index keys a word held more than once a second time, and pass 2 reads by both keys
+# (memagent.store.text_tiers); the index is rebuilt with its function, and back on downgrade.
+TIERS_UPGRADE = (text_tiers.NS_LEXEMES_TIERED, text_tiers.REINDEX, text_tiers.function(), _PIN_FLOOR)
+TIERS_DOWNGRADE = (text_tiers.NS_LEXEMES_PLAIN, text_tiers.REINDEX, text_passes.function(), _PIN_FLOOR)
