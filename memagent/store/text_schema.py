@@ -183,5 +183,18 @@ PASSES_DOWNGRADE = (text_small.function(), _PIN_FLOOR)
 
 # Revision 0021: the index keys a word held more than once a second time, and pass 2 reads by both keys
 # (memagent.store.text_tiers); the index is rebuilt with its function, and back on downgrade.
-TIERS_UPGRADE = (text_tiers.NS_LEXEMES_TIERED, text_tiers.REINDEX, text_tiers.function(), _PIN_FLOOR)
-TIERS_DOWNGRADE = (text_tiers.NS_LEXEMES_PLAIN, text_tiers.REINDEX, text_passes.function(), _PIN_FLOOR)
+# (ANALYZE: the planner's statistics of the index's expression, whose entries changed.)
+TIERS_UPGRADE = (
+    text_tiers.NS_LEXEMES_TIERED,
+    text_tiers.REINDEX,
+    "ANALYZE memories",
+    text_tiers.function(),
+    _PIN_FLOOR,
+)
+TIERS_DOWNGRADE = (
+    text_tiers.NS_LEXEMES_PLAIN,
+    text_tiers.REINDEX,
+    "ANALYZE memories",
+    text_passes.function(),
+    _PIN_FLOOR,
+)

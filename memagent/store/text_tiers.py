@@ -9,14 +9,21 @@ really reach were read whole: "What kind of art does Caroline make?" in a 100,00
 
 The index's function now also keys each word a memory holds more than once under a second prefix
 (`<namespace key>+word`, beside `<namespace key>/word`). Pass 2's sets then take each word either as held
-(bound: once, in the shortest memory holding it, `ub1`) or as held more than once (bound: as before, `ub`);
-a memory's bound is the sum over the words it holds at its own count, so every memory that can reach theta
-holds one of the sets, and memories holding common words once no longer qualify. Over 60 LoCoMo questions
-in that namespace, the memories pass 2 must read fell 3 to 9 times for the slowest ones
-(docs/benchmarks.md). The result is the exact BM25 top, as before (tests/test_text_ranking.py).
+(bound `ub1`: its weight held once, in the shortest memory holding it) or as held more than once (bound
+`ub`, as before); a memory's bound is the sum over the words it holds at its own counts, so every memory
+that can reach theta holds one of the sets, and a memory holding common words once qualifies only if their
+weights held once reach theta. Over 60 LoCoMo questions in that namespace, the memories pass 2 must read
+fell 3 to 9 times for the slowest ones (docs/benchmarks.md, "Words said more than once"). Each set is now
+searched on its own (`@@ ANY` of them): one tsquery OR-ing them all made GIN read every word's posting list
+whole. With too many sets, 0020's sets, then its fallback.
+
+Bounds are summed in another order than a score, and with bounds this tight a memory scoring exactly theta
+(or above it by a rounding) could fall one unit of the last bit short and go unread (an outside review's
+case; the edge was 0020's too, rarer): theta is lowered by a relative 1e-12 before pass 2, so such a memory
+is read. The result is the exact BM25 top (tests/test_text_ranking.py, tests/test_text_tiers.py).
 
 The statistics are unchanged (the shortest memory holding a word bounds both). The index is rebuilt once
-(its entries change); words said once, most of them, add nothing to it.
+(its entries change; writes wait meanwhile); words said once, most of them, add nothing to it.
 """
 
 from __future__ import annotations
@@ -53,9 +60,11 @@ $fn$
 
 REINDEX = "REINDEX INDEX ix_memories_ns_lexemes"
 
-# A query word's choices in pass 2's sets: held (once or more: bound ub1, the plain key), or held more
-# than once (bound ub, the second key; gap: what it adds over ub1), the latter only where it bounds higher
-# and the former falls short. Untiered (too many sets that way): held, bound ub, as before revision 0021.
+# A query word's choices in pass 2's sets: held (the plain key, which every holder has; bound ub1, what
+# the word weighs in a memory holding it once), or held more than once (the second key; bound ub; gap: what
+# it adds over ub1), the latter only where it bounds higher and the former falls short (a memory holding
+# it more than once is then in the former's set). Untiered (too many sets that way): held, bound ub, as
+# before revision 0021.
 _CHOICES = """CROSS JOIN LATERAL (
                 SELECT CASE WHEN tiered THEN ub1[{t}] ELSE ub[{t}] END, NULL::float8,
                        memagent_any_lexeme(ARRAY[ns_key || '/' || lex[{t}]])
@@ -111,6 +120,16 @@ _PASS_2 = (
 )
 
 _EDITS = (
+    (
+        "one of the minimal such sets of terms (an OR of ANDs, which the\n    -- GIN index intersects); with",
+        "one of the sets of terms whose bounds reach it\n    -- (each an AND the GIN index intersects:"
+        " revision 0021's, below); with",
+    ),
+    (  # a memory's bounds are summed in another order than its score: one at theta must not fall short
+        "    theta := greatest(theta, p_floor * coalesce(best, 0));\n",
+        "    theta := greatest(theta, p_floor * coalesce(best, 0));\n"
+        "    theta := theta * (1 - 1e-12);  -- (what ties theta, or beats it by a rounding, is read)\n",
+    ),
     (
         "    ub double precision[];\n",
         "    ub double precision[];\n    ub1 double precision[];\n    ns_key text;\n"
