@@ -129,6 +129,13 @@ def reference(
         ).scalars()
     )
     docs = {row.id: (row.session_id, dict(zip(row.lexemes, row.tfs, strict=True))) for row in rows}
+    return bm25(docs, terms, session_id)
+
+
+def bm25(
+    docs: dict[int, tuple[str, dict[str, int]]], terms: set[str], session_id: str | None = None
+) -> list[tuple[float, int]]:
+    """Exact BM25 of the memories {id: (session, {lexeme: tf})} holding one of `terms`, best first."""
     if len(docs) > SMALL:  # through the index, longer words are not searched (revision 0017)
         terms = {term for term in terms if len(term.encode()) <= LONGEST}
     n = len(docs)

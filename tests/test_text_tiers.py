@@ -7,7 +7,6 @@ RAISE NOTICE lines only (installed in the test's rolled-back transaction, psycop
 
 from __future__ import annotations
 
-import math
 import random
 import re
 from collections import Counter
@@ -18,9 +17,8 @@ from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
 from memagent.store import text_tiers
-from memagent.store.text_ranking import K1, SMALL, B
-from memagent.store.text_terms import LONGEST
-from tests.test_text_ranking import assert_same, ranking, store
+from memagent.store.text_ranking import SMALL
+from tests.test_text_ranking import assert_same, bm25, ranking, store
 
 Docs = dict[int, tuple[str, dict[str, int]]]
 
@@ -78,25 +76,7 @@ def reference(conn: Connection, docs: Docs, query: str, session_id: str | None) 
             text("SELECT DISTINCT lexeme FROM unnest(to_tsvector('english', :q))"), {"q": query}
         ).scalars()
     )
-    if len(docs) > SMALL:
-        terms = {term for term in terms if len(term.encode()) <= LONGEST}
-    n = len(docs)
-    avgdl = max(sum(len(tf) for _, tf in docs.values()) / n, 1.0)
-    df = Counter(lexeme for _, tf in docs.values() for lexeme in tf)
-    scored = []
-    for memory_id, (session, tf) in docs.items():
-        if session_id is not None and session != session_id:
-            continue
-        matched = terms & tf.keys()
-        if not matched:
-            continue
-        score = 0.0
-        for lexeme in matched:
-            idf = math.log(1 + (n - df[lexeme] + 0.5) / (df[lexeme] + 0.5))
-            f = tf[lexeme]
-            score += idf * f * (K1 + 1) / (f + K1 * (1 - B + B * len(tf) / avgdl))
-        scored.append((-score, memory_id))
-    return [(-negative, memory_id) for negative, memory_id in sorted(scored)]
+    return bm25(docs, terms, session_id)
 
 
 def queries(rng: random.Random, count: int) -> list[str]:
