@@ -110,10 +110,8 @@ def store(sessions: Callable[[], Session], texts: list[str], namespace: str, **k
     session.commit()
 
 
-def reference(
-    conn: Connection, namespace: str, query: str, session_id: str | None = None
-) -> list[tuple[float, int]]:
-    """Exact BM25 of every matching memory in scope (namespace statistics), best first."""
+def memories_of(conn: Connection, namespace: str) -> dict[int, tuple[str, dict[str, int]]]:
+    """Every memory of the namespace: {id: (session, {lexeme: tf})}."""
     rows = conn.execute(
         text(
             "SELECT m.id, m.session_id, array_agg(u.lexeme) AS lexemes,"
@@ -123,13 +121,23 @@ def reference(
         ),
         {"ns": namespace},
     ).all()
-    terms = set(
+    return {row.id: (row.session_id, dict(zip(row.lexemes, row.tfs, strict=True))) for row in rows}
+
+
+def query_terms(conn: Connection, query: str) -> set[str]:
+    """The query's lexemes, as the ranking parses it."""
+    return set(
         conn.execute(
             text("SELECT DISTINCT lexeme FROM unnest(to_tsvector('english', :q))"), {"q": query}
         ).scalars()
     )
-    docs = {row.id: (row.session_id, dict(zip(row.lexemes, row.tfs, strict=True))) for row in rows}
-    return bm25(docs, terms, session_id)
+
+
+def reference(
+    conn: Connection, namespace: str, query: str, session_id: str | None = None
+) -> list[tuple[float, int]]:
+    """Exact BM25 of every matching memory in scope (namespace statistics), best first."""
+    return bm25(memories_of(conn, namespace), query_terms(conn, query), session_id)
 
 
 def bm25(

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from memagent.store import text_tiers
 from memagent.store.text_ranking import SMALL
-from tests.test_text_ranking import assert_same, bm25, ranking, store
+from tests.test_text_ranking import assert_same, bm25, memories_of, query_terms, ranking, store
 
 Docs = dict[int, tuple[str, dict[str, int]]]
 
@@ -56,27 +56,9 @@ def repeated_corpus(rng: random.Random, count: int) -> list[str]:
     return sorted(texts)
 
 
-def load(conn: Connection, namespace: str) -> Docs:
-    rows = conn.execute(
-        text(
-            "SELECT m.id, m.session_id, array_agg(u.lexeme) AS lexemes,"
-            " array_agg(coalesce(array_length(u.positions, 1), 1)) AS tfs"
-            " FROM memories m CROSS JOIN LATERAL unnest(m.content_tsv) u"
-            " WHERE m.namespace = :ns GROUP BY m.id"
-        ),
-        {"ns": namespace},
-    ).all()
-    return {row.id: (row.session_id, dict(zip(row.lexemes, row.tfs, strict=True))) for row in rows}
-
-
 def reference(conn: Connection, docs: Docs, query: str, session_id: str | None) -> list[tuple[float, int]]:
     """tests/test_text_ranking.py's reference, over memories loaded once."""
-    terms = set(
-        conn.execute(
-            text("SELECT DISTINCT lexeme FROM unnest(to_tsvector('english', :q))"), {"q": query}
-        ).scalars()
-    )
-    return bm25(docs, terms, session_id)
+    return bm25(docs, query_terms(conn, query), session_id)
 
 
 def queries(rng: random.Random, count: int) -> list[str]:
@@ -212,7 +194,7 @@ def test_repeated_words_short_and_long_memories_are_ranked_exactly(
 ) -> None:
     rng = random.Random(seed)
     split_store(sessions, rng, repeated_corpus(rng, SMALL + 300), "tiers")
-    docs = load(connection, "tiers")
+    docs = memories_of(connection, "tiers")
     qs = queries(rng, 30)
     check(connection, "tiers", docs, qs, exact=True)
     # The same queries through the probed copy: the paths of pass 2 the fuzz reached.
@@ -241,7 +223,7 @@ def test_stale_statistics_keep_the_ranking_exact(
     connection.execute(
         text("UPDATE memories SET content = content || ' c1x m2x' WHERE namespace = 'stale' AND id % 7 = 0")
     )
-    docs = load(connection, "stale")
+    docs = memories_of(connection, "stale")
     assert len(docs) > SMALL
     check(connection, "stale", docs, queries(rng, 25), exact=True)
 
@@ -280,7 +262,7 @@ def test_quoted_words_repeated_in_pass_2(sessions: Callable[[], Session], connec
         rng.shuffle(words)
         texts.add(" ".join(words))
     split_store(sessions, rng, sorted(texts), "quoted")
-    docs = load(connection, "quoted")
+    docs = memories_of(connection, "quoted")
     qs = [" ".join(rng.choices(urls + MEDIUM[:10], k=rng.choice([2, 4, 8, 12]))) for _ in range(15)]
     connection.execute(text(probed()))
     notices = Kept()

@@ -32,7 +32,8 @@ LONGEST = 2000
 # A namespace's key in the index: 8 hex digits of SHA-256 (md5 is refused by FIPS builds of PostgreSQL).
 _KEY = "left(encode(sha256(convert_to(p_namespace, 'UTF8')), 'hex'), 8)"
 
-FUNCTIONS = f"""
+# The index's function (revision 0021 replaces it: memagent.store.text_tiers).
+NS_LEXEMES_FUNCTION = f"""
 CREATE FUNCTION memagent_ns_lexemes(p_namespace text, p_tsv tsvector) RETURNS tsvector
 LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $fn$
     SELECT array_to_tsvector(ARRAY(
@@ -40,7 +41,9 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $f
         FROM unnest(tsvector_to_array(p_tsv)) l
         WHERE octet_length(l) <= {LONGEST}
     ))
-$fn$;
+$fn$"""
+
+FUNCTIONS = f"""{NS_LEXEMES_FUNCTION};
 CREATE FUNCTION memagent_ns_query(p_namespace text, p_query tsquery) RETURNS tsquery
 LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $fn$
     SELECT regexp_replace(

@@ -28,7 +28,7 @@ The statistics are unchanged (the shortest memory holding a word bounds both). T
 
 from __future__ import annotations
 
-from memagent.store import text_floor, text_passes
+from memagent.store import text_floor, text_passes, text_terms
 from memagent.store.text_terms import _KEY, LONGEST
 
 # The index's function, replaced in place (the index is rebuilt in the same revision).
@@ -47,16 +47,7 @@ $fn$
 """
 
 # Revision 0017's, for the downgrade.
-NS_LEXEMES_PLAIN = f"""
-CREATE OR REPLACE FUNCTION memagent_ns_lexemes(p_namespace text, p_tsv tsvector) RETURNS tsvector
-LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $fn$
-    SELECT array_to_tsvector(ARRAY(
-        SELECT {_KEY} || '/' || l
-        FROM unnest(tsvector_to_array(p_tsv)) l
-        WHERE octet_length(l) <= {LONGEST}
-    ))
-$fn$
-"""
+NS_LEXEMES_PLAIN = text_terms.NS_LEXEMES_FUNCTION.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1)
 
 REINDEX = "REINDEX INDEX ix_memories_ns_lexemes"
 
