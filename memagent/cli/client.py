@@ -209,9 +209,8 @@ def stop_server(where: Path) -> bool:
     except OSError:
         sock.close()
         return False
-    with sock:
+    with sock, contextlib.suppress(OSError):  # (a server exiting meanwhile closes the connection)
         send(sock, {"stop": True})
         sock.settimeout(5)
-        with contextlib.suppress(OSError):
-            sock.recv(1)  # the server closes the connection once its socket is gone
+        sock.recv(1)  # the server closes the connection once its socket is gone
     return True

@@ -89,8 +89,8 @@ def _child(conn: socket.socket, listener: socket.socket, request: dict[str, Any]
         traceback.print_exc()
     finally:
         # The client leaves once it has the exit code and _watch answers that with SIGTERM: from here on
-        # it must not raise SystemExit on the way out.
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        # it ends the process at once rather than raise SystemExit on the way out.
+        signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(128 + signum))
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(OSError):
                 stream.flush()
@@ -146,6 +146,7 @@ def serve(home: Path, linger: float) -> None:
     listener.settimeout(linger)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
     mine = fingerprint()
+    server = os.getpid()
     try:
         while True:
             try:
@@ -176,8 +177,12 @@ def serve(home: Path, linger: float) -> None:
                 for fd in fds:
                     os.close(fd)
     finally:
-        _close(listener, path, mine_inode)
-        lock.release()
+        if os.getpid() != server:  # a forked child that got here (a signal before its try): never clean up
+            os._exit(1)
+        try:
+            _close(listener, path, mine_inode)
+        finally:
+            lock.release()
 
 
 def _close(listener: socket.socket, path: Path, inode: int) -> None:
