@@ -177,6 +177,64 @@ def test_scoped_recall_returns_k_rows_through_the_hnsw_index(
     assert len({int(m.content.split()[1]) for m in found} & set(exact.tolist())) >= k - 1
 
 
+def test_an_index_scan_that_gives_up_is_completed_exactly(
+    connection: Connection, repo: MemoryRepository
+) -> None:
+    """A scope that is a sliver of the table, sent through the HNSW index (stale statistics do that), can
+    exhaust the iterative scan's budget (hnsw.max_scan_tuples) before k rows pass its filter: recall then
+    ranks the scope exactly, in vector and in hybrid mode; otherwise the exact branch never runs."""
+    total, k = 3000, 10
+    vectors = _clustered(total, seed=11)
+    rows = [
+        {
+            "namespace": "sliver" if i % 150 == 0 else "crowd",
+            "session_id": "s",
+            "content": f"memory {i}",
+            "embedding": vectors[i],
+            "embedding_model": "fake-embed-384",
+            "content_hash": content_hash(f"memory {i}"),
+        }
+        for i in range(total)
+    ]
+    connection.execute(insert(MemoryRow), rows)
+    query = vectors[3] + 0.05 * _clustered(1, seed=12)[0]
+    connection.execute(text("SET LOCAL enable_seqscan = off"))
+    connection.execute(text("SET LOCAL enable_sort = off"))
+    connection.execute(text("SET LOCAL hnsw.max_scan_tuples = 100"))
+
+    # What the index alone gives the sliver under this budget: fewer than k.
+    connection.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
+    given_up = connection.execute(
+        text(
+            "SELECT id FROM memories WHERE namespace = 'sliver' "
+            "ORDER BY embedding <=> CAST(:q AS vector) LIMIT :k"
+        ),
+        {"q": str(query.tolist()), "k": k},
+    ).all()
+    assert len(given_up) < k
+
+    sliver = np.arange(0, total, 150)
+    exact = [f"memory {i}" for i in sliver[np.argsort(1 - vectors[sliver] @ query, kind="stable")[:k]]]
+    with sent_statements(connection) as sent:
+        found = repo.search(query, scope=Scope("sliver"), k=k)
+        hybrid = repo.search(query, scope=Scope("sliver"), k=k, mode="hybrid", query_text="nothing here")
+    assert [m.content for m in found] == exact
+    assert [m.content for m in hybrid] == exact  # no word matches: the vector side alone orders them
+    assert hnsw.INDEX_NAME in explain(connection, sent, "<=>", "ORDER BY distance, id")
+
+    # In the crowd the index finds k at once and the exact branch is never started.
+    with sent_statements(connection) as sent:
+        assert len(repo.search(query, scope=Scope("crowd"), k=k)) == k
+    statement, parameters = next(item for item in reversed(sent) if "ORDER BY distance, id" in item[0])
+    plan = "\n".join(
+        connection.exec_driver_sql(
+            "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) " + statement.rsplit(";\n", 1)[-1], parameters
+        ).scalars()
+    )
+    exact_branch = plan[plan.index("CTE nearest_exact") :].split("CTE nearest\n")[0]
+    assert "never executed" in exact_branch, plan
+
+
 def test_add_many_keeps_order_and_stores_identical_content_once(repo: MemoryRepository) -> None:
     first_id, _ = repo.add(new("already here", unit(40)))
     results = repo.add_many(

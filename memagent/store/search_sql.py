@@ -39,13 +39,33 @@ txt AS MATERIALIZED (
 _VECTOR_RANKING = """
 vec AS (
     SELECT id, row_number() OVER (ORDER BY distance, id) AS rank
-    FROM (
-        SELECT m.id, {key} <=> {query} AS distance
-        FROM memories m
-        WHERE {scope} AND m.embedding IS NOT NULL
-        ORDER BY {key} <=> {query}
-        LIMIT :depth
-    ) nearest
+    FROM nearest
+)"""
+
+# The k nearest in scope as the HNSW index serves them (`ORDER BY key <=> query LIMIT n`), unless the index
+# scan came back short: an iterative scan gives up after hnsw.max_scan_tuples, so a scope that is a sliver of
+# the table (a small namespace the planner sent through the index on stale statistics, one session of a large
+# namespace) can leave it with fewer than n rows that pass the filter. Then, and only then (the count is a
+# one-time filter: the exact branch is never started otherwise), the scope is ranked exactly.
+_NEAREST = """
+nearest_index AS MATERIALIZED (
+    SELECT {columns}, m.embedding <=> CAST(:qvec AS vector) AS distance
+    FROM memories m
+    WHERE {scope} AND m.embedding IS NOT NULL
+    ORDER BY {order}
+    LIMIT {limit}
+),
+nearest_exact AS MATERIALIZED (
+    SELECT m.id, m.embedding <=> CAST(:qvec AS vector) AS distance
+    FROM memories m
+    WHERE (SELECT count(*) FROM nearest_index) < {limit} AND {scope} AND m.embedding IS NOT NULL
+),
+nearest AS (
+    SELECT * FROM nearest_index WHERE (SELECT count(*) FROM nearest_index) >= {limit}
+    UNION ALL
+    SELECT {columns}, e.distance
+    FROM (SELECT id, distance FROM nearest_exact ORDER BY distance, id LIMIT {limit}) e
+    JOIN memories m ON m.id = e.id
 )"""
 
 # Every recall statement returns these columns, in this order (memagent.store.search reads them by position).
@@ -103,16 +123,10 @@ ORDER BY ranked.score DESC, m.id
 LIMIT :k"""
 
 _VECTOR = f"""
+WITH {{nearest}}
 SELECT id, namespace, session_id, content, created_at, embedding_model, metadata, distance,
        1 - distance AS score, kind, importance, {_SOURCES.format(alias="nearest")} AS sources
-FROM (
-    SELECT m.id, m.namespace, m.session_id, m.content, m.created_at, m.embedding_model, m.metadata,
-           m.kind, m.importance, m.embedding <=> CAST(:qvec AS vector) AS distance
-    FROM memories m
-    WHERE {{scope}} AND m.embedding IS NOT NULL
-    ORDER BY {{order}}
-    LIMIT :k
-) nearest
+FROM nearest
 {{distance_filter}}
 ORDER BY distance, id"""
 
@@ -134,18 +148,15 @@ def recall_sql(
     """The one statement of a recall (without SETTINGS): RESULT_COLUMNS, best first.
 
     vector: the k nearest in scope, as the HNSW index serves them (`ORDER BY key <=> query LIMIT k` on the
-    expression the index is built on: memagent.store.hnsw), sorted exactly (the iterative scan's relaxed
-    order may be slightly off); score = 1 - cosine distance. text: BM25; hybrid: both fused.
+    expression the index is built on: memagent.store.hnsw; exactly when its scan comes back short:
+    _NEAREST), sorted exactly (the iterative scan's relaxed order may be slightly off); score = 1 - cosine
+    distance. text: BM25; hybrid: both fused.
     checked: the embedding space's model, dimension and index kind follow as three more columns.
     """
     if mode == "vector":
-        # With the vector index the ordering key is the distance itself: ordering by its alias sends (and
-        # makes the server parse) the query vector once; a halfvec index orders by its own expression.
+        columns = "m.id, m.namespace, m.session_id, m.content, m.created_at, m.embedding_model, m.metadata, "
         statement = _VECTOR.format(
-            scope=scope,
-            order="distance"
-            if index != "halfvec"
-            else f"{hnsw.key_expression(index, dim, 'm.embedding')} <=> {hnsw.query_expression(index, dim)}",
+            nearest=_nearest(scope, columns + "m.kind, m.importance", ":k", index, dim),
             distance_filter="WHERE distance <= CAST(:max_distance AS float8)" if max_distance else "",
         )
         order = "found.distance, found.id"
@@ -168,14 +179,11 @@ def text_sql(scope: str, *, max_distance: bool) -> str:
 def hybrid_sql(scope: str, *, max_distance: bool, index: IndexKind | None = "vector", dim: int = 0) -> str:
     """Top-k memories by reciprocal rank fusion of the vector and BM25 rankings.
 
-    The vector side orders by the expression the HNSW index is built on (memagent.store.hnsw); the
-    distance reported and filtered on is always the full-precision one.
+    The vector side is _NEAREST's `depth` nearest (the index scan orders by the expression the HNSW index
+    is built on: memagent.store.hnsw); the distance it ranks by, reports and filters on is always the
+    full-precision one.
     """
-    vector = _VECTOR_RANKING.format(
-        scope=scope,
-        key=hnsw.key_expression(index, dim, "m.embedding"),
-        query=hnsw.query_expression(index, dim),
-    )
+    vector = _nearest(scope, "m.id", ":depth", index, dim) + "," + _VECTOR_RANKING
     # A sum over the union rather than a full join: the planner then looks each of the (at most 2 x depth)
     # memories up by its key, where a join on coalesce(vec.id, txt.id) made it scan the namespace.
     fused = (
@@ -192,6 +200,18 @@ def hybrid_sql(scope: str, *, max_distance: bool, index: IndexKind | None = "vec
     return f"WITH {vector},{_TEXT_RANKING},\n{fused},{_SUPPORTED}" + _FINAL.format(
         distance_filter=_distance_filter(max_distance), better_filter=_better_filter(max_distance)
     )
+
+
+def _nearest(scope: str, columns: str, limit: str, index: IndexKind | None, dim: int) -> str:
+    """The CTEs that leave `nearest`: `columns` and the full-precision distance of the `limit` memories of the
+    scope nearest the query (_NEAREST). With a halfvec index the index scan orders by its own expression (the
+    one the index is built on); with the vector index by the distance itself, so the query vector is sent
+    (and parsed by the server) once."""
+    if index == "halfvec":
+        order = f"{hnsw.key_expression(index, dim, 'm.embedding')} <=> {hnsw.query_expression(index, dim)}"
+    else:
+        order = "distance"
+    return _NEAREST.format(columns=columns, scope=scope, order=order, limit=limit)
 
 
 def _better_filter(enabled: bool) -> str:
