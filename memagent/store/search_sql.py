@@ -46,7 +46,10 @@ vec AS (
 # scan came back short: an iterative scan gives up after hnsw.max_scan_tuples, so a scope that is a sliver of
 # the table (a small namespace the planner sent through the index on stale statistics, one session of a large
 # namespace) can leave it with fewer than n rows that pass the filter. Then, and only then (the count is a
-# one-time filter: the exact branch is never started otherwise), the scope is ranked exactly.
+# one-time filter: the exact branch is never started otherwise), the scope is ranked exactly. MATERIALIZED, as
+# pgvector advises for relaxed order: what the index scan returns is then sorted for real wherever it is
+# ranked; as a plain subquery the planner took its order as given (an incremental sort on the id alone), so
+# hybrid's vector ranks followed the order the scan returned rows in, not their distance.
 _NEAREST = """
 nearest_index AS MATERIALIZED (
     SELECT {columns}, m.embedding <=> CAST(:qvec AS vector) AS distance
@@ -89,7 +92,10 @@ _SOURCES = "ARRAY(SELECT s.source_id FROM memory_sources s WHERE s.memory_id = {
 
 # The settings a recall statement runs under (LOCAL: they end with its transaction). Iterative scan keeps an
 # index scan going until enough rows pass the scope's filter (relaxed order: the final ORDER BY sorts them).
-SETTINGS = {"hnsw.iterative_scan": "relaxed_order"}
+# No parallel workers: a recall reads a few thousand rows at most, and the planner would otherwise put the
+# exact branch of _NEAREST (a scan of the namespace, costed as if it ran) under a Gather whose workers start
+# (~6 ms on the 1M table) before its one-time filter, evaluated in each worker, says it has nothing to do.
+SETTINGS = {"hnsw.iterative_scan": "relaxed_order", "max_parallel_workers_per_gather": "0"}
 
 # A fact or summary is supported by the memories it came from: their scores among the candidates add to its
 # own (the exchange that said it and the fact both match: the fact is the better answer). `own` keeps the
