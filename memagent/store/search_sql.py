@@ -96,7 +96,9 @@ _SOURCES = "ARRAY(SELECT s.source_id FROM memory_sources s WHERE s.memory_id = {
 # No parallel workers: a recall reads a few thousand rows at most, and the planner would otherwise put the
 # exact branch of _NEAREST (a scan of the namespace, costed as if it ran) under a Gather whose workers start
 # (~6 ms on the 1M table) before its one-time filter, evaluated in each worker, says it has nothing to do.
-SETTINGS = {"hnsw.iterative_scan": "relaxed_order", "max_parallel_workers_per_gather": "0"}
+# No JIT either: the exact branch is costed as if it ran, so a large namespace's recall would cross
+# jit_above_cost and compile code for a branch that never starts.
+SETTINGS = {"hnsw.iterative_scan": "relaxed_order", "max_parallel_workers_per_gather": "0", "jit": "off"}
 
 # A fact or summary is supported by the memories it came from: their scores among the candidates add to its
 # own (the exchange that said it and the fact both match: the fact is the better answer). `own` keeps the
