@@ -128,24 +128,29 @@ def _clustered(count: int, seed: int) -> np.ndarray:
     return normalised
 
 
+def _load(connection: Connection, vectors: np.ndarray, namespace: str, *, every: int) -> None:
+    """One memory per vector ("memory i"): every `every`-th in `namespace`, the rest in "crowd"."""
+    rows = [
+        {
+            "namespace": namespace if i % every == 0 else "crowd",
+            "session_id": "s",
+            "content": f"memory {i}",
+            "embedding": vector,
+            "embedding_model": "fake-embed-384",
+            "content_hash": content_hash(f"memory {i}"),
+        }
+        for i, vector in enumerate(vectors)
+    ]
+    connection.execute(insert(MemoryRow), rows)
+
+
 def test_scoped_recall_returns_k_rows_through_the_hnsw_index(
     connection: Connection, repo: MemoryRepository
 ) -> None:
     """A namespace holding 1% of 3,000 rows still gets k rows: the fix is the iterative index scan."""
     total, k = 3000, 10
     vectors = _clustered(total, seed=7)
-    rows = [
-        {
-            "namespace": "scoped" if i % 100 == 0 else "crowd",
-            "session_id": "s",
-            "content": f"memory {i}",
-            "embedding": vectors[i],
-            "embedding_model": "fake-embed-384",
-            "content_hash": content_hash(f"memory {i}"),
-        }
-        for i in range(total)
-    ]
-    connection.execute(insert(MemoryRow), rows)
+    _load(connection, vectors, "scoped", every=100)
     query = vectors[1] + 0.05 * _clustered(1, seed=8)[0]
 
     # Make the planner take the HNSW index, as it does on a large table.
@@ -189,18 +194,7 @@ def test_an_index_scan_that_gives_up_is_completed_exactly(
     ranks the scope exactly, in vector and in hybrid mode; otherwise the exact branch never runs."""
     total, k = 3000, 10
     vectors = _clustered(total, seed=11)
-    rows = [
-        {
-            "namespace": "sliver" if i % 150 == 0 else "crowd",
-            "session_id": "s",
-            "content": f"memory {i}",
-            "embedding": vectors[i],
-            "embedding_model": "fake-embed-384",
-            "content_hash": content_hash(f"memory {i}"),
-        }
-        for i in range(total)
-    ]
-    connection.execute(insert(MemoryRow), rows)
+    _load(connection, vectors, "sliver", every=150)
     query = vectors[3] + 0.05 * _clustered(1, seed=12)[0]
     connection.execute(text("SET LOCAL enable_seqscan = off"))
     connection.execute(text("SET LOCAL enable_sort = off"))
