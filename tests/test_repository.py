@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pytest
@@ -144,6 +145,19 @@ def _load(connection: Connection, vectors: np.ndarray, namespace: str, *, every:
     connection.execute(insert(MemoryRow), rows)
 
 
+def _index_only(connection: Connection, namespace: str, query: np.ndarray, k: int) -> list[Any]:
+    """The ids a plain filtered `ORDER BY embedding <=> q LIMIT k` gives under the connection's settings."""
+    return list(
+        connection.execute(
+            text(
+                "SELECT id FROM memories WHERE namespace = :ns "
+                "ORDER BY embedding <=> CAST(:q AS vector) LIMIT :k"
+            ),
+            {"ns": namespace, "q": str(query.tolist()), "k": k},
+        ).all()
+    )
+
+
 def test_scoped_recall_returns_k_rows_through_the_hnsw_index(
     connection: Connection, repo: MemoryRepository
 ) -> None:
@@ -160,13 +174,7 @@ def test_scoped_recall_returns_k_rows_through_the_hnsw_index(
     # Without the fix: a plain filtered ANN query over the default 40-candidate scan comes up short.
     connection.execute(text("SET LOCAL hnsw.iterative_scan = off"))
     connection.execute(text("SET LOCAL hnsw.ef_search = 40"))
-    naive = connection.execute(
-        text(
-            "SELECT id FROM memories WHERE namespace = 'scoped' "
-            "ORDER BY embedding <=> CAST(:q AS vector) LIMIT :k"
-        ),
-        {"q": str(query.tolist()), "k": k},
-    ).all()
+    naive = _index_only(connection, "scoped", query, k)
     assert len(naive) < k
 
     with sent_statements(connection) as sent:
@@ -202,13 +210,7 @@ def test_an_index_scan_that_gives_up_is_completed_exactly(
 
     # What the index alone gives the sliver under this budget: fewer than k.
     connection.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
-    given_up = connection.execute(
-        text(
-            "SELECT id FROM memories WHERE namespace = 'sliver' "
-            "ORDER BY embedding <=> CAST(:q AS vector) LIMIT :k"
-        ),
-        {"q": str(query.tolist()), "k": k},
-    ).all()
+    given_up = _index_only(connection, "sliver", query, k)
     assert len(given_up) < k
 
     sliver = np.arange(0, total, 150)
