@@ -304,12 +304,14 @@ def sent_by_unit(service: MemoryService) -> Iterator[list[tuple[str, Any]]]:
         del service.unit.run
 
 
-def explain(conn: Connection, sent: list[tuple[str, Any]], *markers: str) -> str:
-    """EXPLAIN on `conn` the last statement sent containing every marker, with the parameters it was sent."""
+def explain(conn: Connection, sent: list[tuple[str, Any]], *markers: str, analyze: bool = False) -> str:
+    """EXPLAIN on `conn` the last statement sent containing every marker, with the parameters it was sent
+    (analyze: run it, and say which nodes were never executed)."""
     statement, parameters = next(item for item in reversed(sent) if all(m in item[0] for m in markers))
     # A one-round-trip unit of work sends its set_config first, in the same string (UnitOfWork.run).
     statement = statement.rsplit(";\n", 1)[-1]
-    return "\n".join(conn.exec_driver_sql("EXPLAIN " + statement, parameters).scalars())
+    command = "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) " if analyze else "EXPLAIN "
+    return "\n".join(conn.exec_driver_sql(command + statement, parameters).scalars())
 
 
 def schema_drift(conn: Connection) -> list[Any]:

@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session
 from memagent.store import hnsw
 from memagent.store.memories import MemoryRepository, NewMemory, content_hash
 from memagent.store.models import MemoryRow, vector_text
-from memagent.store.scope import Scope
+from memagent.store.scope import Scope, View
+from memagent.store.search import SearchMode
 from memagent.store.space import SpaceRepository
 from tests.conftest import DIM, explain, sent_statements
 
@@ -225,16 +226,59 @@ def test_an_index_scan_that_gives_up_is_completed_exactly(
     # In the crowd the index finds k at once and the exact branch is never started.
     with sent_statements(connection) as sent:
         assert len(repo.search(query, scope=Scope("crowd"), k=k)) == k
-    statement, parameters = next(item for item in reversed(sent) if "ORDER BY distance, id" in item[0])
-    plan = "\n".join(
-        connection.exec_driver_sql(
-            "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) " + statement.rsplit(";\n", 1)[-1], parameters
-        ).scalars()
-    )
-    exact_branch = plan[plan.index("CTE nearest_exact") :]
-    exact_branch = exact_branch[: exact_branch.index("\n  ->  ")]  # the CTE's own subtree only
-    scans = [line for line in exact_branch.splitlines() if " on memories " in line]
+    plan = explain(connection, sent, "ORDER BY distance, id", analyze=True)
+    scans = [line for line in _cte(plan, "nearest_exact").splitlines() if " on memories " in line]
     assert scans and all("never executed" in line for line in scans), plan
+
+
+def _cte(plan: str, name: str) -> str:
+    """The subtree of the plan's CTE `name` (EXPLAIN's text form: its lines indented deeper than its own)."""
+    lines = plan.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == f"CTE {name}")
+    depth = len(lines[start]) - len(lines[start].lstrip())
+    end = next(
+        (i for i in range(start + 1, len(lines)) if len(lines[i]) - len(lines[i].lstrip()) <= depth),
+        len(lines),
+    )
+    return "\n".join(lines[start:end])
+
+
+def test_a_recall_of_one_kind_reads_that_kind_not_the_namespace(
+    connection: Connection, repo: MemoryRepository
+) -> None:
+    """A few facts among thousands of exchanges (learning looks for the nearest facts on every chat turn):
+    the recall finds them by the kind index (revision 0022), exactly ranked, and reading its scope reads no
+    exchange — neither the index scan nor the exact branch that completes a short one."""
+    total, k = 3000, 5
+    vectors = _clustered(total, seed=13)
+    _load(connection, vectors, "crowd", every=total + 1)
+    facts = [3, 700, 1500]
+    connection.execute(
+        text("UPDATE memories SET kind = 'fact' WHERE content = ANY(:c)"),
+        {"c": [f"memory {i}" for i in facts]},
+    )
+    connection.execute(text("ANALYZE memories"))
+    query = vectors[700] + 0.05 * _clustered(1, seed=14)[0]
+    expected = [f"memory {i}" for i in sorted(facts, key=lambda i: float(1 - vectors[i] @ query))]
+
+    facts_only = Scope("crowd", view=View(kinds=("fact",)))
+    cases: tuple[tuple[SearchMode, str | None], ...] = (("vector", None), ("hybrid", "nothing here"))
+    for mode, words in cases:
+        with sent_statements(connection) as sent:
+            found = repo.search(query, scope=facts_only, k=k, mode=mode, query_text=words)
+        assert [m.content for m in found] == expected and {m.kind for m in found} == {"fact"}, mode
+        plan = explain(connection, sent, "<=>", analyze=True)
+        scope_reads = _cte(plan, "nearest_index") + "\n" + _cte(plan, "nearest_exact")
+        assert "ix_memories_kind" in scope_reads, plan
+        executed = [line for line in scope_reads.splitlines() if "never executed" not in line]
+        assert not [line for line in executed if "Seq Scan on memories" in line], plan
+        indexes = {
+            word
+            for line in executed
+            for word in line.split()
+            if word.startswith(("ix_memories", "memories_"))
+        }
+        assert indexes <= {"ix_memories_kind", "memories_pkey"}, plan
 
 
 def test_add_many_keeps_order_and_stores_identical_content_once(repo: MemoryRepository) -> None:
