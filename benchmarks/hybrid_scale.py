@@ -27,6 +27,11 @@ text's precomputed vector, so the query's embedding is excluded:
   namespace (big, small) and mode (vector, text, hybrid): p50 / p95 / mean wall time after --warmup other
   questions; answers with fewer than k rows are counted (vector and hybrid must always give k). Also the
   SQL statements one recall sends. --max-seconds-per-mode stops a slow cell early (the count says so).
+  Then facts only (vector and hybrid, `recall --kind fact`, what learning asks for each new fact): the
+  layout holds no facts, so these time finding that a namespace of exchanges has none.
+  Every question is asked once: with a large --warmup (e.g. --queries 300 --warmup 600) the buffer cache
+  has seen as many other questions first, the steady state of a stream of distinct questions;
+  --shared-buffers-mb sizes the cache (MEMAGENT_SHARED_BUFFERS_MB).
 - just stored is findable at once: per namespace, --fresh times, remember a new distinct text and at once
   recall it by its exact text in text and in hybrid mode: the share found in the top k (must be 100%).
 - store one: p50 / p95 / mean of `remember` of a new distinct text in "big" (--store calls after 20 warm-up).
@@ -203,6 +208,11 @@ def main() -> None:
     parser.add_argument("--explain", action="store_true", help="print EXPLAIN ANALYZE of text/hybrid recall")
     parser.add_argument("--home", type=Path, help="keep the loaded MEMAGENT_HOME here and reuse it")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--shared-buffers-mb",
+        type=int,
+        help="the embedded server's buffer cache (MEMAGENT_SHARED_BUFFERS_MB; a running server is restarted)",
+    )
     args = parser.parse_args()
     if (
         args.queries + args.warmup > QUESTION_SLOTS
@@ -224,6 +234,10 @@ def main() -> None:
     os.environ["MEMAGENT_LINGER"] = "0"
 
     from memagent.store.embedded import EmbeddedPostgres
+
+    if args.shared_buffers_mb is not None:
+        os.environ["MEMAGENT_SHARED_BUFFERS_MB"] = str(args.shared_buffers_mb)
+        EmbeddedPostgres(home).stop()  # the size applies when the server starts
 
     try:
         figures = run(args, home)

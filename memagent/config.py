@@ -62,6 +62,12 @@ class Settings(BaseSettings):
         le=86400,
         description="Seconds the embedded server and the command server stay up after last use (0: none)",
     )
+    shared_buffers_mb: int | None = Field(
+        default=None,
+        ge=16,
+        le=1_048_576,
+        description="The embedded server's buffer cache in MB (unset: an eighth of memory, 128-1024)",
+    )
     namespace: str = Field(default="default", description="Memory namespace (a hard boundary)")
     session_id: str = Field(
         default="default",

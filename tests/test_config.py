@@ -61,6 +61,8 @@ def test_unknown_model_needs_a_dimension(monkeypatch: pytest.MonkeyPatch) -> Non
         ("OPENAI_BASE_URL", "localhost:11434", "OPENAI_BASE_URL: must start with http"),
         ("MEMAGENT_IMPORTANCE_WEIGHT", "1.5", "MEMAGENT_IMPORTANCE_WEIGHT"),
         ("MEMAGENT_IMPORTANCE_WEIGHT", "heavy", "MEMAGENT_IMPORTANCE_WEIGHT"),
+        ("MEMAGENT_SHARED_BUFFERS_MB", "8", "MEMAGENT_SHARED_BUFFERS_MB"),
+        ("MEMAGENT_SHARED_BUFFERS_MB", "1GB", "MEMAGENT_SHARED_BUFFERS_MB"),
     ],
 )
 def test_invalid_settings_are_one_clear_error(

@@ -262,6 +262,23 @@ def test_as_an_ordinary_user_the_cluster_lives_in_their_home(fake: FakeOpenAI) -
         shutil.rmtree(user_home, ignore_errors=True)
 
 
+def test_the_buffer_cache_is_the_setting_when_the_server_starts(home: Path) -> None:
+    """MEMAGENT_SHARED_BUFFERS_MB sizes the buffer cache of a server this process starts; unset, an eighth of
+    the machine's memory between 128 MB and 1 GB."""
+    from memagent.config import Settings
+    from memagent.store.database import Database
+    from memagent.store.embedded_paths import shared_buffers_mb
+
+    def shown(settings: Settings) -> str:
+        with Database(settings) as db, db.engine.connect() as conn:
+            return str(conn.exec_driver_sql("SHOW shared_buffers").scalar_one())
+
+    assert shown(Settings(home=home, linger=0, shared_buffers_mb=48)) == "48MB"
+    default = shared_buffers_mb()
+    assert 128 <= default <= 1024
+    assert shown(Settings(home=home, linger=0)) in {f"{default}MB", f"{default // 1024}GB"}
+
+
 def test_two_handles_in_one_process_share_the_server(home: Path) -> None:
     """Closing one of two handles a process holds (two Memory objects) must not stop the other's server."""
     from sqlalchemy import create_engine, text

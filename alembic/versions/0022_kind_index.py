@@ -9,7 +9,7 @@ on every chat turn) had no index for its kind: in a namespace of exchanges with 
 either ranked the namespace's every row to find them, or sent the query through the HNSW index, whose
 iterative scan gives up before it finds a sliver, and then the scope was ranked exactly
 (memagent.store.search_sql): the namespace was read once or twice per recall. On a 400k-memory namespace
-with 76 facts: facts-only hybrid 250 ms -> 4 ms, summaries (none) 300 ms -> 0.6 ms (docs/benchmarks.md).
+with 76 facts: facts-only hybrid 250 ms -> 3.9 ms, summaries (none) 300 ms -> 0.7 ms (docs/benchmarks.md).
 Not partial: a prepared statement's generic plan (asyncpg) could not prove that its kinds parameter falls
 inside a partial index's predicate. B-tree deduplication keeps it small (few distinct keys).
 """

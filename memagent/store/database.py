@@ -100,7 +100,11 @@ class Database:
         if url is None:
             from memagent.store.embedded import EmbeddedPostgres
 
-            self._embedded = EmbeddedPostgres(self.settings.home_path(), linger=self.settings.linger)
+            self._embedded = EmbeddedPostgres(
+                self.settings.home_path(),
+                linger=self.settings.linger,
+                shared_buffers=self.settings.shared_buffers_mb,
+            )
             try:
                 url = bridge.forking(self._embedded.acquire)  # seconds when it starts: off AsyncMemory's loop
             except BaseException:  # a cancelled AsyncMemory call: the start ran to its end; undo it

@@ -41,12 +41,15 @@ from memagent.store.lingering import Lingering
 class EmbeddedPostgres:
     """A private PostgreSQL + pgvector cluster for one memagent home, shared by its processes."""
 
-    def __init__(self, home: Path, *, linger: float = 0.0) -> None:
+    def __init__(self, home: Path, *, linger: float = 0.0, shared_buffers: int | None = None) -> None:
         self.home = home
         self.paths = cluster_paths(home)
         # Seconds the server stays up after its last client leaves (0: stop at once), so that a run of
         # commands does not pay a start and a stop each; a detached reaper stops it afterwards.
         self.linger = linger
+        # The buffer cache in MB when this process starts the server (None: shared_buffers_mb()); a server
+        # already running keeps its own until it stops.
+        self.shared_buffers = shared_buffers
         self._registered = False
         self._clients = ClientRegistry(self.paths.clients, self)
 
@@ -260,7 +263,7 @@ class EmbeddedPostgres:
             "-t",
             "60",
             "-o",
-            f"-k {socket_dir} -p {PORT} -c shared_buffers={shared_buffers_mb()}MB",
+            f"-k {socket_dir} -p {PORT} -c shared_buffers={self.shared_buffers or shared_buffers_mb()}MB",
             "start",
         ]
         result = self._run(args, timeout=90)
