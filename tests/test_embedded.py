@@ -263,8 +263,8 @@ def test_as_an_ordinary_user_the_cluster_lives_in_their_home(fake: FakeOpenAI) -
 
 
 def test_the_buffer_cache_is_the_setting_when_the_server_starts(home: Path) -> None:
-    """MEMAGENT_SHARED_BUFFERS_MB sizes the buffer cache of a server this process starts; unset, an eighth of
-    the machine's memory between 128 MB and 1 GB."""
+    """MEMAGENT_SHARED_BUFFERS_MB sizes the buffer cache of a server this process starts; unset, a quarter
+    of the memory memagent may use, between 128 MB and 4 GB."""
     from memagent.config import Settings
     from memagent.store.database import Database
     from memagent.store.embedded_paths import shared_buffers_mb
@@ -275,8 +275,29 @@ def test_the_buffer_cache_is_the_setting_when_the_server_starts(home: Path) -> N
 
     assert shown(Settings(home=home, linger=0, shared_buffers_mb=48)) == "48MB"
     default = shared_buffers_mb()
-    assert 128 <= default <= 1024
+    assert 128 <= default <= 4096
     assert shown(Settings(home=home, linger=0)) in {f"{default}MB", f"{default // 1024}GB"}
+
+
+def test_a_containers_memory_limit_sizes_the_buffer_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a container the machine's memory overstates what memagent may use: the control group's limit,
+    when lower, is what the cache is a quarter of; "max" (cgroup v2) or v1's huge number mean no limit."""
+    from memagent.store import embedded_paths
+
+    v2, v1 = tmp_path / "memory.max", tmp_path / "memory.limit_in_bytes"
+    monkeypatch.setattr(embedded_paths, "CGROUP_MEMORY_LIMITS", (v2, v1))
+    machine = embedded_paths.memory_mb()  # neither file exists: the machine's memory
+    assert machine == psutil.virtual_memory().total // 2**20
+    v2.write_text("max\n")
+    v1.write_text("9223372036854771712\n")
+    assert embedded_paths.memory_mb() == machine
+    v2.write_text(f"{2 * 2**30}\n")  # a 2 GB container
+    assert embedded_paths.memory_mb() == 2048 and embedded_paths.shared_buffers_mb() == 512
+    v2.unlink()
+    v1.write_text(f"{300 * 2**20}\n")  # 300 MB under cgroup v1: the floor
+    assert embedded_paths.memory_mb() == 300 and embedded_paths.shared_buffers_mb() == 128
 
 
 def test_two_handles_in_one_process_share_the_server(home: Path) -> None:

@@ -12,6 +12,11 @@ DATABASE = "memagent"
 PORT = 5432
 # Longest Unix socket path Linux accepts is 107 bytes; keep a margin.
 MAX_SOCKET_PATH = 100
+# A control group's memory limit (a container's): cgroup v2, then v1 ("max" or a huge number: none).
+CGROUP_MEMORY_LIMITS = (
+    Path("/sys/fs/cgroup/memory.max"),
+    Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"),
+)
 
 
 @dataclass(frozen=True)
@@ -36,16 +41,32 @@ class ClusterPaths:
 
 
 def shared_buffers_mb() -> int:
-    """The embedded server's buffer cache: an eighth of this machine's memory, 128 MB to 1 GB.
+    """The embedded server's buffer cache (unless MEMAGENT_SHARED_BUFFERS_MB says): a quarter of the memory
+    memagent may use, 128 MB to 4 GB.
 
-    PostgreSQL's default 128 MB holds a sixth of the HNSW graph of 100k x 1536 vectors; at 1 GB the graph
-    stays in memory and a single-row INSERT measured p95 6.8 ms instead of 12.6 ms (benchmarks/store_one.py,
-    docs/benchmarks.md).
+    PostgreSQL's default 128 MB holds a sixth of the HNSW graph of 100k x 1536 vectors. What a recall or a
+    store reads that the cache does not hold comes from the operating system's page cache, page by page: at
+    110k x 1536 (1.7 GB of table and index) storing one memory measured p95 9.1 ms with 1 GB and 3.8 ms with
+    3 GB; at 1M x 384 (5 GB) hybrid recall p95 62.8 ms with 1 GB and 35.1 ms with 6 GB (benchmarks/
+    hybrid_scale.py, docs/benchmarks.md). Memory the cache never fills is never taken from the machine.
     """
+    return int(max(128, min(4096, memory_mb() // 4)))
+
+
+def memory_mb() -> int:
+    """This machine's memory in MB, or the memory limit of the control group memagent runs in when that is
+    lower (a container's: the machine's memory would overstate it)."""
     import psutil
 
-    total_mb = psutil.virtual_memory().total // 2**20
-    return int(max(128, min(1024, total_mb // 8)))
+    total = int(psutil.virtual_memory().total)
+    for path in CGROUP_MEMORY_LIMITS:
+        try:
+            limit = path.read_text().strip()
+        except OSError:
+            continue
+        if limit.isdigit():
+            total = min(total, int(limit))
+    return total // 2**20
 
 
 def is_root() -> bool:
