@@ -80,3 +80,19 @@ def test_local_provider_refuses_other_models(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("MEMAGENT_EMBEDDING_MODEL", "text-embedding-3-small")
     with pytest.raises(ConfigError, match="bundles only"):
         get_settings().embedding_spec()
+
+
+def test_config_shows_the_buffer_cache_the_embedded_server_gets(monkeypatch: pytest.MonkeyPatch) -> None:
+    from memagent.cli.settings_view import settings_rows
+    from memagent.store.embedded_paths import shared_buffers_mb
+
+    def cache() -> list[object]:
+        return [
+            value for name, value, _ in settings_rows(get_settings()) if name == "buffer cache (resolved)"
+        ]
+
+    assert cache() == [f"{shared_buffers_mb()} MB when the embedded server starts"]
+    monkeypatch.setenv("MEMAGENT_SHARED_BUFFERS_MB", "48")
+    assert cache() == ["48 MB when the embedded server starts"]
+    monkeypatch.setenv("MEMAGENT_DATABASE_URL", "postgresql://app@db.example:5432/mem")
+    assert cache() == []  # not memagent's server: nothing to size

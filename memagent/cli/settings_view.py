@@ -54,6 +54,11 @@ def settings_rows(settings: Settings) -> list[Row]:
     except MemagentError as exc:
         rows.append(("embedding (resolved)", f"invalid: {exc}", "derived"))
     rows.append(("database (resolved)", Database(settings).describe(), "derived"))
+    if settings.database_url is None:
+        from memagent.store.embedded_paths import shared_buffers_mb
+
+        cache = settings.shared_buffers_mb or shared_buffers_mb()
+        rows.append(("buffer cache (resolved)", f"{cache} MB when the embedded server starts", "derived"))
     server = os.environ.get("MEMAGENT_SERVED_BY")
     rows.append(
         (
