@@ -575,8 +575,8 @@ def measure(
                 failed.append(f"{mode} recall in {namespace} gave fewer than {k} rows {short} times")
             if args.explain and mode != "vector":
                 plan = explain(db, sent)
-                figures.setdefault("plans", {})[f"{namespace} {mode}"] = plan
-                print(f"-- EXPLAIN {namespace} {mode}: {timed[0]}\n{plan}\n", flush=True)
+                figures.setdefault("plans", {})[f"{namespace} {label}"] = plan
+                print(f"-- EXPLAIN {namespace} {label}: {timed[0]}\n{plan}\n", flush=True)
 
     # Just stored is findable at once, by its exact text.
     figures["fresh"] = {}

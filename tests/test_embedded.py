@@ -278,26 +278,51 @@ def test_the_buffer_cache_is_the_setting_when_the_server_starts(home: Path) -> N
     assert 128 <= default <= 4096
     assert shown(Settings(home=home, linger=0)) in {f"{default}MB", f"{default // 1024}GB"}
 
+    # More than the machine holds: refused in one line naming the setting, before any server starts.
+    env = cli_env(home) | {
+        "MEMAGENT_SHARED_BUFFERS_MB": str(1_048_576),
+        "MEMAGENT_EMBEDDING_PROVIDER": "local",
+    }
+    result = memagent(env, "inspect")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "MEMAGENT_SHARED_BUFFERS_MB=1048576 is more than the" in result.stderr
+    assert not server_running(home)
+
 
 def test_a_containers_memory_limit_sizes_the_buffer_cache(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """In a container the machine's memory overstates what memagent may use: the control group's limit,
-    when lower, is what the cache is a quarter of; "max" (cgroup v2) or v1's huge number mean no limit."""
+    """In a container or a systemd unit the machine's memory overstates what memagent may use: the lowest
+    limit of its control group and the groups above it, when lower, is what the cache is a quarter of;
+    "max" (cgroup v2) or v1's huge number mean no limit."""
     from memagent.store import embedded_paths
 
-    v2, v1 = tmp_path / "memory.max", tmp_path / "memory.limit_in_bytes"
-    monkeypatch.setattr(embedded_paths, "CGROUP_MEMORY_LIMITS", (v2, v1))
-    machine = embedded_paths.memory_mb()  # neither file exists: the machine's memory
+    root, self_cgroup = tmp_path / "cgroup", tmp_path / "self-cgroup"
+    monkeypatch.setattr(embedded_paths, "CGROUP_ROOT", root)
+    monkeypatch.setattr(embedded_paths, "SELF_CGROUP", self_cgroup)
+    machine = embedded_paths.memory_mb()  # nothing to read: the machine's memory
     assert machine == psutil.virtual_memory().total // 2**20
-    v2.write_text("max\n")
-    v1.write_text("9223372036854771712\n")
+
+    def limit(path: str, value: str) -> None:
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(value + "\n")
+
+    # cgroup v2: the process in /app/worker, the limit set on /app (a unit's MemoryMax), none on its own.
+    self_cgroup.write_text("0::/app/worker\n")
+    limit("app/worker/memory.max", "max")
     assert embedded_paths.memory_mb() == machine
-    v2.write_text(f"{2 * 2**30}\n")  # a 2 GB container
+    limit("app/memory.max", str(2 * 2**30))
     assert embedded_paths.memory_mb() == 2048 and embedded_paths.shared_buffers_mb() == 512
-    v2.unlink()
-    v1.write_text(f"{300 * 2**20}\n")  # 300 MB under cgroup v1: the floor
-    assert embedded_paths.memory_mb() == 300 and embedded_paths.shared_buffers_mb() == 128
+    # cgroup v1: the memory controller's own hierarchy, v1's "no limit" number, a limit two levels up.
+    self_cgroup.write_text("4:memory:/jobs/42/step\n9:name=systemd:/\n")
+    limit("memory/jobs/42/step/memory.limit_in_bytes", "9223372036854771712")
+    assert embedded_paths.memory_mb() == machine
+    limit("memory/jobs/memory.limit_in_bytes", str(300 * 2**20))
+    assert embedded_paths.memory_mb() == 300 and embedded_paths.shared_buffers_mb() == 128  # the floor
+    # A container's own namespace: its group is "/", the limit at the mount's root.
+    self_cgroup.write_text("0::/\n")
+    limit("memory.max", str(6 * 2**30))
+    assert embedded_paths.memory_mb() == min(6144, machine)
 
 
 def test_two_handles_in_one_process_share_the_server(home: Path) -> None:

@@ -246,15 +246,17 @@ def _cte(plan: str, name: str) -> str:
 def test_a_recall_of_one_kind_reads_that_kind_not_the_namespace(
     connection: Connection, repo: MemoryRepository
 ) -> None:
-    """A few facts among thousands of exchanges (learning looks for the nearest facts on every chat turn):
-    the recall finds them by the kind index (revision 0022), exactly ranked, and reading its scope reads no
-    exchange — neither the index scan nor the exact branch that completes a short one."""
+    """A few facts among thousands of exchanges (learning looks for the nearest facts on every chat turn),
+    while another namespace holds thousands of facts: the recall finds them by the kind index (revision
+    0022; the statistics of revision 0023 tell the planner how few they are), exactly ranked, and reading
+    its scope reads no exchange — neither the index scan nor the exact branch that completes a short one."""
     total, k = 3000, 5
     vectors = _clustered(total, seed=13)
     _load(connection, vectors, "crowd", every=total + 1)
+    _load(connection, _clustered(2000, seed=15), "learnt", every=1)
     facts = [3, 700, 1500]
     connection.execute(
-        text("UPDATE memories SET kind = 'fact' WHERE content = ANY(:c)"),
+        text("UPDATE memories SET kind = 'fact' WHERE content = ANY(:c) OR namespace = 'learnt'"),
         {"c": [f"memory {i}" for i in facts]},
     )
     connection.execute(text("ANALYZE memories"))

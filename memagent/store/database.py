@@ -99,7 +99,14 @@ class Database:
         url = self._url
         if url is None:
             from memagent.store.embedded import EmbeddedPostgres
+            from memagent.store.embedded_paths import memory_mb
 
+            cache = self.settings.shared_buffers_mb
+            if cache is not None and cache > (available := memory_mb()):
+                raise ConfigError(
+                    f"MEMAGENT_SHARED_BUFFERS_MB={cache} is more than the {available} MB of memory "
+                    "memagent may use here"
+                )
             self._embedded = EmbeddedPostgres(
                 self.settings.home_path(),
                 linger=self.settings.linger,

@@ -272,8 +272,9 @@ class EmbeddedPostgres:
             time.sleep(2)
             result = self._run(args, timeout=90)
         if result.returncode != 0:
+            asked = f" with MEMAGENT_SHARED_BUFFERS_MB={self.shared_buffers}" if self.shared_buffers else ""
             raise EmbeddedServerError(
-                f"the embedded PostgreSQL server did not start; see its log: {self.paths.log}"
+                f"the embedded PostgreSQL server did not start{asked}; see its log: {self.paths.log}"
             )
 
     def _stop(self) -> None:

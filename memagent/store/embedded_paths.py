@@ -5,18 +5,16 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 ROOT_BASE = Path("/var/lib/memagent")
 DATABASE = "memagent"
 PORT = 5432
 # Longest Unix socket path Linux accepts is 107 bytes; keep a margin.
 MAX_SOCKET_PATH = 100
-# A control group's memory limit (a container's): cgroup v2, then v1 ("max" or a huge number: none).
-CGROUP_MEMORY_LIMITS = (
-    Path("/sys/fs/cgroup/memory.max"),
-    Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"),
-)
+# Control groups (memory_mb): where they are mounted, and which one this process is in.
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+SELF_CGROUP = Path("/proc/self/cgroup")
 
 
 @dataclass(frozen=True)
@@ -54,19 +52,42 @@ def shared_buffers_mb() -> int:
 
 
 def memory_mb() -> int:
-    """This machine's memory in MB, or the memory limit of the control group memagent runs in when that is
-    lower (a container's: the machine's memory would overstate it)."""
+    """This machine's memory in MB, or the lowest memory limit of the control group memagent runs in and the
+    groups above it, when that is lower (a container's, a systemd unit's MemoryMax: the machine's memory
+    would overstate it)."""
     import psutil
 
     total = int(psutil.virtual_memory().total)
-    for path in CGROUP_MEMORY_LIMITS:
+    for path in _cgroup_limit_files():
         try:
             limit = path.read_text().strip()
         except OSError:
             continue
-        if limit.isdigit():
+        if limit.isdigit():  # "max" (cgroup v2) and v1's huge number are no limit; min() handles the latter
             total = min(total, int(limit))
     return total // 2**20
+
+
+def _cgroup_limit_files() -> list[Path]:
+    """The memory-limit files of this process's control group and of each group above it, cgroup v2
+    (`memory.max`) and v1 (`memory.limit_in_bytes`), and the mount's root ones (a container's namespace)."""
+    try:
+        lines = SELF_CGROUP.read_text().splitlines()
+    except OSError:
+        lines = []
+    files = []
+    for line in lines:
+        hierarchy, _, rest = line.partition(":")
+        controllers, _, group = rest.partition(":")
+        if hierarchy == "0" and not controllers:
+            base, name = CGROUP_ROOT, "memory.max"
+        elif "memory" in controllers.split(","):
+            base, name = CGROUP_ROOT / "memory", "memory.limit_in_bytes"
+        else:
+            continue
+        path = PurePosixPath(group or "/")
+        files += [base / str(ancestor).lstrip("/") / name for ancestor in (path, *path.parents)]
+    return [*files, CGROUP_ROOT / "memory.max", CGROUP_ROOT / "memory" / "memory.limit_in_bytes"]
 
 
 def is_root() -> bool:

@@ -130,7 +130,8 @@ class MemoryRow(Base):
             postgresql_with={"fastupdate": "off"},
         ),
         Index("ix_memories_scope_recent", "namespace", "session_id", "created_at"),
-        # Recall of one kind: facts or summaries among many exchanges (revision 0022).
+        # Recall of one kind: facts or summaries among many exchanges (revision 0022; revision 0023 adds
+        # statistics on namespace and kind together, which Alembic does not compare).
         Index("ix_memories_kind", "namespace", "kind"),
         Index("ix_memories_pending", "id", postgresql_where=text("embedding IS NULL")),
         # Key-value items by key (revision 0015; memagent.store.items).
