@@ -387,6 +387,46 @@ def test_a_small_namespace_is_ranked_in_one_pass(
             assert_same(ranking(connection, "small-ns", query, 10, floor=floor), everything, 10, floor)
 
 
+def test_few_memories_of_a_kind_are_ranked_in_one_pass_by_their_kind(
+    sessions: Callable[[], Session], connection: Connection
+) -> None:
+    """Facts among more than SMALL exchanges (revision 0024): a facts-only ranking scores the facts holding
+    a query word, in one pass read through the (namespace, kind) index — not the namespace's full-text
+    index entries, which hold every exchange — with the namespace's statistics: the exact BM25 top."""
+    rng = random.Random(23)
+    store(sessions, corpus(rng, SMALL + 400), "mostly-exchanges")
+    docs = memories_of(connection, "mostly-exchanges")
+    facts = set(random.Random(24).sample(sorted(docs), 60))
+    connection.execute(text("UPDATE memories SET kind = 'fact' WHERE id = ANY(:ids)"), {"ids": sorted(facts)})
+    connection.execute(text("ANALYZE memories"))
+
+    def full_text_index_scans() -> int:
+        return int(
+            connection.execute(
+                text("SELECT pg_stat_get_xact_numscans(CAST('ix_memories_ns_lexemes' AS regclass))")
+            ).scalar_one()
+        )
+
+    for _ in range(15):
+        query = " ".join(rng.sample(WORDS, rng.randint(1, 8)))
+        everything = [(s, i) for s, i in bm25(docs, query_terms(connection, query)) if i in facts]
+        before = full_text_index_scans()
+        for floor in (0.0, FLOOR):
+            rows = connection.execute(
+                text(
+                    "SELECT id, score FROM memagent_text_ranking(:ns, NULL, NULL, :q, 10,"
+                    " CAST(:kinds AS text[]), NULL, false, CAST(:floor AS float8))"
+                ),
+                {"ns": "mostly-exchanges", "q": query, "kinds": ["fact"], "floor": floor},
+            ).all()
+            found = [(float(row.score), int(row.id)) for row in rows]
+            if everything:
+                assert_same(found, everything, 10, floor)
+            else:
+                assert found == []
+        assert full_text_index_scans() == before, query
+
+
 def test_scoped_ranking_keeps_namespace_statistics(
     sessions: Callable[[], Session], connection: Connection
 ) -> None:

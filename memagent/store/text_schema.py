@@ -1,10 +1,12 @@
-"""What revisions 0011 to 0021 run for full-text recall: the statistics (memagent.store.text_stats), the
-ranking function (memagent.store.text_ranking), its helpers, and who may call or touch them."""
+"""What revisions 0011 to 0021 and 0024 run for full-text recall: the statistics
+(memagent.store.text_stats), the ranking function (memagent.store.text_ranking), its helpers, and who may
+call or touch them."""
 
 from __future__ import annotations
 
 from memagent.store import (
     text_floor,
+    text_kinds,
     text_passes,
     text_ranking,
     text_small,
@@ -198,3 +200,8 @@ TIERS_DOWNGRADE = (
     text_passes.function(),
     _PIN_FLOOR,
 )
+
+# Revision 0024: few memories of the kinds a ranking asks for are scored in one pass, read through the
+# (namespace, kind) index (memagent.store.text_kinds); the same signature, so owner and grants are kept.
+KINDS_UPGRADE = (text_kinds.function(), _PIN_FLOOR)
+KINDS_DOWNGRADE = (text_tiers.function(), _PIN_FLOOR)
