@@ -427,6 +427,41 @@ def test_few_memories_of_a_kind_are_ranked_in_one_pass_by_their_kind(
         assert full_text_index_scans() == before, query
 
 
+def test_counting_a_kind_never_scans_the_table_however_often_it_runs(connection: Connection) -> None:
+    """The count that chooses revision 0024's path is planned for its values on every call (revision 0025):
+    PL/pgSQL's cached generic plan for it scanned the whole table from the sixth call of a session."""
+    connection.execute(
+        text(
+            "INSERT INTO memories (namespace, session_id, content, embedding_model, content_hash, kind)"
+            " SELECT 'many-facts', 's', 'memory ' || i || ' ' || (ARRAY['coffee', 'garden', 'piano'])"
+            "[1 + i % 3], 'fake', md5(i::text), CASE WHEN i % 20 = 0 THEN 'fact' ELSE 'exchange' END"
+            " FROM generate_series(1, 20000) i"
+        )
+    )  # 20,000 memories, 1,000 of them facts, left unvacuumed as after a bulk write
+    connection.execute(text("ANALYZE memories"))
+
+    def table_scans() -> int:
+        return int(
+            connection.execute(
+                text("SELECT pg_stat_get_xact_numscans(CAST('memories' AS regclass))")
+            ).scalar_one()
+        )
+
+    scans = []
+    for call in range(12):
+        before = table_scans()
+        found = connection.execute(
+            text(
+                "SELECT * FROM memagent_text_ranking('many-facts', NULL, NULL, :q, 10, ARRAY['fact'],"
+                " NULL, false, 0.35)"
+            ),
+            {"q": f"memory {20 * (call + 1)} piano"},
+        ).all()
+        assert found, call
+        scans.append(table_scans() - before)
+    assert scans == [0] * 12, scans
+
+
 def test_scoped_ranking_keeps_namespace_statistics(
     sessions: Callable[[], Session], connection: Connection
 ) -> None:

@@ -20,11 +20,11 @@ _EDITS = (
         "    scoring := format(\n",
         "    -- Few memories of the kinds asked for (revision 0024): score every one holding a query\n"
         "    -- word, in one pass, read through the (namespace, kind) index, however large the namespace.\n"
+        "    -- (EXECUTE: planned for these values each time; a cached generic plan could scan the table.)\n"
         f"    IF n > {SMALL} AND p_kinds IS NOT NULL THEN\n"
-        "        few := (SELECT count(*) FROM (\n"
-        "                    SELECT 1 FROM memories k\n"
-        "                    WHERE k.namespace = p_namespace AND k.kind = ANY (p_kinds)\n"
-        f"                    LIMIT {SMALL + 1}) c) <= {SMALL};\n"
+        f"        EXECUTE 'SELECT count(*) <= {SMALL} FROM (SELECT 1 FROM memories k'\n"
+        f"                ' WHERE k.namespace = $1 AND k.kind = ANY ($2) LIMIT {SMALL + 1}) c'\n"
+        "            INTO few USING p_namespace, p_kinds;\n"
         "    END IF;\n"
         "    scoring := format(\n",
     ),
