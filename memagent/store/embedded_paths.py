@@ -46,7 +46,8 @@ def shared_buffers_mb() -> int:
     store reads that the cache does not hold comes from the operating system's page cache, page by page: at
     110k x 1536 (1.7 GB of table and index) storing one memory measured p95 9.1 ms with 1 GB and 3.8 ms with
     3 GB; at 1M x 384 (5 GB) hybrid recall p95 62.8 ms with 1 GB and 35.1 ms with 6 GB (benchmarks/
-    hybrid_scale.py, docs/benchmarks.md). Memory the cache never fills is never taken from the machine.
+    hybrid_scale.py, docs/benchmarks.md). The server takes the cache's memory as the data fills it (an idle,
+    empty one held about 100 MB at 4 GB).
     """
     return int(max(128, min(4096, memory_mb() // 4)))
 

@@ -6,7 +6,9 @@ namespace of a 1M table, a facts-only hybrid recall of a namespace holding none 
 it the text side. Now, when the namespace holds at most SMALL memories of the kinds asked for (a count
 bounded at SMALL + 1, read through revision 0022's (namespace, kind) index), the ranking scores every one of
 them holding a query word, in one pass, as it does for a small namespace. The statistics stay the
-namespace's, as in every scoped ranking, so the scores are the ones the pruned path gives.
+namespace's, as in every scoped ranking, so the scores are the ones the pruned path gives. The count is
+dynamic SQL (revision 0025): as static SQL its plan was cached per session, and the generic plan PostgreSQL
+switched to at the sixth call scanned the whole table.
 """
 
 from __future__ import annotations
