@@ -252,7 +252,7 @@ def test_a_recall_of_one_kind_reads_that_kind_not_the_namespace(
     its scope reads no exchange — neither the index scan nor the exact branch that completes a short one."""
     total, k = 3000, 5
     vectors = _clustered(total, seed=13)
-    _load(connection, vectors, "crowd", every=total + 1)
+    _load(connection, vectors, "crowd", every=1)
     _load(connection, _clustered(2000, seed=15), "learnt", every=1)
     facts = [3, 700, 1500]
     connection.execute(
