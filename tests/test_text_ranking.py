@@ -259,6 +259,36 @@ def test_a_chat_history_is_ranked_exactly_with_its_rare_words_scored_first(
     assert len(ranking(connection, "chat-shaped", "15 16", 50, floor=0.0)) == 4  # all of them, then done
 
 
+def test_a_pair_of_common_words_is_not_read_to_set_the_threshold(
+    sessions: Callable[[], Session], connection: Connection
+) -> None:
+    """Revision 0026: fewer than `depth` memories hold the three rarest words, and the second and third
+    ("note", "garden") are together in 2,100 memories, far more than hold the rarest ("zebra", 300). Pass 1
+    scores the pairs with "zebra" for its threshold, not the 2,100: the ranking reads fewer memories than
+    that pair holds (revision 0025's read them all), and its top is the exact one, with and without the
+    floor."""
+    texts = [f"note garden f{i}a" for i in range(2100)]
+    texts += [f"zebra note garden z{i}a" for i in range(20)]
+    texts += [f"zebra note z{i}b" for i in range(40)] + [f"zebra garden z{i}c" for i in range(40)]
+    texts += [f"zebra z{i}d h{i}e" for i in range(200)]
+    store(sessions, texts, "common-pair")
+    query = "did the zebra note the garden"
+    everything = reference(connection, "common-pair", query)
+
+    def rows_read() -> int:
+        return int(
+            connection.execute(
+                text("SELECT pg_stat_get_xact_tuples_fetched(CAST('memories' AS regclass))")
+            ).scalar_one()
+        )
+
+    for floor in (FLOOR, 0.0):
+        before = rows_read()
+        found = ranking(connection, "common-pair", query, 50, floor=floor)
+        assert rows_read() - before < 1000
+        assert_same(found, everything, 50, floor)
+
+
 def test_pass_2_with_no_set_to_read_returns_each_memory_once(
     sessions: Callable[[], Session], connection: Connection
 ) -> None:

@@ -1,4 +1,4 @@
-"""What revisions 0011 to 0021 and 0024 run for full-text recall: the statistics
+"""What revisions 0011 to 0021, 0024 and 0026 run for full-text recall: the statistics
 (memagent.store.text_stats), the ranking function (memagent.store.text_ranking), its helpers, and who may
 call or touch them."""
 
@@ -7,6 +7,7 @@ from __future__ import annotations
 from memagent.store import (
     text_floor,
     text_kinds,
+    text_pairs,
     text_passes,
     text_ranking,
     text_small,
@@ -205,3 +206,7 @@ TIERS_DOWNGRADE = (
 # (namespace, kind) index (memagent.store.text_kinds); the same signature, so owner and grants are kept.
 KINDS_UPGRADE = (text_kinds.function(), _PIN_FLOOR)
 KINDS_DOWNGRADE = (text_tiers.function(), _PIN_FLOOR)
+
+# Revision 0026: pass 1 no longer reads a pair of common words to set theta (memagent.store.text_pairs).
+PAIRS_UPGRADE = (text_pairs.function(), _PIN_FLOOR)
+PAIRS_DOWNGRADE = (text_kinds.function(), _PIN_FLOOR)
