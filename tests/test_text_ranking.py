@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from memagent.api import Memory
 from memagent.config import Settings
 from memagent.errors import DatabaseError
-from memagent.store import schema
+from memagent.store import schema, text_kinds
 from memagent.store.database import Database
 from memagent.store.embedded import EmbeddedPostgres
 from memagent.store.memories import MemoryRepository, NewMemory
@@ -287,6 +287,43 @@ def test_a_pair_of_common_words_is_not_read_to_set_the_threshold(
         found = ranking(connection, "common-pair", query, 50, floor=floor)
         assert rows_read() - before < 1000
         assert_same(found, everything, 50, floor)
+
+
+def test_too_many_sets_are_searched_by_their_rarest_words(
+    sessions: Callable[[], Session], connection: Connection
+) -> None:
+    """Revision 0026: when pass 2 has more sets than it searches one by one, it searched the index for
+    every memory holding any word that can still matter; now, the sets all known, for their first words.
+    Queries of 1-24 words over a skewed vocabulary (test_ranking_is_the_exact_bm25_top's): the same top as
+    revision 0025's function, the exact one, reading fewer memories in all, and under half as many where
+    the fallback was taken (333 instead of 1,006 for one of them)."""
+    rng = random.Random(1)
+    store(sessions, corpus(rng, SMALL + 400), "many-sets")
+    queries = [
+        " ".join(rng.sample(WORDS, rng.choice([rng.randint(1, 6), rng.randint(7, 24)]))) for _ in range(40)
+    ]
+
+    def read(query: str, depth: int) -> tuple[int, list[tuple[float, int]]]:
+        before = connection.execute(
+            text("SELECT pg_stat_get_xact_tuples_fetched(CAST('memories' AS regclass))")
+        ).scalar_one()
+        found = ranking(connection, "many-sets", query, depth, floor=0.0)
+        after = connection.execute(
+            text("SELECT pg_stat_get_xact_tuples_fetched(CAST('memories' AS regclass))")
+        ).scalar_one()
+        return int(after - before), found
+
+    cases = [(query, depth) for query in queries for depth in (1, 5)]
+    now = [read(query, depth) for query, depth in cases]
+    connection.execute(text("SAVEPOINT before_0026"))
+    connection.execute(text(text_kinds.function()))  # revision 0025's ranking, until the rollback
+    then = [read(query, depth) for query, depth in cases]
+    connection.execute(text("ROLLBACK TO SAVEPOINT before_0026"))
+    for (query, depth), (_, found), (_, found_then) in zip(cases, now, then, strict=True):
+        assert found == found_then
+        assert_same(found, reference(connection, "many-sets", query), depth, 0.0)
+    assert sum(rows for rows, _ in now) < sum(rows for rows, _ in then)
+    assert any(rows * 2 < rows_then for (rows, _), (rows_then, _) in zip(now, then, strict=True))
 
 
 def test_pass_2_with_no_set_to_read_returns_each_memory_once(

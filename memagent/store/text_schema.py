@@ -207,6 +207,7 @@ TIERS_DOWNGRADE = (
 KINDS_UPGRADE = (text_kinds.function(), _PIN_FLOOR)
 KINDS_DOWNGRADE = (text_tiers.function(), _PIN_FLOOR)
 
-# Revision 0026: pass 1 no longer reads a pair of common words to set theta (memagent.store.text_pairs).
+# Revision 0026: fewer memories read for common words, in pass 1 and in pass 2's fallback
+# (memagent.store.text_pairs); the same signature.
 PAIRS_UPGRADE = (text_pairs.function(), _PIN_FLOOR)
 PAIRS_DOWNGRADE = (text_kinds.function(), _PIN_FLOOR)
