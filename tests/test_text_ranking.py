@@ -289,6 +289,44 @@ def test_a_pair_of_common_words_is_not_read_to_set_the_threshold(
         assert_same(found, everything, 50, floor)
 
 
+def test_skipping_the_common_pair_never_reads_more_at_any_depth(connection: Connection) -> None:
+    """Found by an outside read of revision 0026's first version, which read the pair of common words only
+    when it was expected to hold no more memories than the rarest word: at a depth above the rarest word's
+    300 holders, the step that ran instead read the holders of the first two words (6,392 memories, where
+    revision 0025 read 4,069). The pair is now weighed against what that step reads: at depths 50 and 500
+    the ranking reads no more memories than revision 0025's, and gives the same exact top."""
+    connection.execute(
+        text(
+            "INSERT INTO memories (namespace, session_id, content, embedding_model, content_hash)"
+            " SELECT 'pair-depth', 's', c, 'fake', md5(c) FROM ("
+            "  SELECT CASE WHEN i <= 300 THEN 'zebra ' ELSE '' END"
+            "   || CASE WHEN abs(hashint4(i)) % 100 < 30 THEN 'maria ' ELSE '' END"
+            "   || CASE WHEN abs(hashint4(i + 100000)) % 100 < 30 THEN 'goes ' ELSE '' END"
+            "   || 'u' || i || 'q f' || abs(hashint4(i + 200000)) % 1000 || 'q' AS c"
+            "  FROM generate_series(1, 20000) i) t"
+        )
+    )
+    connection.execute(text("ANALYZE memories"))
+    query = "zebra maria goes"
+    everything = reference(connection, "pair-depth", query)
+
+    def read(depth: int) -> tuple[int, list[tuple[float, int]]]:
+        fetched = "SELECT pg_stat_get_xact_tuples_fetched(CAST('memories' AS regclass))"
+        before = connection.execute(text(fetched)).scalar_one()
+        found = ranking(connection, "pair-depth", query, depth, floor=0.0)
+        return int(connection.execute(text(fetched)).scalar_one() - before), found
+
+    for depth in (50, 500):
+        rows, found = read(depth)
+        connection.execute(text("SAVEPOINT before_0026"))
+        connection.execute(text(text_kinds.function()))  # revision 0025's ranking, until the rollback
+        rows_then, found_then = read(depth)
+        connection.execute(text("ROLLBACK TO SAVEPOINT before_0026"))
+        assert found == found_then
+        assert_same(found, everything, depth, 0.0)
+        assert rows <= rows_then, (depth, rows, rows_then)
+
+
 def test_too_many_sets_are_searched_by_their_rarest_words(
     sessions: Callable[[], Session], connection: Connection
 ) -> None:

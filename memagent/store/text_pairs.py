@@ -11,16 +11,20 @@ exact BM25 top (tests/test_text_ranking.py):
   "When did Maria go to the beach?" scored the 6,242 memories holding "maria" and "go" to set a theta that
   those holding "beach" and one of them set as well; "What does John like about Lebron James?" scored
   13,824 for "like" and "john", 85 of its 90 ms. The pair (2, 3) is now read only when it is expected
-  (independently: df2 x df3 / n) to hold no more memories than the rarest word does; otherwise, when the
-  pairs with the rarest fall short of `depth`, the next step scores the rarest words' holders, as it
-  already did when pairs fell short. Pass 1 only sets theta: what is read changes, never the result.
+  (independently: df2 x df3 / n) to hold no more memories than the step after the pairs would read in its
+  place (the holders of the first words, until `depth` of them: an outside read found that comparing with
+  the rarest word's holders alone read more at a depth above them); otherwise, when the pairs with the
+  rarest fall short of `depth`, that step runs, as it already did when the pairs fell short. Pass 1 only
+  sets theta: what is read changes, never the result.
 - Pass 2 reads the memories holding a set of words whose bounds sum to theta, each set its own search of
   the full-text index (revision 0021); with more than 64 sets it read every memory holding any of the
   words that can still matter (13,214 for "What was Tim's huge writing issue last week, as mentioned on
   November 6, 2023?", 95 ms). When the sets are all known (their enumeration ended below its cap), the
-  index is now searched for each set's first PREFIX words (its rarest), prefixes shared by several sets
-  once: a memory holding a set holds its prefix, so what is read still holds every memory that can reach
-  theta, and each is scored for what it is worth. With more than 64 prefixes too, the old fallback.
+  index is now searched for each set's first PREFIX words (the words come by bound, highest first: mostly
+  the rarest), prefixes shared by several sets once, collected in the same enumeration: a memory holding
+  a set holds its prefix, so what is read still holds every memory that can reach theta, and each is
+  scored for what it is worth. With more than 64 prefixes too, or an enumeration cut at its cap, the old
+  fallback.
 """
 
 from __future__ import annotations
@@ -33,35 +37,54 @@ PREFIX = 3
 _TOO_MANY = "explored >= 1000 OR sets > 64 OR coalesce(q_bytes, 0) > 500000"
 
 _EDITS = (
-    (
+    ("    q_sets tsquery[];\n", "    q_sets tsquery[];\n    q_prefixes tsquery[];\n    held_next bigint;\n"),
+    (  # the pair (2, 3) only when it is expected to hold no more than the next step would read instead
         "            q := q || (t1 && t3) || (t2 && t3);\n",
         "            q := q || (t1 && t3);\n"
-        "            IF df[2]::float8 * df[3]::float8 / n <= df[1] THEN  -- (revision 0026)\n"
+        "            -- (revision 0026) The pair of the second and third only when it is expected to\n"
+        "            -- hold no more memories than the step after the pairs reads when they fall short:\n"
+        "            -- the holders of the rarest words, until `depth` of them.\n"
+        "            held_next := 0;\n"
+        "            j := 0;\n"
+        "            WHILE j < m AND (j = 0 OR held_next < p_depth) LOOP\n"
+        "                j := j + 1;\n"
+        "                held_next := held_next + df[j];\n"
+        "            END LOOP;\n"
+        "            IF df[2]::float8 * df[3]::float8 / n <= held_next THEN\n"
         "                q := q || (t2 && t3);\n"
         "            END IF;\n",
     ),
-    ("    q_sets tsquery[];\n", "    q_sets tsquery[];\n    q_prefixes tsquery[];\n"),
+    (  # each set's prefix, its first PREFIX words, beside the set
+        "        WITH RECURSIVE c(last, total, gap, conj) AS (\n"
+        "            SELECT g.t, b.v, b.gap, b.x FROM generate_series(n_first + 1, m) AS g(t)\n",
+        "        WITH RECURSIVE c(last, total, gap, conj, words, prefix) AS (\n"
+        "            SELECT g.t, b.v, b.gap, b.x, 1, b.x FROM generate_series(n_first + 1, m) AS g(t)\n",
+    ),
     (
+        "            SELECT h.t, c.total + b.v, least(c.gap, b.gap), c.conj && b.x\n",
+        "            SELECT h.t, c.total + b.v, least(c.gap, b.gap), c.conj && b.x, c.words + 1,\n"
+        f"                   CASE WHEN c.words < {PREFIX} THEN c.prefix && b.x ELSE c.prefix END\n",
+    ),
+    (
+        "        SELECT count(*), array_agg(x.conj) FILTER (WHERE x.kept),\n"
+        "               sum(octet_length(x.conj::text)) FILTER (WHERE x.kept)\n"
+        "        INTO explored, q_sets, q_bytes\n"
+        "        FROM (\n"
+        "            SELECT c.conj, c.total >= theta\n",
+        "        SELECT count(*), array_agg(x.conj) FILTER (WHERE x.kept),\n"
+        "               sum(octet_length(x.conj::text)) FILTER (WHERE x.kept),\n"
+        "               array_agg(DISTINCT x.prefix) FILTER (WHERE x.kept)\n"
+        "        INTO explored, q_sets, q_bytes, q_prefixes\n"
+        "        FROM (\n"
+        "            SELECT c.conj, c.prefix, c.total >= theta\n",
+    ),
+    (  # too many sets, all of them known: the index searched for their prefixes, 64 at most
         f"    IF {_TOO_MANY} THEN\n        n_last := n_first;\n",
-        f"    IF ({_TOO_MANY}) AND explored < 1000 THEN\n"
-        "        -- Too many sets to search one by one, all of them known (each word held, bound ub):\n"
-        "        -- the index is searched for their first words (revision 0026); a memory holding a set\n"
-        "        -- holds its prefix.\n"
-        "        WITH RECURSIVE c(last, total, conj, words) AS (\n"
-        "            SELECT g.t, ub[g.t], memagent_any_lexeme(ARRAY[ns_key || '/' || lex[g.t]]), 1\n"
-        "            FROM generate_series(n_first + 1, m) AS g(t) WHERE suffix[g.t] >= theta\n"
-        "            UNION ALL\n"
-        "            SELECT h.t, c.total + ub[h.t],\n"
-        f"                   CASE WHEN c.words < {PREFIX}\n"
-        "                        THEN c.conj && memagent_any_lexeme(ARRAY[ns_key || '/' || lex[h.t]])\n"
-        "                        ELSE c.conj END,\n"
-        "                   c.words + 1\n"
-        "            FROM c CROSS JOIN LATERAL generate_series(c.last + 1, m) AS h(t)\n"
-        "            WHERE c.total < theta AND c.total + suffix[h.t] >= theta\n"
-        "        )\n"
-        "        SELECT array_agg(DISTINCT c.conj) INTO q_prefixes FROM c WHERE c.total >= theta;\n"
-        "    END IF;\n"
-        "    IF coalesce(array_length(q_prefixes, 1), 0) BETWEEN 1 AND 64 THEN\n"
+        f"    IF ({_TOO_MANY}) AND explored < 1000\n"
+        "        AND coalesce(array_length(q_prefixes, 1), 0) BETWEEN 1 AND 64\n"
+        "    THEN\n"
+        "        -- Too many sets to search one by one, all of them known (revision 0026): the index is\n"
+        "        -- searched for their first words; a memory holding a set holds its prefix.\n"
         "        q_sets := q_prefixes;\n"
         f"    ELSIF {_TOO_MANY} THEN\n"
         "        n_last := n_first;\n",
