@@ -7,9 +7,9 @@ Create Date: 2026-12-01
 When fewer than `depth` memories hold the three rarest query words, pass 1 scored those holding two of them,
 the second and third together included: two common words ("maria" and "go") could be thousands of memories
 read only to set the threshold. That pair is now read only when it is expected to hold no more memories
-than the rarest word does. And when pass 2 has too many sets of words to search one by one, it searches the
-index for their first words instead of every memory holding any of them (memagent.store.text_pairs). The
-result is unchanged (the exact BM25 top).
+than the step that would run in its place reads. And when pass 2 has too many sets of words to search one by
+one, it searches the index for their first words instead of every memory holding any of them
+(memagent.store.text_pairs). The result is unchanged (the exact BM25 top).
 """
 
 from collections.abc import Sequence

@@ -7,9 +7,9 @@ exact BM25 top (tests/test_text_ranking.py):
 
 - Pass 1 sets theta, a lower bound of the depth-th best score, by scoring the memories holding the three
   rarest query words (by bound, highest first) and, when fewer than `depth` hold all three, those holding
-  two of them: (1, 2), (1, 3) and (2, 3). The pair of the second and third could be two common words:
-  "When did Maria go to the beach?" scored the 6,242 memories holding "maria" and "go" to set a theta that
-  those holding "beach" and one of them set as well; "What does John like about Lebron James?" scored
+  two of them: (1, 2), (1, 3) and (2, 3). The pair of the second and third could be two common words: "When
+  did Maria go to the beach?" scored 6,242 memories, nearly all for holding "maria" and "go", to set a theta
+  that those holding "beach" and one of them set as well; "What does John like about Lebron James?" scored
   13,824 for "like" and "john", 85 of its 90 ms. The pair (2, 3) is now read only when it is expected
   (independently: df2 x df3 / n) to hold no more memories than the step after the pairs would read in its
   place (the holders of the first words, until `depth` of them: an outside read found that comparing with
