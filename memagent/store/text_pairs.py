@@ -73,18 +73,22 @@ _EDITS = (
         "            SELECT c.conj, c.total >= theta\n",
         "        SELECT count(*), array_agg(x.conj) FILTER (WHERE x.kept),\n"
         "               sum(octet_length(x.conj::text)) FILTER (WHERE x.kept),\n"
-        "               array_agg(DISTINCT x.prefix) FILTER (WHERE x.kept)\n"
+        "               array_agg(x.prefix) FILTER (WHERE x.kept)\n"
         "        INTO explored, q_sets, q_bytes, q_prefixes\n"
         "        FROM (\n"
         "            SELECT c.conj, c.prefix, c.total >= theta\n",
     ),
     (  # too many sets, all of them known: the index searched for their prefixes, 64 at most
         f"    IF {_TOO_MANY} THEN\n        n_last := n_first;\n",
-        f"    IF ({_TOO_MANY}) AND explored < 1000\n"
-        "        AND coalesce(array_length(q_prefixes, 1), 0) BETWEEN 1 AND 64\n"
-        "    THEN\n"
+        f"    IF ({_TOO_MANY}) AND explored < 1000 THEN\n"
         "        -- Too many sets to search one by one, all of them known (revision 0026): the index is\n"
-        "        -- searched for their first words; a memory holding a set holds its prefix.\n"
+        "        -- searched for their first words, each prefix once; a memory holding a set holds its\n"
+        "        -- prefix. (Made distinct here only: sorting them on every enumeration cost more.)\n"
+        "        SELECT array_agg(DISTINCT p) INTO q_prefixes FROM unnest(q_prefixes) p;\n"
+        "    ELSE\n"
+        "        q_prefixes := NULL;\n"
+        "    END IF;\n"
+        "    IF coalesce(array_length(q_prefixes, 1), 0) BETWEEN 1 AND 64 THEN\n"
         "        q_sets := q_prefixes;\n"
         f"    ELSIF {_TOO_MANY} THEN\n"
         "        n_last := n_first;\n",
