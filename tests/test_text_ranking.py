@@ -11,7 +11,8 @@ import math
 import random
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -183,6 +184,27 @@ def ranking(
     return [(float(row.score), int(row.id)) for row in rows]
 
 
+def ranking_and_reads(
+    conn: Connection, namespace: str, query: str, depth: int, floor: float = FLOOR
+) -> tuple[list[tuple[float, int]], int]:
+    """ranking(), and how many memories it read (rows fetched from the table, this transaction's count)."""
+    fetched = text("SELECT pg_stat_get_xact_tuples_fetched(CAST('memories' AS regclass))")
+    before = int(conn.execute(fetched).scalar_one())
+    found = ranking(conn, namespace, query, depth, floor=floor)
+    return found, int(conn.execute(fetched).scalar_one()) - before
+
+
+@contextmanager
+def revision_0025_ranking(conn: Connection) -> Iterator[None]:
+    """Revision 0025's ranking function in place of the current one, until the block ends (a savepoint)."""
+    conn.execute(text("SAVEPOINT before_0026"))
+    conn.execute(text(text_kinds.function()))
+    try:
+        yield
+    finally:
+        conn.execute(text("ROLLBACK TO SAVEPOINT before_0026"))
+
+
 def assert_same(
     found: list[tuple[float, int]], everything: list[tuple[float, int]], depth: int, floor: float = FLOOR
 ) -> None:
@@ -275,17 +297,9 @@ def test_a_pair_of_common_words_is_not_read_to_set_the_threshold(
     query = "did the zebra note the garden"
     everything = reference(connection, "common-pair", query)
 
-    def rows_read() -> int:
-        return int(
-            connection.execute(
-                text("SELECT pg_stat_get_xact_tuples_fetched(CAST('memories' AS regclass))")
-            ).scalar_one()
-        )
-
     for floor in (FLOOR, 0.0):
-        before = rows_read()
-        found = ranking(connection, "common-pair", query, 50, floor=floor)
-        assert rows_read() - before < 1000
+        found, read = ranking_and_reads(connection, "common-pair", query, 50, floor)
+        assert read < 1000
         assert_same(found, everything, 50, floor)
 
 
@@ -310,18 +324,10 @@ def test_skipping_the_common_pair_never_reads_more_at_any_depth(connection: Conn
     query = "zebra maria goes"
     everything = reference(connection, "pair-depth", query)
 
-    def read(depth: int) -> tuple[int, list[tuple[float, int]]]:
-        fetched = "SELECT pg_stat_get_xact_tuples_fetched(CAST('memories' AS regclass))"
-        before = connection.execute(text(fetched)).scalar_one()
-        found = ranking(connection, "pair-depth", query, depth, floor=0.0)
-        return int(connection.execute(text(fetched)).scalar_one() - before), found
-
     for depth in (50, 500):
-        rows, found = read(depth)
-        connection.execute(text("SAVEPOINT before_0026"))
-        connection.execute(text(text_kinds.function()))  # revision 0025's ranking, until the rollback
-        rows_then, found_then = read(depth)
-        connection.execute(text("ROLLBACK TO SAVEPOINT before_0026"))
+        found, rows = ranking_and_reads(connection, "pair-depth", query, depth, 0.0)
+        with revision_0025_ranking(connection):
+            found_then, rows_then = ranking_and_reads(connection, "pair-depth", query, depth, 0.0)
         assert found == found_then
         assert_same(found, everything, depth, 0.0)
         assert rows <= rows_then, (depth, rows, rows_then)
@@ -341,27 +347,15 @@ def test_too_many_sets_are_searched_by_their_rarest_words(
         " ".join(rng.sample(WORDS, rng.choice([rng.randint(1, 6), rng.randint(7, 24)]))) for _ in range(40)
     ]
 
-    def read(query: str, depth: int) -> tuple[int, list[tuple[float, int]]]:
-        before = connection.execute(
-            text("SELECT pg_stat_get_xact_tuples_fetched(CAST('memories' AS regclass))")
-        ).scalar_one()
-        found = ranking(connection, "many-sets", query, depth, floor=0.0)
-        after = connection.execute(
-            text("SELECT pg_stat_get_xact_tuples_fetched(CAST('memories' AS regclass))")
-        ).scalar_one()
-        return int(after - before), found
-
     cases = [(query, depth) for query in queries for depth in (1, 5)]
-    now = [read(query, depth) for query, depth in cases]
-    connection.execute(text("SAVEPOINT before_0026"))
-    connection.execute(text(text_kinds.function()))  # revision 0025's ranking, until the rollback
-    then = [read(query, depth) for query, depth in cases]
-    connection.execute(text("ROLLBACK TO SAVEPOINT before_0026"))
-    for (query, depth), (_, found), (_, found_then) in zip(cases, now, then, strict=True):
+    now = [ranking_and_reads(connection, "many-sets", query, depth, 0.0) for query, depth in cases]
+    with revision_0025_ranking(connection):
+        then = [ranking_and_reads(connection, "many-sets", query, depth, 0.0) for query, depth in cases]
+    for (query, depth), (found, _), (found_then, _) in zip(cases, now, then, strict=True):
         assert found == found_then
         assert_same(found, reference(connection, "many-sets", query), depth, 0.0)
-    assert sum(rows for rows, _ in now) < sum(rows for rows, _ in then)
-    assert any(rows * 2 < rows_then for (rows, _), (rows_then, _) in zip(now, then, strict=True))
+    assert sum(rows for _, rows in now) < sum(rows for _, rows in then)
+    assert any(rows * 2 < rows_then for (_, rows), (_, rows_then) in zip(now, then, strict=True))
 
 
 def test_pass_2_with_no_set_to_read_returns_each_memory_once(

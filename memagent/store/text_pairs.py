@@ -30,11 +30,10 @@ exact BM25 top (tests/test_text_ranking.py):
 from __future__ import annotations
 
 from memagent.store import text_floor, text_kinds
+from memagent.store.text_tiers import _TOO_MANY
 
 # The words of each set pass 2 searches the index for when the sets are too many to search one by one.
 PREFIX = 3
-
-_TOO_MANY = "explored >= 1000 OR sets > 64 OR coalesce(q_bytes, 0) > 500000"
 
 _EDITS = (
     ("    q_sets tsquery[];\n", "    q_sets tsquery[];\n    q_prefixes tsquery[];\n    held_next bigint;\n"),
