@@ -106,6 +106,32 @@ def test_max_distance_applies_in_every_mode(repo: MemoryRepository) -> None:
         assert found[0].distance is not None and found[0].distance <= 0.05
 
 
+def test_hybrid_sends_the_query_vector_once_and_reports_exact_distances(repo: MemoryRepository) -> None:
+    """The final distances (and a maximum distance) use the vector the vector side parsed: one copy of it in
+    the statement, which at 1536 dimensions is 19 KB to send and parse."""
+    from memagent.store.search import recall_statement
+
+    vector = fake_embedding("garage password", DIM)
+    for max_distance in (None, 1.5):
+        statement = recall_statement(
+            vector, scope=Scope("h"), k=5, mode="hybrid", query_text="q", max_distance=max_distance
+        )
+        assert statement.sql.count(":qvec") == 1, max_distance
+    contents = ["the garage password is tulip", "garage sale on sunday", "tulips in the garden"]
+    for content in contents:
+        add(repo, content)
+    query = np.asarray(vector, dtype=np.float64)
+    for max_distance in (None, 1.5):
+        found = repo.search(
+            vector, scope=Scope("h"), k=5, mode="hybrid", query_text="garage tulip", max_distance=max_distance
+        )
+        assert sorted(m.content for m in found) == sorted(contents)
+        for m in found:
+            stored = np.asarray(fake_embedding(m.content, DIM), dtype=np.float64)
+            exact = 1 - stored @ query / (np.linalg.norm(stored) * np.linalg.norm(query))
+            assert m.distance == pytest.approx(exact, abs=1e-5)
+
+
 def test_recency_half_life_favours_newer_memories(repo: MemoryRepository) -> None:
     now = datetime.now(UTC)
     add(repo, "project status: compiler backend done", created_at=now - timedelta(days=400))
