@@ -168,6 +168,20 @@ def layout_key(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def bench_environment(home: Path, dim: int) -> None:
+    """memagent's settings for a run in `home`: none of the caller's, the given vectors' model, no linger."""
+    os.environ["MEMAGENT_HOME"] = str(home)
+    for name in [n for n in os.environ if n.startswith(("MEMAGENT_", "OPENAI_"))]:
+        if name != "MEMAGENT_HOME":
+            del os.environ[name]
+    os.environ["MEMAGENT_EMBEDDING_PROVIDER"] = "openai"
+    os.environ["MEMAGENT_EMBEDDING_MODEL"] = MODEL
+    os.environ["MEMAGENT_EMBEDDING_DIM"] = str(dim)
+    os.environ["MEMAGENT_OPENAI_BASE_URL"] = "http://127.0.0.1:9/v1"  # never called: vectors are given
+    os.environ["OPENAI_API_KEY"] = "unused"
+    os.environ["MEMAGENT_LINGER"] = "0"
+
+
 def stats(seconds: list[float]) -> dict[str, Any]:
     if not seconds:
         return {"n": 0}
@@ -222,16 +236,7 @@ def main() -> None:
 
     temporary = args.home is None
     home = Path(tempfile.mkdtemp(prefix="memagent-hybrid-scale-")) if temporary else args.home.resolve()
-    os.environ["MEMAGENT_HOME"] = str(home)
-    for name in [n for n in os.environ if n.startswith(("MEMAGENT_", "OPENAI_"))]:
-        if name != "MEMAGENT_HOME":
-            del os.environ[name]
-    os.environ["MEMAGENT_EMBEDDING_PROVIDER"] = "openai"
-    os.environ["MEMAGENT_EMBEDDING_MODEL"] = MODEL
-    os.environ["MEMAGENT_EMBEDDING_DIM"] = str(args.dim)
-    os.environ["MEMAGENT_OPENAI_BASE_URL"] = "http://127.0.0.1:9/v1"  # never called: vectors are given
-    os.environ["OPENAI_API_KEY"] = "unused"
-    os.environ["MEMAGENT_LINGER"] = "0"
+    bench_environment(home, args.dim)
 
     from memagent.store.embedded import EmbeddedPostgres
 

@@ -4,31 +4,33 @@
     python benchmarks/hybrid_sides.py --data ../shared/benchdata/locomo/locomo_dev.json --home /tmp/hs-1m
 
 Hybrid recall runs its vector side and its text side one after the other, in one statement; this says what
-running them at the same time could give. For each LoCoMo question (the same questions and query vectors
-as hybrid_scale.py, whose loaded home it reads: pass the same --data and --home), in one namespace, three
-timings, their order alternating from question to question:
+running them at the same time could give. The questions and query vectors are hybrid_scale.py's (pass the
+same --data and --home): the next --warmup questions are asked first, untimed, then the first --queries are
+timed, each three ways, the order alternating from question to question:
 
 - vector side: `MemoryService.recall(mode="vector", k=depth)` — the depth nearest hybrid ranks, through
-  memagent's whole path;
-- text side: the ranking function alone as hybrid calls it (`memagent_text_ranking`, depth, floor 0.2), as
-  the login role on a connection of its own;
+  memagent's whole path (which also reads and maps the depth rows: a little more than hybrid's side does);
+- text side: the ranking function as hybrid calls it (`memagent_text_ranking`, depth, floor 0.2) as one
+  unit of work of the same service (`UnitOfWork.run`: the round trip, row-level security and recall's
+  settings), so that both sides carry a recall's fixed costs;
 - hybrid: `MemoryService.recall(mode="hybrid", k=10)`, both sides and the fusion.
 
-Reported: p50 / p95 / mean of each, of the sum of the two sides (what one statement costs, less the fusion)
-and of the larger of the two (the least both sides could take side by side). The first --warmup questions
-are timed but not counted.
+Reported: p50 / p95 / mean of each, of the sum of the two sides (one statement's work, the fusion left out,
+a recall's fixed costs counted twice) and of the larger of the two (both sides on connections of their own
+at the same time, before a fusion step, which it leaves out). The embedded server lingers after a run, as
+memagent's does by default, so that a run right after another finds its cache as that one left it.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -51,10 +53,13 @@ def main() -> None:
     if not marker.exists():
         raise SystemExit(f"{args.home} holds no hybrid_scale.py layout: load it with hybrid_scale.py --home")
     layout = json.loads(marker.read_text())["layout"]
+    if hashlib.sha256(args.data.read_bytes()).hexdigest() != layout["data_sha256"]:
+        raise SystemExit(f"{args.home} was loaded from another --data file")
     _, questions = hybrid_scale.locomo_turns(args.data)
-    questions = questions[: args.warmup + args.queries]
-    if len(questions) < args.warmup + args.queries or len(questions) > hybrid_scale.QUESTION_SLOTS:
-        raise SystemExit(f"--warmup + --queries must be at most {min(len(questions), 1000)}")
+    wanted = args.queries + args.warmup
+    if wanted > min(len(questions), hybrid_scale.QUESTION_SLOTS):
+        raise SystemExit(f"--queries + --warmup: at most {min(len(questions), hybrid_scale.QUESTION_SLOTS)}")
+    questions = questions[:wanted]
     rows, dim = layout["rows"], layout["dim"]
     # The draw hybrid_scale.py makes, so that question i has the query vector it has there.
     count = rows + hybrid_scale.QUESTION_SLOTS + hybrid_scale.EXTRA_SLOTS
@@ -62,7 +67,8 @@ def main() -> None:
     embedder = hybrid_scale.GivenVectors(hybrid_scale.MODEL, dim)
     for i, question in enumerate(questions):
         embedder.vectors[question] = vectors[rows + i]
-    os.environ["MEMAGENT_HOME"] = str(args.home)
+    hybrid_scale.bench_environment(args.home.resolve(), dim)
+    del os.environ["MEMAGENT_LINGER"]  # memagent's default: runs back to back find the server's cache warm
     os.environ["MEMAGENT_HYBRID_DEPTH"] = str(args.depth)
     measure(args, embedder, questions)
 
@@ -70,42 +76,40 @@ def main() -> None:
 def measure(args: argparse.Namespace, embedder: object, questions: list[str]) -> None:
     from memagent.bootstrap import App
     from memagent.config import get_settings
+    from memagent.store import search_sql
     from memagent.store.text_floor import FLOOR
 
+    ranking = (
+        "SELECT count(*) FROM memagent_text_ranking(CAST(:ns AS text), NULL, NULL, CAST(:q AS text), "
+        "CAST(:depth AS integer), NULL, NULL, false, CAST(:floor AS float8))"
+    )
+    settings = tuple(search_sql.SETTINGS.items())
     timed: dict[str, list[float]] = {"vector": [], "text": [], "hybrid": []}
-    ranking = "SELECT count(*) FROM memagent_text_ranking(%s, NULL, NULL, %s, %s, NULL, NULL, false, %s)"
+    warm, asked = questions[args.queries :], questions[: args.queries]
     with App(get_settings(), embedder=embedder) as app:  # type: ignore[arg-type]
         service = app.service()
-        raw = app.database().engine.raw_connection()
-        try:
-            connection: Any = raw.driver_connection
-            connection.autocommit = True
-            cursor = connection.cursor()
-            cursor.execute("SET max_parallel_workers_per_gather = 0; SET jit = off")  # as recall's settings
 
-            def one(side: str, question: str) -> float:
-                started = time.perf_counter()
-                if side == "vector":
-                    service.recall(question, namespace=args.namespace, k=args.depth, mode="vector")
-                elif side == "text":
-                    cursor.execute(ranking, (args.namespace, question, args.depth, FLOOR))
-                    cursor.fetchall()
-                else:
-                    service.recall(question, namespace=args.namespace, k=10, mode="hybrid")
-                return time.perf_counter() - started
+        def one(side: str, question: str) -> float:
+            started = time.perf_counter()
+            if side == "vector":
+                service.recall(question, namespace=args.namespace, k=args.depth, mode="vector")
+            elif side == "text":
+                values = {"ns": args.namespace, "q": question, "depth": args.depth, "floor": FLOOR}
+                service.unit.run(args.namespace, ranking, values, settings)
+            else:
+                service.recall(question, namespace=args.namespace, k=10, mode="hybrid")
+            return time.perf_counter() - started
 
-            for i, question in enumerate(questions):
-                order = ("vector", "text", "hybrid") if i % 2 else ("hybrid", "text", "vector")
-                spent = {side: one(side, question) for side in order}
-                if i >= args.warmup:
-                    for side, seconds in spent.items():
-                        timed[side].append(seconds)
-        finally:
-            raw.close()
+        for i, question in enumerate(warm + asked):
+            order = ("vector", "text", "hybrid") if i % 2 else ("hybrid", "text", "vector")
+            spent = {side: one(side, question) for side in order}
+            if i >= len(warm):
+                for side, seconds in spent.items():
+                    timed[side].append(seconds)
     both = list(zip(timed["vector"], timed["text"], strict=True))
     timed["sum of the sides"] = [v + t for v, t in both]
     timed["larger side"] = [max(v, t) for v, t in both]
-    print(f"namespace {args.namespace}, depth {args.depth}, {len(both)} questions ({args.warmup} warm-up):")
+    print(f"namespace {args.namespace}, depth {args.depth}, {len(both)} questions ({len(warm)} warm-up):")
     for name, values in timed.items():
         print(
             f"  {name:<17} p50 {pct(values, 50):6.2f} ms  p95 {pct(values, 95):6.2f} ms  "

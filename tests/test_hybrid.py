@@ -107,29 +107,53 @@ def test_max_distance_applies_in_every_mode(repo: MemoryRepository) -> None:
 
 
 def test_hybrid_sends_the_query_vector_once_and_reports_exact_distances(repo: MemoryRepository) -> None:
-    """The final distances (and a maximum distance) use the vector the vector side parsed: one copy of it in
-    the statement, which at 1536 dimensions is 19 KB to send and parse."""
+    """The final distances, a maximum distance and the check that a fact lies within it (before it may hide
+    its exchange) use the vector the vector side parsed: one copy of it in the statement (at 1536
+    dimensions 19 KB to send and parse)."""
     from memagent.store.search import recall_statement
 
-    vector = fake_embedding("garage password", DIM)
-    for max_distance in (None, 1.5):
+    def unit(*parts: float) -> np.ndarray:
+        vector = np.zeros(DIM, dtype=np.float32)
+        vector[: len(parts)] = parts
+        return vector / np.linalg.norm(vector)
+
+    query = unit(1.0)
+    for max_distance in (None, 0.1):
         statement = recall_statement(
-            vector, scope=Scope("h"), k=5, mode="hybrid", query_text="q", max_distance=max_distance
+            query, scope=Scope("h"), k=5, mode="hybrid", query_text="q", max_distance=max_distance
         )
         assert statement.sql.count(":qvec") == 1, max_distance
-    contents = ["the garage password is tulip", "garage sale on sunday", "tulips in the garden"]
-    for content in contents:
-        add(repo, content)
-    query = np.asarray(vector, dtype=np.float64)
-    for max_distance in (None, 1.5):
-        found = repo.search(
-            vector, scope=Scope("h"), k=5, mode="hybrid", query_text="garage tulip", max_distance=max_distance
+    # The exchange is nearest; the fact drawn from it is further (cosine distance 0.29) but matches more
+    # words, so by its own score it ranks above the exchange and stands for it, unless a maximum distance
+    # leaves it out.
+    said = add(repo, "we talked about the ferry", embedding=unit(1.0))
+    fact = repo.add(
+        NewMemory(
+            "h", "s", "the ferry to porto leaves at seven", unit(1.0, 1.0), "fake-embed-384", {}, kind="fact"
         )
-        assert sorted(m.content for m in found) == sorted(contents)
-        for m in found:
-            stored = np.asarray(fake_embedding(m.content, DIM), dtype=np.float64)
-            exact = 1 - stored @ query / (np.linalg.norm(stored) * np.linalg.norm(query))
-            assert m.distance == pytest.approx(exact, abs=1e-5)
+    )[0]
+    repo.link("h", [(fact, [said])])
+    for i in range(4):
+        add(repo, f"filler {i} about gardens", embedding=unit(0.0, 0.0, 1.0, 0.1 * i))
+
+    def hybrid(max_distance: float | None) -> dict[str, float | None]:
+        found = repo.search(
+            query,
+            scope=Scope("h"),
+            k=5,
+            mode="hybrid",
+            query_text="ferry porto seven",
+            max_distance=max_distance,
+            text_weight=1.5,  # the default: the fact is then ahead by its own score
+        )
+        return {m.content: m.distance for m in found}
+
+    everything = hybrid(None)
+    assert "we talked about the ferry" not in everything  # the fact stands for it
+    assert everything["the ferry to porto leaves at seven"] == pytest.approx(1 - 0.5**0.5, abs=1e-5)
+    assert everything["filler 0 about gardens"] == pytest.approx(1.0, abs=1e-5)
+    assert hybrid(0.1) == {"we talked about the ferry": pytest.approx(0.0, abs=1e-5)}  # the fact is out
+    assert set(hybrid(0.5)) == {"the ferry to porto leaves at seven"}  # within it: it stands for it again
 
 
 def test_recency_half_life_favours_newer_memories(repo: MemoryRepository) -> None:

@@ -206,8 +206,8 @@ def hybrid_sql(scope: str, *, max_distance: bool, index: IndexKind | None = "vec
         "    ) parts GROUP BY parts.id\n"
         ")"
     )
-    # The query vector the vector side parsed once (query_vector) serves the final distances too: a second
-    # copy in the statement is 19 KB more to send and parse at 1536 dimensions (~0.2 ms).
+    # The query vector the vector side parsed once (query_vector) serves the final distances too (see
+    # _nearest: a second copy cost ~0.2 ms at 1536 dimensions).
     return f"WITH {vector},{_TEXT_RANKING},\n{fused},{_SUPPORTED}" + _final(
         max_distance, "(SELECT v FROM query_vector)"
     )
@@ -216,7 +216,8 @@ def hybrid_sql(scope: str, *, max_distance: bool, index: IndexKind | None = "vec
 def _nearest(scope: str, columns: str, limit: str, index: IndexKind | None, dim: int) -> str:
     """The CTEs that leave `nearest`: `columns` and the full-precision distance of the `limit` memories of the
     scope nearest the query (_NEAREST). The query vector is sent (and parsed by the server) once, in
-    `query_vector`: each copy of a 1536-dimension vector costs ~0.7 ms (docs/benchmarks.md). With a halfvec
+    `query_vector`: over psycopg2 each copy of a 1536-dimension vector in the statement is 19 KB to send
+    and parse, ~0.2 ms (docs/benchmarks.md; asyncpg sends it once as a parameter anyway). With a halfvec
     index the index scan orders by its own expression (the one the index is built on); with the vector index
     by the distance itself."""
     if index == "halfvec":
