@@ -156,6 +156,28 @@ def test_hybrid_sends_the_query_vector_once_and_reports_exact_distances(repo: Me
     assert set(hybrid(0.5)) == {"the ferry to porto leaves at seven"}  # within it: it stands for it again
 
 
+def test_exchanges_hidden_by_their_facts_still_leave_k_results(repo: MemoryRepository) -> None:
+    """The final step reads only the best candidates' rows: the best k and one more for each link between
+    two candidates, so the exchanges their facts stand for never leave fewer than k results."""
+
+    def store(content: str, kind: str = "exchange") -> int:
+        memory = NewMemory("h", "s", content, fake_embedding(content, DIM), "fake-embed-384", {}, kind=kind)
+        return repo.add(memory)[0]
+
+    for i in range(3):
+        said = store(f"we said the ferry to porto leaves at {i} from the pier")
+        repo.link("h", [(store(f"ferry porto {i}", kind="fact"), [said])])  # shorter: ahead by its own score
+    fillers = {store(f"a ferry timetable, page {i}, nothing about the town") for i in range(3)}
+    for mode in ("text", "hybrid"):
+        found = repo.search(
+            fake_embedding("ferry porto", DIM), scope=Scope("h"), k=4, mode=mode, query_text="ferry porto"
+        )
+        kinds = [m.kind for m in found]
+        assert len(found) == 4, (mode, [m.content for m in found])
+        if mode == "text":  # the three facts, then the best filler: each exchange is stood for by its fact
+            assert kinds == ["fact"] * 3 + ["exchange"] and found[3].id in fillers, [m.content for m in found]
+
+
 def test_recency_half_life_favours_newer_memories(repo: MemoryRepository) -> None:
     now = datetime.now(UTC)
     add(repo, "project status: compiler backend done", created_at=now - timedelta(days=400))

@@ -121,7 +121,7 @@ _FINAL = f"""
 SELECT m.id, m.namespace, m.session_id, m.content, m.created_at, m.embedding_model, m.metadata,
        m.embedding <=> {{query}} AS distance, ranked.score, m.kind, m.importance,
        {_SOURCES.format(alias="m")} AS sources
-FROM ranked JOIN memories m ON m.id = ranked.id
+FROM {{candidates}} ranked JOIN memories m ON m.id = ranked.id
 WHERE (m.kind <> 'exchange' OR (CAST(:text_archived AS boolean) AND m.archived_at IS NOT NULL) OR NOT EXISTS (
     SELECT 1 FROM memory_sources s JOIN ranked better ON better.id = s.memory_id
     JOIN memories bm ON bm.id = better.id AND bm.kind <> 'exchange'
@@ -228,6 +228,19 @@ def _nearest(scope: str, columns: str, limit: str, index: IndexKind | None, dim:
     return _NEAREST.format(columns=columns, scope=scope, order=order, limit=limit)
 
 
+# The candidates whose rows the final step reads, best first. Only an exchange that a fact or summary among
+# the candidates came from can leave the result (_FINAL), so the best k, and one more for each such link,
+# hold the k it returns: their rows are read, not those of all the (up to 2 x depth) candidates. With a
+# distance cut-off, which may drop any of them, all are read.
+_BEST_CANDIDATES = """(
+    SELECT * FROM ranked ORDER BY score DESC, id
+    LIMIT CAST(:k AS bigint) + (
+        SELECT count(*) FROM memory_sources s
+        JOIN ranked f ON f.id = s.memory_id JOIN ranked x ON x.id = s.source_id
+    )
+)"""
+
+
 def _final(max_distance: bool, query: str) -> str:
     """_FINAL with the query vector as `query` (an expression), filtered by distance when max_distance."""
     better = (
@@ -236,6 +249,7 @@ def _final(max_distance: bool, query: str) -> str:
     )
     return _FINAL.format(
         query=query,
+        candidates="ranked" if max_distance else _BEST_CANDIDATES,
         distance_filter=f"\n  AND (m.embedding <=> {query}) <= :max_distance" if max_distance else "",
         better_filter=better if max_distance else "",
     )
