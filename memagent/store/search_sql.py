@@ -102,14 +102,15 @@ SETTINGS = {"hnsw.iterative_scan": "relaxed_order", "max_parallel_workers_per_ga
 
 # A fact or summary is supported by the memories it came from: their scores among the candidates add to its
 # own (the exchange that said it and the fact both match: the fact is the better answer). `own` keeps the
-# score it earned by itself.
+# score it earned by itself; `links`, how many of its sources are candidates (_BEST_CANDIDATES).
 _SUPPORTED = """
 ranked AS MATERIALIZED (
-    SELECT f.id, f.score AS own, f.score + coalesce((
-        SELECT sum(src.score) FROM memory_sources s JOIN fused src ON src.id = s.source_id
+    SELECT f.id, f.score AS own, f.score + coalesce(sup.total, 0) AS score, sup.links
+    FROM fused f CROSS JOIN LATERAL (
+        SELECT sum(src.score) AS total, count(*) AS links
+        FROM memory_sources s JOIN fused src ON src.id = s.source_id
         WHERE s.memory_id = f.id
-    ), 0) AS score
-    FROM fused f
+    ) sup
 )"""
 
 # An exchange leaves the result when a fact or summary that came from it ranks above it by its own score (not
@@ -232,12 +233,11 @@ def _nearest(scope: str, columns: str, limit: str, index: IndexKind | None, dim:
 # the candidates came from can leave the result (_FINAL), so the best k, and one more for each such link,
 # hold the k it returns: their rows are read, not those of all the (up to 2 x depth) candidates. With a
 # distance cut-off, which may drop any of them, all are read.
+# The links are counted where the support is summed (_SUPPORTED: one index probe per candidate); a count
+# over memory_sources joined to the candidates could be planned as a scan of every namespace's links.
 _BEST_CANDIDATES = """(
     SELECT * FROM ranked ORDER BY score DESC, id
-    LIMIT CAST(:k AS bigint) + (
-        SELECT count(*) FROM memory_sources s
-        JOIN ranked f ON f.id = s.memory_id JOIN ranked x ON x.id = s.source_id
-    )
+    LIMIT CAST(:k AS bigint) + CAST((SELECT coalesce(sum(links), 0) FROM ranked) AS bigint)
 )"""
 
 
