@@ -73,7 +73,7 @@ def main() -> None:
     measure(args, embedder, questions)
 
 
-def measure(args: argparse.Namespace, embedder: object, questions: list[str]) -> None:
+def measure(args: argparse.Namespace, embedder: hybrid_scale.GivenVectors, questions: list[str]) -> None:
     from memagent.bootstrap import App
     from memagent.config import get_settings
     from memagent.store import search_sql
@@ -86,7 +86,7 @@ def measure(args: argparse.Namespace, embedder: object, questions: list[str]) ->
     settings = tuple(search_sql.SETTINGS.items())
     timed: dict[str, list[float]] = {"vector": [], "text": [], "hybrid": []}
     warm, asked = questions[args.queries :], questions[: args.queries]
-    with App(get_settings(), embedder=embedder) as app:  # type: ignore[arg-type]
+    with App(get_settings(), embedder=embedder) as app:
         service = app.service()
 
         def one(side: str, question: str) -> float:

@@ -37,6 +37,7 @@ def add(repo: MemoryRepository, content: str, *, namespace: str = "h", **kw: obj
         metadata={},
         created_at=kw.get("created_at"),  # type: ignore[arg-type]
         importance=float(kw.get("importance", 0.5)),  # type: ignore[arg-type]
+        kind=str(kw.get("kind", "exchange")),
     )
     return repo.add(memory)[0]
 
@@ -127,11 +128,7 @@ def test_hybrid_sends_the_query_vector_once_and_reports_exact_distances(repo: Me
     # words, so by its own score it ranks above the exchange and stands for it, unless a maximum distance
     # leaves it out.
     said = add(repo, "we talked about the ferry", embedding=unit(1.0))
-    fact = repo.add(
-        NewMemory(
-            "h", "s", "the ferry to porto leaves at seven", unit(1.0, 1.0), "fake-embed-384", {}, kind="fact"
-        )
-    )[0]
+    fact = add(repo, "the ferry to porto leaves at seven", embedding=unit(1.0, 1.0), kind="fact")
     repo.link("h", [(fact, [said])])
     for i in range(4):
         add(repo, f"filler {i} about gardens", embedding=unit(0.0, 0.0, 1.0, 0.1 * i))
@@ -159,15 +156,12 @@ def test_hybrid_sends_the_query_vector_once_and_reports_exact_distances(repo: Me
 def test_exchanges_hidden_by_their_facts_still_leave_k_results(repo: MemoryRepository) -> None:
     """The final step reads only the best candidates' rows: the best k and one more for each link between
     two candidates, so the exchanges their facts stand for never leave fewer than k results."""
-
-    def store(content: str, kind: str = "exchange") -> int:
-        memory = NewMemory("h", "s", content, fake_embedding(content, DIM), "fake-embed-384", {}, kind=kind)
-        return repo.add(memory)[0]
-
     for i in range(3):
-        said = store(f"we said the ferry to porto leaves at {i} from the pier")
-        repo.link("h", [(store(f"ferry porto {i}", kind="fact"), [said])])  # shorter: ahead by its own score
-    fillers = {store(f"a ferry timetable, page {i}, nothing about the town") for i in range(3)}
+        said = add(repo, f"we said the ferry to porto leaves at {i} from the pier")
+        repo.link(
+            "h", [(add(repo, f"ferry porto {i}", kind="fact"), [said])]
+        )  # shorter: ahead by its own score
+    fillers = {add(repo, f"a ferry timetable, page {i}, nothing about the town") for i in range(3)}
     for mode in ("text", "hybrid"):
         found = repo.search(
             fake_embedding("ferry porto", DIM), scope=Scope("h"), k=4, mode=mode, query_text="ferry porto"
