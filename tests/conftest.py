@@ -270,6 +270,18 @@ def cli_env(
         conn.execute(text("DELETE FROM memories WHERE namespace LIKE 'cli-%'"))
 
 
+@pytest.fixture
+def engine_service(db_url: str, fake: FakeOpenAI) -> Iterator[tuple[MemoryService, Database, str]]:
+    """A service over a real engine (a Database of its own, no caller's transaction), in a namespace of its
+    own, deleted after."""
+    namespace = f"fast-{uuid.uuid4().hex[:8]}"
+    with Database(Settings(), url=db_url) as db:
+        service = MemoryService(db.sessions, fake_embedder(fake), Settings(namespace=namespace))
+        yield service, db, namespace
+        with db.engine.begin() as conn:
+            conn.execute(text("DELETE FROM memories WHERE namespace LIKE 'fast-%'"))
+
+
 @contextmanager
 def sent_statements(target: Engine | Connection) -> Iterator[list[tuple[str, Any]]]:
     """The SQL statements (and parameters) memagent sends through `target` while the block runs."""

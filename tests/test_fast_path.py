@@ -4,8 +4,7 @@ catch-up. What a service remembers between calls (the embedding space) must neve
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from sqlalchemy import Connection, Engine, event, text
@@ -102,17 +101,6 @@ def test_the_catch_up_runs_at_most_once_a_minute_unless_this_service_left_someth
 
 
 # -- over an engine: the one-round-trip unit of work itself --------------------------------------------------
-
-
-@pytest.fixture
-def engine_service(db_url: str, fake: FakeOpenAI) -> Iterator[tuple[MemoryService, Database, str]]:
-    """A service over the real engine (no caller's transaction), in a namespace of its own, deleted after."""
-    namespace = f"fast-{uuid.uuid4().hex[:8]}"
-    with Database(Settings(), url=db_url) as db:
-        service = MemoryService(db.sessions, fake_embedder(fake), Settings(namespace=namespace))
-        yield service, db, namespace
-        with db.engine.begin() as conn:
-            conn.execute(text("DELETE FROM memories WHERE namespace LIKE 'fast-%'"))
 
 
 def test_one_round_trip_recall_runs_under_row_level_security_and_leaves_nothing_behind(

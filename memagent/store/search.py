@@ -41,6 +41,7 @@ class RecallStatement:
     k: int
     recency_half_life: timedelta | None = None
     importance_weight: float = 0.0
+    split: HybridSplit | None = None  # hybrid: the same recall as three statements
 
     def results(self, rows: Iterable[Sequence[Any]]) -> list[RecalledMemory]:
         """The recalled memories, best first (re-ranked by recency and importance when either is on)."""
@@ -56,6 +57,43 @@ class RecallStatement:
             return None
         row = rows[0]
         return str(row[-3]), int(row[-2]), "halfvec" if row[-1] == "halfvec" else "vector"
+
+
+@dataclass(frozen=True)
+class HybridSplit:
+    """A hybrid recall as three statements: each side alone (text_sql and vector_sql, with the recall
+    statement's parameters and settings: run at the same time, on connections of their own), then
+    fused(...) over their rows — the rows the one statement gives (memagent.store.search_sql)."""
+
+    text_sql: str
+    vector_sql: str
+    max_distance: bool
+    checked: bool
+
+    def fused(
+        self,
+        statement: RecallStatement,
+        vector_rows: Sequence[Sequence[Any]],
+        text_rows: Sequence[Sequence[Any]],
+    ) -> RecallStatement:
+        """The statement fusing the two sides' rows (vector: id, distance; text: id, score).
+
+        The arrays go as array literals ('{1,2}', cast in the statement): as ARRAY[1, 2] expressions,
+        psycopg2's form for a list, PostgreSQL took ~1 ms longer to parse 200 values than to run the fusion.
+        (repr() writes a float PostgreSQL reads back exactly.)"""
+        sides = {
+            "vec_ids": _array(int(row[0]) for row in vector_rows),
+            "vec_distances": _array(float(row[1]) for row in vector_rows),
+            "txt_ids": _array(int(row[0]) for row in text_rows),
+            "txt_scores": _array(float(row[1]) for row in text_rows),
+        }
+        sql = search_sql.given_sides_sql(max_distance=self.max_distance, checked=self.checked)
+        return replace(statement, sql=sql, params=statement.params | sides, split=None)
+
+
+def _array(values: Iterable[float]) -> str:
+    """A PostgreSQL array literal of numbers."""
+    return "{" + ",".join(map(repr, values)) + "}"
 
 
 def recall_statement(
@@ -103,7 +141,11 @@ def recall_statement(
     }
     ef = str(max(ef_search, depth if mode == "hybrid" else fetch))
     settings = (*search_sql.SETTINGS.items(), ("hnsw.ef_search", ef))
-    return RecallStatement(sql, params, settings, mode, k, recency_half_life, importance_weight)
+    split = None
+    if mode == "hybrid":
+        vector_sql = search_sql.vector_side_sql(condition, index=index, dim=dim)
+        split = HybridSplit(search_sql.text_side_sql(), vector_sql, max_distance is not None, checked)
+    return RecallStatement(sql, params, settings, mode, k, recency_half_life, importance_weight, split)
 
 
 class SearchQueries:

@@ -26,14 +26,15 @@ RRF_C = 3
 
 # BM25's top `depth` in scope, computed in the database from statistics kept at write time
 # (memagent.store.text_ranking, revision 0011).
-_TEXT_RANKING = """
-txt AS MATERIALIZED (
-    SELECT r.id, r.score, row_number() OVER (ORDER BY r.score DESC, r.id) AS rank
-    FROM memagent_text_ranking(
+_TEXT_CALL = """memagent_text_ranking(
         CAST(:scope_namespace AS text), CAST(:text_session AS text), CAST(:text_before AS timestamptz),
         CAST(:qtext AS text), CAST(:depth AS integer), CAST(:text_kinds AS text[]),
         CAST(:text_as_of AS timestamptz), CAST(:text_archived AS boolean), CAST(:text_floor AS float8)
-    ) r
+    ) r"""
+_TEXT_RANKING = f"""
+txt AS MATERIALIZED (
+    SELECT r.id, r.score, row_number() OVER (ORDER BY r.score DESC, r.id) AS rank
+    FROM {_TEXT_CALL}
 )"""
 
 _VECTOR_RANKING = """
@@ -100,14 +101,29 @@ _SOURCES = "ARRAY(SELECT s.source_id FROM memory_sources s WHERE s.memory_id = {
 # jit_above_cost and compile code for a branch that never starts.
 SETTINGS = {"hnsw.iterative_scan": "relaxed_order", "max_parallel_workers_per_gather": "0", "jit": "off"}
 
+# Reciprocal rank fusion of the two sides. A sum over the union rather than a full join: the planner then
+# looks each of the (at most 2 x depth) memories up by its key, where a join on coalesce(vec.id, txt.id)
+# made it scan the namespace.
+_FUSED = """fused AS MATERIALIZED (
+    SELECT parts.id, sum(parts.score) AS score FROM (
+        SELECT vec.id, CAST(:w_vector AS float8) / (CAST(:rrf_c AS float8) + vec.rank) AS score
+        FROM vec
+        UNION ALL
+        SELECT txt.id, CAST(:w_text AS float8) / (CAST(:rrf_c AS float8) + txt.rank) AS score
+        FROM txt
+    ) parts GROUP BY parts.id
+)"""
+
 # A fact or summary is supported by the memories it came from: their scores among the candidates add to its
 # own (the exchange that said it and the fact both match: the fact is the better answer). `own` keeps the
-# score it earned by itself; `links`, how many of its sources are candidates (_BEST_CANDIDATES).
+# score it earned by itself; `links`, how many of its sources are candidates (_BEST_CANDIDATES). The scores
+# are summed in the order of their ids: in whatever order a plan gave them, the sum could differ in its last
+# bit from one plan to another (hybrid's one statement and its three: memagent.usecases.checked).
 _SUPPORTED = """
 ranked AS MATERIALIZED (
     SELECT f.id, f.score AS own, f.score + coalesce(sup.total, 0) AS score, sup.links
     FROM fused f CROSS JOIN LATERAL (
-        SELECT sum(src.score) AS total, count(*) AS links
+        SELECT sum(src.score ORDER BY src.id) AS total, count(*) AS links
         FROM memory_sources s JOIN fused src ON src.id = s.source_id
         WHERE s.memory_id = f.id
     ) sup
@@ -194,24 +210,48 @@ def hybrid_sql(scope: str, *, max_distance: bool, index: IndexKind | None = "vec
     full-precision one.
     """
     vector = _nearest(scope, "m.id", ":depth", index, dim) + "," + _VECTOR_RANKING
-    # A sum over the union rather than a full join: the planner then looks each of the (at most 2 x depth)
-    # memories up by its key, where a join on coalesce(vec.id, txt.id) made it scan the namespace.
-    fused = (
-        "fused AS MATERIALIZED (\n"
-        "    SELECT parts.id, sum(parts.score) AS score FROM (\n"
-        "        SELECT vec.id, CAST(:w_vector AS float8) / (CAST(:rrf_c AS float8) + vec.rank) AS score\n"
-        "        FROM vec\n"
-        "        UNION ALL\n"
-        "        SELECT txt.id, CAST(:w_text AS float8) / (CAST(:rrf_c AS float8) + txt.rank) AS score\n"
-        "        FROM txt\n"
-        "    ) parts GROUP BY parts.id\n"
-        ")"
-    )
     # The query vector the vector side parsed once (query_vector) serves the final distances too (see
     # _nearest: a second copy cost ~0.2 ms at 1536 dimensions).
-    return f"WITH {vector},{_TEXT_RANKING},\n{fused},{_SUPPORTED}" + _final(
+    return f"WITH {vector},{_TEXT_RANKING},\n{_FUSED},{_SUPPORTED}" + _final(
         max_distance, "(SELECT v FROM query_vector)"
     )
+
+
+# Hybrid recall in three statements, the two sides at the same time on two connections
+# (memagent.usecases.checked): the text side (text_side_sql) and the vector side (vector_side_sql), then
+# their results, given back as arrays, fused as hybrid_sql fuses them (given_sides_sql): the same ranks,
+# the same rows.
+def text_side_sql() -> str:
+    """Hybrid's text side alone: BM25's top `depth` in scope (id, score), in no particular order."""
+    return f"SELECT r.id, r.score FROM {_TEXT_CALL}"
+
+
+@lru_cache(maxsize=64)
+def vector_side_sql(scope: str, *, index: IndexKind | None, dim: int) -> str:
+    """Hybrid's vector side alone: the `depth` nearest in scope (id, full-precision distance), unordered."""
+    return "WITH " + _nearest(scope, "m.id", ":depth", index, dim) + "\nSELECT id, distance FROM nearest"
+
+
+_GIVEN_SIDES = """
+vec AS (
+    SELECT v.id, row_number() OVER (ORDER BY v.distance, v.id) AS rank
+    FROM unnest(CAST(:vec_ids AS bigint[]), CAST(:vec_distances AS float8[])) AS v(id, distance)
+),
+txt AS MATERIALIZED (
+    SELECT r.id, r.score, row_number() OVER (ORDER BY r.score DESC, r.id) AS rank
+    FROM unnest(CAST(:txt_ids AS bigint[]), CAST(:txt_scores AS float8[])) AS r(id, score)
+),
+query_vector AS MATERIALIZED (SELECT CAST(:qvec AS vector) AS v)"""
+
+
+@lru_cache(maxsize=8)
+def given_sides_sql(*, max_distance: bool, checked: bool) -> str:
+    """hybrid_sql's fusion and final rows over sides computed beforehand (vec_ids and vec_distances,
+    txt_ids and txt_scores)."""
+    statement = f"WITH {_GIVEN_SIDES},\n{_FUSED},{_SUPPORTED}" + _final(
+        max_distance, "(SELECT v FROM query_vector)"
+    )
+    return _CHECKED.format(statement=statement, order="found.score DESC, found.id") if checked else statement
 
 
 def _nearest(scope: str, columns: str, limit: str, index: IndexKind | None, dim: int) -> str:

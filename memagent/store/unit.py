@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import cached_property
 from typing import Any
@@ -79,6 +82,10 @@ class Store:
         return isolation(self._session)
 
 
+# Statements run_aside runs at once (each on a connection of its own); more, and callers run them themselves.
+ASIDE = 2
+
+
 class UnitOfWork:
     """Opens units of work over a session factory; remembers whether this login may take the app role."""
 
@@ -86,6 +93,7 @@ class UnitOfWork:
         self._sessions = sessions
         self._isolation: Isolation | None = None  # whether this login can run as memagent_app (once known)
         self._bind: Engine | Connection | None = None  # what the sessions are bound to (once known)
+        self._aside: tuple[int, ThreadPoolExecutor, threading.Semaphore] | None = None  # (pid, …): run_aside
 
     @contextmanager
     def __call__(self, namespace: str | None = None, *, admin: bool = False) -> Iterator[Store]:
@@ -179,6 +187,42 @@ class UnitOfWork:
                 finally:
                     pooled.close()
         raise AssertionError("unreachable")
+
+    def run_aside(
+        self,
+        namespace: str,
+        sql: str,
+        params: Mapping[str, Any],
+        settings: Sequence[tuple[str, str]] = (),
+    ) -> Future[list[Any]] | None:
+        """run() on a thread of its own (a connection of its own from the pool), while the caller goes on;
+        None when that cannot help: inside a caller's transaction, over asyncpg, or with ASIDE statements
+        already running (the caller then runs it itself).
+
+        The thread holds a connection only while its statement runs and waits for nothing else, so a caller
+        that waits for it while holding no connection of its own cannot deadlock the pool.
+        """
+        bind = self._bound()
+        if not isinstance(bind, Engine) or bind.dialect.driver != "psycopg2":
+            return None
+        if self._aside is None or self._aside[0] != os.getpid():  # (a forked child has no threads)
+            workers = ThreadPoolExecutor(max_workers=ASIDE, thread_name_prefix="memagent-recall")
+            self._aside = (os.getpid(), workers, threading.Semaphore(ASIDE))
+        _, workers, free = self._aside
+        if not free.acquire(blocking=False):
+            return None
+
+        def job() -> list[Any]:
+            try:
+                return self.run(namespace, sql, params, settings)
+            finally:
+                free.release()
+
+        try:
+            return workers.submit(job)
+        except RuntimeError:  # the interpreter is shutting down
+            free.release()
+            return None
 
     def _bound(self) -> Engine | Connection:
         if self._bind is None:

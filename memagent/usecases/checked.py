@@ -8,6 +8,7 @@ INSERT (written only if the space still matches). Anything unexpected goes back 
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Future
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,7 +18,7 @@ from memagent.providers.embeddings import Embedder
 from memagent.records import RecalledMemory
 from memagent.store.memories import NewMemory, add_one_guarded
 from memagent.store.scope import Scope
-from memagent.store.search import SearchMode, SpaceRow, recall_statement
+from memagent.store.search import RecallStatement, SearchMode, SpaceRow, recall_statement
 from memagent.store.unit import Store, UnitOfWork
 from memagent.usecases.embedding_space import check_space
 from memagent.usecases.known_space import KnownSpace
@@ -56,6 +57,68 @@ class SpaceChecked:
             self.known.set(space)
         return space
 
+    def _statement(
+        self,
+        query: str,
+        vector: Any,
+        scope: Scope,
+        space: SpaceRow,
+        *,
+        k: int,
+        max_distance: float | None,
+        ef: int,
+        mode: SearchMode,
+        text_floor: float | None,
+    ) -> RecallStatement:
+        """The checked statement of one recall, with this service's ranking settings."""
+        half_life = self.settings.recency_half_life_days
+        return recall_statement(
+            vector,
+            scope=scope,
+            k=k,
+            max_distance=max_distance,
+            ef_search=ef,
+            mode=mode,
+            query_text=query,
+            depth=self.settings.hybrid_depth,
+            text_weight=self.settings.hybrid_text_weight,
+            recency_half_life=timedelta(days=half_life) if half_life else None,
+            importance_weight=self.settings.importance_weight,
+            index=space[2],
+            checked=True,
+            text_floor=text_floor,
+        )
+
+    def _text_side(
+        self,
+        query: str,
+        scope: Scope,
+        space: SpaceRow,
+        *,
+        k: int,
+        max_distance: float | None,
+        ef: int,
+        text_floor: float | None,
+    ) -> Future[list[Any]] | None:
+        """A hybrid recall's text side, started on a connection of its own (it needs no embedding:
+        MemoryService starts it before embedding the query); None when it cannot run aside
+        (UnitOfWork.run_aside)."""
+        statement = self._statement(
+            query,
+            None,
+            scope,
+            space,
+            k=k,
+            max_distance=max_distance,
+            ef=ef,
+            mode="hybrid",
+            text_floor=text_floor,
+        )
+        assert statement.split is not None
+        return self.unit.run_aside(
+            scope.namespace, statement.split.text_sql, statement.params, statement.settings
+        )
+
     def _search(
         self,
         query: str,
@@ -68,33 +131,33 @@ class SpaceChecked:
         ef: int,
         mode: SearchMode,
         text_floor: float | None = None,
+        text_side: Future[list[Any]] | None = None,
     ) -> list[RecalledMemory]:
-        """One checked statement, one round trip: the rows and the embedding space in force with them.
+        """One checked statement, one round trip: the rows and the embedding space in force with them. Hybrid:
+        its two sides at the same time on two connections, then their fusion (_sides_at_once), when it can.
 
         If the space is not the one verified (a reembed or another model meanwhile) or the statement fails
         (a dropped connection, a retyped column), check in full (which may follow the database to another
-        model, or refuse a mismatch) and try once more, embedding the query again if the embedder changed.
+        model, or refuse a mismatch) and try once more, in one statement, embedding the query again if the
+        embedder changed. text_side: the text side already started (_text_side).
         """
-        half_life = self.settings.recency_half_life_days
         for attempt in (1, 2):
-            statement = recall_statement(
+            statement = self._statement(
+                query,
                 vector,
-                scope=scope,
+                scope,
+                space,
                 k=k,
                 max_distance=max_distance,
-                ef_search=ef,
+                ef=ef,
                 mode=mode,
-                query_text=query,
-                depth=self.settings.hybrid_depth,
-                text_weight=self.settings.hybrid_text_weight,
-                recency_half_life=timedelta(days=half_life) if half_life else None,
-                importance_weight=self.settings.importance_weight,
-                index=space[2],
-                checked=True,
                 text_floor=text_floor,
             )
             try:
-                rows = self.unit.run(scope.namespace, statement.sql, statement.params, statement.settings)
+                if attempt == 1 and statement.split is not None and vector is not None:
+                    rows = self._sides_at_once(statement, scope.namespace, text_side)
+                else:
+                    rows = self.unit.run(scope.namespace, statement.sql, statement.params, statement.settings)
             except DatabaseError:
                 if attempt == 2:
                     raise
@@ -112,6 +175,23 @@ class SpaceChecked:
             if self.embedder is not embedder and vector is not None:
                 vector = self.embedder.embed([query])[0]
         raise AssertionError("unreachable")
+
+    def _sides_at_once(
+        self, statement: RecallStatement, namespace: str, text_side: Future[list[Any]] | None
+    ) -> list[Any]:
+        """A hybrid recall's rows: its text side on a connection of its own (text_side, or started now) while
+        this thread finds the vector side, then both fused in a third statement; in one statement when the
+        text side cannot run aside. No connection is held while waiting for the text side."""
+        split = statement.split
+        assert split is not None
+        aside = text_side or self.unit.run_aside(
+            namespace, split.text_sql, statement.params, statement.settings
+        )
+        if aside is None:
+            return self.unit.run(namespace, statement.sql, statement.params, statement.settings)
+        vector_rows = self.unit.run(namespace, split.vector_sql, statement.params, statement.settings)
+        fused = split.fused(statement, vector_rows, aside.result())
+        return self.unit.run(namespace, fused.sql, fused.params, fused.settings)
 
     def _embedded(
         self,

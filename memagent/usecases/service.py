@@ -189,6 +189,13 @@ class MemoryService(SpaceChecked):
             raise InputError(f"mode must be hybrid, vector or text, not {mode!r}.")
         degraded: str | None = None
         vector: Any = None
+        # Hybrid's text side needs no embedding: it runs (on a connection of its own) while the query is
+        # embedded and the vector side found.
+        text_side = None
+        if mode == "hybrid":
+            text_side = self._text_side(
+                query, scope, space, k=k, max_distance=max_distance, ef=ef_search, text_floor=text_floor
+            )
         try:
             vector = self.embedder.embed([query])[0]
         except ProviderError as exc:
@@ -208,6 +215,7 @@ class MemoryService(SpaceChecked):
             ef=ef_search,
             mode=mode,
             text_floor=text_floor,
+            text_side=text_side if mode == "hybrid" else None,
         )
         return RecallResult(found, degraded, mode)
 

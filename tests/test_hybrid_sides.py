@@ -1,0 +1,168 @@
+"""Hybrid recall with its two sides at the same time: the text side on a connection of its own, started before
+the query is embedded, the vector side on the caller's, then their fusion (memagent.usecases.checked)."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from memagent.store.database import Database
+from memagent.store.memories import NewMemory
+from memagent.usecases.service import MemoryService
+from tests.conftest import DIM
+from tests.fake_openai import fake_embedding
+
+WORDS = ("ferry", "porto", "pier", "harbour", "timetable", "garden", "orchid", "water", "sunday", "tide")
+
+
+def fill(service: MemoryService, db: Database, namespace: str) -> None:
+    """Exchanges in two sessions, facts and a summary drawn from some of them, archived exchanges and an
+    expired fact: every kind of row the final step treats apart."""
+
+    def new(content: str, session: str, kind: str = "exchange") -> NewMemory:
+        return NewMemory(
+            namespace, session, content, fake_embedding(content, DIM), service.embedder.model, {}, kind=kind
+        )
+
+    service.remember("the first memory claims the embedding space")
+    with service.unit(namespace) as store:
+        exchanges = []
+        for i in range(30):
+            words = [WORDS[(i * 7 + j * 3) % len(WORDS)] for j in range(2 + i % 4)]
+            said = f"User: about the {' and the '.join(words)} ({i})\nAssistant: noted, {words[0]} it is"
+            exchanges.append(store.memories.add(new(said, f"s{i % 2}"))[0])
+        facts = []
+        for i in range(0, 30, 4):
+            fact = store.memories.add(new(f"the {WORDS[i % len(WORDS)]} matters ({i})", "s0", "fact"))[0]
+            facts.append(fact)
+            store.memories.link(namespace, [(fact, [exchanges[i], exchanges[(i + 5) % 30]])])
+        summary = store.memories.add(new("a summary of the ferry, the pier and the tide", "s1", "summary"))[0]
+        store.memories.link(namespace, [(summary, exchanges[10:20])])
+    with db.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE memories SET archived_at = now() WHERE id = ANY (:ids)"), {"ids": exchanges[10:16]}
+        )
+        conn.execute(text("UPDATE memories SET expired_at = now() WHERE id = :id"), {"id": facts[1]})
+
+
+def recalled(service: MemoryService, query: str, **kw: Any) -> list[tuple[int, float, float | None]]:
+    found = service.recall(query, mode="hybrid", **kw)
+    return [(m.id, m.score, m.distance) for m in found.memories]
+
+
+def test_the_sides_at_once_return_what_one_statement_returns(
+    engine_service: tuple[MemoryService, Database, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service, db, namespace = engine_service
+    fill(service, db, namespace)
+    ran: list[tuple[str, str]] = []
+    run = service.unit.run
+
+    def recording(ns: str, sql: str, params: Any, settings: Sequence[tuple[str, str]] = ()) -> list[Any]:
+        ran.append((threading.current_thread().name, sql))
+        return run(ns, sql, params, settings)
+
+    monkeypatch.setattr(service.unit, "run", recording)
+    queries = ["ferry porto", "the tide at noon", "orchid water sunday", "lighthouse", "garden harbour pier"]
+    shapes = itertools.product(
+        queries,
+        (1, 3, 7),
+        (None, 0.9),  # a maximum distance
+        (None, "s1"),  # one session
+        (None, ("fact",), ("exchange", "summary")),
+        (False, True),  # archived ones too
+        (None, 0.0),  # the text side's floor: hybrid's, or none (item search)
+    )
+    compared = 0
+    for query, k, cut, session, kinds, archived, floor in shapes:
+        kw = {"k": k, "max_distance": cut, "session_id": session, "kinds": kinds}
+        kw |= {"include_archived": archived, "text_floor": floor}
+        ran.clear()
+        at_once = recalled(service, query, **kw)
+        # The text side ran on a recall thread, the vector side and then the fusion on this one.
+        aside = [sql for name, sql in ran if name.startswith("memagent-recall")]
+        here = [sql for name, sql in ran if not name.startswith("memagent-recall")]
+        assert len(aside) == 1 and "memagent_text_ranking" in aside[0], (query, kw)
+        assert len(here) == 2 and "nearest_index" in here[0] and "vec_ids" in here[1], (query, kw)
+        assert "memagent_text_ranking" not in here[0] + here[1]
+        with monkeypatch.context() as one:
+            one.setattr(service.unit, "run_aside", lambda *a, **kw: None)
+            ran.clear()
+            assert recalled(service, query, **kw) == at_once, (query, kw)
+            assert len(ran) == 1 and "memagent_text_ranking" in ran[0][1] and "vec_ids" not in ran[0][1]
+        compared += bool(at_once)
+    assert compared > 500  # most shapes find something
+
+
+class SlowEmbedder:
+    """The service's embedder, taking `delay` seconds per call, recording when each call started."""
+
+    def __init__(self, inner: Any, delay: float) -> None:
+        self.inner, self.delay = inner, delay
+        self.started: list[float] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def embed(self, texts: Sequence[str]) -> Any:
+        self.started.append(time.perf_counter())
+        time.sleep(self.delay)
+        return self.inner.embed(texts)
+
+
+def test_the_text_side_runs_while_the_query_is_embedded(
+    engine_service: tuple[MemoryService, Database, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service, db, namespace = engine_service
+    fill(service, db, namespace)
+    service.recall("warm the space check up")
+    slow = SlowEmbedder(service.embedder, 0.3)
+    monkeypatch.setattr(service, "embedder", slow)
+    text_ran: list[tuple[float, float]] = []
+    run = service.unit.run
+
+    def timed(ns: str, sql: str, params: Any, settings: Sequence[tuple[str, str]] = ()) -> list[Any]:
+        started = time.perf_counter()
+        try:
+            return run(ns, sql, params, settings)
+        finally:
+            if "memagent_text_ranking" in sql:
+                text_ran.append((started, time.perf_counter()))
+
+    monkeypatch.setattr(service.unit, "run", timed)
+    assert recalled(service, "ferry porto pier")
+    (embedding_started,) = slow.started
+    ((text_started, text_done),) = text_ran
+    assert text_started < embedding_started + 0.3 and text_done < embedding_started + 0.3  # hidden by it
+
+
+def test_concurrent_hybrid_recalls_share_a_small_pool(
+    engine_service: tuple[MemoryService, Database, str],
+) -> None:
+    """Many threads recalling at once through one service (a pool of 2 + 4 connections, two recall threads):
+    each recall holds one connection at a time, so none waits on another; every result is the one a recall
+    alone gives."""
+    service, db, namespace = engine_service
+    fill(service, db, namespace)
+    queries = ["ferry porto", "the tide at noon", "orchid water sunday", "garden harbour pier", "lighthouse"]
+    alone = {query: recalled(service, query, k=5) for query in queries}
+    asked = [queries[i % len(queries)] for i in range(200)]
+    with ThreadPoolExecutor(max_workers=12) as callers:
+        results = list(callers.map(lambda query: recalled(service, query, k=5), asked, timeout=120))
+    assert results == [alone[query] for query in asked]
+    with db.engine.connect() as conn:  # the pool's connections are all back, none left in a transaction
+        busy = conn.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND state LIKE 'idle in transaction%'"
+            )
+        ).scalar_one()
+    assert busy == 0
+    assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
