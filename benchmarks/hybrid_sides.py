@@ -3,22 +3,27 @@
     python benchmarks/hybrid_scale.py --data ../shared/benchdata/locomo/locomo_dev.json --home /tmp/hs-1m
     python benchmarks/hybrid_sides.py --data ../shared/benchdata/locomo/locomo_dev.json --home /tmp/hs-1m
 
-Hybrid recall runs its vector side and its text side one after the other, in one statement; this says what
-running them at the same time could give. The questions and query vectors are hybrid_scale.py's (pass the
-same --data and --home): the next --warmup questions are asked first, untimed, then the first --queries are
-timed, each three ways, the order alternating from question to question:
+Hybrid recall ran its vector side and its text side one after the other, in one statement; this measured
+what running them at the same time could give, and now measures what it gives (memagent runs the text side
+on a connection of its own while it finds the vector side, then fuses them: memagent.usecases.checked). The
+questions and query vectors are hybrid_scale.py's (pass the same --data and --home): the next --warmup
+questions are asked first, untimed, then the first --queries are timed, each four ways, the order
+alternating from question to question:
 
 - vector side: `MemoryService.recall(mode="vector", k=depth)` — the depth nearest hybrid ranks, through
   memagent's whole path (which also reads and maps the depth rows: a little more than hybrid's side does);
 - text side: the ranking function as hybrid calls it (`memagent_text_ranking`, depth, floor 0.2) as one
   unit of work of the same service (`UnitOfWork.run`: the round trip, row-level security and recall's
   settings), so that both sides carry a recall's fixed costs;
-- hybrid: `MemoryService.recall(mode="hybrid", k=10)`, both sides and the fusion.
+- hybrid: `MemoryService.recall(mode="hybrid", k=10)`, both sides at once and the fusion;
+- hybrid, one statement: the same recall with the text side refused a connection of its own
+  (`UnitOfWork.run_aside` answering None, as inside a caller's transaction), as memagent ran it before.
 
 Reported: p50 / p95 / mean of each, of the sum of the two sides (one statement's work, the fusion left out,
-a recall's fixed costs counted twice) and of the larger of the two (both sides on connections of their own
-at the same time, before a fusion step, which it leaves out). The embedded server lingers after a run, as
-memagent's does by default, so that a run right after another finds its cache as that one left it.
+a recall's fixed costs counted twice) and of the larger of the two (both sides at the same time, the fusion
+left out), and how many questions the two hybrid recalls answered differently (none should). The embedded
+server lingers after a run, as memagent's does by default, so that a run right after another finds its
+cache as that one left it.
 """
 
 from __future__ import annotations
@@ -84,10 +89,13 @@ def measure(args: argparse.Namespace, embedder: hybrid_scale.GivenVectors, quest
         "CAST(:depth AS integer), NULL, NULL, false, CAST(:floor AS float8))"
     )
     settings = tuple(search_sql.SETTINGS.items())
-    timed: dict[str, list[float]] = {"vector": [], "text": [], "hybrid": []}
+    timed: dict[str, list[float]] = {"vector": [], "text": [], "hybrid": [], "hybrid, one statement": []}
+    differ = 0
     warm, asked = questions[args.queries :], questions[: args.queries]
     with App(get_settings(), embedder=embedder) as app:
         service = app.service()
+
+        answers: dict[str, list[tuple[int, float]]] = {}
 
         def one(side: str, question: str) -> float:
             started = time.perf_counter()
@@ -97,22 +105,32 @@ def measure(args: argparse.Namespace, embedder: hybrid_scale.GivenVectors, quest
                 values = {"ns": args.namespace, "q": question, "depth": args.depth, "floor": FLOOR}
                 service.unit.run(args.namespace, ranking, values, settings)
             else:
-                service.recall(question, namespace=args.namespace, k=10, mode="hybrid")
+                if side != "hybrid":
+                    service.unit.run_aside = lambda *_, **__: None  # type: ignore[method-assign]
+                try:
+                    found = service.recall(question, namespace=args.namespace, k=10, mode="hybrid")
+                finally:
+                    vars(service.unit).pop("run_aside", None)
+                answers[side] = [(m.id, m.score) for m in found.memories]
             return time.perf_counter() - started
 
         for i, question in enumerate(warm + asked):
-            order = ("vector", "text", "hybrid") if i % 2 else ("hybrid", "text", "vector")
+            order = list(timed) if i % 2 else list(reversed(timed))
             spent = {side: one(side, question) for side in order}
+            differ += answers["hybrid"] != answers["hybrid, one statement"]
             if i >= len(warm):
                 for side, seconds in spent.items():
                     timed[side].append(seconds)
     both = list(zip(timed["vector"], timed["text"], strict=True))
     timed["sum of the sides"] = [v + t for v, t in both]
     timed["larger side"] = [max(v, t) for v, t in both]
-    print(f"namespace {args.namespace}, depth {args.depth}, {len(both)} questions ({len(warm)} warm-up):")
+    print(
+        f"namespace {args.namespace}, depth {args.depth}, {len(both)} questions ({len(warm)} warm-up); "
+        f"the two hybrid recalls answered {differ} of {len(warm) + len(asked)} differently:"
+    )
     for name, values in timed.items():
         print(
-            f"  {name:<17} p50 {pct(values, 50):6.2f} ms  p95 {pct(values, 95):6.2f} ms  "
+            f"  {name:<21} p50 {pct(values, 50):6.2f} ms  p95 {pct(values, 95):6.2f} ms  "
             f"mean {statistics.mean(values) * 1000:6.2f} ms"
         )
 

@@ -67,6 +67,7 @@ class HybridSplit:
 
     text_sql: str
     vector_sql: str
+    given_text_sql: str  # the vector side and the fusion, the text side's rows given
     max_distance: bool
     checked: bool
 
@@ -84,11 +85,21 @@ class HybridSplit:
         sides = {
             "vec_ids": _array(int(row[0]) for row in vector_rows),
             "vec_distances": _array(float(row[1]) for row in vector_rows),
+        } | self._text(text_rows)
+        sql = search_sql.given_sides_sql(max_distance=self.max_distance, checked=self.checked)
+        return replace(statement, sql=sql, params=statement.params | sides, split=None)
+
+    def with_text(self, statement: RecallStatement, text_rows: Sequence[Sequence[Any]]) -> RecallStatement:
+        """The statement finding the vector side and fusing it with the text side's rows (id, score)."""
+        params = statement.params | self._text(text_rows)
+        return replace(statement, sql=self.given_text_sql, params=params, split=None)
+
+    @staticmethod
+    def _text(text_rows: Sequence[Sequence[Any]]) -> dict[str, str]:
+        return {
             "txt_ids": _array(int(row[0]) for row in text_rows),
             "txt_scores": _array(float(row[1]) for row in text_rows),
         }
-        sql = search_sql.given_sides_sql(max_distance=self.max_distance, checked=self.checked)
-        return replace(statement, sql=sql, params=statement.params | sides, split=None)
 
 
 def _array(values: Iterable[float]) -> str:
@@ -143,8 +154,10 @@ def recall_statement(
     settings = (*search_sql.SETTINGS.items(), ("hnsw.ef_search", ef))
     split = None
     if mode == "hybrid":
+        cut = max_distance is not None
         vector_sql = search_sql.vector_side_sql(condition, index=index, dim=dim)
-        split = HybridSplit(search_sql.text_side_sql(), vector_sql, max_distance is not None, checked)
+        given = search_sql.given_text_sql(condition, max_distance=cut, index=index, dim=dim, checked=checked)
+        split = HybridSplit(search_sql.text_side_sql(), vector_sql, given, cut, checked)
     return RecallStatement(sql, params, settings, mode, k, recency_half_life, importance_weight, split)
 
 

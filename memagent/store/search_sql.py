@@ -5,9 +5,11 @@ conversation would count as much as a rare word. The text ranking is BM25, compu
 function memagent_text_ranking over statistics kept at write time (memagent.store.text_ranking). The query
 is the OR of the message's lexemes (plainto_tsquery would require all of them).
 
-Hybrid recall runs both rankings in one statement — the vector side as the exact
-`ORDER BY embedding <=> :q LIMIT n` the HNSW index serves — and fuses them by reciprocal rank fusion:
-score = w_v / (c + rank_vector) + w_t / (c + rank_text).
+Hybrid recall runs both rankings — the vector side as the exact `ORDER BY embedding <=> :q LIMIT n` the HNSW
+index serves — and fuses them by reciprocal rank fusion: score = w_v / (c + rank_vector) + w_t / (c +
+rank_text). In one statement (hybrid_sql), or in three: each side alone, on connections of their own at the
+same time, then the fusion of their results (text_side_sql, vector_side_sql, given_sides_sql;
+memagent.usecases.checked), which gives the same rows.
 """
 
 from __future__ import annotations
@@ -220,7 +222,8 @@ def hybrid_sql(scope: str, *, max_distance: bool, index: IndexKind | None = "vec
 # Hybrid recall in three statements, the two sides at the same time on two connections
 # (memagent.usecases.checked): the text side (text_side_sql) and the vector side (vector_side_sql), then
 # their results, given back as arrays, fused as hybrid_sql fuses them (given_sides_sql): the same ranks,
-# the same rows.
+# the same rows. When the text side is done before the vector side starts (it started before the query was
+# embedded), the vector side and the fusion are one statement (given_text_sql).
 def text_side_sql() -> str:
     """Hybrid's text side alone: BM25's top `depth` in scope (id, score), in no particular order."""
     return f"SELECT r.id, r.score FROM {_TEXT_CALL}"
@@ -232,23 +235,38 @@ def vector_side_sql(scope: str, *, index: IndexKind | None, dim: int) -> str:
     return "WITH " + _nearest(scope, "m.id", ":depth", index, dim) + "\nSELECT id, distance FROM nearest"
 
 
-_GIVEN_SIDES = """
+_GIVEN_VECTOR = """
 vec AS (
     SELECT v.id, row_number() OVER (ORDER BY v.distance, v.id) AS rank
     FROM unnest(CAST(:vec_ids AS bigint[]), CAST(:vec_distances AS float8[])) AS v(id, distance)
 ),
+query_vector AS MATERIALIZED (SELECT CAST(:qvec AS vector) AS v)"""
+
+_GIVEN_TEXT = """
 txt AS MATERIALIZED (
     SELECT r.id, r.score, row_number() OVER (ORDER BY r.score DESC, r.id) AS rank
     FROM unnest(CAST(:txt_ids AS bigint[]), CAST(:txt_scores AS float8[])) AS r(id, score)
-),
-query_vector AS MATERIALIZED (SELECT CAST(:qvec AS vector) AS v)"""
+)"""
 
 
 @lru_cache(maxsize=8)
 def given_sides_sql(*, max_distance: bool, checked: bool) -> str:
     """hybrid_sql's fusion and final rows over sides computed beforehand (vec_ids and vec_distances,
     txt_ids and txt_scores)."""
-    statement = f"WITH {_GIVEN_SIDES},\n{_FUSED},{_SUPPORTED}" + _final(
+    statement = f"WITH {_GIVEN_VECTOR},{_GIVEN_TEXT},\n{_FUSED},{_SUPPORTED}" + _final(
+        max_distance, "(SELECT v FROM query_vector)"
+    )
+    return _CHECKED.format(statement=statement, order="found.score DESC, found.id") if checked else statement
+
+
+@lru_cache(maxsize=64)
+def given_text_sql(
+    scope: str, *, max_distance: bool, index: IndexKind | None, dim: int, checked: bool
+) -> str:
+    """hybrid_sql with its text side computed beforehand (txt_ids and txt_scores): the vector side, the
+    fusion and the final rows in one statement."""
+    vector = _nearest(scope, "m.id", ":depth", index, dim) + "," + _VECTOR_RANKING
+    statement = f"WITH {vector},{_GIVEN_TEXT},\n{_FUSED},{_SUPPORTED}" + _final(
         max_distance, "(SELECT v FROM query_vector)"
     )
     return _CHECKED.format(statement=statement, order="found.score DESC, found.id") if checked else statement

@@ -180,8 +180,10 @@ class SpaceChecked:
         self, statement: RecallStatement, namespace: str, text_side: Future[list[Any]] | None
     ) -> list[Any]:
         """A hybrid recall's rows: its text side on a connection of its own (text_side, or started now) while
-        this thread finds the vector side, then both fused in a third statement; in one statement when the
-        text side cannot run aside. No connection is held while waiting for the text side."""
+        this thread finds the vector side, then both fused in a third statement; the vector side and the
+        fusion in one statement when the text side is already done (it started before the query was
+        embedded, and a real embedder takes longer); all in one statement when the text side cannot run
+        aside. No connection is held while waiting for the text side."""
         split = statement.split
         assert split is not None
         aside = text_side or self.unit.run_aside(
@@ -189,6 +191,9 @@ class SpaceChecked:
         )
         if aside is None:
             return self.unit.run(namespace, statement.sql, statement.params, statement.settings)
+        if aside.done():
+            given = split.with_text(statement, aside.result())
+            return self.unit.run(namespace, given.sql, given.params, given.settings)
         vector_rows = self.unit.run(namespace, split.vector_sql, statement.params, statement.settings)
         fused = split.fused(statement, vector_rows, aside.result())
         return self.unit.run(namespace, fused.sql, fused.params, fused.settings)
