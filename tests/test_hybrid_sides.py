@@ -187,3 +187,36 @@ def test_concurrent_hybrid_recalls_share_a_small_pool(
         ).scalar_one()
     assert busy == 0
     assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+def test_a_memory_deleted_between_the_sides_still_leaves_k_results(
+    engine_service: tuple[MemoryService, Database, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sides run in transactions of their own: a memory the text side found and another connection
+    deleted (or expired) before the fusion is not returned, and the next best takes its place."""
+    service, db, _ = engine_service
+    for i in range(12):
+        service.remember(f"the ferry to porto leaves from pier {i}")
+    found_by_text = service.recall("ferry porto pier", k=5, mode="text").memories
+    gone, expired = found_by_text[0].id, found_by_text[1].id
+    run_aside = service.unit.run_aside
+
+    def then_changed(*args: Any) -> Future[list[Any]] | None:
+        inner = run_aside(*args)
+        assert inner is not None
+        handed: Future[list[Any]] = Future()
+
+        def hand_over() -> None:
+            rows = inner.result()
+            assert {row[0] for row in rows} >= {gone, expired}
+            with db.engine.begin() as conn:
+                conn.execute(text("DELETE FROM memories WHERE id = :id"), {"id": gone})
+                conn.execute(text("UPDATE memories SET expired_at = now() WHERE id = :id"), {"id": expired})
+            handed.set_result(rows)
+
+        threading.Thread(target=hand_over).start()
+        return handed
+
+    monkeypatch.setattr(service.unit, "run_aside", then_changed)
+    found = service.recall("ferry porto pier", k=5, mode="hybrid").memories
+    assert len(found) == 5 and not {gone, expired} & {m.id for m in found}

@@ -67,9 +67,8 @@ class HybridSplit:
 
     text_sql: str
     vector_sql: str
+    given_sides_sql: str  # the fusion, both sides' rows given
     given_text_sql: str  # the vector side and the fusion, the text side's rows given
-    max_distance: bool
-    checked: bool
 
     def fused(
         self,
@@ -86,8 +85,7 @@ class HybridSplit:
             "vec_ids": _array(int(row[0]) for row in vector_rows),
             "vec_distances": _array(float(row[1]) for row in vector_rows),
         } | self._text(text_rows)
-        sql = search_sql.given_sides_sql(max_distance=self.max_distance, checked=self.checked)
-        return replace(statement, sql=sql, params=statement.params | sides, split=None)
+        return replace(statement, sql=self.given_sides_sql, params=statement.params | sides, split=None)
 
     def with_text(self, statement: RecallStatement, text_rows: Sequence[Sequence[Any]]) -> RecallStatement:
         """The statement finding the vector side and fusing it with the text side's rows (id, score)."""
@@ -155,9 +153,12 @@ def recall_statement(
     split = None
     if mode == "hybrid":
         cut = max_distance is not None
-        vector_sql = search_sql.vector_side_sql(condition, index=index, dim=dim)
-        given = search_sql.given_text_sql(condition, max_distance=cut, index=index, dim=dim, checked=checked)
-        split = HybridSplit(search_sql.text_side_sql(), vector_sql, given, cut, checked)
+        split = HybridSplit(
+            search_sql.text_side_sql(),
+            search_sql.vector_side_sql(condition, index=index, dim=dim),
+            search_sql.given_sides_sql(condition, max_distance=cut, checked=checked),
+            search_sql.given_text_sql(condition, max_distance=cut, index=index, dim=dim, checked=checked),
+        )
     return RecallStatement(sql, params, settings, mode, k, recency_half_life, importance_weight, split)
 
 

@@ -235,10 +235,15 @@ def vector_side_sql(scope: str, *, index: IndexKind | None, dim: int) -> str:
     return "WITH " + _nearest(scope, "m.id", ":depth", index, dim) + "\nSELECT id, distance FROM nearest"
 
 
+# The sides' rows, given back. Each side ran in a transaction of its own, so a memory one of them found may
+# since have been deleted, expired or archived: only those still in scope are ranked (all of them, when
+# nothing changed meanwhile: the ranks one statement gives), so that the final step still finds k rows.
 _GIVEN_VECTOR = """
 vec AS (
     SELECT v.id, row_number() OVER (ORDER BY v.distance, v.id) AS rank
     FROM unnest(CAST(:vec_ids AS bigint[]), CAST(:vec_distances AS float8[])) AS v(id, distance)
+    JOIN memories m ON m.id = v.id
+    WHERE {scope}
 ),
 query_vector AS MATERIALIZED (SELECT CAST(:qvec AS vector) AS v)"""
 
@@ -246,16 +251,17 @@ _GIVEN_TEXT = """
 txt AS MATERIALIZED (
     SELECT r.id, r.score, row_number() OVER (ORDER BY r.score DESC, r.id) AS rank
     FROM unnest(CAST(:txt_ids AS bigint[]), CAST(:txt_scores AS float8[])) AS r(id, score)
+    JOIN memories m ON m.id = r.id
+    WHERE {scope}
 )"""
 
 
-@lru_cache(maxsize=8)
-def given_sides_sql(*, max_distance: bool, checked: bool) -> str:
+@lru_cache(maxsize=64)
+def given_sides_sql(scope: str, *, max_distance: bool, checked: bool) -> str:
     """hybrid_sql's fusion and final rows over sides computed beforehand (vec_ids and vec_distances,
-    txt_ids and txt_scores)."""
-    statement = f"WITH {_GIVEN_VECTOR},{_GIVEN_TEXT},\n{_FUSED},{_SUPPORTED}" + _final(
-        max_distance, "(SELECT v FROM query_vector)"
-    )
+    txt_ids and txt_scores), those still in scope."""
+    given = _GIVEN_VECTOR.format(scope=scope) + "," + _GIVEN_TEXT.format(scope=scope)
+    statement = f"WITH {given},\n{_FUSED},{_SUPPORTED}" + _final(max_distance, "(SELECT v FROM query_vector)")
     return _CHECKED.format(statement=statement, order="found.score DESC, found.id") if checked else statement
 
 
@@ -263,10 +269,10 @@ def given_sides_sql(*, max_distance: bool, checked: bool) -> str:
 def given_text_sql(
     scope: str, *, max_distance: bool, index: IndexKind | None, dim: int, checked: bool
 ) -> str:
-    """hybrid_sql with its text side computed beforehand (txt_ids and txt_scores): the vector side, the
-    fusion and the final rows in one statement."""
+    """hybrid_sql with its text side computed beforehand (txt_ids and txt_scores, those still in scope): the
+    vector side, the fusion and the final rows in one statement."""
     vector = _nearest(scope, "m.id", ":depth", index, dim) + "," + _VECTOR_RANKING
-    statement = f"WITH {vector},{_GIVEN_TEXT},\n{_FUSED},{_SUPPORTED}" + _final(
+    statement = f"WITH {vector},{_GIVEN_TEXT.format(scope=scope)},\n{_FUSED},{_SUPPORTED}" + _final(
         max_distance, "(SELECT v FROM query_vector)"
     )
     return _CHECKED.format(statement=statement, order="found.score DESC, found.id") if checked else statement
