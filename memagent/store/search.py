@@ -2,7 +2,8 @@
 
 A recall is one RecallStatement (SQL from memagent.store.search_sql, its parameters, the settings it runs
 under, and how its rows become results), run by either executor: SearchQueries.search inside a unit of
-work's session, or UnitOfWork.run in one round trip (MemoryService.recall's path).
+work's session, or UnitOfWork.run in one round trip (MemoryService.recall's path, which may run a hybrid
+recall's text side on a connection of its own beside it: HybridSplit, memagent.usecases.checked).
 """
 
 from __future__ import annotations

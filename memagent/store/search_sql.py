@@ -7,9 +7,9 @@ is the OR of the message's lexemes (plainto_tsquery would require all of them).
 
 Hybrid recall runs both rankings — the vector side as the exact `ORDER BY embedding <=> :q LIMIT n` the HNSW
 index serves — and fuses them by reciprocal rank fusion: score = w_v / (c + rank_vector) + w_t / (c +
-rank_text). In one statement (hybrid_sql), or in three: each side alone, on connections of their own at the
-same time, then the fusion of their results (text_side_sql, vector_side_sql, given_sides_sql;
-memagent.usecases.checked), which gives the same rows.
+rank_text). In one statement (hybrid_sql), or with the text side alone on a connection of its own at the
+same time (text_side_sql), its rows then given to the rest (given_text_sql), or, when the text side is not
+done yet, to the vector side's (vector_side_sql, given_sides_sql; memagent.usecases.checked): the same rows.
 """
 
 from __future__ import annotations
@@ -101,7 +101,14 @@ _SOURCES = "ARRAY(SELECT s.source_id FROM memory_sources s WHERE s.memory_id = {
 # (~6 ms on the 1M table) before its one-time filter, evaluated in each worker, says it has nothing to do.
 # No JIT either: the exact branch is costed as if it ran, so a large namespace's recall would cross
 # jit_above_cost and compile code for a branch that never starts.
-SETTINGS = {"hnsw.iterative_scan": "relaxed_order", "max_parallel_workers_per_gather": "0", "jit": "off"}
+# Floats in full precision (a database may set extra_float_digits lower): hybrid's sides come back to the
+# client and are fused from what it sends back, which must be what the server computed.
+SETTINGS = {
+    "hnsw.iterative_scan": "relaxed_order",
+    "max_parallel_workers_per_gather": "0",
+    "jit": "off",
+    "extra_float_digits": "3",
+}
 
 # Reciprocal rank fusion of the two sides. A sum over the union rather than a full join: the planner then
 # looks each of the (at most 2 x depth) memories up by its key, where a join on coalesce(vec.id, txt.id)
@@ -159,7 +166,8 @@ FROM nearest
 ORDER BY distance, id"""
 
 # What a recall statement checked against the embedding space adds: the space in force, read in the same
-# snapshot as the memories (one row even when nothing matched; none if the space was never claimed).
+# snapshot as the memories it returns (one row even when nothing matched; none if the space was never
+# claimed).
 _CHECKED = """
 SELECT found.*,
        space.model AS space_model, space.dimension AS space_dimension, space.index_kind AS space_index

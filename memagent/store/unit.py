@@ -82,8 +82,48 @@ class Store:
         return isolation(self._session)
 
 
-# Statements run_aside runs at once (each on a connection of its own); more, and callers run them themselves.
+# Statements run_aside runs at once in a process (each on a connection of its own); more, and callers run
+# them themselves.
 ASIDE = 2
+
+
+class _Aside:
+    """The process's recall threads (ASIDE), for every unit of work: made on first use, and again in a forked
+    child (which has none of its parent's threads)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._made: tuple[int, ThreadPoolExecutor, threading.Semaphore] | None = None
+
+    def submit(self, work: Callable[[], list[Any]]) -> Future[list[Any]] | None:
+        """`work` on a recall thread, or None when ASIDE are busy (or the interpreter is shutting down)."""
+        with self._lock:
+            if self._made is None or self._made[0] != os.getpid():
+                threads = ThreadPoolExecutor(max_workers=ASIDE, thread_name_prefix="memagent-recall")
+                self._made = (os.getpid(), threads, threading.Semaphore(ASIDE))
+            _, threads, free = self._made
+        if not free.acquire(blocking=False):
+            return None
+        once = threading.Lock()
+
+        def release() -> None:  # once: submit can fail after queueing the job, which may run later
+            if once.acquire(blocking=False):
+                free.release()
+
+        def job() -> list[Any]:
+            try:
+                return work()
+            finally:
+                release()
+
+        try:
+            return threads.submit(job)
+        except RuntimeError:  # the interpreter is shutting down (or no thread could start)
+            release()
+            return None
+
+
+_ASIDE = _Aside()
 
 
 class UnitOfWork:
@@ -93,7 +133,6 @@ class UnitOfWork:
         self._sessions = sessions
         self._isolation: Isolation | None = None  # whether this login can run as memagent_app (once known)
         self._bind: Engine | Connection | None = None  # what the sessions are bound to (once known)
-        self._aside: tuple[int, ThreadPoolExecutor, threading.Semaphore] | None = None  # (pid, …): run_aside
 
     @contextmanager
     def __call__(self, namespace: str | None = None, *, admin: bool = False) -> Iterator[Store]:
@@ -195,9 +234,9 @@ class UnitOfWork:
         params: Mapping[str, Any],
         settings: Sequence[tuple[str, str]] = (),
     ) -> Future[list[Any]] | None:
-        """run() on a thread of its own (a connection of its own from the pool), while the caller goes on;
-        None when that cannot help: inside a caller's transaction, over asyncpg, or with ASIDE statements
-        already running (the caller then runs it itself).
+        """run() on one of the process's recall threads (a connection of its own from the pool), while the
+        caller goes on; None when that cannot help: inside a caller's transaction, over asyncpg, or with
+        ASIDE statements already running in this process (the caller then runs it itself).
 
         The thread holds a connection only while its statement runs and waits for nothing else, so a caller
         that waits for it while holding no connection of its own cannot deadlock the pool.
@@ -205,24 +244,7 @@ class UnitOfWork:
         bind = self._bound()
         if not isinstance(bind, Engine) or bind.dialect.driver != "psycopg2":
             return None
-        if self._aside is None or self._aside[0] != os.getpid():  # (a forked child has no threads)
-            workers = ThreadPoolExecutor(max_workers=ASIDE, thread_name_prefix="memagent-recall")
-            self._aside = (os.getpid(), workers, threading.Semaphore(ASIDE))
-        _, workers, free = self._aside
-        if not free.acquire(blocking=False):
-            return None
-
-        def job() -> list[Any]:
-            try:
-                return self.run(namespace, sql, params, settings)
-            finally:
-                free.release()
-
-        try:
-            return workers.submit(job)
-        except RuntimeError:  # the interpreter is shutting down
-            free.release()
-            return None
+        return _ASIDE.submit(lambda: self.run(namespace, sql, params, settings))
 
     def _bound(self) -> Engine | Connection:
         if self._bind is None:

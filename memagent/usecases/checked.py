@@ -1,14 +1,16 @@
 """MemoryService's base: the embedding-space check, and the one-round-trip recall and store that rely on it.
 
 A service verifies the database's embedding space once (memagent.usecases.known_space keeps it); afterwards
-a recall is one checked statement (the space comes back with the rows) and storing one memory one guarded
-INSERT (written only if the space still matches). Anything unexpected goes back to the full check.
+a recall is one checked statement (the space comes back with the rows; a hybrid recall's text side runs
+beside it, on another connection: _sides_at_once) and storing one memory one guarded INSERT (written only if
+the space still matches). Anything unexpected goes back to the full check.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import Future
+from contextlib import suppress
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,6 +24,14 @@ from memagent.store.search import RecallStatement, SearchMode, SpaceRow, recall_
 from memagent.store.unit import Store, UnitOfWork
 from memagent.usecases.embedding_space import check_space
 from memagent.usecases.known_space import KnownSpace
+
+
+def settle(aside: Future[list[Any]] | None) -> None:
+    """Wait for a text side the recall will not use (its error included), so that none outlives its recall
+    (a service closed after it must not find one still opening a connection)."""
+    if aside is not None:
+        with suppress(Exception):  # its rows and its error are not wanted
+            aside.result()
 
 
 class SpaceChecked:
@@ -133,8 +143,8 @@ class SpaceChecked:
         text_floor: float | None = None,
         text_side: Future[list[Any]] | None = None,
     ) -> list[RecalledMemory]:
-        """One checked statement, one round trip: the rows and the embedding space in force with them. Hybrid:
-        its two sides at the same time on two connections, then their fusion (_sides_at_once), when it can.
+        """One checked statement, one round trip: the rows and the embedding space in force with them. Hybrid,
+        when it can: its text side on another connection while this one runs the rest (_sides_at_once).
 
         If the space is not the one verified (a reembed or another model meanwhile) or the statement fails
         (a dropped connection, a retyped column), check in full (which may follow the database to another
@@ -194,7 +204,11 @@ class SpaceChecked:
         if aside.done():
             given = split.with_text(statement, aside.result())
             return self.unit.run(namespace, given.sql, given.params, given.settings)
-        vector_rows = self.unit.run(namespace, split.vector_sql, statement.params, statement.settings)
+        try:
+            vector_rows = self.unit.run(namespace, split.vector_sql, statement.params, statement.settings)
+        except BaseException:
+            settle(aside)
+            raise
         fused = split.fused(statement, vector_rows, aside.result())
         return self.unit.run(namespace, fused.sql, fused.params, fused.settings)
 

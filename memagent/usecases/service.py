@@ -16,7 +16,7 @@ from memagent.records import MemoryRecord, RecallResult, RememberResult
 from memagent.store.scope import Scope
 from memagent.store.search import SearchMode
 from memagent.store.unit import UnitOfWork
-from memagent.usecases.checked import SpaceChecked
+from memagent.usecases.checked import SpaceChecked, settle
 from memagent.usecases.known_space import KnownSpace
 from memagent.usecases.views import clean_view, learned_kinds, recall_limits, refuse_other_kinds
 from memagent.validation import ALL_NAMESPACES, clean_date, clean_metadata, clean_name, clean_text
@@ -197,26 +197,29 @@ class MemoryService(SpaceChecked):
                 query, scope, space, k=k, max_distance=max_distance, ef=ef_search, text_floor=text_floor
             )
         try:
-            vector = self.embedder.embed([query])[0]
-        except ProviderError as exc:
-            if mode == "vector":
-                raise
-            # Full-text recall still works without the provider; say so rather than fail the turn.
-            degraded, mode = exc.message, "text"
-        else:
-            self._catch_up()
-        found = self._search(
-            query,
-            vector,
-            scope,
-            space,
-            k=k,
-            max_distance=max_distance,
-            ef=ef_search,
-            mode=mode,
-            text_floor=text_floor,
-            text_side=text_side if mode == "hybrid" else None,
-        )
+            try:
+                vector = self.embedder.embed([query])[0]
+            except ProviderError as exc:
+                if mode == "vector":
+                    raise
+                # Full-text recall still works without the provider; say so rather than fail the turn.
+                degraded, mode = exc.message, "text"
+            else:
+                self._catch_up()
+            found = self._search(
+                query,
+                vector,
+                scope,
+                space,
+                k=k,
+                max_distance=max_distance,
+                ef=ef_search,
+                mode=mode,
+                text_floor=text_floor,
+                text_side=text_side if mode == "hybrid" else None,
+            )
+        finally:
+            settle(text_side)  # (unused when the query could not be embedded, or on an error)
         return RecallResult(found, degraded, mode)
 
     def pending(self, *, namespace: str | None = None, all_namespaces: bool = False) -> int:
