@@ -217,6 +217,16 @@ def test_a_memory_deleted_between_the_sides_still_leaves_k_results(
         threading.Thread(target=hand_over).start()
         return handed
 
+    ran: list[str] = []
+    run = service.unit.run
+
+    def recording(ns: str, sql: str, params: Any, settings: Sequence[tuple[str, str]] = ()) -> list[Any]:
+        ran.append(sql)
+        return run(ns, sql, params, settings)
+
     monkeypatch.setattr(service.unit, "run_aside", then_changed)
+    monkeypatch.setattr(service.unit, "run", recording)
     found = service.recall("ferry porto pier", k=5, mode="hybrid").memories
     assert len(found) == 5 and not {gone, expired} & {m.id for m in found}
+    # The sides at once did it (the text side, then the vector side and the fusion), not a retry.
+    assert len(ran) == 3 and "vec_ids" in ran[-1], ran

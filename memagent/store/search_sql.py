@@ -244,14 +244,21 @@ def vector_side_sql(scope: str, *, index: IndexKind | None, dim: int) -> str:
 
 
 # The sides' rows, given back. Each side ran in a transaction of its own, so a memory one of them found may
-# since have been deleted, expired or archived: only those still in scope are ranked (all of them, when
-# nothing changed meanwhile: the ranks one statement gives), so that the final step still finds k rows.
+# since have been deleted, expired or archived: those no longer in scope (`gone`) are not ranked (none are,
+# when nothing changed meanwhile: the ranks one statement gives), so that the final step still finds k rows.
+# (A join to the memories in scope, in place of `gone`, made the planner expect one row of each side, and
+# plan the support step for two: 4 ms instead of 0.3 in the 1k namespace of a 1M table.)
+_GONE = """
+gone AS MATERIALIZED (
+    SELECT coalesce(array_agg(g.id), '{{}}') AS ids FROM unnest({ids}) AS g(id)
+    WHERE NOT EXISTS (SELECT 1 FROM memories m WHERE m.id = g.id AND {scope})
+)"""
+
 _GIVEN_VECTOR = """
 vec AS (
     SELECT v.id, row_number() OVER (ORDER BY v.distance, v.id) AS rank
     FROM unnest(CAST(:vec_ids AS bigint[]), CAST(:vec_distances AS float8[])) AS v(id, distance)
-    JOIN memories m ON m.id = v.id
-    WHERE {scope}
+    WHERE v.id <> ALL (CAST((SELECT ids FROM gone) AS bigint[]))
 ),
 query_vector AS MATERIALIZED (SELECT CAST(:qvec AS vector) AS v)"""
 
@@ -259,8 +266,7 @@ _GIVEN_TEXT = """
 txt AS MATERIALIZED (
     SELECT r.id, r.score, row_number() OVER (ORDER BY r.score DESC, r.id) AS rank
     FROM unnest(CAST(:txt_ids AS bigint[]), CAST(:txt_scores AS float8[])) AS r(id, score)
-    JOIN memories m ON m.id = r.id
-    WHERE {scope}
+    WHERE r.id <> ALL (CAST((SELECT ids FROM gone) AS bigint[]))
 )"""
 
 
@@ -268,8 +274,10 @@ txt AS MATERIALIZED (
 def given_sides_sql(scope: str, *, max_distance: bool, checked: bool) -> str:
     """hybrid_sql's fusion and final rows over sides computed beforehand (vec_ids and vec_distances,
     txt_ids and txt_scores), those still in scope."""
-    given = _GIVEN_VECTOR.format(scope=scope) + "," + _GIVEN_TEXT.format(scope=scope)
-    statement = f"WITH {given},\n{_FUSED},{_SUPPORTED}" + _final(max_distance, "(SELECT v FROM query_vector)")
+    gone = _GONE.format(ids="CAST(:txt_ids AS bigint[]) || CAST(:vec_ids AS bigint[])", scope=scope)
+    statement = f"WITH {gone},{_GIVEN_VECTOR},{_GIVEN_TEXT},\n{_FUSED},{_SUPPORTED}" + _final(
+        max_distance, "(SELECT v FROM query_vector)"
+    )
     return _CHECKED.format(statement=statement, order="found.score DESC, found.id") if checked else statement
 
 
@@ -279,8 +287,9 @@ def given_text_sql(
 ) -> str:
     """hybrid_sql with its text side computed beforehand (txt_ids and txt_scores, those still in scope): the
     vector side, the fusion and the final rows in one statement."""
+    gone = _GONE.format(ids="CAST(:txt_ids AS bigint[])", scope=scope)
     vector = _nearest(scope, "m.id", ":depth", index, dim) + "," + _VECTOR_RANKING
-    statement = f"WITH {vector},{_GIVEN_TEXT.format(scope=scope)},\n{_FUSED},{_SUPPORTED}" + _final(
+    statement = f"WITH {gone},{vector},{_GIVEN_TEXT},\n{_FUSED},{_SUPPORTED}" + _final(
         max_distance, "(SELECT v FROM query_vector)"
     )
     return _CHECKED.format(statement=statement, order="found.score DESC, found.id") if checked else statement
