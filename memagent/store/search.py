@@ -42,7 +42,7 @@ class RecallStatement:
     k: int
     recency_half_life: timedelta | None = None
     importance_weight: float = 0.0
-    split: HybridSplit | None = None  # hybrid: the same recall as three statements
+    split: HybridSplit | None = None  # hybrid: the same recall in two or three statements
 
     def results(self, rows: Iterable[Sequence[Any]]) -> list[RecalledMemory]:
         """The recalled memories, best first (re-ranked by recency and importance when either is on)."""
@@ -62,9 +62,10 @@ class RecallStatement:
 
 @dataclass(frozen=True)
 class HybridSplit:
-    """A hybrid recall as three statements: each side alone (text_sql and vector_sql, with the recall
-    statement's parameters and settings: run at the same time, on connections of their own), then
-    fused(...) over their rows — the rows the one statement gives (memagent.store.search_sql)."""
+    """A hybrid recall in two or three statements: the text side alone (text_sql, with the recall statement's
+    parameters and settings, on a connection of its own), then with_text(...) over its rows, or, when those
+    are not in yet, the vector side alone (vector_sql) and fused(...) over both sides' rows — the rows the
+    one statement gives (memagent.store.search_sql; memagent.usecases.checked runs them)."""
 
     text_sql: str
     vector_sql: str
