@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -22,9 +23,10 @@ from tests.fake_openai import fake_embedding
 WORDS = ("ferry", "porto", "pier", "harbour", "timetable", "garden", "orchid", "water", "sunday", "tide")
 
 
-def fill(service: MemoryService, db: Database, namespace: str) -> None:
+def fill(service: MemoryService, db: Database, namespace: str) -> datetime:
     """Exchanges in two sessions, facts and a summary drawn from some of them, archived exchanges and an
-    expired fact: every kind of row the final step treats apart."""
+    expired fact: every kind of row the final step treats apart. Returns a time before the archiving and the
+    expiry (what memagent believed then: all of them current)."""
 
     def new(content: str, session: str, kind: str = "exchange") -> NewMemory:
         return NewMemory(
@@ -45,11 +47,15 @@ def fill(service: MemoryService, db: Database, namespace: str) -> None:
             store.memories.link(namespace, [(fact, [exchanges[i], exchanges[(i + 5) % 30]])])
         summary = store.memories.add(new("a summary of the ferry, the pier and the tide", "s1", "summary"))[0]
         store.memories.link(namespace, [(summary, exchanges[10:20])])
+    time.sleep(0.01)
+    before = datetime.now(UTC)
+    time.sleep(0.01)
     with db.engine.begin() as conn:
         conn.execute(
             text("UPDATE memories SET archived_at = now() WHERE id = ANY (:ids)"), {"ids": exchanges[10:16]}
         )
         conn.execute(text("UPDATE memories SET expired_at = now() WHERE id = :id"), {"id": facts[1]})
+    return before
 
 
 def recalled(service: MemoryService, query: str, **kw: Any) -> list[tuple[int, float, float | None]]:
@@ -63,7 +69,7 @@ def test_the_sides_at_once_return_what_one_statement_returns(
     """Both ways of running the sides at once — the text side done before the vector side starts (two
     statements), or not yet (three) — give the rows one statement gives, in every shape of recall."""
     service, db, namespace = engine_service
-    fill(service, db, namespace)
+    then = fill(service, db, namespace)
     ran: list[tuple[str, str]] = []
     run, run_aside = service.unit.run, service.unit.run_aside
 
@@ -89,12 +95,12 @@ def test_the_sides_at_once_return_what_one_statement_returns(
         (None, 0.9),  # a maximum distance
         (None, "s1"),  # one session
         (None, ("fact",), ("exchange", "summary")),
-        (False, True),  # archived ones too
+        ((False, None), (True, None), (False, then)),  # archived ones too; what it believed then
         (None, 0.0),  # the text side's floor: hybrid's, or none (item search)
     )
     compared = 0
-    for i, (query, k, cut, session, kinds, archived, floor) in enumerate(shapes):
-        kw = {"k": k, "max_distance": cut, "session_id": session, "kinds": kinds}
+    for i, (query, k, cut, session, kinds, (archived, as_of), floor) in enumerate(shapes):
+        kw = {"k": k, "max_distance": cut, "session_id": session, "kinds": kinds, "as_of": as_of}
         kw |= {"include_archived": archived, "text_floor": floor}
         with monkeypatch.context() as one:
             one.setattr(service.unit, "run_aside", lambda *a, **kw: None)
@@ -119,7 +125,7 @@ def test_the_sides_at_once_return_what_one_statement_returns(
         else:
             assert len(here) == 2 and "nearest_index" in here[0] and "vec_ids" in here[1], (query, kw)
         compared += bool(alone)
-    assert compared > 200  # most of the 240 shapes find something
+    assert compared > 300  # most of the 360 shapes find something
 
 
 class SlowEmbedder:
@@ -167,7 +173,7 @@ def test_the_text_side_runs_while_the_query_is_embedded(
 def test_concurrent_hybrid_recalls_share_a_small_pool(
     engine_service: tuple[MemoryService, Database, str],
 ) -> None:
-    """Many threads recalling at once through one service (a pool of 2 + 4 connections, two recall threads):
+    """Many threads recalling at once through one service (a pool of 4 + 4 connections, two recall threads):
     each recall holds one connection at a time, so none waits on another; every result is the one a recall
     alone gives."""
     service, db, namespace = engine_service

@@ -10,6 +10,10 @@ from memagent.config import Settings
 from memagent.errors import ConfigError
 from memagent.redact import masked_url
 
+# Hybrid recall's text side runs on a thread and a connection of its own (memagent.store.unit.run_aside):
+# at most this many at once in a process.
+RECALL_THREADS = 2
+
 if TYPE_CHECKING:
     from sqlalchemy import Engine
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -126,7 +130,10 @@ class Database:
                 self._engine = self._async_engine.sync_engine
             else:
                 _read_any_date()
-                self._engine = create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=4)
+                # Two kept for the caller's units of work and one for each recall thread, so that recalls
+                # at once do not open connections anew.
+                kept = 2 + RECALL_THREADS
+                self._engine = create_engine(url, pool_pre_ping=True, pool_size=kept, max_overflow=4)
                 _read_committed(self._engine)
         except (ArgumentError, ValueError):  # the message would echo the URL, password included
             raise ConfigError(

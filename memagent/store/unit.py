@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from memagent.store.archive import ArchiveRepository
 from memagent.store.bulk import BulkRepository
+from memagent.store.database import RECALL_THREADS
 from memagent.store.db_errors import translate_errors, unreachable
 from memagent.store.hnsw import IndexRepository
 from memagent.store.items import ItemRepository
@@ -82,26 +83,29 @@ class Store:
         return isolation(self._session)
 
 
-# Statements run_aside runs at once in a process (each on a connection of its own); more, and callers run
-# them themselves.
-ASIDE = 2
-
-
 class _Aside:
-    """The process's recall threads (ASIDE), for every unit of work: made on first use, and again in a forked
-    child (which has none of its parent's threads)."""
+    """The process's recall threads (RECALL_THREADS of them), for every unit of work: made on first use, and
+    made again in a forked child (which has none of its parent's threads)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._made: tuple[int, ThreadPoolExecutor, threading.Semaphore] | None = None
+        self._made: tuple[ThreadPoolExecutor, threading.Semaphore] | None = None
+        self._hooked = False
+
+    def _forked(self) -> None:
+        self._lock = threading.Lock()  # (another thread may have held it at the fork)
+        self._made = None
 
     def submit(self, work: Callable[[], list[Any]]) -> Future[list[Any]] | None:
-        """`work` on a recall thread, or None when ASIDE are busy (or the interpreter is shutting down)."""
+        """`work` on a recall thread; None when all are busy (or the interpreter is shutting down)."""
         with self._lock:
-            if self._made is None or self._made[0] != os.getpid():
-                threads = ThreadPoolExecutor(max_workers=ASIDE, thread_name_prefix="memagent-recall")
-                self._made = (os.getpid(), threads, threading.Semaphore(ASIDE))
-            _, threads, free = self._made
+            if not self._hooked:
+                os.register_at_fork(after_in_child=self._forked)
+                self._hooked = True
+            if self._made is None:
+                threads = ThreadPoolExecutor(max_workers=RECALL_THREADS, thread_name_prefix="memagent-recall")
+                self._made = (threads, threading.Semaphore(RECALL_THREADS))
+            threads, free = self._made
         if not free.acquire(blocking=False):
             return None
         once = threading.Lock()
@@ -121,6 +125,9 @@ class _Aside:
         except RuntimeError:  # the interpreter is shutting down (or no thread could start)
             release()
             return None
+        except BaseException:  # (Ctrl-C in submit: the slot is not lost)
+            release()
+            raise
 
 
 _ASIDE = _Aside()
@@ -236,7 +243,7 @@ class UnitOfWork:
     ) -> Future[list[Any]] | None:
         """run() on one of the process's recall threads (a connection of its own from the pool), while the
         caller goes on; None when that cannot help: inside a caller's transaction, over asyncpg, or with
-        ASIDE statements already running in this process (the caller then runs it itself).
+        RECALL_THREADS statements already running in this process (the caller then runs it itself).
 
         The thread holds a connection only while its statement runs and waits for nothing else, so a caller
         that waits for it while holding no connection of its own cannot deadlock the pool.

@@ -201,15 +201,14 @@ class SpaceChecked:
         )
         if aside is None:
             return self.unit.run(namespace, statement.sql, statement.params, statement.settings)
-        if aside.done():
-            given = split.with_text(statement, aside.result())
-            return self.unit.run(namespace, given.sql, given.params, given.settings)
         try:
+            if aside.done():
+                given = split.with_text(statement, aside.result())
+                return self.unit.run(namespace, given.sql, given.params, given.settings)
             vector_rows = self.unit.run(namespace, split.vector_sql, statement.params, statement.settings)
-        except BaseException:
-            settle(aside)
-            raise
-        fused = split.fused(statement, vector_rows, aside.result())
+            fused = split.fused(statement, vector_rows, aside.result())
+        finally:
+            settle(aside)  # (done already, unless this failed or was interrupted: it ends with the recall)
         return self.unit.run(namespace, fused.sql, fused.params, fused.settings)
 
     def _embedded(
