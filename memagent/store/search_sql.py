@@ -127,7 +127,7 @@ _FUSED = """fused AS MATERIALIZED (
 # own (the exchange that said it and the fact both match: the fact is the better answer). `own` keeps the
 # score it earned by itself; `links`, how many of its sources are candidates (_BEST_CANDIDATES). The scores
 # are summed in the order of their ids: in whatever order a plan gave them, the sum could differ in its last
-# bit from one plan to another (hybrid's one statement and its three: memagent.usecases.checked).
+# bit from one plan to another (hybrid's one statement and its split forms: memagent.usecases.checked).
 _SUPPORTED = """
 ranked AS MATERIALIZED (
     SELECT f.id, f.score AS own, f.score + coalesce(sup.total, 0) AS score, sup.links
@@ -227,11 +227,11 @@ def hybrid_sql(scope: str, *, max_distance: bool, index: IndexKind | None = "vec
     )
 
 
-# Hybrid recall in three statements, the two sides at the same time on two connections
-# (memagent.usecases.checked): the text side (text_side_sql) and the vector side (vector_side_sql), then
-# their results, given back as arrays, fused as hybrid_sql fuses them (given_sides_sql): the same ranks,
-# the same rows. When the text side is done before the vector side starts (it started before the query was
-# embedded), the vector side and the fusion are one statement (given_text_sql).
+# Hybrid recall split, the two sides at the same time on two connections (memagent.usecases.checked): the
+# text side alone (text_side_sql); when it is done before the vector side starts (it started before the query
+# was embedded), the vector side and the fusion in one statement over its rows (given_text_sql); otherwise
+# the vector side alone (vector_side_sql), then both sides' rows fused (given_sides_sql). The rows given back
+# go as arrays and are fused as hybrid_sql fuses them: the same ranks, the same rows.
 def text_side_sql() -> str:
     """Hybrid's text side alone: BM25's top `depth` in scope (id, score), in no particular order."""
     return f"SELECT r.id, r.score FROM {_TEXT_CALL}"
