@@ -18,11 +18,12 @@ from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
 from memagent.records import RecalledMemory
-from memagent.store import search_sql
+from memagent.store import search_split, search_sql
 from memagent.store.hnsw import IndexKind
 from memagent.store.models import vector_text
 from memagent.store.roles import APP_ROLE
 from memagent.store.scope import Scope, View
+from memagent.store.search_split import HybridSplit
 from memagent.store.text_floor import FLOOR
 
 SearchMode = Literal["vector", "text", "hybrid"]
@@ -51,6 +52,20 @@ class RecallStatement:
             found = _reranked(found, self.mode, self.recency_half_life, self.importance_weight)[: self.k]
         return found
 
+    def with_text(self, text_rows: Sequence[Sequence[Any]]) -> RecallStatement:
+        """Hybrid split: the statement finding the vector side and fusing it with the text side's rows."""
+        assert self.split is not None
+        params = self.params | HybridSplit.rows(text_rows=text_rows)
+        return replace(self, sql=self.split.given_text_sql, params=params, split=None)
+
+    def fused(
+        self, vector_rows: Sequence[Sequence[Any]], text_rows: Sequence[Sequence[Any]]
+    ) -> RecallStatement:
+        """Hybrid split: the statement fusing the two sides' rows."""
+        assert self.split is not None
+        params = self.params | HybridSplit.rows(vector_rows, text_rows)
+        return replace(self, sql=self.split.given_sides_sql, params=params, split=None)
+
     @staticmethod
     def space(rows: Sequence[Sequence[Any]]) -> SpaceRow | None:
         """The embedding space a checked statement read in the same snapshot (None: never claimed)."""
@@ -58,53 +73,6 @@ class RecallStatement:
             return None
         row = rows[0]
         return str(row[-3]), int(row[-2]), "halfvec" if row[-1] == "halfvec" else "vector"
-
-
-@dataclass(frozen=True)
-class HybridSplit:
-    """A hybrid recall in two or three statements: the text side alone (text_sql, with the recall statement's
-    parameters and settings, on a connection of its own), then with_text(...) over its rows, or, when those
-    are not in yet, the vector side alone (vector_sql) and fused(...) over both sides' rows — the rows the
-    one statement gives (memagent.store.search_sql; memagent.usecases.checked runs them)."""
-
-    text_sql: str
-    vector_sql: str
-    given_sides_sql: str  # the fusion, both sides' rows given
-    given_text_sql: str  # the vector side and the fusion, the text side's rows given
-
-    def fused(
-        self,
-        statement: RecallStatement,
-        vector_rows: Sequence[Sequence[Any]],
-        text_rows: Sequence[Sequence[Any]],
-    ) -> RecallStatement:
-        """The statement fusing the two sides' rows (vector: id, distance; text: id, score).
-
-        The arrays go as array literals ('{1,2}', cast in the statement): as ARRAY[1, 2] expressions,
-        psycopg2's form for a list, PostgreSQL took ~1 ms longer to parse 200 values than to run the fusion.
-        (repr() writes a float PostgreSQL reads back exactly.)"""
-        sides = {
-            "vec_ids": _array(int(row[0]) for row in vector_rows),
-            "vec_distances": _array(float(row[1]) for row in vector_rows),
-        } | self._text(text_rows)
-        return replace(statement, sql=self.given_sides_sql, params=statement.params | sides, split=None)
-
-    def with_text(self, statement: RecallStatement, text_rows: Sequence[Sequence[Any]]) -> RecallStatement:
-        """The statement finding the vector side and fusing it with the text side's rows (id, score)."""
-        params = statement.params | self._text(text_rows)
-        return replace(statement, sql=self.given_text_sql, params=params, split=None)
-
-    @staticmethod
-    def _text(text_rows: Sequence[Sequence[Any]]) -> dict[str, str]:
-        return {
-            "txt_ids": _array(int(row[0]) for row in text_rows),
-            "txt_scores": _array(float(row[1]) for row in text_rows),
-        }
-
-
-def _array(values: Iterable[float]) -> str:
-    """A PostgreSQL array literal of numbers."""
-    return "{" + ",".join(map(repr, values)) + "}"
 
 
 def recall_statement(
@@ -156,10 +124,10 @@ def recall_statement(
     if mode == "hybrid":
         cut = max_distance is not None
         split = HybridSplit(
-            search_sql.text_side_sql(),
-            search_sql.vector_side_sql(condition, index=index, dim=dim),
-            search_sql.given_sides_sql(condition, max_distance=cut, checked=checked),
-            search_sql.given_text_sql(condition, max_distance=cut, index=index, dim=dim, checked=checked),
+            search_split.text_side_sql(),
+            search_split.vector_side_sql(condition, index=index, dim=dim),
+            search_split.given_sides_sql(condition, max_distance=cut, checked=checked),
+            search_split.given_text_sql(condition, max_distance=cut, index=index, dim=dim, checked=checked),
         )
     return RecallStatement(sql, params, settings, mode, k, recency_half_life, importance_weight, split)
 

@@ -7,9 +7,8 @@ is the OR of the message's lexemes (plainto_tsquery would require all of them).
 
 Hybrid recall runs both rankings — the vector side as the exact `ORDER BY embedding <=> :q LIMIT n` the HNSW
 index serves — and fuses them by reciprocal rank fusion: score = w_v / (c + rank_vector) + w_t / (c +
-rank_text). In one statement (hybrid_sql), or with the text side alone on a connection of its own at the
-same time (text_side_sql), its rows then given to the rest (given_text_sql), or, when the text side is not
-done yet, to the vector side's (vector_side_sql, given_sides_sql; memagent.usecases.checked): the same rows.
+rank_text). In one statement (hybrid_sql), or split across two connections (memagent.store.search_split):
+the same rows.
 """
 
 from __future__ import annotations
@@ -225,74 +224,6 @@ def hybrid_sql(scope: str, *, max_distance: bool, index: IndexKind | None = "vec
     return f"WITH {vector},{_TEXT_RANKING},\n{_FUSED},{_SUPPORTED}" + _final(
         max_distance, "(SELECT v FROM query_vector)"
     )
-
-
-# Hybrid recall split, the two sides at the same time on two connections (memagent.usecases.checked): the
-# text side alone (text_side_sql); when it is done before the vector side starts (it started before the query
-# was embedded), the vector side and the fusion in one statement over its rows (given_text_sql); otherwise
-# the vector side alone (vector_side_sql), then both sides' rows fused (given_sides_sql). The rows given back
-# go as arrays and are fused as hybrid_sql fuses them: the same ranks, the same rows.
-def text_side_sql() -> str:
-    """Hybrid's text side alone: BM25's top `depth` in scope (id, score), in no particular order."""
-    return f"SELECT r.id, r.score FROM {_TEXT_CALL}"
-
-
-@lru_cache(maxsize=64)
-def vector_side_sql(scope: str, *, index: IndexKind | None, dim: int) -> str:
-    """Hybrid's vector side alone: the `depth` nearest in scope (id, full-precision distance), unordered."""
-    return "WITH " + _nearest(scope, "m.id", ":depth", index, dim) + "\nSELECT id, distance FROM nearest"
-
-
-# The sides' rows, given back. Each side ran in a transaction of its own, so a memory one of them found may
-# since have been deleted, expired or archived: those no longer in scope (`gone`) are not ranked (none are,
-# when nothing changed meanwhile: the ranks one statement gives), so that the final step still finds k rows.
-# (A join to the memories in scope, in place of `gone`, made the planner expect one row of each side, and
-# plan the support step for two: 4 ms instead of 0.3 in the 1k namespace of a 1M table.)
-_GONE = """
-gone AS MATERIALIZED (
-    SELECT coalesce(array_agg(g.id), '{{}}') AS ids FROM unnest({ids}) AS g(id)
-    WHERE NOT EXISTS (SELECT 1 FROM memories m WHERE m.id = g.id AND {scope})
-)"""
-
-_GIVEN_VECTOR = """
-vec AS (
-    SELECT v.id, row_number() OVER (ORDER BY v.distance, v.id) AS rank
-    FROM unnest(CAST(:vec_ids AS bigint[]), CAST(:vec_distances AS float8[])) AS v(id, distance)
-    WHERE v.id <> ALL (CAST((SELECT ids FROM gone) AS bigint[]))
-),
-query_vector AS MATERIALIZED (SELECT CAST(:qvec AS vector) AS v)"""
-
-_GIVEN_TEXT = """
-txt AS MATERIALIZED (
-    SELECT r.id, r.score, row_number() OVER (ORDER BY r.score DESC, r.id) AS rank
-    FROM unnest(CAST(:txt_ids AS bigint[]), CAST(:txt_scores AS float8[])) AS r(id, score)
-    WHERE r.id <> ALL (CAST((SELECT ids FROM gone) AS bigint[]))
-)"""
-
-
-@lru_cache(maxsize=64)
-def given_sides_sql(scope: str, *, max_distance: bool, checked: bool) -> str:
-    """hybrid_sql's fusion and final rows over sides computed beforehand (vec_ids and vec_distances,
-    txt_ids and txt_scores), those still in scope."""
-    gone = _GONE.format(ids="CAST(:txt_ids AS bigint[]) || CAST(:vec_ids AS bigint[])", scope=scope)
-    statement = f"WITH {gone},{_GIVEN_VECTOR},{_GIVEN_TEXT},\n{_FUSED},{_SUPPORTED}" + _final(
-        max_distance, "(SELECT v FROM query_vector)"
-    )
-    return _CHECKED.format(statement=statement, order="found.score DESC, found.id") if checked else statement
-
-
-@lru_cache(maxsize=64)
-def given_text_sql(
-    scope: str, *, max_distance: bool, index: IndexKind | None, dim: int, checked: bool
-) -> str:
-    """hybrid_sql with its text side computed beforehand (txt_ids and txt_scores, those still in scope): the
-    vector side, the fusion and the final rows in one statement."""
-    gone = _GONE.format(ids="CAST(:txt_ids AS bigint[])", scope=scope)
-    vector = _nearest(scope, "m.id", ":depth", index, dim) + "," + _VECTOR_RANKING
-    statement = f"WITH {gone},{vector},{_GIVEN_TEXT},\n{_FUSED},{_SUPPORTED}" + _final(
-        max_distance, "(SELECT v FROM query_vector)"
-    )
-    return _CHECKED.format(statement=statement, order="found.score DESC, found.id") if checked else statement
 
 
 def _nearest(scope: str, columns: str, limit: str, index: IndexKind | None, dim: int) -> str:

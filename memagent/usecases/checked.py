@@ -203,10 +203,10 @@ class SpaceChecked:
             return self.unit.run(namespace, statement.sql, statement.params, statement.settings)
         try:
             if aside.done():
-                given = split.with_text(statement, aside.result())
+                given = statement.with_text(aside.result())
                 return self.unit.run(namespace, given.sql, given.params, given.settings)
             vector_rows = self.unit.run(namespace, split.vector_sql, statement.params, statement.settings)
-            fused = split.fused(statement, vector_rows, aside.result())
+            fused = statement.fused(vector_rows, aside.result())
         finally:
             settle(aside)  # (done already, unless this failed or was interrupted: it ends with the recall)
         return self.unit.run(namespace, fused.sql, fused.params, fused.settings)
