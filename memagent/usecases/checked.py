@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import Future
 from contextlib import suppress
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -32,6 +33,19 @@ def settle(aside: Future[list[Any]] | None) -> None:
     if aside is not None:
         with suppress(Exception):  # its rows and its error are not wanted
             aside.result()
+
+
+@dataclass(frozen=True)
+class Ask:
+    """What one recall asks for, checked (MemoryService.recall; `similar`)."""
+
+    query: str
+    scope: Scope
+    k: int
+    max_distance: float | None
+    ef: int
+    mode: SearchMode
+    text_floor: float | None = None
 
 
 class SpaceChecked:
@@ -67,81 +81,38 @@ class SpaceChecked:
             self.known.set(space)
         return space
 
-    def _statement(
-        self,
-        query: str,
-        vector: Any,
-        scope: Scope,
-        space: SpaceRow,
-        *,
-        k: int,
-        max_distance: float | None,
-        ef: int,
-        mode: SearchMode,
-        text_floor: float | None,
-    ) -> RecallStatement:
+    def _statement(self, ask: Ask, vector: Any, space: SpaceRow) -> RecallStatement:
         """The checked statement of one recall, with this service's ranking settings."""
         half_life = self.settings.recency_half_life_days
         return recall_statement(
             vector,
-            scope=scope,
-            k=k,
-            max_distance=max_distance,
-            ef_search=ef,
-            mode=mode,
-            query_text=query,
+            scope=ask.scope,
+            k=ask.k,
+            max_distance=ask.max_distance,
+            ef_search=ask.ef,
+            mode=ask.mode,
+            query_text=ask.query,
             depth=self.settings.hybrid_depth,
             text_weight=self.settings.hybrid_text_weight,
             recency_half_life=timedelta(days=half_life) if half_life else None,
             importance_weight=self.settings.importance_weight,
             index=space[2],
             checked=True,
-            text_floor=text_floor,
+            text_floor=ask.text_floor,
         )
 
-    def _text_side(
-        self,
-        query: str,
-        scope: Scope,
-        space: SpaceRow,
-        *,
-        k: int,
-        max_distance: float | None,
-        ef: int,
-        text_floor: float | None,
-    ) -> Future[list[Any]] | None:
+    def _text_side(self, ask: Ask, space: SpaceRow) -> Future[list[Any]] | None:
         """A hybrid recall's text side, started on a connection of its own (it needs no embedding:
         MemoryService starts it before embedding the query); None when it cannot run aside
         (UnitOfWork.run_aside)."""
-        statement = self._statement(
-            query,
-            None,
-            scope,
-            space,
-            k=k,
-            max_distance=max_distance,
-            ef=ef,
-            mode="hybrid",
-            text_floor=text_floor,
-        )
+        statement = self._statement(ask, None, space)
         assert statement.split is not None
         return self.unit.run_aside(
-            scope.namespace, statement.split.text_sql, statement.params, statement.settings
+            ask.scope.namespace, statement.split.text_sql, statement.params, statement.settings
         )
 
     def _search(
-        self,
-        query: str,
-        vector: Any,
-        scope: Scope,
-        space: SpaceRow,
-        *,
-        k: int,
-        max_distance: float | None,
-        ef: int,
-        mode: SearchMode,
-        text_floor: float | None = None,
-        text_side: Future[list[Any]] | None = None,
+        self, ask: Ask, vector: Any, space: SpaceRow, text_side: Future[list[Any]] | None = None
     ) -> list[RecalledMemory]:
         """One checked statement, one round trip: the rows and the embedding space in force with them. Hybrid,
         when it can: its text side on another connection while this one runs the rest (_sides_at_once).
@@ -151,23 +122,14 @@ class SpaceChecked:
         model, or refuse a mismatch) and try once more, in one statement, embedding the query again if the
         embedder changed. text_side: the text side already started (_text_side).
         """
+        namespace = ask.scope.namespace
         for attempt in (1, 2):
-            statement = self._statement(
-                query,
-                vector,
-                scope,
-                space,
-                k=k,
-                max_distance=max_distance,
-                ef=ef,
-                mode=mode,
-                text_floor=text_floor,
-            )
+            statement = self._statement(ask, vector, space)
             try:
                 if attempt == 1 and statement.split is not None and vector is not None:
-                    rows = self._sides_at_once(statement, scope.namespace, text_side)
+                    rows = self._sides_at_once(statement, namespace, text_side)
                 else:
-                    rows = self.unit.run(scope.namespace, statement.sql, statement.params, statement.settings)
+                    rows = self.unit.run(namespace, statement.sql, statement.params, statement.settings)
             except DatabaseError:
                 if attempt == 2:
                     raise
@@ -183,7 +145,7 @@ class SpaceChecked:
                 return []
             space = verified
             if self.embedder is not embedder and vector is not None:
-                vector = self.embedder.embed([query])[0]
+                vector = self.embedder.embed([ask.query])[0]
         raise AssertionError("unreachable")
 
     def _sides_at_once(
@@ -250,7 +212,7 @@ class SpaceChecked:
         if space is None:
             return []
         ef = max(self.settings.ef_search, k)
-        return self._search("", vector, scope, space, k=k, max_distance=None, ef=ef, mode="vector")
+        return self._search(Ask("", scope, k, None, ef, "vector"), vector, space)
 
     def _store_one(self, memory: NewMemory) -> list[tuple[int, bool]] | None:
         """Store one memory in one round trip when the embedding space is known and still in force; None:

@@ -16,7 +16,7 @@ from memagent.records import MemoryRecord, RecallResult, RememberResult
 from memagent.store.scope import Scope
 from memagent.store.search import SearchMode
 from memagent.store.unit import UnitOfWork
-from memagent.usecases.checked import SpaceChecked, settle
+from memagent.usecases.checked import Ask, SpaceChecked, settle
 from memagent.usecases.known_space import KnownSpace
 from memagent.usecases.views import clean_view, learned_kinds, recall_limits, refuse_other_kinds
 from memagent.validation import ALL_NAMESPACES, clean_date, clean_metadata, clean_name, clean_text
@@ -189,13 +189,10 @@ class MemoryService(SpaceChecked):
             raise InputError(f"mode must be hybrid, vector or text, not {mode!r}.")
         degraded: str | None = None
         vector: Any = None
+        ask = Ask(query, scope, k, max_distance, ef_search, mode, text_floor)
         # Hybrid's text side needs no embedding: it runs (on a connection of its own) while the query is
         # embedded and the vector side found.
-        text_side = None
-        if mode == "hybrid":
-            text_side = self._text_side(
-                query, scope, space, k=k, max_distance=max_distance, ef=ef_search, text_floor=text_floor
-            )
+        text_side = self._text_side(ask, space) if mode == "hybrid" else None
         try:
             try:
                 vector = self.embedder.embed([query])[0]
@@ -203,24 +200,13 @@ class MemoryService(SpaceChecked):
                 if mode == "vector":
                     raise
                 # Full-text recall still works without the provider; say so rather than fail the turn.
-                degraded, mode = exc.message, "text"
+                degraded, ask = exc.message, replace(ask, mode="text")
             else:
                 self._catch_up()
-            found = self._search(
-                query,
-                vector,
-                scope,
-                space,
-                k=k,
-                max_distance=max_distance,
-                ef=ef_search,
-                mode=mode,
-                text_floor=text_floor,
-                text_side=text_side if mode == "hybrid" else None,
-            )
+            found = self._search(ask, vector, space, text_side if ask.mode == "hybrid" else None)
         finally:
             settle(text_side)  # (unused when the query could not be embedded, or on an error)
-        return RecallResult(found, degraded, mode)
+        return RecallResult(found, degraded, ask.mode)
 
     def pending(self, *, namespace: str | None = None, all_namespaces: bool = False) -> int:
         """How many memories wait for their embedding (in the namespace, or in every namespace)."""
