@@ -1,4 +1,4 @@
-"""What revisions 0011 to 0021, 0024 and 0026 run for full-text recall: the statistics
+"""What revisions 0011 to 0021, 0024, 0026 and 0027 run for full-text recall: the statistics
 (memagent.store.text_stats), the ranking function (memagent.store.text_ranking), its helpers, and who may
 call or touch them."""
 
@@ -10,6 +10,7 @@ from memagent.store import (
     text_pairs,
     text_passes,
     text_ranking,
+    text_repeats,
     text_small,
     text_stats,
     text_terms,
@@ -211,3 +212,8 @@ KINDS_DOWNGRADE = (text_tiers.function(), _PIN_FLOOR)
 # (memagent.store.text_pairs); the same signature.
 PAIRS_UPGRADE = (text_pairs.function(), _PIN_FLOOR)
 PAIRS_DOWNGRADE = (text_kinds.function(), _PIN_FLOOR)
+
+# Revision 0027: short of depth, a common word's memories holding it more than once are read first
+# (memagent.store.text_repeats); the same signature.
+REPEATS_UPGRADE = (text_repeats.function(), _PIN_FLOOR)
+REPEATS_DOWNGRADE = (text_pairs.function(), _PIN_FLOOR)
