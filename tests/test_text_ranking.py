@@ -12,7 +12,7 @@ import random
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -195,14 +195,20 @@ def ranking_and_reads(
 
 
 @contextmanager
-def revision_0025_ranking(conn: Connection) -> Iterator[None]:
-    """Revision 0025's ranking function in place of the current one, until the block ends (a savepoint)."""
-    conn.execute(text("SAVEPOINT before_0026"))
-    conn.execute(text(text_kinds.function()))
+def replaced_ranking(conn: Connection, function: str) -> Iterator[None]:
+    """An earlier revision's ranking function (its CREATE statement) in place of the current one, until
+    the block ends (a savepoint)."""
+    conn.execute(text("SAVEPOINT earlier_ranking"))
+    conn.execute(text(function))
     try:
         yield
     finally:
-        conn.execute(text("ROLLBACK TO SAVEPOINT before_0026"))
+        conn.execute(text("ROLLBACK TO SAVEPOINT earlier_ranking"))
+
+
+def revision_0025_ranking(conn: Connection) -> AbstractContextManager[None]:
+    """Revision 0025's ranking function in place of the current one, until the block ends."""
+    return replaced_ranking(conn, text_kinds.function())
 
 
 def assert_same(

@@ -5,8 +5,7 @@ hold it more than once first; the ranking must stay the exact BM25 top, whicheve
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
@@ -14,21 +13,17 @@ from sqlalchemy.orm import Session
 from memagent.store import text_pairs, text_repeats
 from memagent.store.text_floor import FLOOR
 from memagent.store.text_ranking import SMALL
-from tests.test_text_ranking import assert_same, memories_of, ranking_and_reads, reference, store
+from tests.test_text_ranking import (
+    assert_same,
+    memories_of,
+    ranking_and_reads,
+    reference,
+    replaced_ranking,
+    store,
+)
 from tests.test_text_tiers import COMMON, Kept, check, queries, repeated_corpus, split_store
 
 QUESTION = "What Console does Nate own?"  # to the index: "nate" ("own" is a stop word, "console" unheld)
-
-
-@contextmanager
-def revision_0026_ranking(conn: Connection) -> Iterator[None]:
-    """Revision 0026's ranking function in place of the current one, until the block ends (a savepoint)."""
-    conn.execute(text("SAVEPOINT before_0027"))
-    conn.execute(text(text_pairs.function()))
-    try:
-        yield
-    finally:
-        conn.execute(text("ROLLBACK TO SAVEPOINT before_0027"))
 
 
 def nate_corpus(twice: int) -> list[str]:
@@ -48,7 +43,7 @@ def test_a_common_word_said_twice_completes_the_top_alone(
 
     for floor in (FLOOR, 0.0):
         found, read = ranking_and_reads(connection, "nate-twice", QUESTION, 50, floor)
-        with revision_0026_ranking(connection):
+        with replaced_ranking(connection, text_pairs.function()):  # revision 0026's
             found_then, read_then = ranking_and_reads(connection, "nate-twice", QUESTION, 50, floor)
         assert found == found_then
         assert_same(found, everything, 50, floor)
