@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -73,21 +73,40 @@ def test_the_sides_at_once_return_what_one_statement_returns(
     ran: list[tuple[str, str]] = []
     run, run_aside = service.unit.run, service.unit.run_aside
 
+    vector_side_ran = threading.Event()
+    text_sides: list[Future[list[Any]]] = []
+
     def recording(ns: str, sql: str, params: Any, settings: Sequence[tuple[str, str]] = ()) -> list[Any]:
         ran.append((threading.current_thread().name, sql))
-        return run(ns, sql, params, settings)
+        rows = run(ns, sql, params, settings)
+        if sql.endswith("SELECT id, distance FROM nearest"):  # the vector side alone
+            vector_side_ran.set()
+        return rows
 
     def late(*args: Any) -> Future[list[Any]] | None:
-        """The text side, its result handed over 50 ms after it is known: not done before the vector side."""
+        """The text side, its result handed over once the vector side has run: not done before it."""
         inner = run_aside(*args)
         if inner is None:
             return None
         handed: Future[list[Any]] = Future()
-        threading.Timer(0.05, lambda: handed.set_result(inner.result())).start()
+
+        def hand_over() -> None:
+            rows = inner.result()
+            assert vector_side_ran.wait(30)
+            handed.set_result(rows)
+
+        threading.Thread(target=hand_over).start()
         return handed
 
+    def kept(*args: Any) -> Future[list[Any]] | None:
+        inner = run_aside(*args)
+        if inner is not None:
+            text_sides.append(inner)
+        return inner
+
     monkeypatch.setattr(service.unit, "run", recording)
-    slow = SlowEmbedder(service.embedder, 0.05)  # the text side is done when the query is embedded
+    # The text side done when the query is embedded: the embedder waits for it.
+    slow = SlowEmbedder(service.embedder, 0.0, before=lambda: text_sides[-1].result(timeout=30))
     queries = ["ferry porto", "the tide at noon", "orchid water sunday", "lighthouse", "garden harbour pier"]
     shapes = itertools.product(
         queries,
@@ -110,9 +129,11 @@ def test_the_sides_at_once_return_what_one_statement_returns(
         with monkeypatch.context() as timing:
             if i % 2:
                 timing.setattr(service, "embedder", slow)
+                timing.setattr(service.unit, "run_aside", kept)
             else:
                 timing.setattr(service.unit, "run_aside", late)
             ran.clear()
+            vector_side_ran.clear()
             assert recalled(service, query, **kw) == alone, (query, kw)
         # The text side ran on a recall thread; the vector side and the fusion on this one, as one
         # statement when the text side was done, else as two.
@@ -129,10 +150,11 @@ def test_the_sides_at_once_return_what_one_statement_returns(
 
 
 class SlowEmbedder:
-    """The service's embedder, taking `delay` seconds per call, recording when each call started."""
+    """The service's embedder, taking `delay` seconds per call (and calling `before` first, if given),
+    recording when each call started."""
 
-    def __init__(self, inner: Any, delay: float) -> None:
-        self.inner, self.delay = inner, delay
+    def __init__(self, inner: Any, delay: float, before: Callable[[], Any] | None = None) -> None:
+        self.inner, self.delay, self.before = inner, delay, before
         self.started: list[float] = []
 
     def __getattr__(self, name: str) -> Any:
@@ -140,6 +162,8 @@ class SlowEmbedder:
 
     def embed(self, texts: Sequence[str]) -> Any:
         self.started.append(time.perf_counter())
+        if self.before is not None:
+            self.before()
         time.sleep(self.delay)
         return self.inner.embed(texts)
 
