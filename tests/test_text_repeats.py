@@ -6,22 +6,29 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
-from memagent.store import text_pairs, text_repeats
+from memagent.config import Settings
+from memagent.store import schema, text_pairs, text_repeats
+from memagent.store.database import Database
+from memagent.store.embedded import EmbeddedPostgres
 from memagent.store.text_floor import FLOOR
 from memagent.store.text_ranking import SMALL
+from tests.conftest import DIM, make_database
 from tests.test_text_ranking import (
     assert_same,
     memories_of,
+    ranking,
     ranking_and_reads,
     reference,
     replaced_ranking,
     store,
 )
 from tests.test_text_tiers import COMMON, Kept, check, queries, repeated_corpus, split_store
+from tests.test_text_tiers_migration import FUNCTIONS, catalog
 
 QUESTION = "What Console does Nate own?"  # to the index: "nate" ("own" is a stop word, "console" unheld)
 
@@ -59,15 +66,15 @@ def test_too_few_repeats_are_put_back_and_every_holder_read(
     everything = reference(connection, "nate-few", QUESTION)
     for depth in (10, 50, 400):
         for floor in (FLOOR, 0.0):
-            found, _ = ranking_and_reads(connection, "nate-few", QUESTION, depth, floor)
+            found = ranking(connection, "nate-few", QUESTION, depth, floor=floor)
             assert len({memory_id for _, memory_id in found}) == len(found)
             assert_same(found, everything, depth, floor)
 
 
 # The production function with notices of which way the step went (nothing else changed).
 _PROBE = (
-    "            repeats_read := n_first + 1;\n        END IF;\n",
-    "            repeats_read := n_first + 1;\n            RAISE NOTICE 'probe repeats kept';\n"
+    "            repeats_word := n_first + 1;\n        END IF;\n",
+    "            repeats_word := n_first + 1;\n            RAISE NOTICE 'probe repeats kept';\n"
     "        ELSE\n            RAISE NOTICE 'probe repeats back';\n        END IF;\n",
 )
 
@@ -75,13 +82,20 @@ _PROBE = (
 def test_repeats_first_fuzzed_against_the_reference(
     sessions: Callable[[], Session], connection: Connection
 ) -> None:
-    """Memories short and long, words said one to five times (revision 0021's fuzz corpus); questions of
-    common words, alone, in pairs, beside rare and unheld words: the exact top, ids and bits, and both ways
-    of the step reached."""
+    """Memories short and long, words said one to five times (revision 0021's fuzz corpus, and a common word
+    nearly always said once); questions of common words, alone, in pairs, beside rare and unheld words: the
+    exact top, ids and bits, and both ways of the step reached."""
     rng = random.Random(27)
-    split_store(sessions, rng, repeated_corpus(rng, SMALL + 600), "repeats")
+    # and a word in 1,300 memories, said twice in 4 of them (fewer than most depths: put back)
+    once = [f"oftx f{i}k" + f" {rng.choice(COMMON)}" * rng.randint(0, 2) for i in range(1300)]
+    split_store(
+        sessions,
+        rng,
+        repeated_corpus(rng, SMALL + 600) + once + [f"oftx oftx d{i}k" for i in range(4)],
+        "repeats",
+    )
     docs = memories_of(connection, "repeats")
-    qs = [rng.choice(COMMON) for _ in range(6)]
+    qs = [rng.choice(COMMON) for _ in range(6)] + ["oftx", f"oftx {rng.choice(COMMON)}", "r7x oftx"]
     qs += [" ".join(rng.sample(COMMON, 2)) for _ in range(6)]
     qs += [f"r999x {rng.choice(COMMON)} {rng.choice(COMMON)}" for _ in range(4)]
     qs += [f"r{rng.randrange(120)}x {rng.choice(COMMON)}" for _ in range(6)]
@@ -98,3 +112,27 @@ def test_repeats_first_fuzzed_against_the_reference(
     back = sum("probe repeats back" in notice for notice in notices.items)
     print(f"repeats kept {kept}, put back {back}")
     assert kept > 0 and back > 0
+
+
+def test_the_revision_both_ways(embedded: EmbeddedPostgres) -> None:
+    """0026 → 0027 → 0026: the function's body is each revision's, its owner, grants, pinned path and
+    security the same throughout (an outside review's check, kept)."""
+    source = "SELECT prosrc FROM pg_proc WHERE oid = CAST(:f AS regprocedure)"
+
+    def body(sql: str) -> str:
+        return sql.split("$fn$")[1]
+
+    url = make_database(embedded, "memagent_repeats_migration")
+    with Database(Settings(), url=url) as db:
+
+        def installed() -> tuple[list[Any], str]:
+            with db.engine.connect() as conn:
+                return catalog(conn), conn.execute(text(source), {"f": FUNCTIONS[2]}).scalar_one()
+
+        schema.upgrade(db, "0026", embedding_dim=DIM)
+        at_0026 = installed()
+        assert at_0026[1] == body(text_pairs.function())
+        schema.upgrade(db, "0027")
+        assert installed() == (at_0026[0], body(text_repeats.function()))
+        schema.downgrade(db, "0026")
+        assert installed() == at_0026
