@@ -10,6 +10,12 @@ The overhead is the turn's time minus the time spent inside the embedder and ins
 stream (the openai client and the loopback HTTP server); reported p50/p95 over --turns, after 20 warm-up
 turns, with the same figures for vector mode.
 
+With --embed-ms N the embedder takes N ms per call (it sleeps, as a call to a provider waits on the network;
+still counted out of the overhead). Hybrid recall starts its text side before it embeds the query
+(memagent.usecases.checked), so with an embedder that takes time the text side runs meanwhile and the
+recall after the embedding is one statement; with the default, 0, the embedding is instant and the text
+side is still running when the vector side starts: the worst case for the overhead.
+
 With --extract, the same turns again with learning on (MEMAGENT_EXTRACT): the loopback model also answers
 the extraction (two new facts per turn) and the consolidation (add); reported: the model calls and tokens per
 turn, the time inside the model and the embedder, and memagent's own overhead (the turn minus both).
@@ -29,6 +35,20 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from scale import GivenVector, make_vectors, pct, temporary_home
+
+
+class Slow:
+    """GivenVector that waits `ms` before answering, as an embeddings provider over the network does."""
+
+    def __init__(self, inner: GivenVector, ms: float) -> None:
+        self.inner, self.ms = inner, ms
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def embed(self, texts: Sequence[str]) -> Any:
+        time.sleep(self.ms / 1000)
+        return self.inner.embed(texts)
 
 
 class Timed:
@@ -95,6 +115,9 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=1536)
     parser.add_argument("--turns", type=int, default=200)
     parser.add_argument("--extract", action="store_true", help="also measure turns with learning on")
+    parser.add_argument(
+        "--embed-ms", type=float, default=0.0, help="the embedder's time per call (a provider's latency)"
+    )
     args = parser.parse_args()
     with temporary_home("memagent-chat-turn-") as home:
         run(args, home)
@@ -139,7 +162,7 @@ def run(args: argparse.Namespace, home: Path) -> None:
                 hnsw.IndexRepository(session).create("vector", args.dim)
                 session.execute(text("ANALYZE memories"))
             given = GivenVector(model, args.dim)
-            embedder = Timed(given)
+            embedder = Timed(Slow(given, args.embed_ms) if args.embed_ms else given)
             service = MemoryService(db.sessions, embedder, settings)
             chat = Timed(OpenAIChat(model="gpt-4o-mini", base_url=fake.base_url, api_key=fake.api_key))
             n = 0
@@ -167,6 +190,8 @@ def run(args: argparse.Namespace, home: Path) -> None:
                         calls.append(chat.calls)
                         tokens.append(chat.sent_chars / 4)
                 label = f"{mode}{' + learning' if learn else ''}"
+                if args.embed_ms:
+                    label += f" (embedder {args.embed_ms:g} ms)"
                 print(
                     f"{label:<17} chat turn overhead p50 {pct(overheads, 50):.2f} ms, p95 "
                     f"{pct(overheads, 95):.2f} ms (whole turn with the loopback model p50 "

@@ -145,6 +145,48 @@ def test_a_dropped_connection_costs_one_retry_not_the_recall(
     assert service.remember("the tide turns again at midnight").created
 
 
+def test_the_one_statement_path_goes_without_the_liveness_check(
+    engine_service: tuple[MemoryService, Database, str], engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """UnitOfWork.run (recall, the one-INSERT store) takes a pooled connection without `SELECT 1` first (it
+    replaces a dropped one itself); a unit of work with a session is checked first; either way connections
+    cut meanwhile (a server restart) are replaced, not reported."""
+    service, db, _ = engine_service
+    pids: list[int] = []
+    event.listen(db.engine, "connect", lambda dbapi, _record: pids.append(dbapi.get_backend_pid()))
+    pings: list[int] = []
+    dialect = db.engine.dialect
+    real_ping = dialect.do_ping
+    monkeypatch.setattr(dialect, "do_ping", lambda conn: bool(pings.append(1)) or real_ping(conn))
+
+    def cut_all() -> None:
+        with engine.connect() as conn:  # another engine's connection
+            conn.execute(
+                text("SELECT pg_terminate_backend(pid) FROM unnest(CAST(:p AS int[])) AS pid"), {"p": pids}
+            )
+
+    assert service.remember("the bakery opens at six").created  # the first call verifies the space: a session
+    assert service.recall("bakery", mode="vector")
+    pings.clear()
+    for _ in range(3):
+        assert service.recall("bakery", mode="vector")[0].content == "the bakery opens at six"
+        assert service.recall("bakery opens", mode="hybrid")[0].content == "the bakery opens at six"
+    assert service.remember("the bakery closes at two").created
+    assert pings == [] and len(pids) >= 2  # (hybrid's text side took a connection of its own)
+    assert service.count() == 2  # a unit of work with a session: checked first
+    assert len(pings) == 1
+    cut_all()
+    assert service.count() == 2  # the check found the connection dropped: the pool connected anew
+    held = [db.engine.raw_connection() for _ in range(3)]  # three live connections in the pool ...
+    for pooled in held:
+        pooled.close()
+    cut_all()  # ... all cut: the one-INSERT store's retry must not take the next dead one unchecked
+    assert service.remember("the bakery bakes rye on fridays").created
+    cut_all()
+    assert service.recall("bakery opens", mode="hybrid")[0].content == "the bakery opens at six"
+    assert service.count() == 3
+
+
 def test_an_unreachable_provider_still_degrades_on_the_fast_path(
     engine_service: tuple[MemoryService, Database, str],
 ) -> None:

@@ -100,6 +100,8 @@ class Database:
         from sqlalchemy.exc import ArgumentError
         from sqlalchemy.orm import sessionmaker
 
+        from memagent.store.liveness import check_before_use
+
         url = self._url
         if url is None:
             from memagent.store.embedded import EmbeddedPostgres
@@ -133,7 +135,8 @@ class Database:
                 # Two kept for the caller's units of work and one for each recall thread, so that recalls
                 # at once do not open connections anew.
                 kept = 2 + RECALL_THREADS
-                self._engine = create_engine(url, pool_pre_ping=True, pool_size=kept, max_overflow=4)
+                self._engine = create_engine(url, pool_size=kept, max_overflow=4)
+                check_before_use(self._engine)  # (not pool_pre_ping: UnitOfWork.run goes without it)
                 _read_committed(self._engine)
         except (ArgumentError, ValueError):  # the message would echo the URL, password included
             raise ConfigError(
@@ -232,8 +235,9 @@ def _read_committed(engine: Engine) -> None:
 def _restart_on_connect_failure(engine: Engine, embedded: EmbeddedPostgres) -> None:
     """If the embedded server went away (stopped, crashed, machine slept), start it again on the next connect.
 
-    Pooled connections are pinged before use (pool_pre_ping), so a restart is noticed at the next unit of
-    work, which then reconnects here; a turn in flight at that moment fails once and is kept (recovery).
+    Pooled connections are checked before use (memagent.store.liveness), so a restart is noticed at the
+    next unit of work, which then reconnects here; a turn in flight at that moment fails once and is kept
+    (recovery).
     """
     from sqlalchemy import event
 

@@ -6,7 +6,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from functools import cached_property
 from typing import Any
 
@@ -20,6 +20,7 @@ from memagent.store.db_errors import translate_errors, unreachable
 from memagent.store.hnsw import IndexRepository
 from memagent.store.items import ItemRepository
 from memagent.store.lifecycle import LifecycleRepository
+from memagent.store.liveness import unchecked
 from memagent.store.memories import MemoryRepository
 from memagent.store.roles import APP_ROLE, Isolation, isolation
 from memagent.store.search import driver_sql, run_in, settings_sql, settings_values
@@ -211,9 +212,11 @@ class UnitOfWork:
         statement = settings_sql(len(settings), True, isolate) + driver_sql(sql)
         for attempt in (1, 2):
             with translate_errors():
-                # The pool's connection itself (checked before use): SQLAlchemy's isolation-level switch
-                # and reset would cost more than the statement's round trip.
-                pooled = bind.raw_connection()
+                # The pool's connection itself: SQLAlchemy's isolation-level switch and reset would cost
+                # more than the statement's round trip. Not checked first the first time: a dropped one is
+                # replaced below, by a checked one (which also notices a restarted server).
+                with unchecked() if attempt == 1 else nullcontext():
+                    pooled = bind.raw_connection()
                 try:
                     connection: Any = pooled.driver_connection
                     connection.autocommit = True  # psycopg2: client-side; no BEGIN, no COMMIT
