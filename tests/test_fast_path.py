@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from sqlalchemy import Connection, Engine, event, text
@@ -157,7 +158,12 @@ def test_the_one_statement_path_goes_without_the_liveness_check(
     pings: list[int] = []
     dialect = db.engine.dialect
     real_ping = dialect.do_ping
-    monkeypatch.setattr(dialect, "do_ping", lambda conn: bool(pings.append(1)) or real_ping(conn))
+
+    def counted_ping(conn: Any) -> bool:
+        pings.append(1)
+        return real_ping(conn)
+
+    monkeypatch.setattr(dialect, "do_ping", counted_ping)
 
     def cut_all() -> None:
         with engine.connect() as conn:  # another engine's connection
