@@ -6,43 +6,47 @@ of memagent's units of work need it (an ORM session's transaction cannot simply 
 and sends the statement again on a checked one; for it the check only costs time (0.1-0.4 ms a call, and a
 hybrid recall takes up to three connections, a chat turn four). So the engine checks connections in a
 `checkout` event instead of with `pool_pre_ping`, the way SQLAlchemy documents for custom checks, and
-`unchecked()` turns the check off for the check-outs of one block on one thread.
+`unchecked()` turns the check off for the check-outs of one block (in this thread or task).
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from sqlalchemy import Engine, event
 from sqlalchemy.exc import InvalidatePoolError
 
-_SKIP = threading.local()
+_SKIP: ContextVar[bool] = ContextVar("memagent_unchecked", default=False)
+_FRESH = "memagent.fresh"  # a connection just opened: nothing to check yet (as pool_pre_ping)
 
 
 @contextmanager
 def unchecked() -> Iterator[None]:
-    """Connections checked out in this block (on this thread) are not checked first: the caller sends its
-    statement again on a checked connection when the one it got is dropped (UnitOfWork.run)."""
-    before = getattr(_SKIP, "on", False)
-    _SKIP.on = True
+    """Connections checked out in this block are not checked first: the caller sends its statement again
+    on a checked connection when the one it got is dropped (UnitOfWork.run)."""
+    token = _SKIP.set(True)
     try:
         yield
     finally:
-        _SKIP.on = before
+        _SKIP.reset(token)
 
 
 def check_before_use(engine: Engine) -> None:
-    """Check each connection the engine's pool hands out, unless inside unchecked(). A dropped connection
-    invalidates the pool (the server restarted: every pooled connection is gone) and the pool connects
-    anew, as pool_pre_ping does."""
+    """Check each connection the engine's pool hands out, but one just opened or inside unchecked(). A
+    dropped connection invalidates the pool (the server restarted: every pooled connection is gone) and the
+    pool connects anew, as pool_pre_ping does."""
     dialect = engine.dialect
+
+    @event.listens_for(engine, "connect")
+    def opened(dbapi_connection: Any, record: Any) -> None:
+        record.info[_FRESH] = True
 
     @event.listens_for(engine, "checkout")
     def check(dbapi_connection: Any, record: Any, proxy: Any) -> None:
-        if getattr(_SKIP, "on", False):
+        if record.info.pop(_FRESH, False) or _SKIP.get():
             return
         try:
             dialect.do_ping(dbapi_connection)
