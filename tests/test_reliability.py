@@ -10,6 +10,7 @@ import textwrap
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
@@ -365,3 +366,25 @@ def test_a_writer_killed_with_sigkill_leaves_a_consistent_database(home: Path, f
     )
     assert after.returncode == 0, after.stderr
     assert count_rows(home, "writers")[0] == rows + 1
+
+
+class SeenThenRemoved(type(Path())):  # type: ignore[misc]
+    """A path that was seen to exist just before another replay removed it (its exists() is stale)."""
+
+    def exists(self, *args: Any, **kwargs: Any) -> bool:
+        return True
+
+
+def test_a_replay_does_not_trip_over_a_file_another_one_just_removed(
+    engine_service: tuple[MemoryService, Any, str], tmp_path: Path
+) -> None:
+    """Threads sharing one Memory each replay the recovery file on their next call, and one replay removes
+    the file once it is empty: another that saw the file a moment before finds nothing to do, it does not
+    fail (an outside read saw remember raise FileNotFoundError there, after the memory was stored)."""
+    from memagent.usecases.recovery import RecoveryFile
+
+    service, _, _ = engine_service
+    recovery = RecoveryFile(SeenThenRemoved(tmp_path))
+    assert recovery.path.exists() and not Path(recovery.path).exists()
+    replayed = recovery.replay(service, "here")
+    assert replayed.stored == 0 and replayed.waiting == 0 and replayed.problem is None

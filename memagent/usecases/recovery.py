@@ -103,7 +103,10 @@ class RecoveryFile:
         A memory kept for another database is never stored here: namespaces may be shared across databases.
         wait: how long to wait for another process's replay (0: skip if one runs).
         """
-        if not self.path.exists() or self.path.stat().st_size == 0:
+        try:  # (one look: another replay, in this process or another, may remove the file meanwhile)
+            if self.path.stat().st_size == 0:
+                return Replay()
+        except FileNotFoundError:
             return Replay()
         from filelock import FileLock, Timeout
 
