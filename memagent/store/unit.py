@@ -228,11 +228,7 @@ class UnitOfWork:
                         if not connection.closed:
                             connection.autocommit = False
                 except Exception as exc:
-                    dialect = bind.dialect
-                    if unreachable(exc) or (  # dropped: discard this connection and send it once more
-                        isinstance(exc, dialect.loaded_dbapi.Error)
-                        and dialect.is_disconnect(exc, connection, None)  # (as the check would have seen it)
-                    ):
+                    if unreachable(exc):  # dropped: discard this connection and send it once more
                         pooled.invalidate()
                         if attempt == 1:
                             continue
