@@ -496,7 +496,7 @@ def statements_of(db: Any, service: Any, action: Callable[[], Any]) -> list[tupl
     if run is not None:
         from memagent.store.search import driver_sql
 
-        def recording(namespace: str, sql: str, params: Any, settings: Any = ()) -> list[Any]:
+        def recording(namespace: str, sql: str, params: Any, settings: Any = (), **kw: Any) -> list[Any]:
             prefix = SAME_TRIP + "SELECT set_config('memagent.namespace', %(ns)s, true)"
             prefix += ", set_config('role', 'memagent_app', true)"
             prefix += "".join(
@@ -505,7 +505,7 @@ def statements_of(db: Any, service: Any, action: Callable[[], Any]) -> list[tupl
             values = {"ns": namespace} | {f"s{i}": value for i, (_, value) in enumerate(settings)}
             sent.append((prefix, values))
             sent.append((driver_sql(sql), dict(params)))
-            rows: list[Any] = run(namespace, sql, params, settings)
+            rows: list[Any] = run(namespace, sql, params, settings, **kw)
             return rows
 
         service.unit.run = recording

@@ -99,11 +99,11 @@ def run(args: argparse.Namespace) -> None:
         # checkout with the pool's ping, the round trip, the rows).
         run = service.unit.run
 
-        def counted(namespace: str, sql: str, params: Any, settings: Any = ()) -> Any:
+        def counted(namespace: str, sql: str, params: Any, settings: Any = (), **kw: Any) -> Any:
             sent.append("[one round trip] " + sql)
             t = time.perf_counter()
             try:
-                return run(namespace, sql, params, settings)
+                return run(namespace, sql, params, settings, **kw)
             finally:
                 in_driver.append(time.perf_counter() - t)
 

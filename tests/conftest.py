@@ -305,9 +305,9 @@ def sent_by_unit(service: MemoryService) -> Iterator[list[tuple[str, Any]]]:
     sent: list[tuple[str, Any]] = []
     run = service.unit.run
 
-    def recording(namespace: str, sql: str, params: Any, settings: Any = ()) -> list[Any]:
+    def recording(namespace: str, sql: str, params: Any, settings: Any = (), **kw: Any) -> list[Any]:
         sent.append((driver_sql(sql), dict(params)))
-        return run(namespace, sql, params, settings)
+        return run(namespace, sql, params, settings, **kw)
 
     service.unit.run = recording  # type: ignore[method-assign]
     try:
@@ -335,3 +335,32 @@ def schema_drift(conn: Connection) -> list[Any]:
 
     context = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})
     return list(compare_metadata(context, Base.metadata))
+
+
+def pooled_connections(db: Database) -> list[Any]:
+    """Every connection the engine's pool holds, checked out (proxies: close() gives each back)."""
+    from sqlalchemy.pool import QueuePool
+
+    pool = db.engine.pool
+    assert isinstance(pool, QueuePool)
+    return [db.engine.raw_connection() for _ in range(pool.checkedin())]
+
+
+def prepared_statements(db: Database) -> list[tuple[str, str, int, int]]:
+    """memagent's prepared statements on every connection the pool holds: name, statement, generic plans
+    and custom plans used."""
+    found = []
+    held = pooled_connections(db)
+    try:
+        for connection in held:
+            driver: Any = connection.driver_connection
+            with driver.cursor() as cursor:
+                cursor.execute(
+                    "SELECT name, statement, generic_plans, custom_plans FROM pg_prepared_statements"
+                    " WHERE name LIKE 'memagent%'"
+                )
+                found += cursor.fetchall()
+    finally:
+        for connection in held:
+            connection.close()
+    return found

@@ -17,7 +17,7 @@ from sqlalchemy import text
 from memagent.store.database import Database
 from memagent.store.memories import NewMemory
 from memagent.usecases.service import MemoryService
-from tests.conftest import DIM
+from tests.conftest import DIM, prepared_statements
 from tests.fake_openai import fake_embedding
 
 WORDS = ("ferry", "porto", "pier", "harbour", "timetable", "garden", "orchid", "water", "sunday", "tide")
@@ -76,9 +76,9 @@ def test_the_sides_at_once_return_what_one_statement_returns(
     vector_side_ran = threading.Event()
     text_sides: list[Future[list[Any]]] = []
 
-    def recording(ns: str, sql: str, params: Any, settings: Sequence[tuple[str, str]] = ()) -> list[Any]:
+    def recording(ns: str, sql: str, params: Any, settings: Any = (), **kw: Any) -> list[Any]:
         ran.append((threading.current_thread().name, sql))
-        rows = run(ns, sql, params, settings)
+        rows = run(ns, sql, params, settings, **kw)
         if sql.endswith("SELECT id, distance FROM nearest"):  # the vector side alone
             vector_side_ran.set()
         return rows
@@ -147,6 +147,10 @@ def test_the_sides_at_once_return_what_one_statement_returns(
             assert len(here) == 2 and "nearest_index" in here[0] and "vec_ids" in here[1], (query, kw)
         compared += bool(alone)
     assert compared > 300  # most of the 360 shapes find something
+    # The fusion (the third statement) went as a prepared statement, past the fifth call with a kept plan.
+    prepared = prepared_statements(db)
+    assert prepared and all("query_vector AS MATERIALIZED (SELECT CAST($" in row[1] for row in prepared)
+    assert any(generic for _, _, generic, _ in prepared), prepared
 
 
 class SlowEmbedder:
@@ -179,10 +183,10 @@ def test_the_text_side_runs_while_the_query_is_embedded(
     text_ran: list[tuple[float, float]] = []
     run = service.unit.run
 
-    def timed(ns: str, sql: str, params: Any, settings: Sequence[tuple[str, str]] = ()) -> list[Any]:
+    def timed(ns: str, sql: str, params: Any, settings: Any = (), **kw: Any) -> list[Any]:
         started = time.perf_counter()
         try:
-            return run(ns, sql, params, settings)
+            return run(ns, sql, params, settings, **kw)
         finally:
             if "memagent_text_ranking" in sql:
                 text_ran.append((started, time.perf_counter()))
@@ -260,9 +264,9 @@ def test_a_memory_deleted_between_the_sides_still_leaves_k_results(
     ran: list[str] = []
     run = service.unit.run
 
-    def recording(ns: str, sql: str, params: Any, settings: Sequence[tuple[str, str]] = ()) -> list[Any]:
+    def recording(ns: str, sql: str, params: Any, settings: Any = (), **kw: Any) -> list[Any]:
         ran.append(sql)  # (the text side's too: run_aside runs it through this on its thread)
-        rows = run(ns, sql, params, settings)
+        rows = run(ns, sql, params, settings, **kw)
         if sql.endswith("SELECT id, distance FROM nearest"):  # the vector side alone
             vector_side_ran.set()
         return rows

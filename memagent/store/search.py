@@ -44,6 +44,7 @@ class RecallStatement:
     recency_half_life: timedelta | None = None
     importance_weight: float = 0.0
     split: HybridSplit | None = None  # hybrid: the same recall in two or three statements
+    prepare: bool = False  # sent as a prepared statement by UnitOfWork.run (memagent.store.prepared)
 
     def results(self, rows: Iterable[Sequence[Any]]) -> list[RecalledMemory]:
         """The recalled memories, best first (re-ranked by recency and importance when either is on)."""
@@ -64,7 +65,7 @@ class RecallStatement:
         """Hybrid split: the statement fusing the two sides' rows."""
         assert self.split is not None
         params = self.params | HybridSplit.rows(vector_rows, text_rows)
-        return replace(self, sql=self.split.given_sides_sql, params=params, split=None)
+        return replace(self, sql=self.split.given_sides_sql, params=params, split=None, prepare=True)
 
     @staticmethod
     def space(rows: Sequence[Sequence[Any]]) -> SpaceRow | None:

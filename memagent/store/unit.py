@@ -22,6 +22,7 @@ from memagent.store.items import ItemRepository
 from memagent.store.lifecycle import LifecycleRepository
 from memagent.store.liveness import unchecked
 from memagent.store.memories import MemoryRepository
+from memagent.store.prepared import Preparing, run_prepared
 from memagent.store.roles import APP_ROLE, Isolation, isolation
 from memagent.store.search import driver_sql, run_in, settings_sql, settings_values
 from memagent.store.server import ServerFacts, facts
@@ -186,6 +187,8 @@ class UnitOfWork:
         sql: str,
         params: Mapping[str, Any],
         settings: Sequence[tuple[str, str]] = (),
+        *,
+        prepare: bool = False,
     ) -> list[Any]:
         """One statement (text() SQL, :name parameters) as a unit of work of its own; returns its rows.
 
@@ -193,9 +196,10 @@ class UnitOfWork:
         namespace set, `settings` LOCAL to it, committed on success. Over an engine it is one round trip:
         set_config and the statement in one query string on a connection in autocommit, which PostgreSQL
         runs as one implicit transaction (so the LOCAL settings and the role end with it). A connection
-        found dropped is replaced and the statement sent once more. Over asyncpg: one transaction of three
-        statements. Joined to a caller's transaction
-        (tests), the same statements run inside it, as a `with` block does.
+        found dropped is replaced and the statement sent once more. prepare: as a prepared statement,
+        parsed and planned once per connection (memagent.store.prepared; psycopg2 only). Over asyncpg: one
+        transaction of three statements. Joined to a caller's transaction (tests), the same statements run
+        inside it, as a `with` block does.
         """
         bind = self._bound()
         if isinstance(bind, Connection):  # joined to a caller's transaction (tests): as a `with` block does
@@ -209,7 +213,7 @@ class UnitOfWork:
             with translate_errors(), bind.connect() as conn, conn.begin():
                 conn.execute(text(settings_sql(len(settings), True, isolate, named=True)), values)
                 return list(conn.execute(text(sql), dict(params)).all())
-        statement = settings_sql(len(settings), True, isolate) + driver_sql(sql)
+        prefix, statement = settings_sql(len(settings), True, isolate), driver_sql(sql)
         for attempt in (1, 2):
             with translate_errors():
                 # The pool's connection itself: SQLAlchemy's isolation-level switch and reset would cost
@@ -222,7 +226,10 @@ class UnitOfWork:
                     connection.autocommit = True  # psycopg2: client-side; no BEGIN, no COMMIT
                     try:
                         with connection.cursor() as cursor:
-                            cursor.execute(statement, values)
+                            if prepare:
+                                preparing = Preparing(bind, pooled.info)
+                                return run_prepared(cursor, preparing, prefix, statement, values)
+                            cursor.execute(prefix + statement, values)
                             return list(cursor.fetchall())
                     finally:
                         if not connection.closed:

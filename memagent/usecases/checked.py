@@ -171,7 +171,7 @@ class SpaceChecked:
             fused = statement.fused(vector_rows, aside.result())
         finally:
             settle(aside)  # (done already, unless this failed or was interrupted: it ends with the recall)
-        return self.unit.run(namespace, fused.sql, fused.params, fused.settings)
+        return self.unit.run(namespace, fused.sql, fused.params, fused.settings, prepare=fused.prepare)
 
     def _embedded(
         self,

@@ -1,0 +1,185 @@
+"""Prepared statements on the one-statement path (UnitOfWork.run(prepare=True), memagent.store.prepared):
+the rows the statement's text gives, under row-level security, and a fall back to text where a server
+connection does not keep them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import psycopg2.extensions
+import pytest
+from sqlalchemy import event, text
+
+from memagent.store.database import Database
+from memagent.store.prepared import Preparing, prepared
+from memagent.store.search import driver_sql
+from memagent.usecases.service import MemoryService
+from tests.conftest import pooled_connections
+
+# A statement with what a prepared form must carry over: a literal % (escaped for psycopg2), a parameter used
+# twice, a NULL, an array, a float; its rows are whatever row-level security lets the namespace see.
+STATEMENT = """
+SELECT m.id, m.content, CAST(:weight AS float8) * m.id AS weighted
+FROM memories m
+WHERE m.content LIKE :word || '%' AND (m.content LIKE :word || '%' OR CAST(:never AS text) = '')
+  AND m.id <> ALL (CAST(:skip AS bigint[])) AND (CAST(:never AS text) IS NULL OR m.content = :never)
+ORDER BY m.id
+"""
+
+
+def run(service: MemoryService, namespace: str, prepare: bool, skip: str = "{}") -> list[Any]:
+    params = {"word": "tide", "never": None, "skip": skip, "weight": 0.5}
+    return service.unit.run(namespace, STATEMENT, params, (("work_mem", "8MB"),), prepare=prepare)
+
+
+@pytest.fixture
+def two_namespaces(
+    engine_service: tuple[MemoryService, Database, str],
+) -> Iterator[tuple[MemoryService, Database, str, str]]:
+    service, db, namespace = engine_service
+    other = namespace.replace("fast-", "fast-other-")
+    service.remember("tide tables for the harbour")
+    service.remember("tide at noon, 50% higher")
+    service.remember("the ferry leaves at six")
+    service.remember("tide pools in the other namespace", namespace=other)
+    yield service, db, namespace, other
+
+
+def prepared_here(db: Database) -> dict[int, tuple[int, int]]:
+    """On every connection the pool holds (backend pid): (generic plans, custom plans) of STATEMENT."""
+    name = prepared(driver_sql(STATEMENT)).name
+    found = {}
+    held = pooled_connections(db)
+    try:
+        for connection in held:
+            driver: Any = connection.driver_connection
+            with driver.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_backend_pid(), generic_plans, custom_plans FROM pg_prepared_statements"
+                    " WHERE name = %s",
+                    (name,),
+                )
+                for pid, generic, custom in cursor.fetchall():
+                    found[pid] = (generic, custom)
+    finally:
+        for connection in held:
+            connection.close()
+    return found
+
+
+def test_a_prepared_statement_returns_what_its_text_returns(
+    two_namespaces: tuple[MemoryService, Database, str, str],
+) -> None:
+    """The same rows as the text, call after call (past the fifth, when PostgreSQL may keep one generic plan),
+    and in another namespace the other namespace's rows only: row-level security holds in a kept plan."""
+    service, db, namespace, other = two_namespaces
+    expected = run(service, namespace, prepare=False)
+    assert [row[1] for row in expected] == ["tide tables for the harbour", "tide at noon, 50% higher"]
+    for _ in range(30):
+        assert run(service, namespace, prepare=True) == expected
+    plans = prepared_here(db)
+    assert plans and sum(generic + custom for generic, custom in plans.values()) >= 30
+    assert any(generic for generic, _ in plans.values()), plans  # a kept plan was used, not only custom ones
+    assert [row[1] for row in run(service, other, prepare=True)] == ["tide pools in the other namespace"]
+    skipped = run(service, namespace, prepare=True, skip=f"{{{expected[0][0]}}}")
+    assert skipped == expected[1:]
+    assert Preparing(db.engine, {}).on
+
+
+def test_a_statement_deallocated_behind_its_back_is_prepared_again(
+    two_namespaces: tuple[MemoryService, Database, str, str],
+) -> None:
+    """DISCARD ALL (a session pooler's reset) drops a connection's prepared statements without the pool
+    knowing: the statement is prepared again on that connection, and prepared statements stay on."""
+    service, db, namespace, _ = two_namespaces
+    expected = run(service, namespace, prepare=False)
+    for _ in range(10):
+        assert run(service, namespace, prepare=True) == expected
+    assert prepared_here(db)
+    for connection in pooled_connections(db):
+        driver: Any = connection.driver_connection
+        driver.autocommit = True
+        with driver.cursor() as cursor:
+            cursor.execute("DISCARD ALL")
+        driver.autocommit = False
+        connection.close()
+    assert not prepared_here(db)
+    for _ in range(10):
+        assert run(service, namespace, prepare=True) == expected
+    assert prepared_here(db)
+    assert Preparing(db.engine, {}).on
+
+
+class ForgetfulCursor(psycopg2.extensions.cursor):  # type: ignore[misc]
+    """Every EXECUTE reaches a server connection that never saw the PREPARE (a transaction-mode pooler)."""
+
+    sent: ClassVar[list[str]] = []
+
+    def execute(self, query: Any, vars: Any = None) -> Any:
+        text = query.decode() if isinstance(query, bytes) else str(query)
+        ForgetfulCursor.sent.append(text)
+        if "EXECUTE memagent_" in text:
+            super().execute("DEALLOCATE ALL")
+        return super().execute(query, vars)
+
+
+def test_a_pooler_that_does_not_keep_them_turns_them_off(
+    two_namespaces: tuple[MemoryService, Database, str, str],
+) -> None:
+    """Prepared, executed, not found, prepared again, not found again: the statement goes as text, then and
+    from then on, with the same rows."""
+    service, db, namespace, _ = two_namespaces
+    expected = run(service, namespace, prepare=False)
+    db.engine.dispose()
+    forgetful = lambda dbapi, _record: setattr(dbapi, "cursor_factory", ForgetfulCursor)  # noqa: E731
+    event.listen(db.engine, "connect", forgetful)
+    ForgetfulCursor.sent.clear()
+    assert run(service, namespace, prepare=True) == expected
+    assert not Preparing(db.engine, {}).on
+    assert sum("PREPARE memagent_" in text for text in ForgetfulCursor.sent) == 2
+    assert sum("EXECUTE memagent_" in text for text in ForgetfulCursor.sent) == 2
+    ForgetfulCursor.sent.clear()
+    for _ in range(3):
+        assert run(service, namespace, prepare=True) == expected
+    assert len(ForgetfulCursor.sent) == 3
+    assert not any(verb in text for text in ForgetfulCursor.sent for verb in ("PREPARE ", "EXECUTE "))
+
+
+def test_a_statement_postgresql_cannot_prepare_goes_as_text(
+    two_namespaces: tuple[MemoryService, Database, str, str],
+) -> None:
+    """A parameter whose type only its value gives (here compared with nothing) cannot be prepared: the
+    statement goes as text, the same rows, and prepared statements stay on for the others."""
+    service, db, namespace, _ = two_namespaces
+    untyped = "SELECT count(*) FROM memories WHERE :anything IS NULL"
+    for _ in range(3):
+        assert service.unit.run(namespace, untyped, {"anything": None}, prepare=True) == [(3,)]
+    assert Preparing(db.engine, {}).on
+    assert run(service, namespace, prepare=True) == run(service, namespace, prepare=False)
+
+
+def test_a_table_altered_under_a_prepared_statement(
+    two_namespaces: tuple[MemoryService, Database, str, str],
+) -> None:
+    """A column retyped after the statement was prepared (a later revision, applied while this process runs):
+    PostgreSQL refuses the old prepared statement ("cached plan must not change result type"); it is
+    prepared anew and gives the new rows."""
+    service, db, namespace, _ = two_namespaces
+    probe = "SELECT x FROM memagent_prepared_probe WHERE x > CAST(:least AS int) ORDER BY x"
+    with db.engine.begin() as conn:
+        conn.execute(text("CREATE TABLE memagent_prepared_probe (x int)"))
+        conn.execute(text("INSERT INTO memagent_prepared_probe VALUES (1), (2), (3)"))
+        conn.execute(text("GRANT SELECT ON memagent_prepared_probe TO memagent_app"))
+    try:
+        for _ in range(8):
+            assert service.unit.run(namespace, probe, {"least": 1}, prepare=True) == [(2,), (3,)]
+        with db.engine.begin() as conn:
+            conn.execute(text("ALTER TABLE memagent_prepared_probe ALTER x TYPE bigint"))
+            conn.execute(text("INSERT INTO memagent_prepared_probe VALUES (10000000000)"))
+        for _ in range(8):
+            assert service.unit.run(namespace, probe, {"least": 1}, prepare=True) == [(2,), (3,), (10**10,)]
+        assert Preparing(db.engine, {}).on
+    finally:
+        with db.engine.begin() as conn:
+            conn.execute(text("DROP TABLE memagent_prepared_probe"))
