@@ -29,8 +29,11 @@ ORDER BY m.id
 
 
 def run(service: MemoryService, namespace: str, prepare: bool, skip: str = "{}") -> list[Any]:
+    """STATEMENT's rows; prepared, always from one kept plan (PostgreSQL's own choice between a kept and a
+    fresh plan depends on the table's statistics: the benchmarks measure it, docs/benchmarks.md)."""
     params = {"word": "tide", "never": None, "skip": skip, "weight": 0.5}
-    return service.unit.run(namespace, STATEMENT, params, (("work_mem", "8MB"),), prepare=prepare)
+    settings = (("work_mem", "8MB"),) + ((("plan_cache_mode", "force_generic_plan"),) if prepare else ())
+    return service.unit.run(namespace, STATEMENT, params, settings, prepare=prepare)
 
 
 @pytest.fixture
@@ -71,16 +74,15 @@ def prepared_here(db: Database) -> dict[int, tuple[int, int]]:
 def test_a_prepared_statement_returns_what_its_text_returns(
     two_namespaces: tuple[MemoryService, Database, str, str],
 ) -> None:
-    """The same rows as the text, call after call (past the fifth, when PostgreSQL may keep one generic plan),
-    and in another namespace the other namespace's rows only: row-level security holds in a kept plan."""
+    """The same rows as the text, call after call, from one kept plan, and in another namespace the other
+    namespace's rows only: row-level security holds in a kept plan."""
     service, db, namespace, other = two_namespaces
     expected = run(service, namespace, prepare=False)
     assert [row[1] for row in expected] == ["tide tables for the harbour", "tide at noon, 50% higher"]
     for _ in range(30):
         assert run(service, namespace, prepare=True) == expected
     plans = prepared_here(db)
-    assert plans and sum(generic + custom for generic, custom in plans.values()) >= 30
-    assert any(generic for generic, _ in plans.values()), plans  # a kept plan was used, not only custom ones
+    assert plans and sum(generic for generic, _ in plans.values()) >= 30, plans
     assert [row[1] for row in run(service, other, prepare=True)] == ["tide pools in the other namespace"]
     skipped = run(service, namespace, prepare=True, skip=f"{{{expected[0][0]}}}")
     assert skipped == expected[1:]
