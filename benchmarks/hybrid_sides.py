@@ -7,7 +7,7 @@ Hybrid recall ran its vector side and its text side one after the other, in one 
 what running them at the same time could give, and now measures what it gives (memagent runs the text side
 on a connection of its own while it finds the vector side, then fuses them: memagent.usecases.checked). The
 questions and query vectors are hybrid_scale.py's (pass the same --data and --home): the next --warmup
-questions are asked first, untimed, then the first --queries are timed, each four ways, the order
+questions are asked first, untimed, then the first --queries are timed, each five ways, the order
 alternating from question to question:
 
 - vector side: `MemoryService.recall(mode="vector", k=depth)` — the depth nearest hybrid ranks, through
@@ -17,7 +17,10 @@ alternating from question to question:
   settings), so that both sides carry a recall's fixed costs;
 - hybrid: `MemoryService.recall(mode="hybrid", k=10)`, both sides at once and the fusion;
 - hybrid, one statement: the same recall with the text side refused a connection of its own
-  (`UnitOfWork.run_aside` answering None, as inside a caller's transaction), as memagent ran it before.
+  (`UnitOfWork.run_aside` answering None, as inside a caller's transaction), as memagent ran it before;
+- hybrid, fusion as text: the hybrid recall with its fusion statement sent as text instead of prepared
+  (`memagent.store.prepared.as_text`: what a connection pooler that does not keep prepared statements gets,
+  and what memagent sent before).
 
 With --embed-local each recall also embeds its question with the bundled model (all-MiniLM-L6-v2, memagent's
 default without a key; the given vector is still the one searched for), so the times include a real
@@ -25,7 +28,7 @@ embedding, as a user's do: hybrid's text side runs meanwhile.
 
 Reported: p50 / p95 / mean of each, of the sum of the two sides (one statement's work, the fusion left out,
 a recall's fixed costs counted twice) and of the larger of the two (both sides at the same time, the fusion
-left out), and how many questions the two hybrid recalls answered differently (none should). The embedded
+left out), and how many questions the three hybrid recalls answered differently (none should). The embedded
 server lingers after a run, as memagent's does by default, so that a run right after another finds its
 cache as that one left it.
 """
@@ -40,6 +43,7 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -113,6 +117,7 @@ def measure(args: argparse.Namespace, embedder: hybrid_scale.GivenVectors, quest
     from memagent.bootstrap import App
     from memagent.config import get_settings
     from memagent.store import search_sql
+    from memagent.store.prepared import as_text
     from memagent.store.text_floor import FLOOR
 
     ranking = (
@@ -120,12 +125,19 @@ def measure(args: argparse.Namespace, embedder: hybrid_scale.GivenVectors, quest
         "CAST(:depth AS integer), NULL, NULL, false, CAST(:floor AS float8))"
     )
     settings = tuple(search_sql.SETTINGS.items())
-    timed: dict[str, list[float]] = {"vector": [], "text": [], "hybrid": [], "hybrid, one statement": []}
+    timed: dict[str, list[float]] = {
+        "vector": [],
+        "text": [],
+        "hybrid": [],
+        "hybrid, one statement": [],
+        "hybrid, fusion as text": [],
+    }
     embedding: list[float] = []  # --embed-local: the bundled model's time, in hybrid recalls
     differ = 0
     warm, asked = questions[args.queries :], questions[: args.queries]
     with App(get_settings(), embedder=embedder) as app:
         service = app.service()
+        engine = app.database().engine
 
         answers: dict[str, list[tuple[int, float]]] = {}
         spent_embedding: list[float] = []
@@ -138,10 +150,11 @@ def measure(args: argparse.Namespace, embedder: hybrid_scale.GivenVectors, quest
                 values = {"ns": args.namespace, "q": question, "depth": args.depth, "floor": FLOOR}
                 service.unit.run(args.namespace, ranking, values, settings)
             else:
-                if side != "hybrid":
+                if side == "hybrid, one statement":
                     service.unit.run_aside = lambda *_, **__: None  # type: ignore[method-assign]
                 try:
-                    found = service.recall(question, namespace=args.namespace, k=10, mode="hybrid")
+                    with as_text(engine) if side == "hybrid, fusion as text" else nullcontext():
+                        found = service.recall(question, namespace=args.namespace, k=10, mode="hybrid")
                 finally:
                     vars(service.unit).pop("run_aside", None)
                 answers[side] = [(m.id, m.score) for m in found.memories]
@@ -154,6 +167,7 @@ def measure(args: argparse.Namespace, embedder: hybrid_scale.GivenVectors, quest
             spent_embedding.clear()
             spent = {side: one(side, question) for side in order}
             differ += answers["hybrid"] != answers["hybrid, one statement"]
+            differ += answers["hybrid"] != answers["hybrid, fusion as text"]
             if i >= len(warm):
                 for side, seconds in spent.items():
                     timed[side].append(seconds)
@@ -165,11 +179,11 @@ def measure(args: argparse.Namespace, embedder: hybrid_scale.GivenVectors, quest
     timed["larger side"] = [max(v, t) for v, t in both]
     print(
         f"namespace {args.namespace}, depth {args.depth}, {len(both)} questions ({len(warm)} warm-up); "
-        f"the two hybrid recalls answered {differ} of {len(warm) + len(asked)} differently:"
+        f"the other two hybrid recalls answered {differ} of {2 * (len(warm) + len(asked))} differently:"
     )
     for name, values in timed.items():
         print(
-            f"  {name:<21} p50 {pct(values, 50):6.2f} ms  p95 {pct(values, 95):6.2f} ms  "
+            f"  {name:<22} p50 {pct(values, 50):6.2f} ms  p95 {pct(values, 95):6.2f} ms  "
             f"mean {statistics.mean(values) * 1000:6.2f} ms"
         )
 

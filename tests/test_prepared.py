@@ -11,11 +11,13 @@ import psycopg2.extensions
 import pytest
 from sqlalchemy import event, text
 
+from memagent.errors import DatabaseError
+from memagent.store import prepared as prepared_module
 from memagent.store.database import Database
-from memagent.store.prepared import Preparing, prepared
+from memagent.store.prepared import KEPT, Preparing, prepared
 from memagent.store.search import driver_sql
 from memagent.usecases.service import MemoryService
-from tests.conftest import pooled_connections
+from tests.conftest import pooled_connections, prepared_statements
 
 # A statement with what a prepared form must carry over: a literal % (escaped for psycopg2), a parameter used
 # twice, a NULL, an array, a float; its rows are whatever row-level security lets the namespace see.
@@ -114,33 +116,34 @@ def test_a_statement_deallocated_behind_its_back_is_prepared_again(
 
 
 class ForgetfulCursor(psycopg2.extensions.cursor):  # type: ignore[misc]
-    """Every EXECUTE reaches a server connection that never saw the PREPARE (a transaction-mode pooler)."""
+    """Each query string reaches a server connection that never saw an earlier PREPARE (a transaction-mode
+    pooler)."""
 
     sent: ClassVar[list[str]] = []
 
     def execute(self, query: Any, vars: Any = None) -> Any:
         text = query.decode() if isinstance(query, bytes) else str(query)
         ForgetfulCursor.sent.append(text)
-        if "EXECUTE memagent_" in text:
-            super().execute("DEALLOCATE ALL")
+        super().execute("DEALLOCATE ALL")
         return super().execute(query, vars)
 
 
 def test_a_pooler_that_does_not_keep_them_turns_them_off(
     two_namespaces: tuple[MemoryService, Database, str, str],
 ) -> None:
-    """Prepared, executed, not found, prepared again, not found again: the statement goes as text, then and
-    from then on, with the same rows."""
+    """Prepared with its first run (one query string: it works), then not found, prepared again, then not
+    found again on the same connection: statements go as text from then on, with the same rows."""
     service, db, namespace, _ = two_namespaces
     expected = run(service, namespace, prepare=False)
-    db.engine.dispose()
+    db.engine.dispose()  # (one thread: from now on the pool holds one connection, made with the cursor)
     forgetful = lambda dbapi, _record: setattr(dbapi, "cursor_factory", ForgetfulCursor)  # noqa: E731
     event.listen(db.engine, "connect", forgetful)
     ForgetfulCursor.sent.clear()
-    assert run(service, namespace, prepare=True) == expected
+    for _ in range(3):
+        assert run(service, namespace, prepare=True) == expected
     assert not Preparing(db.engine, {}).on
     assert sum("PREPARE memagent_" in text for text in ForgetfulCursor.sent) == 2
-    assert sum("EXECUTE memagent_" in text for text in ForgetfulCursor.sent) == 2
+    assert sum("EXECUTE memagent_" in text for text in ForgetfulCursor.sent) == 4  # 2 with their PREPARE
     ForgetfulCursor.sent.clear()
     for _ in range(3):
         assert run(service, namespace, prepare=True) == expected
@@ -148,17 +151,57 @@ def test_a_pooler_that_does_not_keep_them_turns_them_off(
     assert not any(verb in text for text in ForgetfulCursor.sent for verb in ("PREPARE ", "EXECUTE "))
 
 
-def test_a_statement_postgresql_cannot_prepare_goes_as_text(
-    two_namespaces: tuple[MemoryService, Database, str, str],
+def test_a_statement_that_cannot_be_prepared_goes_as_text(
+    two_namespaces: tuple[MemoryService, Database, str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A parameter whose type only its value gives (here compared with nothing) cannot be prepared: the
-    statement goes as text, the same rows, and prepared statements stay on for the others."""
+    """A parameter whose type only its value gives (here compared with nothing) cannot be prepared, and
+    something between memagent and PostgreSQL may refuse PREPARE: the statement goes as text, the same rows,
+    from then on; prepared statements stay on for the others. A statement without parameters goes prepared."""
     service, db, namespace, _ = two_namespaces
     untyped = "SELECT count(*) FROM memories WHERE :anything IS NULL"
     for _ in range(3):
         assert service.unit.run(namespace, untyped, {"anything": None}, prepare=True) == [(3,)]
+    assert prepared(driver_sql(untyped)).name in prepared_module._TEXT_ONLY
+    bare = "SELECT count(*) FROM memories -- a statement may end in a comment"
+    for _ in range(3):
+        assert service.unit.run(namespace, bare, {}, prepare=True) == [(3,)]
+    assert any(row[0] == prepared(driver_sql(bare)).name for row in prepared_statements(db))
+
+    refused = "-- refused by a proxy" + STATEMENT
+    sent: list[str] = []
+
+    class Refusing(psycopg2.extensions.cursor):  # type: ignore[misc]
+        def execute(self, query: Any, vars: Any = None) -> Any:
+            text = query.decode() if isinstance(query, bytes) else str(query)
+            sent.append(text)
+            if "PREPARE " in text:
+                super().execute("SELECT pg_catalog.nothing_of_the_kind()")  # refused: 42883
+            return super().execute(query, vars)
+
+    db.engine.dispose()
+    event.listen(db.engine, "connect", lambda dbapi, _record: setattr(dbapi, "cursor_factory", Refusing))
+    params = {"word": "tide", "never": None, "skip": "{}", "weight": 0.5}
+    expected = service.unit.run(namespace, refused, params)
+    for _ in range(3):
+        assert service.unit.run(namespace, refused, params, prepare=True) == expected
+    assert sum("PREPARE " in text for text in sent) == 1  # refused once; text from then on
     assert Preparing(db.engine, {}).on
     assert run(service, namespace, prepare=True) == run(service, namespace, prepare=False)
+
+
+def test_a_connection_keeps_a_bounded_number_of_prepared_statements(
+    two_namespaces: tuple[MemoryService, Database, str, str],
+) -> None:
+    """Each prepared statement holds its plans in the server's memory: a connection keeps the KEPT most
+    recently used, deallocating the others, and every statement still gives its rows."""
+    service, db, namespace, _ = two_namespaces
+    db.engine.dispose()  # one thread: one connection from now on
+    statements = [f"SELECT count(*) + {i} FROM memories WHERE id > CAST(:least AS bigint)" for i in range(20)]
+    for _ in range(2):
+        for i, statement in enumerate(statements):
+            assert service.unit.run(namespace, statement, {"least": 0}, prepare=True) == [(3 + i,)]
+    names = {row[0] for row in prepared_statements(db)}
+    assert names == {prepared(driver_sql(statement)).name for statement in statements[-KEPT:]}
 
 
 def test_a_table_altered_under_a_prepared_statement(
@@ -185,3 +228,18 @@ def test_a_table_altered_under_a_prepared_statement(
     finally:
         with db.engine.begin() as conn:
             conn.execute(text("DROP TABLE memagent_prepared_probe"))
+
+
+def test_a_run_that_fails_fails_as_the_text_would(
+    two_namespaces: tuple[MemoryService, Database, str, str],
+) -> None:
+    """An error of the run itself (not of PREPARE) is the caller's one-line error, the first time and later,
+    not a second run as text; the statement stays prepared for the calls that succeed."""
+    service, db, namespace, _ = two_namespaces
+    divide = "SELECT count(*) / CAST(:by AS int) FROM memories"
+    for _ in range(2):
+        with pytest.raises(DatabaseError, match="division by zero"):
+            service.unit.run(namespace, divide, {"by": 0}, prepare=True)
+        assert service.unit.run(namespace, divide, {"by": 1}, prepare=True) == [(3,)]
+    assert prepared(driver_sql(divide)).name not in prepared_module._TEXT_ONLY
+    assert any(row[0] == prepared(driver_sql(divide)).name for row in prepared_statements(db))

@@ -6,11 +6,18 @@ fusion (an 11 KB statement of a dozen CTEs over the sides' 100 rows) that was 0.
 once per connection, after five calls PostgreSQL keeps one generic plan when it costs no more than the
 custom ones (`plan_cache_mode` auto), and the call is only run.
 
+What a statement must be to go prepared: one statement, each parameter typed by the statement itself (a
+CAST, or a column or expression of the value's type beside it): PREPARE types a parameter by where it
+stands, where the text form types the value it was given.
+
 A connection's prepared statements are remembered in its pool record's `info`, which SQLAlchemy clears when
-the connection is replaced. A connection pooler that hands each transaction to any server connection
-(PgBouncer's transaction mode) cannot keep them: a statement that turns out not to be prepared on the server
-connection it reached is prepared there and sent once more; if that fails too, prepared statements are
-turned off for the engine and the statement is sent as text (Preparing.off).
+the connection is replaced; at most KEPT per connection (the least recently used is deallocated: each holds
+its plans in the server's memory, ~0.3 MB for the fusion). A connection pooler that hands each transaction
+to any server connection (PgBouncer's transaction mode) cannot keep them: a statement that turns out not to
+be prepared on the server connection it reached is prepared there (with its EXECUTE, in one query string)
+and sent once more; when a connection has lost its prepared statements twice, they are turned off for the
+engine and statements go as text (Preparing.lost). A statement PostgreSQL (or something between) refuses to
+prepare goes as text from then on.
 """
 
 from __future__ import annotations
@@ -18,12 +25,15 @@ from __future__ import annotations
 import hashlib
 import re
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 _PARAMETER = re.compile(r"%\((\w+)\)s")  # psycopg2's named parameter (driver_sql's form)
 _INFO_KEY = "memagent.prepared"
+_LOST_KEY = "memagent.prepared.lost"
 _OFF: weakref.WeakSet[Any] = weakref.WeakSet()  # engines whose server connections cannot keep them
 
 
@@ -50,16 +60,31 @@ def prepared(statement: str) -> Prepared:
 
     body = _PARAMETER.sub(positional, statement)
     name = "memagent_" + hashlib.blake2s(statement.encode(), digest_size=8).hexdigest()
-    arguments = ", ".join(f"%({n})s" for n in names)
-    return Prepared(name, f"PREPARE {name} AS {body}", f"EXECUTE {name}({arguments})")
+    arguments = f"({', '.join(f'%({n})s' for n in names)})" if names else ""
+    return Prepared(name, f"PREPARE {name} AS {body}", f"EXECUTE {name}{arguments}")
+
+
+@contextmanager
+def as_text(engine: Any) -> Iterator[None]:
+    """Statements go as text on this engine inside the block, as where prepared statements do not stay
+    (benchmarks/hybrid_sides.py compares the two forms). Not for concurrent use with other callers."""
+    was_off = engine in _OFF
+    _OFF.add(engine)
+    try:
+        yield
+    finally:
+        if not was_off:
+            _OFF.discard(engine)
 
 
 class Preparing:
-    """What one pooled connection has prepared, and whether the engine may prepare at all."""
+    """What one pooled connection has prepared (least recently used first), and whether the engine may
+    prepare at all."""
 
     def __init__(self, engine: Any, info: dict[str, Any]) -> None:
         self._engine = engine
-        self._names: set[str] = info.setdefault(_INFO_KEY, set())
+        self._info = info
+        self._names: dict[str, None] = info.setdefault(_INFO_KEY, {})
 
     @property
     def on(self) -> bool:
@@ -68,60 +93,91 @@ class Preparing:
     def has(self, name: str) -> bool:
         return name in self._names
 
-    def add(self, name: str) -> None:
-        self._names.add(name)
+    def used(self, name: str) -> None:
+        self._names.pop(name, None)
+        self._names[name] = None
 
     def forget(self, name: str) -> None:
-        self._names.discard(name)
+        self._names.pop(name, None)
 
-    def off(self) -> None:
-        """Prepared statements do not stay where made (a transaction-mode pooler): text from now on."""
-        _OFF.add(self._engine)
+    def to_make_room(self) -> list[str]:
+        """The least recently used names beyond KEPT - 1, forgotten here (the caller deallocates them)."""
+        gone = list(self._names)[: max(0, len(self._names) - KEPT + 1)]
+        for name in gone:
+            del self._names[name]
+        return gone
+
+    def lost(self, name: str) -> None:
+        """The statement was not on the server connection any more. Once: deallocated behind the pool's back
+        (DISCARD ALL); twice on the same connection: prepared statements do not stay where they are made (a
+        transaction-mode pooler), so the engine sends text from now on."""
+        self.forget(name)
+        self._info[_LOST_KEY] = self._info.get(_LOST_KEY, 0) + 1
+        if self._info[_LOST_KEY] >= 2:
+            _OFF.add(self._engine)
 
 
 def run_prepared(cursor: Any, preparing: Preparing, prefix: str, statement: str, values: Any) -> list[Any]:
-    """The statement's rows, as a prepared statement on this cursor's connection (prepared first if it is
-    not yet), with `prefix` (UnitOfWork.run's set_config) before each in the same query string; as text when
-    the engine cannot keep prepared statements."""
+    """The statement's rows, as a prepared statement on this cursor's connection (in autocommit), with
+    `prefix` (UnitOfWork.run's set_config) before it in the same query string; PREPARE and the first EXECUTE
+    go together. As text when the engine or the statement cannot be prepared. A dropped connection raises,
+    for the caller to replace."""
+    import psycopg2
+
+    from memagent.store.db_errors import unreachable
+
     forms = prepared(statement)
-    for attempt in (1, 2):
+    for _ in range(2):  # at most: found gone (or made already) once, then made again (or run alone)
         if not preparing.on or forms.name in _TEXT_ONLY:
             break
-        if not preparing.has(forms.name):
-            try:
-                cursor.execute(prefix + forms.prepare, values)
-            except Exception as exc:
-                if _sqlstate(exc) in _UNTYPED:  # a parameter only its value types: as text, from now on
-                    _TEXT_ONLY.add(forms.name)
-                    break
-                if _sqlstate(exc) != _DUPLICATE:  # (already there: made before this pool knew it)
-                    raise
-            preparing.add(forms.name)
+        made = not preparing.has(forms.name)
         try:
-            cursor.execute(prefix + forms.execute, values)
+            if made:
+                for old in preparing.to_make_room():
+                    _deallocate(cursor, old)
+                cursor.execute(prefix + forms.prepare + "\n;\n" + forms.execute, values)
+            else:
+                cursor.execute(prefix + forms.execute, values)
+            preparing.used(forms.name)
             return list(cursor.fetchall())
-        except Exception as exc:
-            if _sqlstate(exc) == _STALE:  # a table it reads was altered since: prepared anew
-                cursor.execute(f"DEALLOCATE {forms.name}")
+        except psycopg2.Error as exc:
+            if unreachable(exc):
+                raise
+            state = exc.pgcode
+            if made and state == _DUPLICATE:  # made before this pool knew it: EXECUTE alone, next
+                preparing.used(forms.name)
+                continue
+            if not made and state == _NOT_PREPARED:  # not there any more: prepared again (Preparing.lost)
+                preparing.lost(forms.name)
+                continue
+            if not made and state == _STALE and _RETYPED in str(exc):  # a table it reads was altered
+                _deallocate(cursor, forms.name)
                 preparing.forget(forms.name)
                 continue
-            if _sqlstate(exc) != _NOT_PREPARED:
-                raise
-        # Not there: deallocated (DISCARD ALL), so prepared again; not there again: it does not stay on the
-        # server connection it was made on (a transaction-mode pooler), so text from now on.
-        preparing.forget(forms.name)
-        if attempt == 2:
-            preparing.off()
+            if not made or not (state or "").startswith(_REFUSED):
+                raise  # (a failed run: as the text form's would)
+            # PREPARE refused: a parameter only its value types, or something between that will not have
+            # it. The text, now and from now on.
+            _TEXT_ONLY.add(forms.name)
+            break
     cursor.execute(prefix + statement, values)
     return list(cursor.fetchall())
 
 
+def _deallocate(cursor: Any, name: str) -> None:
+    import psycopg2
+
+    try:
+        cursor.execute(f"DEALLOCATE {name}")
+    except psycopg2.Error as exc:
+        if exc.pgcode != _NOT_PREPARED:  # (already gone: nothing to do)
+            raise
+
+
+KEPT = 8  # prepared statements per connection, at most
 _DUPLICATE = "42P05"  # duplicate_prepared_statement
-_UNTYPED = ("42P18", "42P08")  # indeterminate_datatype, ambiguous_parameter
-_TEXT_ONLY: set[str] = set()  # statements PostgreSQL cannot prepare as they are
 _NOT_PREPARED = "26000"  # invalid_sql_statement_name
-_STALE = "0A000"  # feature_not_supported: "cached plan must not change result type"
-
-
-def _sqlstate(exc: BaseException) -> str | None:
-    return getattr(exc, "pgcode", None)
+_STALE = "0A000"  # feature_not_supported, with this message:
+_RETYPED = "cached plan must not change result type"
+_REFUSED = ("42", "0A")  # syntax error or access rule violation, feature not supported: PREPARE refused
+_TEXT_ONLY: set[str] = set()  # statements that could not be prepared: sent as text
