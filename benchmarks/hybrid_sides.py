@@ -8,7 +8,8 @@ what running them at the same time could give, and now measures what it gives (m
 on a connection of its own while it finds the vector side, then fuses them: memagent.usecases.checked). The
 questions and query vectors are hybrid_scale.py's (pass the same --data and --home): the next --warmup
 questions are asked first, untimed, then the first --queries are timed, each five ways, the order
-alternating from question to question:
+rotating from question to question (each way first in turn: the first pays for reading the question's
+memories into the cache):
 
 - vector side: `MemoryService.recall(mode="vector", k=depth)` — the depth nearest hybrid ranks, through
   memagent's whole path (which also reads and maps the depth rows: a little more than hybrid's side does);
@@ -163,7 +164,7 @@ def measure(args: argparse.Namespace, embedder: hybrid_scale.GivenVectors, quest
             return time.perf_counter() - started
 
         for i, question in enumerate(warm + asked):
-            order = list(timed) if i % 2 else list(reversed(timed))
+            order = list(timed)[i % len(timed) :] + list(timed)[: i % len(timed)]  # each first in turn
             spent_embedding.clear()
             spent = {side: one(side, question) for side in order}
             differ += answers["hybrid"] != answers["hybrid, one statement"]
