@@ -346,9 +346,9 @@ def pooled_connections(db: Database) -> list[Any]:
     return [db.engine.raw_connection() for _ in range(pool.checkedin())]
 
 
-def prepared_statements(db: Database) -> list[tuple[str, str, int, int]]:
-    """memagent's prepared statements on every connection the pool holds: name, statement, generic plans
-    and custom plans used."""
+def prepared_statements(db: Database) -> list[tuple[int, str, str, int, int]]:
+    """memagent's prepared statements on every connection the pool holds: backend pid, name, statement,
+    generic plans and custom plans used."""
     found = []
     held = pooled_connections(db)
     try:
@@ -356,7 +356,8 @@ def prepared_statements(db: Database) -> list[tuple[str, str, int, int]]:
             driver: Any = connection.driver_connection
             with driver.cursor() as cursor:
                 cursor.execute(
-                    "SELECT name, statement, generic_plans, custom_plans FROM pg_prepared_statements"
+                    "SELECT pg_backend_pid(), name, statement, generic_plans, custom_plans"
+                    " FROM pg_prepared_statements"
                     " WHERE name LIKE 'memagent%'"
                 )
                 found += cursor.fetchall()

@@ -151,8 +151,8 @@ def test_the_sides_at_once_return_what_one_statement_returns(
     assert compared > 300  # most of the 360 shapes find something
     # The fusion (the third statement) went as a prepared statement, run from its kept plan.
     prepared = prepared_statements(db)
-    assert prepared and all("query_vector AS MATERIALIZED (SELECT CAST($" in row[1] for row in prepared)
-    assert all(generic and not custom for _, _, generic, custom in prepared), prepared
+    assert prepared and all("query_vector AS MATERIALIZED (SELECT CAST($" in row[2] for row in prepared)
+    assert all(generic and not custom for *_, generic, custom in prepared), prepared
 
 
 class SlowEmbedder:

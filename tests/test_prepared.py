@@ -54,23 +54,9 @@ def two_namespaces(
 def prepared_here(db: Database) -> dict[int, tuple[int, int]]:
     """On every connection the pool holds (backend pid): (generic plans, custom plans) of STATEMENT."""
     name = prepared(driver_sql(STATEMENT)).name
-    found = {}
-    held = pooled_connections(db)
-    try:
-        for connection in held:
-            driver: Any = connection.driver_connection
-            with driver.cursor() as cursor:
-                cursor.execute(
-                    "SELECT pg_backend_pid(), generic_plans, custom_plans FROM pg_prepared_statements"
-                    " WHERE name = %s",
-                    (name,),
-                )
-                for pid, generic, custom in cursor.fetchall():
-                    found[pid] = (generic, custom)
-    finally:
-        for connection in held:
-            connection.close()
-    return found
+    return {
+        pid: (generic, custom) for pid, kept, _, generic, custom in prepared_statements(db) if kept == name
+    }
 
 
 def test_a_prepared_statement_returns_what_its_text_returns(
@@ -165,7 +151,7 @@ def test_a_statement_that_cannot_be_prepared_goes_as_text(
     bare = "SELECT count(*) FROM memories -- a statement may end in a comment"
     for _ in range(3):
         assert service.unit.run(namespace, bare, {}, prepare=True) == [(3,)]
-    assert any(row[0] == prepared(driver_sql(bare)).name for row in prepared_statements(db))
+    assert any(row[1] == prepared(driver_sql(bare)).name for row in prepared_statements(db))
 
     refused = "-- refused by a proxy" + STATEMENT
     sent: list[str] = []
@@ -200,7 +186,7 @@ def test_a_connection_keeps_a_bounded_number_of_prepared_statements(
     for _ in range(2):
         for i, statement in enumerate(statements):
             assert service.unit.run(namespace, statement, {"least": 0}, prepare=True) == [(3 + i,)]
-    names = {row[0] for row in prepared_statements(db)}
+    names = {row[1] for row in prepared_statements(db)}
     assert names == {prepared(driver_sql(statement)).name for statement in statements[-KEPT:]}
 
 
@@ -242,4 +228,4 @@ def test_a_run_that_fails_fails_as_the_text_would(
             service.unit.run(namespace, divide, {"by": 0}, prepare=True)
         assert service.unit.run(namespace, divide, {"by": 1}, prepare=True) == [(3,)]
     assert prepared(driver_sql(divide)).name not in prepared_module._TEXT_ONLY
-    assert any(row[0] == prepared(driver_sql(divide)).name for row in prepared_statements(db))
+    assert any(row[1] == prepared(driver_sql(divide)).name for row in prepared_statements(db))
