@@ -147,7 +147,7 @@ def test_a_statement_that_cannot_be_prepared_goes_as_text(
     untyped = "SELECT count(*) FROM memories WHERE :anything IS NULL"
     for _ in range(3):
         assert service.unit.run(namespace, untyped, {"anything": None}, prepare=True) == [(3,)]
-    assert prepared(driver_sql(untyped)).name in prepared_module._TEXT_ONLY
+    assert Preparing(db.engine, {}).refuses(prepared(driver_sql(untyped)).name)
     bare = "SELECT count(*) FROM memories -- a statement may end in a comment"
     for _ in range(3):
         assert service.unit.run(namespace, bare, {}, prepare=True) == [(3,)]
@@ -191,11 +191,13 @@ def test_a_connection_keeps_a_bounded_number_of_prepared_statements(
 
 
 def test_a_table_altered_under_a_prepared_statement(
-    two_namespaces: tuple[MemoryService, Database, str, str],
+    two_namespaces: tuple[MemoryService, Database, str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A column retyped after the statement was prepared (a later revision, applied while this process runs):
-    PostgreSQL refuses the old prepared statement ("cached plan must not change result type"); it is
-    prepared anew and gives the new rows."""
+    PostgreSQL refuses the old prepared statement ("cached plan must not change result type", here as if in
+    another language); it is prepared anew and gives the new rows. A privilege revoked meanwhile is checked
+    when the statement runs: its error is raised, once revoked, and the statement is prepared again after."""
+    monkeypatch.setattr(prepared_module, "_RETYPED", "gecachter Plan darf den Ergebnistyp nicht ändern")
     service, db, namespace, _ = two_namespaces
     probe = "SELECT x FROM memagent_prepared_probe WHERE x > CAST(:least AS int) ORDER BY x"
     with db.engine.begin() as conn:
@@ -211,6 +213,16 @@ def test_a_table_altered_under_a_prepared_statement(
         for _ in range(8):
             assert service.unit.run(namespace, probe, {"least": 1}, prepare=True) == [(2,), (3,), (10**10,)]
         assert Preparing(db.engine, {}).on
+        fresh = "SELECT count(*) FROM memagent_prepared_probe WHERE x > CAST(:least AS bigint)"
+        with db.engine.begin() as conn:
+            conn.execute(text("REVOKE SELECT ON memagent_prepared_probe FROM memagent_app"))
+        with pytest.raises(DatabaseError, match="permission denied"):
+            service.unit.run(namespace, fresh, {"least": 1}, prepare=True)
+        with db.engine.begin() as conn:
+            conn.execute(text("GRANT SELECT ON memagent_prepared_probe TO memagent_app"))
+        assert service.unit.run(namespace, fresh, {"least": 1}, prepare=True) == [(3,)]
+        assert not Preparing(db.engine, {}).refuses(prepared(driver_sql(fresh)).name)
+        assert any(row[1] == prepared(driver_sql(fresh)).name for row in prepared_statements(db))
     finally:
         with db.engine.begin() as conn:
             conn.execute(text("DROP TABLE memagent_prepared_probe"))
@@ -227,5 +239,5 @@ def test_a_run_that_fails_fails_as_the_text_would(
         with pytest.raises(DatabaseError, match="division by zero"):
             service.unit.run(namespace, divide, {"by": 0}, prepare=True)
         assert service.unit.run(namespace, divide, {"by": 1}, prepare=True) == [(3,)]
-    assert prepared(driver_sql(divide)).name not in prepared_module._TEXT_ONLY
+    assert not Preparing(db.engine, {}).refuses(prepared(driver_sql(divide)).name)
     assert any(row[1] == prepared(driver_sql(divide)).name for row in prepared_statements(db))

@@ -35,6 +35,7 @@ _PARAMETER = re.compile(r"%\((\w+)\)s")  # psycopg2's named parameter (driver_sq
 _INFO_KEY = "memagent.prepared"
 _LOST_KEY = "memagent.prepared.lost"
 _OFF: weakref.WeakSet[Any] = weakref.WeakSet()  # engines whose server connections cannot keep them
+_TEXT_ONLY: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()  # refused, per engine
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,13 @@ class Preparing:
             del self._names[name]
         return gone
 
+    def refuses(self, name: str) -> bool:
+        return name in _TEXT_ONLY.get(self._engine, ())
+
+    def refused(self, name: str) -> None:
+        """PREPARE of this statement was refused: it goes as text on this engine from now on."""
+        _TEXT_ONLY.setdefault(self._engine, set()).add(name)
+
     def lost(self, name: str) -> None:
         """The statement was not on the server connection any more. Once: deallocated behind the pool's back
         (DISCARD ALL); twice on the same connection: prepared statements do not stay where they are made (a
@@ -128,7 +136,7 @@ def run_prepared(cursor: Any, preparing: Preparing, prefix: str, statement: str,
 
     forms = prepared(statement)
     for _ in range(2):  # at most: found gone (or made already) once, then made again (or run alone)
-        if not preparing.on or forms.name in _TEXT_ONLY:
+        if not preparing.on or preparing.refuses(forms.name):
             break
         made = not preparing.has(forms.name)
         try:
@@ -150,28 +158,37 @@ def run_prepared(cursor: Any, preparing: Preparing, prefix: str, statement: str,
             if not made and state == _NOT_PREPARED:  # not there any more: prepared again (Preparing.lost)
                 preparing.lost(forms.name)
                 continue
-            if not made and state == _STALE and _RETYPED in str(exc):  # a table it reads was altered
+            if not made and state == _STALE and _retyped(exc):  # a table it reads was altered since
                 _deallocate(cursor, forms.name)
                 preparing.forget(forms.name)
                 continue
-            if not made or not (state or "").startswith(_REFUSED):
-                raise  # (a failed run: as the text form's would)
-            # PREPARE refused: a parameter only its value types, or something between that will not have
-            # it. The text, now and from now on.
-            _TEXT_ONLY.add(forms.name)
+            # PREPARE refused (a parameter only its value types, or something between that will not have
+            # it): the text, now and from now on. Unless PREPARE worked and its run failed (a privilege is
+            # checked at run time, and raises the same class of error): raised, as the text's would be.
+            if not made or not (state or "").startswith(_REFUSED) or _deallocate(cursor, forms.name):
+                raise
+            preparing.refused(forms.name)
             break
     cursor.execute(prefix + statement, values)
     return list(cursor.fetchall())
 
 
-def _deallocate(cursor: Any, name: str) -> None:
+def _deallocate(cursor: Any, name: str) -> bool:
+    """DEALLOCATE the statement on this connection; False when it was not there."""
     import psycopg2
 
     try:
         cursor.execute(f"DEALLOCATE {name}")
     except psycopg2.Error as exc:
-        if exc.pgcode != _NOT_PREPARED:  # (already gone: nothing to do)
+        if exc.pgcode != _NOT_PREPARED:
             raise
+        return False
+    return True
+
+
+def _retyped(exc: Any) -> bool:
+    """PostgreSQL's "cached plan must not change result type", in any language (by where it is raised)."""
+    return getattr(exc.diag, "source_function", None) == "RevalidateCachedQuery" or _RETYPED in str(exc)
 
 
 KEPT = 8  # prepared statements per connection, at most
@@ -180,4 +197,3 @@ _NOT_PREPARED = "26000"  # invalid_sql_statement_name
 _STALE = "0A000"  # feature_not_supported, with this message:
 _RETYPED = "cached plan must not change result type"
 _REFUSED = ("42", "0A")  # syntax error or access rule violation, feature not supported: PREPARE refused
-_TEXT_ONLY: set[str] = set()  # statements that could not be prepared: sent as text
