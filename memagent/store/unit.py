@@ -197,9 +197,9 @@ class UnitOfWork:
         set_config and the statement in one query string on a connection in autocommit, which PostgreSQL
         runs as one implicit transaction (so the LOCAL settings and the role end with it). A connection
         found dropped is replaced and the statement sent once more. prepare: as a prepared statement,
-        parsed and planned once per connection (memagent.store.prepared; psycopg2 only). Over asyncpg: one
-        transaction of three statements. Joined to a caller's transaction (tests), the same statements run
-        inside it, as a `with` block does.
+        parsed once per connection, planned once if PostgreSQL keeps a plan for it (memagent.store.prepared:
+        what such a statement must be; psycopg2 only). Over asyncpg: one transaction of three statements.
+        Joined to a caller's transaction (tests), the same statements run inside it, as a `with` block does.
         """
         bind = self._bound()
         if isinstance(bind, Connection):  # joined to a caller's transaction (tests): as a `with` block does
