@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from memagent.store.db_errors import unreachable
+
 _PARAMETER = re.compile(r"%\((\w+)\)s")  # psycopg2's named parameter (driver_sql's form)
 _INFO_KEY = "memagent.prepared"
 _LOST_KEY = "memagent.prepared.lost"
@@ -130,9 +132,7 @@ def run_prepared(cursor: Any, preparing: Preparing, prefix: str, statement: str,
     `prefix` (UnitOfWork.run's set_config) before it in the same query string; PREPARE and the first EXECUTE
     go together. As text when the engine or the statement cannot be prepared. A dropped connection raises,
     for the caller to replace."""
-    import psycopg2
-
-    from memagent.store.db_errors import unreachable
+    import psycopg2  # (loaded with the connection already)
 
     forms = prepared(statement)
     for _ in range(2):  # at most: found gone (or made already) once, then made again (or run alone)
