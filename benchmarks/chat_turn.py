@@ -19,6 +19,10 @@ side is still running when the vector side starts: the worst case for the overhe
 With --extract, the same turns again with learning on (MEMAGENT_EXTRACT): the loopback model also answers
 the extraction (two new facts per turn) and the consolidation (add); reported: the model calls and tokens per
 turn, the time inside the model and the embedder, and memagent's own overhead (the turn minus both).
+
+With --parts, also the time inside MemoryService.recall and .remember per turn, and inside each statement
+they send through the one-statement path (UnitOfWork.run): hybrid's text side, vector side and fusion, vector
+mode's recall, the store; p50/p95 after the warm-up turns.
 """
 
 from __future__ import annotations
@@ -92,6 +96,54 @@ class Timed:
         return reply
 
 
+class Parts:
+    """--parts: the time inside the service's recall and remember, and in each one-statement unit of work."""
+
+    def __init__(self, service: Any) -> None:
+        from memagent.store.unit import UnitOfWork
+
+        self.times: dict[str, list[float]] = {}
+        for name in ("recall", "remember"):
+            setattr(service, name, self._timed(name, getattr(service, name)))
+        self._unit, self._run = UnitOfWork, UnitOfWork.run
+        parts = self
+
+        def run(unit: Any, namespace: Any, sql: str, *args: Any, **kwargs: Any) -> Any:
+            return parts._timed(parts.kind(sql), parts._run)(unit, namespace, sql, *args, **kwargs)
+
+        UnitOfWork.run = run  # type: ignore[method-assign,assignment]
+
+    @staticmethod
+    def kind(sql: str) -> str:
+        if "gone AS" in sql:  # (the vector side too when the text side was done before it started)
+            return "  fusion" if "nearest_index" not in sql else "  vector side and fusion"
+        if "memagent_text_ranking" in sql:
+            return "  text side" if "nearest_index" not in sql else "  recall statement"
+        if "nearest_index" in sql:
+            return "  vector side" if "found" not in sql else "  recall statement"
+        return "  store statement" if "INSERT" in sql else "  other statement"
+
+    def _timed(self, name: str, inner: Any) -> Any:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                self.times.setdefault(name, []).append(time.perf_counter() - start)
+
+        return timed
+
+    def report(self) -> None:
+        for name, seconds in self.times.items():
+            print(
+                f"    {name}: p50 {pct(seconds, 50):.2f} ms, p95 {pct(seconds, 95):.2f} ms ({len(seconds)})"
+            )
+        self.times.clear()
+
+    def close(self) -> None:
+        self._unit.run = self._run  # type: ignore[method-assign]
+
+
 def learning_replies(body: dict[str, Any]) -> str:
     """The loopback model as an extractor (two new facts per exchange) and a consolidator (add them)."""
     system = body["messages"][0]["content"]
@@ -118,6 +170,7 @@ def main() -> None:
     parser.add_argument(
         "--embed-ms", type=float, default=0.0, help="the embedder's time per call (a provider's latency)"
     )
+    parser.add_argument("--parts", action="store_true", help="also time recall, store and each statement")
     args = parser.parse_args()
     with temporary_home("memagent-chat-turn-") as home:
         run(args, home)
@@ -164,6 +217,7 @@ def run(args: argparse.Namespace, home: Path) -> None:
             given = GivenVector(model, args.dim)
             embedder = Timed(Slow(given, args.embed_ms) if args.embed_ms else given)
             service = MemoryService(db.sessions, embedder, settings)
+            parts = Parts(service) if args.parts else None
             chat = Timed(OpenAIChat(model="gpt-4o-mini", base_url=fake.base_url, api_key=fake.api_key))
             n = 0
             runs = [("hybrid", False), ("vector", False)] + ([("hybrid", True)] if args.extract else [])
@@ -173,6 +227,8 @@ def run(args: argparse.Namespace, home: Path) -> None:
                 agent = ChatAgent(lambda: service, chat, service.settings)
                 overheads, totals, model_time, calls, tokens = [], [], [], [], []
                 for i in range(args.turns + 20):
+                    if parts is not None and i == 20:
+                        parts.times.clear()  # (the warm-up turns)
                     given.next = queries[n]
                     n += 1
                     embedder.spent = chat.spent = 0.0
@@ -199,6 +255,10 @@ def run(args: argparse.Namespace, home: Path) -> None:
                     f"{pct(model_time, 50):.2f} ms; {statistics.mean(calls):.1f} model calls and "
                     f"~{statistics.mean(tokens):.0f} tokens of learning prompts and replies per turn)"
                 )
+                if parts is not None:
+                    parts.report()
+            if parts is not None:
+                parts.close()
     finally:
         fake.stop()
 

@@ -47,10 +47,15 @@ SCORES = f"SELECT id, -(sv <#> %s::sparsevec) FROM {SCHEMA}.memories WHERE id = 
 
 def build(cur: Any, namespace: str) -> dict[str, Any]:
     """The namespace's words and memories as sparse vectors, and their HNSW index; returns what it took."""
-    cur.execute(
-        "SELECT docs, total_len::float8 / docs FROM memory_text_stats WHERE namespace = %s", (namespace,)
+    cur.execute(  # (N and the mean length as the ranking function takes them)
+        "SELECT docs, greatest(total_len::float8 / greatest(docs, 1), 1.0) FROM memory_text_stats"
+        " WHERE namespace = %s AND docs > 0",
+        (namespace,),
     )
-    docs, avgdl = cur.fetchone()
+    found = cur.fetchone()
+    if found is None:
+        raise SystemExit(f"text_sparsevec: no memories in namespace {namespace!r} of that home")
+    docs, avgdl = found
     cur.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
     cur.execute(f"CREATE SCHEMA {SCHEMA}")
     cur.execute(
@@ -71,7 +76,8 @@ def build(cur: Any, namespace: str) -> dict[str, Any]:
                   FROM unnest(m.content_tsv) t) u
             JOIN {SCHEMA}.words d ON d.lexeme = u.lexeme
         ) AS sv
-        FROM memories m WHERE m.namespace = %(ns)s AND m.content_tsv <> ''""",
+        FROM memories m WHERE m.namespace = %(ns)s AND m.content_tsv <> ''
+          AND m.expired_at IS NULL AND m.archived_at IS NULL""",
         {"avgdl": avgdl, "dims": dims, "ns": namespace},
     )
     cur.execute(f"ALTER TABLE {SCHEMA}.memories ALTER COLUMN sv TYPE sparsevec({dims})")
@@ -95,6 +101,23 @@ def build(cur: Any, namespace: str) -> dict[str, Any]:
     }
 
 
+def describe(cur: Any, vectors: list[str], memories: int) -> None:
+    """How sparse the query vectors and the memories are, and how many memories share a query word."""
+    nonzero = sorted(v.count(":") for v in vectors)
+    cur.execute(f"SELECT avg(length(sv::text) - length(replace(sv::text, ':', ''))) FROM {SCHEMA}.memories")
+    per_memory = cur.fetchone()[0]
+    sharing = []
+    for v in vectors:
+        cur.execute(f"SELECT count(*) FROM {SCHEMA}.memories WHERE sv <#> %s::sparsevec < 0", (v,))
+        sharing.append(cur.fetchone()[0] / memories)
+    sharing.sort()
+    print(
+        f"query vectors: {nonzero[0]}-{nonzero[-1]} nonzero dimensions (median {statistics.median(nonzero)});"
+        f" memories: {per_memory:.1f} on average; memories holding a query word: median"
+        f" {statistics.median(sharing):.0%}, {sharing[0]:.0%}-{sharing[-1]:.0%}"
+    )
+
+
 def timed(cur: Any, statement: str, params: Any) -> tuple[float, list[Any]]:
     start = time.perf_counter()
     cur.execute(statement, params)
@@ -114,14 +137,16 @@ def recall(cur: Any, vector: str, got: list[int], truth: list[tuple[int, float]]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--home", type=Path, required=True)
     parser.add_argument("--namespace", default="big")
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--ef", type=int, nargs="+", default=[100, 200, 400, 1000])
-    parser.add_argument("--keep", action="store_true", help="leave the scratch schema for another run")
+    parser.add_argument("--keep", action="store_true", help="leave the scratch schema, for inspection")
     args = parser.parse_args()
     from hybrid_scale import bench_environment, locomo_turns
     from scale import pct
@@ -161,17 +186,22 @@ def main() -> None:
                 took, found = timed(cur, FUNCTION, (args.namespace, q))
                 rows["function"].append(took)
                 truth.append(found)
+            describe(cur, [vector for _, vector in measured], built["rows"])
             cur.execute("SET enable_indexscan = off")
-            exact_recall = []
+            exact10, exact50 = [], []
             for (_, vector), found in zip(measured, truth, strict=True):
                 took, got = timed(cur, EXACT, (vector,))
                 rows["exact"].append(took)
-                exact_recall.append(recall(cur, vector, [r[0] for r in got], found, DEPTH))
+                exact10.append(recall(cur, vector, [r[0] for r in got], found, 10))
+                exact50.append(recall(cur, vector, [r[0] for r in got], found, DEPTH))
             cur.execute("RESET enable_indexscan")
             print(f"{len(measured)} questions (after {len(warm)}), depth {DEPTH}; p50 / p95 ms")
             for name, label in (("function", "memagent's ranking (exact)"), ("exact", "sparse, exact scan")):
                 print(f"  {label}: {pct(rows[name], 50):.2f} / {pct(rows[name], 95):.2f}")
-            print(f"  sparse exact scan against the function: recall@50 {statistics.mean(exact_recall):.4f}")
+            print(
+                f"  sparse exact scan against the function: recall@10 {statistics.mean(exact10):.4f}"
+                f" recall@50 {statistics.mean(exact50):.4f}"
+            )
             for ef in args.ef:
                 cur.execute(f"SET hnsw.ef_search = {int(ef)}")
                 for _, vector in warm:
@@ -189,10 +219,12 @@ def main() -> None:
                     f" recall@10 {statistics.mean(r10):.3f} recall@50 {statistics.mean(r50):.3f};"
                     f" questions under 0.9 at 10: {sum(r < 0.9 for r in r10)}, short: {short}"
                 )
-        finally:
-            if not args.keep:
-                cur.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
-            raw.close()
+        finally:  # (a SIGTERM skips this: the next run drops what is left)
+            try:
+                if not args.keep:
+                    cur.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
+            finally:
+                raw.close()
 
 
 if __name__ == "__main__":
