@@ -193,6 +193,18 @@ def stats(seconds: list[float]) -> dict[str, Any]:
     }
 
 
+def home_parser(doc: str | None, *, queries: int, warmup: int) -> argparse.ArgumentParser:
+    """The arguments of a benchmark over a home this script built: the LoCoMo file, the home, the namespace,
+    how many questions to time after how many others."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--home", type=Path, required=True)
+    parser.add_argument("--namespace", default="big")
+    parser.add_argument("--queries", type=int, default=queries)
+    parser.add_argument("--warmup", type=int, default=warmup)
+    return parser
+
+
 def say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 

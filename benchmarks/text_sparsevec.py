@@ -21,7 +21,6 @@ memory scoring at least the 50th's score counts).
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
@@ -137,14 +136,9 @@ def recall(cur: Any, vector: str, got: list[int], truth: list[tuple[int, float]]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--home", type=Path, required=True)
-    parser.add_argument("--namespace", default="big")
-    parser.add_argument("--queries", type=int, default=300)
-    parser.add_argument("--warmup", type=int, default=100)
+    from hybrid_scale import home_parser
+
+    parser = home_parser(__doc__, queries=300, warmup=100)
     parser.add_argument("--ef", type=int, nargs="+", default=[100, 200, 400, 1000])
     parser.add_argument("--keep", action="store_true", help="leave the scratch schema, for inspection")
     args = parser.parse_args()

@@ -21,7 +21,6 @@ questions after --warmup others (depth 50, hybrid's floor):
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import statistics
@@ -168,14 +167,9 @@ def floors(cur: Any, namespace: str, questions: list[str], values: list[float]) 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--home", type=Path, required=True)
-    parser.add_argument("--namespace", default="big")
-    parser.add_argument("--queries", type=int, default=600)
-    parser.add_argument("--warmup", type=int, default=300)
+    from hybrid_scale import home_parser
+
+    parser = home_parser(__doc__, queries=600, warmup=300)
     parser.add_argument("--floors", type=float, nargs="*", default=[0.2, 0.3, 0.4, 0.5])
     args = parser.parse_args()
     from hybrid_scale import bench_environment, locomo_turns
