@@ -194,6 +194,7 @@ def run(args: argparse.Namespace, home: Path) -> None:
     queries = make_vectors(3 * (args.turns + 20), args.dim, seed=2)
     settings = get_settings(namespace="chat")
     fake = FakeOpenAI().start()
+    parts: Parts | None = None
     try:
         with Database(settings) as db:
             schema.upgrade(db, embedding_dim=args.dim)
@@ -217,7 +218,8 @@ def run(args: argparse.Namespace, home: Path) -> None:
             given = GivenVector(model, args.dim)
             embedder = Timed(Slow(given, args.embed_ms) if args.embed_ms else given)
             service = MemoryService(db.sessions, embedder, settings)
-            parts = Parts(service) if args.parts else None
+            if args.parts:
+                parts = Parts(service)
             chat = Timed(OpenAIChat(model="gpt-4o-mini", base_url=fake.base_url, api_key=fake.api_key))
             n = 0
             runs = [("hybrid", False), ("vector", False)] + ([("hybrid", True)] if args.extract else [])
@@ -257,9 +259,9 @@ def run(args: argparse.Namespace, home: Path) -> None:
                 )
                 if parts is not None:
                     parts.report()
-            if parts is not None:
-                parts.close()
     finally:
+        if parts is not None:
+            parts.close()
         fake.stop()
 
 

@@ -30,8 +30,8 @@ SCHEMA = "bench_halves"
 class Halves:
     """Two text-side futures, done when both are, their rows merged (text_split.merged)."""
 
-    def __init__(self, futures: list[Any], floor: float) -> None:
-        self.futures, self.floor = futures, floor
+    def __init__(self, futures: list[Any], floor: float, depth: int) -> None:
+        self.futures, self.floor, self.depth = futures, floor, depth
 
     def done(self) -> bool:
         return all(f.done() for f in self.futures)
@@ -39,7 +39,7 @@ class Halves:
     def result(self) -> list[tuple[int, float]]:
         from text_split import merged
 
-        return merged([[(r[0], r[1]) for r in f.result()] for f in self.futures], self.floor)
+        return merged([[(r[0], r[1]) for r in f.result()] for f in self.futures], self.floor, self.depth)
 
 
 def main() -> None:
@@ -60,7 +60,6 @@ def main() -> None:
     from memagent.bootstrap import App
     from memagent.config import get_settings
     from memagent.store import text_repeats
-    from memagent.store.text_floor import FLOOR
     from memagent.usecases.checked import SpaceChecked
 
     split = {"on": False}
@@ -81,8 +80,12 @@ def main() -> None:
             )
             for part in (0, 1)
         ]
-        assert all(f is not None for f in futures), "the recall threads were busy"
-        return Halves(futures, FLOOR)
+        if any(f is None for f in futures):
+            for f in futures:
+                if f is not None:
+                    f.exception()  # (waits: no statement outlives the recall)
+            raise SystemExit("hybrid_halves: the recall threads were busy")
+        return Halves(futures, statement.params["text_floor"], statement.params["depth"])
 
     SpaceChecked._text_side = text_side  # type: ignore[method-assign]
     function = split_copy(text_repeats.function()).replace("pg_temp.ranking_half(", f"{SCHEMA}.ranking_half(")
@@ -115,6 +118,7 @@ def main() -> None:
                     answers[on] = [(m.id, round(m.score, 9)) for m in found.memories]
                 differ += answers[False] != answers[True]
         finally:
+            SpaceChecked._text_side = shipped  # type: ignore[method-assign]
             try:
                 cur.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
             finally:

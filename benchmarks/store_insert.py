@@ -9,8 +9,10 @@ takes it), one with no vector (NULL: pgvector does not index it; the heap, the f
 the statistics trigger and the commit remain), and one whose vector goes into a column of its own that no
 index covers (added for the run and dropped after: the vector's write without the graph's, what a design
 that indexes later would pay in the turn). --rows of each, the first --warmup dropped; every row inserted is
-deleted at the end. Raw SQL as the database owner: memagent's own path (row-level security, the guarded
-statement) adds its fixed costs to each kind alike.
+deleted at the end (and at the start of the next run, should one be killed: they are the rows of session
+`bench-insert`); their entries stay in the HNSW graph until the table is vacuumed (autovacuum does it).
+Raw SQL as the database owner: memagent's own path (row-level security, the guarded statement) adds its
+fixed costs to each kind alike.
 """
 
 from __future__ import annotations
@@ -69,12 +71,14 @@ def main() -> None:
             namespace = cur.fetchone()[0]
             cur.execute("SELECT embedding_model FROM memories WHERE embedding IS NOT NULL LIMIT 1")
             model = cur.fetchone()[0]
+            cur.execute("DELETE FROM memories WHERE session_id = 'bench-insert'")  # (a killed run's)
+            cur.execute(f"ALTER TABLE memories DROP COLUMN IF EXISTS {COLUMN}")
             cur.execute(f"ALTER TABLE memories ADD COLUMN {COLUMN} vector({dim})")
-            names = list(kinds)
+            names, run = list(kinds), time.time_ns()
             for i, vector in enumerate(vectors):
                 text = "[" + ",".join(f"{x:.7f}" for x in vector) + "]"
                 for kind in names[i % 3 :] + names[: i % 3]:
-                    content = f"bench insert {i} ({kind}): the weekend hike and the new job"
+                    content = f"bench insert {run} {i} ({kind}): the weekend hike and the new job"
                     params = [namespace, content] + ([] if kind == "no vector" else [text]) + [model, content]
                     start = time.perf_counter()
                     cur.execute(kinds[kind], params)
@@ -82,8 +86,7 @@ def main() -> None:
                     times[kind].append(time.perf_counter() - start)
         finally:
             try:
-                if inserted:
-                    cur.execute("DELETE FROM memories WHERE id = ANY(%s)", (inserted,))
+                cur.execute("DELETE FROM memories WHERE session_id = 'bench-insert'")
                 cur.execute(f"ALTER TABLE memories DROP COLUMN IF EXISTS {COLUMN}")
             finally:
                 raw.close()

@@ -15,8 +15,8 @@ questions after --warmup others (depth 50, hybrid's floor):
    arguments), called for both halves at once on two connections (Python threads), the two top-50s merged
    (the floor applied again with the better best score), against the one call on the first connection,
    alternating which goes first; the merged rows must be the call's (counted).
-3. Floors: how often the ranking returns fewer than 50 rows at each --floors value (how often the floor
-   binds at all).
+3. Floors: at each --floors value, the call's p50 / p95 and how often it returns fewer than 50 rows (how
+   often the floor binds at all), the floors alternating per question.
 """
 
 from __future__ import annotations
@@ -75,14 +75,16 @@ def call(name: str, extra: str = "") -> str:
     return f"SELECT id, score FROM pg_temp.{name}(%s, NULL, NULL, %s, {DEPTH}, NULL, NULL, false, %s{extra})"
 
 
-def merged(halves: list[list[tuple[int, float]]], floor: float) -> list[tuple[int, float]]:
-    """The top `DEPTH` of the halves' rows, the floor applied with the best score of both."""
+def merged(
+    halves: list[list[tuple[int, float]]], floor: float, depth: int = DEPTH
+) -> list[tuple[int, float]]:
+    """The top `depth` of the halves' rows, the floor applied with the best score of both."""
     rows = {i: s for half in halves for i, s in half}
     if not rows:
         return []
     best = max(rows.values())
     kept = sorted(((s, i) for i, s in rows.items() if s >= floor * best), key=lambda r: (-r[0], r[1]))
-    return [(i, s) for s, i in kept[:DEPTH]]
+    return [(i, s) for s, i in kept[:depth]]
 
 
 def phases(cur: Any, conn: Any, namespace: str, questions: list[str], floor: float) -> None:
@@ -126,10 +128,14 @@ def halves(curs: list[Any], namespace: str, questions: list[str], floor: float) 
     from scale import pct
 
     got: list[list[tuple[int, float]]] = [[], []]
+    failed: list[BaseException] = []
 
     def half(k: int, q: str) -> None:
-        curs[k].execute(call("ranking_half", ", %s, 2"), (namespace, q, floor, k))
-        got[k] = curs[k].fetchall()
+        try:
+            curs[k].execute(call("ranking_half", ", %s, 2"), (namespace, q, floor, k))
+            got[k] = curs[k].fetchall()
+        except BaseException as exc:  # (raised again on the caller's thread)
+            failed.append(exc)
 
     one: list[float] = []
     two: list[float] = []
@@ -147,6 +153,8 @@ def halves(curs: list[Any], namespace: str, questions: list[str], floor: float) 
                 other.start()
                 half(0, q)
                 other.join()
+                if failed:
+                    raise failed[0]
                 rows[way] = merged(got, floor)
                 two.append(time.perf_counter() - start)
         differ += [(i, round(s, 9)) for i, s in rows["one"]] != [(i, round(s, 9)) for i, s in rows["two"]]
@@ -158,12 +166,22 @@ def halves(curs: list[Any], namespace: str, questions: list[str], floor: float) 
 
 
 def floors(cur: Any, namespace: str, questions: list[str], values: list[float]) -> None:
+    from scale import pct
+
+    times: dict[float, list[float]] = {value: [] for value in values}
+    short = dict.fromkeys(values, 0)
+    for j, q in enumerate(questions):
+        for value in values[j % len(values) :] + values[: j % len(values)]:
+            start = time.perf_counter()
+            cur.execute(call("ranking_half", ", 0, 1"), (namespace, q, value))
+            short[value] += len(cur.fetchall()) < DEPTH
+            times[value].append(time.perf_counter() - start)
     for value in values:
-        short = 0
-        for q in questions:
-            cur.execute(call("ranking_timed"), (namespace, q, value))
-            short += len(cur.fetchall()) < DEPTH
-        print(f"floor {value}: fewer than {DEPTH} rows for {short} of {len(questions)} questions")
+        t = times[value]
+        print(
+            f"floor {value}: p50 {pct(t, 50):.2f} p95 {pct(t, 95):.2f} ms; fewer than {DEPTH} rows for"
+            f" {short[value]} of {len(questions)} questions"
+        )
 
 
 def main() -> None:
@@ -195,9 +213,12 @@ def main() -> None:
                 cur.execute(timed_copy(function))
                 cur.execute(split_copy(function))
                 curs.append(cur)
-            for q in warm:
-                curs[0].execute(call("ranking_timed"), (args.namespace, q, FLOOR))
-                curs[0].fetchall()
+            for q in warm:  # (both copies, on both connections)
+                for k, cur in enumerate(curs):
+                    cur.execute(call("ranking_timed"), (args.namespace, q, FLOOR))
+                    cur.fetchall()
+                    cur.execute(call("ranking_half", ", %s, 2"), (args.namespace, q, FLOOR, k))
+                    cur.fetchall()
             phases(curs[0], conns[0], args.namespace, measured, FLOOR)
             halves(curs, args.namespace, measured, FLOOR)
             floors(curs[0], args.namespace, measured, args.floors)
