@@ -44,17 +44,15 @@ class Halves:
 
 def main() -> None:
     import hybrid_scale as hs
-    from scale import make_vectors, pct
+    from scale import pct
     from text_split import split_copy
 
     args = hs.home_parser(__doc__, queries=300, warmup=600).parse_args()
     layout = json.loads((args.home / hs.MARKER).read_text())["layout"]
     questions = hs.locomo_turns(args.data)[1][: min(args.queries + args.warmup, hs.QUESTION_SLOTS)]
-    rows, dim = layout["rows"], layout["dim"]
-    vectors = make_vectors(rows + hs.QUESTION_SLOTS + hs.EXTRA_SLOTS, dim, seed=layout["seed"])
+    dim = layout["dim"]
     embedder = hs.GivenVectors(hs.MODEL, dim)
-    for i, question in enumerate(questions):
-        embedder.vectors[question] = vectors[rows + i]
+    hs.question_vectors(layout, questions, embedder)
     hs.bench_environment(args.home.resolve(), dim)
     os.environ.pop("MEMAGENT_LINGER", None)  # (the server lingers: the next run finds its caches warm)
     from memagent.bootstrap import App

@@ -193,6 +193,15 @@ def stats(seconds: list[float]) -> dict[str, Any]:
     }
 
 
+def question_vectors(layout: dict[str, Any], questions: Sequence[str], embedder: GivenVectors) -> None:
+    """Give each question the query vector this script's draw gives it in a home of that layout (question i:
+    the i-th vector after the rows)."""
+    rows = layout["rows"]
+    vectors = make_vectors(rows + QUESTION_SLOTS + EXTRA_SLOTS, layout["dim"], seed=layout["seed"])
+    for i, question in enumerate(questions):
+        embedder.vectors[question] = vectors[rows + i]
+
+
 def home_parser(doc: str | None, *, queries: int, warmup: int) -> argparse.ArgumentParser:
     """The arguments of a benchmark over a home this script built: the LoCoMo file, the home, the namespace,
     how many questions to time after how many others."""

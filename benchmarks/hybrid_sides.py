@@ -51,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import hybrid_scale
 import numpy as np
-from scale import make_vectors, pct
+from scale import pct
 
 
 def main() -> None:
@@ -81,13 +81,9 @@ def main() -> None:
     if wanted > min(len(questions), hybrid_scale.QUESTION_SLOTS):
         raise SystemExit(f"--queries + --warmup: at most {min(len(questions), hybrid_scale.QUESTION_SLOTS)}")
     questions = questions[:wanted]
-    rows, dim = layout["rows"], layout["dim"]
-    # The draw hybrid_scale.py makes, so that question i has the query vector it has there.
-    count = rows + hybrid_scale.QUESTION_SLOTS + hybrid_scale.EXTRA_SLOTS
-    vectors = make_vectors(count, dim, seed=layout["seed"])
+    dim = layout["dim"]
     embedder = (LocallyEmbedded if args.embed_local else hybrid_scale.GivenVectors)(hybrid_scale.MODEL, dim)
-    for i, question in enumerate(questions):
-        embedder.vectors[question] = vectors[rows + i]
+    hybrid_scale.question_vectors(layout, questions, embedder)
     hybrid_scale.bench_environment(args.home.resolve(), dim)
     del os.environ["MEMAGENT_LINGER"]  # memagent's default: runs back to back find the server's cache warm
     os.environ["MEMAGENT_HYBRID_DEPTH"] = str(args.depth)
