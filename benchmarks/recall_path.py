@@ -7,9 +7,9 @@ loaded by COPY, then one HNSW build. Queries are fresh vectors of the same shape
 excluded (memagent gets it from an embedder that returns it as given). Measured, p50/p95 over --queries:
 
 - bare: psycopg2, one open transaction, `SET hnsw.ef_search` once, then per query
-  `SELECT id, content FROM memories WHERE namespace = %s ORDER BY embedding <=> %s::vector LIMIT k` — the
-  tutorial's query with the namespace filter, at the same ef_search (iterative scan on, as scoped queries
-  need it to return k rows);
+  `SELECT id, content FROM memories WHERE namespace = %s AND indexed ORDER BY embedding <=> %s::vector
+  LIMIT k` — the tutorial's query with the namespace filter (and the index's predicate, revision 0028), at
+  the same ef_search (iterative scan on, as scoped queries need it to return k rows);
 - memagent: `MemoryService.recall(mode="vector")`, the real path: its units of work, row-level security,
   the embedding-space check, the catch-up check, the search, the records;
 - round trips: the statements memagent sends per recall (SQLAlchemy's cursor events, and each
@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> None:
             for i, q in enumerate(queries):
                 t = time.perf_counter()
                 cur.execute(
-                    "SELECT id, content FROM memories WHERE namespace = %s"
+                    "SELECT id, content FROM memories WHERE namespace = %s AND indexed"
                     " ORDER BY embedding <=> %s::vector LIMIT %s",
                     (namespace, vec_text(q), args.k),
                 )

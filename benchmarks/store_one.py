@@ -81,7 +81,7 @@ def run(db, label, expr, ops):
             s.execute(text("SET LOCAL hnsw.ef_search = 100"))
             t = time.perf_counter()
             rows = s.execute(
-                text(f"SELECT content FROM memories ORDER BY {expr} <=> {qe} LIMIT 10"),
+                text(f"SELECT content FROM memories WHERE indexed ORDER BY {expr} <=> {qe} LIMIT 10"),
                 {"q": "[" + ",".join(map(str, q.tolist())) + "]"},
             ).all()
             rl.append(time.perf_counter() - t)

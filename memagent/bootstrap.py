@@ -141,6 +141,7 @@ class App:
         """Release the database (and the embedded server, when this was its last user)."""
         with self._lock:
             if self._service is not None:
+                self._service.indexing.settle()  # (before the database goes)
                 release(self._service.embedder)
             if self._db is not None:
                 self._db.close()

@@ -45,12 +45,19 @@ def test_head_schema_has_table_and_indexes(db_url: str) -> None:
             "superseded_by",
             "archived_at",
             "extracted_at",
+            # revision 0028: deferred indexing
+            "indexed",
         }
         indexdef = conn.execute(
             text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_memories_embedding_hnsw'")
         ).scalar_one()
         assert "USING hnsw (embedding vector_cosine_ops)" in indexdef
         assert "m='16'" in indexdef and "ef_construction='64'" in indexdef
+        assert indexdef.endswith("WHERE indexed")  # revision 0028: memories not yet indexed, found apart
+        unindexed = conn.execute(
+            text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_memories_unindexed'")
+        ).scalar_one()
+        assert unindexed.endswith("(namespace, id) WHERE (NOT indexed)")
         assert (
             conn.execute(
                 text(

@@ -151,7 +151,7 @@ def _index_only(connection: Connection, namespace: str, query: np.ndarray, k: in
     return list(
         connection.execute(
             text(
-                "SELECT id FROM memories WHERE namespace = :ns "
+                "SELECT id FROM memories WHERE namespace = :ns AND indexed "
                 "ORDER BY embedding <=> CAST(:q AS vector) LIMIT :k"
             ),
             {"ns": namespace, "q": str(query.tolist()), "k": k},

@@ -43,7 +43,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_memories_scope_recent", "memories", ["namespace", "session_id", "created_at"])
     # Stated once, by the index's owner (autogenerate does not render vector indexes).
-    op.execute(hnsw.create_sql("vector", dim))
+    op.execute(hnsw.create_sql("vector", dim, deferred=False))
     op.create_table(
         "embedding_space",
         sa.Column("id", sa.Integer(), primary_key=True),

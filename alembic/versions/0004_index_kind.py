@@ -36,7 +36,7 @@ def downgrade() -> None:
     op.execute(
         f"DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_indexes WHERE indexname = '{hnsw.INDEX_NAME}'"
         f" AND indexdef LIKE '%halfvec%') THEN DROP INDEX {hnsw.INDEX_NAME};"
-        f" {hnsw.create_sql('vector', 0)}; END IF; END $$"
+        f" {hnsw.create_sql('vector', 0, deferred=False)}; END IF; END $$"
     )
     op.drop_constraint("ck_embedding_space_index_kind", "embedding_space", type_="check")
     op.drop_column("embedding_space", "index_kind")

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 from typing import Any, Literal
 
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
 IndexKind = Literal["vector", "halfvec"]
@@ -33,6 +33,8 @@ OPCLASS: dict[IndexKind, str] = {"vector": "vector_cosine_ops", "halfvec": "half
 # Advisory lock held while the index is dropped for a bulk load, repaired or rebuilt (not migrations' key).
 INDEX_LOCK_KEY = 0x6D656D6167656E74 ^ 0x696E_6478  # "memagent" ^ "indx"
 _SET_ASIDE = "memagent_old_hnsw"
+# The memories the graph holds (revision 0028): all but those stored since their last indexing step.
+PREDICATE = "indexed"
 
 
 def key_expression(index: IndexKind | None, dim: int, column: str = "embedding") -> str:
@@ -55,12 +57,17 @@ def order_key(column: Any, query: Any, index: IndexKind | None, dim: int) -> Any
     return column.cosine_distance(query)
 
 
-def create_sql(kind: IndexKind, dim: int) -> str:
-    """The CREATE INDEX statement for the index of this kind (dim matters for halfvec only)."""
+def create_sql(kind: IndexKind, dim: int, *, deferred: bool = True) -> str:
+    """The CREATE INDEX statement for the index of this kind (dim matters for halfvec only).
+
+    deferred: partial, over the memories whose `indexed` is true (revision 0028: a memory stored by the
+    one-statement path joins the graph after its store: memagent.store.deferred); revisions before 0028 build
+    the whole-table index of their time.
+    """
     return (
         f"CREATE INDEX IF NOT EXISTS {INDEX_NAME} ON memories USING hnsw "
         f"(({key_expression(kind, dim)}) {OPCLASS[kind]}) "
-        f"WITH (m = {M}, ef_construction = {EF_CONSTRUCTION})"
+        f"WITH (m = {M}, ef_construction = {EF_CONSTRUCTION})" + (f" WHERE {PREDICATE}" if deferred else "")
     )
 
 
@@ -97,8 +104,8 @@ def parallel_builds_safe(pgvector: str | None) -> bool:
 class IndexRepository:
     """The index's state and its builds, in the caller's transaction (never commits)."""
 
-    def __init__(self, session: Session) -> None:
-        self.session = session
+    def __init__(self, session: Session | Connection) -> None:
+        self.session = session  # (a migration's connection, or a unit of work's session)
 
     def present(self) -> bool:
         """Whether the index exists (a bulk load drops it while it loads)."""
@@ -120,6 +127,12 @@ class IndexRepository:
         """
         taken = self.session.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": INDEX_LOCK_KEY})
         return bool(taken.scalar_one())
+
+    def hold_writes(self) -> None:
+        """Block writes to memories until this transaction ends; readers go on. Taken before any lock on the
+        index: a writer (another process's, or an indexing step of this one's: memagent.store.deferred) then
+        waits for the table, rather than holding it while it waits for the index, a deadlock."""
+        self.session.execute(text("LOCK TABLE memories IN SHARE ROW EXCLUSIVE MODE"))
 
     def drop(self) -> None:
         """Drop the index (before a bulk load into a table the load will dwarf, or a column retype)."""
@@ -144,5 +157,6 @@ class IndexRepository:
         self.session.execute(text(f"SET LOCAL maintenance_work_mem = '{build_memory_mb()}MB'"))
         self.session.execute(text(f"SET LOCAL max_parallel_maintenance_workers = {workers}"))
         self.session.execute(text(f"ALTER TABLE memories SET (parallel_workers = {max(workers, 1)})"))
+        self.session.execute(text(f"UPDATE memories SET {PREDICATE} = true WHERE NOT {PREDICATE}"))  # all in
         self.session.execute(text(create_sql(kind, dim)))
         self.session.execute(text("ALTER TABLE memories RESET (parallel_workers)"))

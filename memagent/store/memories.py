@@ -63,15 +63,17 @@ _INSERT_SKIPPING = (
 # holds this model and dimension. Returns (id, created): the new row, or the one already holding this content
 # in the namespace; no row at all when the space differs (or was never claimed), or when an identical memory
 # committed after the statement's snapshot was taken (a race): the caller then takes the full path.
+# Deferred, the memory is not in the HNSW graph yet (indexed false, unless it has no vector): an indexing step
+# puts it there after the store (memagent.store.deferred), and recall finds it meanwhile.
 _ADD_ONE_GUARDED = """
 WITH space AS (
     SELECT 1 FROM embedding_space WHERE model = :space_model AND dimension = :space_dim
 ),
 added AS (
     INSERT INTO memories (namespace, session_id, content, embedding, embedding_model, content_hash, metadata,
-                          created_at)
+                          created_at, indexed)
     SELECT :namespace, :session_id, :content, CAST(:embedding AS vector), :embedding_model, :content_hash,
-           CAST(:metadata AS jsonb), :created_at
+           CAST(:metadata AS jsonb), :created_at, :indexed
     WHERE EXISTS (SELECT 1 FROM space)
     ON CONFLICT ON CONSTRAINT uq_memories_namespace_content_hash DO NOTHING
     RETURNING id
@@ -83,9 +85,10 @@ WHERE EXISTS (SELECT 1 FROM space) AND NOT EXISTS (SELECT 1 FROM added)
   AND m.namespace = :namespace AND m.content_hash = :content_hash"""
 
 
-def add_one_guarded(memory: NewMemory, dimension: int) -> tuple[str, dict[str, Any]]:
+def add_one_guarded(memory: NewMemory, dimension: int, *, defer: bool = False) -> tuple[str, dict[str, Any]]:
     """The statement that stores one memory if the database holds its model at `dimension` (text() SQL,
-    parameters): its one row is (id, created); no row means: take the full path (see _ADD_ONE_GUARDED)."""
+    parameters): its one row is (id, created); no row means: take the full path (see _ADD_ONE_GUARDED).
+    defer: leave the memory out of the HNSW graph until an indexing step (memagent.store.deferred)."""
     return _ADD_ONE_GUARDED, {
         "space_model": memory.embedding_model,
         "space_dim": dimension,
@@ -97,6 +100,8 @@ def add_one_guarded(memory: NewMemory, dimension: int) -> tuple[str, dict[str, A
         "content_hash": content_hash(memory.content),
         "metadata": json.dumps(memory.metadata, ensure_ascii=False),
         "created_at": memory.created_at or datetime.now(UTC),
+        # (a pending memory joins the graph when it is embedded)
+        "indexed": memory.embedding is None or not defer,
     }
 
 

@@ -15,6 +15,7 @@ from pgvector.sqlalchemy import Vector
 from sqlalchemy import (
     REAL,
     BigInteger,
+    Boolean,
     CheckConstraint,
     Computed,
     DateTime,
@@ -27,6 +28,7 @@ from sqlalchemy import (
     UniqueConstraint,
     func,
     text,
+    true,
 )
 from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 from sqlalchemy.engine import Dialect
@@ -113,6 +115,9 @@ class MemoryRow(Base):
     )
     archived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     extracted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # Whether the HNSW graph holds it (revision 0028): false from a one-statement store until its indexing
+    # step (memagent.store.deferred); recall finds those by an exact scan meanwhile.
+    indexed: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=true())
 
     __table_args__ = (
         UniqueConstraint("namespace", "content_hash", name="uq_memories_namespace_content_hash"),
@@ -141,14 +146,17 @@ class MemoryRow(Base):
             text("((metadata -> 'store_item') ->> 'key')"),
             postgresql_where=text("metadata ? 'store_item'"),
         ),
-        # Built by memagent.store.hnsw.create_sql (the vector kind; halfvec is an expression over this).
+        # Built by memagent.store.hnsw.create_sql (the vector kind; halfvec is an expression over this),
+        # partial: the memories not yet indexed are found through the next one (revision 0028).
         Index(
             hnsw.INDEX_NAME,
             "embedding",
             postgresql_using="hnsw",
             postgresql_with={"m": hnsw.M, "ef_construction": hnsw.EF_CONSTRUCTION},
             postgresql_ops={"embedding": hnsw.OPCLASS["vector"]},
+            postgresql_where=text(hnsw.PREDICATE),
         ),
+        Index("ix_memories_unindexed", "namespace", "id", postgresql_where=text(f"NOT {hnsw.PREDICATE}")),
     )
 
 

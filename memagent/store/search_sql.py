@@ -44,22 +44,31 @@ vec AS (
     FROM nearest
 )"""
 
-# The k nearest in scope as the HNSW index serves them (`ORDER BY key <=> query LIMIT n`), unless the index
-# scan came back short: an iterative scan gives up after hnsw.max_scan_tuples, so a scope that is a sliver of
-# the table (a small namespace the planner sent through the index on stale statistics, one session of a large
-# namespace) can leave it with fewer than n rows that pass the filter. Then, and only then (the count is a
-# one-time filter: the exact branch is never started otherwise), the scope is ranked exactly. MATERIALIZED, as
-# pgvector advises for relaxed order: what the index scan returns is then sorted for real wherever it is
-# ranked; as a plain subquery the planner took its order as given (an incremental sort on the id alone), so
-# hybrid's vector ranks followed the order the scan returned rows in, not their distance.
+# The k nearest in scope as the HNSW index serves them (`ORDER BY key <=> query LIMIT n`), with the scope's
+# memories the index does not hold yet (stored since their indexing step: revision 0028,
+# memagent.store.deferred; a few at most, found by their partial b-tree and ranked exactly), unless the
+# index scan came back short: an iterative scan gives up after hnsw.max_scan_tuples, so a scope that is a
+# sliver of the table (a small namespace the planner sent through the index on stale statistics, one session
+# of a large namespace) can leave it with fewer than n rows that pass the filter. Then, and only then (the
+# count is a one-time filter: the exact branch is never started otherwise), the scope is ranked exactly,
+# indexed or not. MATERIALIZED, as pgvector advises for relaxed order: what the index scan returns is then
+# sorted for real wherever it is ranked; as a plain subquery the planner took its order as given (an
+# incremental sort on the id alone), so hybrid's vector ranks followed the order the scan returned rows in,
+# not their distance.
 _NEAREST = """
 query_vector AS MATERIALIZED (SELECT CAST(:qvec AS vector) AS v),
 nearest_index AS MATERIALIZED (
     SELECT {columns}, m.embedding <=> (SELECT v FROM query_vector) AS distance
     FROM memories m
-    WHERE {scope} AND m.embedding IS NOT NULL
+    WHERE {scope} AND m.embedding IS NOT NULL AND m.indexed
     ORDER BY {order}
     LIMIT {limit}
+),
+nearest_new AS MATERIALIZED (
+    SELECT {columns}, m.embedding <=> (SELECT v FROM query_vector) AS distance
+    FROM memories m
+    WHERE (SELECT count(*) FROM nearest_index) >= {limit} AND {scope} AND NOT m.indexed
+      AND m.embedding IS NOT NULL
 ),
 nearest_exact AS MATERIALIZED (
     SELECT m.id, m.embedding <=> (SELECT v FROM query_vector) AS distance
@@ -67,7 +76,10 @@ nearest_exact AS MATERIALIZED (
     WHERE (SELECT count(*) FROM nearest_index) < {limit} AND {scope} AND m.embedding IS NOT NULL
 ),
 nearest AS (
-    SELECT * FROM nearest_index WHERE (SELECT count(*) FROM nearest_index) >= {limit}
+    (SELECT * FROM nearest_index WHERE (SELECT count(*) FROM nearest_index) >= {limit}
+     UNION ALL
+     SELECT * FROM nearest_new
+     ORDER BY distance, id LIMIT {limit})
     UNION ALL
     SELECT {columns}, e.distance
     FROM (SELECT id, distance FROM nearest_exact ORDER BY distance, id LIMIT {limit}) e

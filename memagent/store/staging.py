@@ -62,10 +62,6 @@ class StagingRepository:
             ],
         )
 
-    def hold_writes(self) -> None:
-        """Block writes to memories until this transaction ends; readers go on."""
-        self.session.execute(text("LOCK TABLE memories IN SHARE ROW EXCLUSIVE MODE"))
-
     def switch(self, dim: int) -> None:
         """Retype the vector column to `dim` and move the staged vectors in; then empty the staging table.
 

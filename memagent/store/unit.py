@@ -258,10 +258,15 @@ class UnitOfWork:
         The thread holds a connection only while its statement runs and waits for nothing else, so a caller
         that waits for it while holding no connection of its own cannot deadlock the pool.
         """
-        bind = self._bound()
-        if not isinstance(bind, Engine) or bind.dialect.driver != "psycopg2":
+        if not self.asides():
             return None
         return _ASIDE.submit(lambda: self.run(namespace, sql, params, settings))
+
+    def asides(self) -> bool:
+        """Whether run_aside can run statements on the recall threads (over psycopg2 and an engine: not inside
+        a caller's transaction, not over asyncpg)."""
+        bind = self._bound()
+        return isinstance(bind, Engine) and bind.dialect.driver == "psycopg2"
 
     def _bound(self) -> Engine | Connection:
         if self._bind is None:

@@ -19,6 +19,7 @@ from memagent.config import Settings
 from memagent.errors import DatabaseError, DatabaseUnavailableError, EmbeddingMismatchError, ProviderError
 from memagent.providers.embeddings import Embedder
 from memagent.records import RecalledMemory
+from memagent.store.deferred import Indexing
 from memagent.store.memories import NewMemory, add_one_guarded
 from memagent.store.scope import Scope
 from memagent.store.search import RecallStatement, SearchMode, SpaceRow, recall_statement
@@ -55,6 +56,7 @@ class SpaceChecked:
     embedder: Embedder
     settings: Settings
     known: KnownSpace
+    indexing: Indexing
     _rechoose: Callable[[tuple[str, int]], Embedder | None] | None
 
     def check_embedding_space(self, store: Store, *, claim: bool) -> bool:
@@ -219,7 +221,8 @@ class SpaceChecked:
         take the full path (space unknown or changed, or a race with an identical memory)."""
         if self.known.get(self.embedder) is None:
             return None
-        sql, params = add_one_guarded(memory, self.embedder.dim)
+        defer = memory.embedding is not None and self.indexing.defers()
+        sql, params = add_one_guarded(memory, self.embedder.dim, defer=defer)
         try:
             rows = self.unit.run(memory.namespace, sql, params)
         except DatabaseUnavailableError:
@@ -229,4 +232,7 @@ class SpaceChecked:
         if len(rows) != 1:
             self.known.set(None)
             return None
-        return [(int(rows[0][0]), bool(rows[0][1]))]
+        created = bool(rows[0][1])
+        if defer and created:
+            self.indexing.start(memory.namespace)  # into the HNSW graph after the call; found meanwhile
+        return [(int(rows[0][0]), created)]

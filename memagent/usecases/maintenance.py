@@ -60,6 +60,7 @@ class IndexMaintenance:
             self.memory.check_embedding_space(store, claim=True)
             if not store.index.try_lock():
                 raise InputError("another memagent is loading or rebuilding the index; try again later.")
+            store.index.hold_writes()
             store.index.set_aside()
             store.index.create(kind, self.memory.embedder.dim)
             store.index.drop_set_aside()

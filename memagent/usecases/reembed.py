@@ -80,7 +80,7 @@ class Reembedder:
         """Finish staging under a write lock and switch to the target model; returns the memory count."""
         dim = self.target.dim
         with self.memory.unit(admin=True) as store:  # retypes the column: the table owner's work
-            store.staging.hold_writes()  # readers go on; writers wait until the switch commits
+            store.index.hold_writes()  # readers go on; writers wait until the switch commits
             while self._stage(store):
                 pass
             kind = store.space.index_kind()

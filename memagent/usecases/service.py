@@ -13,6 +13,7 @@ from memagent.config import Settings
 from memagent.errors import InputError, ProviderError
 from memagent.providers.embeddings import Embedder
 from memagent.records import MemoryRecord, RecallResult, RememberResult
+from memagent.store.deferred import Indexing
 from memagent.store.scope import Scope
 from memagent.store.search import SearchMode
 from memagent.store.unit import UnitOfWork
@@ -48,6 +49,7 @@ class MemoryService(SpaceChecked):
         self.embedder = embedder
         self.settings = settings
         self.known = KnownSpace()
+        self.indexing = Indexing(self.unit)  # memories stored in one statement, into the HNSW graph after
 
     def scope(
         self, namespace: str | None, session_id: str | None = None, before: datetime | None = None
@@ -62,8 +64,13 @@ class MemoryService(SpaceChecked):
         )
 
     def _catch_up(self) -> None:
-        """After a call that reached the provider: embed memories left pending, now and then (KnownSpace)."""
-        if self.known.catch_up_due() and self.backfill(limit=BACKFILL_BATCH, quiet=True) >= BACKFILL_BATCH:
+        """After a call that reached the provider, now and then (KnownSpace): embed memories left pending,
+        and index those a killed process left out of the HNSW graph (memagent.store.deferred)."""
+        if not self.known.catch_up_due():
+            return
+        if self.indexing.defers():
+            self.indexing.start(ALL_NAMESPACES)
+        if self.backfill(limit=BACKFILL_BATCH, quiet=True) >= BACKFILL_BATCH:
             self.known.catch_up_soon()  # more wait: go on at the next call
 
     # -- verbs -----------------------------------------------------------------------------------------
@@ -122,6 +129,7 @@ class MemoryService(SpaceChecked):
                     memories, pending_reason = self._embedded(contents, scope, meta, created_at, learned)
             with self.unit(scope.namespace) as store:
                 self.check_embedding_space(store, claim=True)
+                verified = (self.embedder.model, self.embedder.dim, store.space.index_kind())
                 if kind != "exchange":  # in order with learning's writes: its lock before any row
                     store.lifecycle.lock_namespace(scope.namespace)
                 stored = store.memories.add_many(memories)
@@ -133,6 +141,7 @@ class MemoryService(SpaceChecked):
                 if kind != "exchange":  # a fact or summary stored by the caller: a change, recorded
                     added = [memory_id for memory_id, new in stored if new]
                     store.lifecycle.record_adds(scope.namespace, added, "stored directly")
+            self.known.set(verified)  # (committed): the next store can take the one-statement path
         if pending_reason is None:
             self._catch_up()  # the provider answers: catch up on old ones
         else:
