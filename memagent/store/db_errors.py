@@ -30,21 +30,28 @@ class translate_errors:
 
         if exc is None:
             return
-        if isinstance(exc, psycopg2.Error):  # raised by the driver directly (COPY goes around SQLAlchemy)
+        where = self.db.describe() if self.db is not None else "the database"
+        if isinstance(exc, psycopg2.Error):  # raised by the driver directly (COPY, the one-statement path)
+            first = redact(first_line(exc))
+            if isinstance(exc, psycopg2.OperationalError) and exc.pgcode is None and _is_connect(first):
+                raise _cannot_connect(where, first) from None  # (as SQLAlchemy's connect below)
             kind = DatabaseUnavailableError if unreachable(exc) else DatabaseError
-            raise kind(f"database error: {redact(first_line(exc))}") from None
+            raise kind(f"database error: {first}") from None
         if not isinstance(exc, DBAPIError):
             return
-        where = self.db.describe() if self.db is not None else "the database"
         first = redact(_driver_message(exc.orig))
         if isinstance(exc, OperationalError) and exc.connection_invalidated is False and _is_connect(first):
-            # A refused or timed-out connection is an outage (memories wait in the recovery file); a
-            # rejected login or a wrong database name is an answer that retrying will not change.
-            kind = DatabaseError if _is_refusal(first) else DatabaseUnavailableError
-            raise kind(f"cannot connect to PostgreSQL at {where}: {first}") from None
+            raise _cannot_connect(where, first) from None
         if exc.connection_invalidated or unreachable(exc.orig):
             raise DatabaseUnavailableError(f"database error: {first}") from None
         raise DatabaseError(f"database error: {first}") from None
+
+
+def _cannot_connect(where: str, first: str) -> DatabaseError:
+    """A refused or timed-out connection is an outage (memories wait in the recovery file); a rejected login
+    or a wrong database name is an answer that retrying will not change."""
+    kind = DatabaseError if _is_refusal(first) else DatabaseUnavailableError
+    return kind(f"cannot connect to PostgreSQL at {where}: {first}")
 
 
 def unreachable(error: Any) -> bool:
