@@ -13,6 +13,11 @@ blocks of --per-block stores that take turns:
 - in the store: the memory goes into the graph in the INSERT itself (what memagent did before, and still
   does where no step can run beside the call).
 
+Back to back (the default) each store starts as soon as the last one returns, so a deferred store's step
+runs beside the next store, on the same two cores: a loop storing as fast as it can. With --paced, each
+store waits (untimed) for the last one's step to end, as a chat turn's store finds its last step long done
+(the reply, then the user's next message, come between): the latency an agent sees between turns.
+
 p50 / p95 of each kind over --blocks blocks, the first --warmup stores of each block dropped. Every tenth
 store is recalled at once by its own vector (vector mode, k 1): it must come back first (a memory just stored
 is found at once, in the graph or not). Every memory stored is deleted at the end (session `bench-deferred`;
@@ -42,6 +47,7 @@ def main() -> None:
     parser.add_argument("--per-block", type=int, default=100)
     parser.add_argument("--blocks", type=int, default=4, help="blocks of each kind")
     parser.add_argument("--warmup", type=int, default=20, help="stores dropped at the start of each block")
+    parser.add_argument("--paced", action="store_true", help="each store after the last one's step ended")
     args = parser.parse_args()
 
     from hybrid_scale import MARKER, MODEL, bench_environment
@@ -70,6 +76,8 @@ def main() -> None:
                 if kind == "in the store":
                     service.indexing.defers = lambda: False  # type: ignore[method-assign]
                 for i in range(args.per_block):
+                    if args.paced:
+                        service.indexing.settle()
                     given.next = vectors[n]
                     start = time.perf_counter()
                     stored = service.remember(
@@ -91,7 +99,8 @@ def main() -> None:
             vars(service.indexing).pop("defers", None)
             service.indexing.settle()
             service.purge(namespace=args.namespace, session_id=SESSION)
-    print(f"{layout['rows']} memories x {dim}, namespace {args.namespace!r}: remember, one statement")
+    pace = "paced: each after the last one's step" if args.paced else "back to back"
+    print(f"{layout['rows']} memories x {dim}, namespace {args.namespace!r}: remember, one statement, {pace}")
     for kind, seconds in times.items():
         print(f"  {kind}: p50 {pct(seconds, 50):.2f} ms, p95 {pct(seconds, 95):.2f} ms ({len(seconds)})")
     print(f"  found at once by their own vector: {found} of {checked}")

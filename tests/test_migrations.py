@@ -57,7 +57,7 @@ def test_head_schema_has_table_and_indexes(db_url: str) -> None:
         unindexed = conn.execute(
             text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_memories_unindexed'")
         ).scalar_one()
-        assert unindexed.endswith("(namespace, id) WHERE (NOT indexed)")
+        assert unindexed.endswith("(id) WHERE (NOT indexed)")
         assert (
             conn.execute(
                 text(

@@ -46,14 +46,18 @@ SELECT count(*) FROM done"""
 class Indexing:
     """The indexing steps of one service: started after its stores, waited for when it closes.
 
-    A step runs on a recall thread (UnitOfWork.run_aside); when none is free, in the caller's thread, so
-    that no store goes without its step. Thread-safe.
+    Steps run one at a time per service, on a recall thread (UnitOfWork.aside): a store while one runs
+    leaves its namespace to it, and it takes one more step when it ends (each step takes every memory
+    waiting, up to BATCH), so stores one after another never queue a step each, and a step never holds up a
+    store. When no recall thread is free, the step runs in the caller's thread, so that no store goes
+    without one. Thread-safe.
     """
 
     def __init__(self, unit: UnitOfWork) -> None:
         self._unit = unit
-        self._running: set[Future[list[Any]]] = set()
-        self._pid = os.getpid()  # whose steps they are (a forked child has none of its parent's threads)
+        self._running: Future[list[Any]] | None = None  # the step running, if any
+        self._again: set[str] = set()  # namespaces stored into since it started
+        self._pid = os.getpid()  # whose step it is (a forked child has none of its parent's threads)
         self._lock = threading.Lock()
 
     def defers(self) -> bool:
@@ -62,27 +66,49 @@ class Indexing:
         return self._unit.asides()
 
     def start(self, namespace: str) -> None:
-        """Index the namespace's memories stored since the last step: on a recall thread, or now. A step that
-        fails (the database gone meanwhile) leaves its memories to a later one: the store stands."""
-        step = self._unit.run_aside(namespace, INDEX_NEW, {"batch": BATCH})
-        if step is None:
-            with suppress(DatabaseError):
-                self._unit.run(namespace, INDEX_NEW, {"batch": BATCH})
-            return
+        """Index the namespace's memories stored since the last step: on a recall thread (after the step
+        running, if one is), or now. A step that fails (the database gone meanwhile) leaves its memories to a
+        later one: the store stands."""
         with self._lock:
             self._own()
-            self._running = {running for running in self._running if not running.done()} | {step}
+            if self._running is not None and not self._running.done():
+                self._again.add(namespace)
+                return
+            self._running = self._unit.aside(lambda: self._steps(namespace))
+            if self._running is not None:
+                return
+        self._step(namespace)
 
     def settle(self) -> None:
         """Wait for the steps started (a failed one leaves its memories to a later step: not an error)."""
         with self._lock:
             self._own()
-            running, self._running = self._running, set()
-        for step in running:
+            running = self._running
+        if running is not None:
             with suppress(Exception):
-                step.result()
+                running.result()
+
+    def _steps(self, namespace: str) -> list[Any]:
+        """A step, then one for each namespace stored into meanwhile, until none is left (a recall thread)."""
+        ended = False
+        try:
+            while True:
+                self._step(namespace)
+                with self._lock:  # (deciding to end and saying so at once: a store in between is seen)
+                    if not self._again:
+                        self._running, ended = None, True
+                        return []
+                    namespace = self._again.pop()
+        finally:
+            if not ended:  # (an unexpected error: the next store starts a step anew)
+                with self._lock:
+                    self._running = None
+
+    def _step(self, namespace: str) -> None:
+        with suppress(DatabaseError):
+            self._unit.run(namespace, INDEX_NEW, {"batch": BATCH})
 
     def _own(self) -> None:
-        """Forget the steps of the process this one was forked from (their threads are not here)."""
+        """Forget the step of the process this one was forked from (its thread is not here)."""
         if self._pid != os.getpid():
-            self._pid, self._running = os.getpid(), set()
+            self._pid, self._running, self._again = os.getpid(), None, set()

@@ -156,7 +156,9 @@ class MemoryRow(Base):
             postgresql_ops={"embedding": hnsw.OPCLASS["vector"]},
             postgresql_where=text(hnsw.PREDICATE),
         ),
-        Index("ix_memories_unindexed", "namespace", "id", postgresql_where=text(f"NOT {hnsw.PREDICATE}")),
+        # The memories not in the graph yet, oldest first: a few at most (revision 0028,
+        # memagent.store.deferred).
+        Index("ix_memories_unindexed", "id", postgresql_where=text(f"NOT {hnsw.PREDICATE}")),
     )
 
 

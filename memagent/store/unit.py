@@ -258,9 +258,11 @@ class UnitOfWork:
         The thread holds a connection only while its statement runs and waits for nothing else, so a caller
         that waits for it while holding no connection of its own cannot deadlock the pool.
         """
-        if not self.asides():
-            return None
-        return _ASIDE.submit(lambda: self.run(namespace, sql, params, settings))
+        return self.aside(lambda: self.run(namespace, sql, params, settings))
+
+    def aside(self, work: Callable[[], list[Any]]) -> Future[list[Any]] | None:
+        """`work` (its own units of work) on one of the process's recall threads; None as for run_aside."""
+        return _ASIDE.submit(work) if self.asides() else None
 
     def asides(self) -> bool:
         """Whether run_aside can run statements on the recall threads (over psycopg2 and an engine: not inside
