@@ -16,6 +16,11 @@ still counted out of the overhead). Hybrid recall starts its text side before it
 recall after the embedding is one statement; with the default, 0, the embedding is instant and the text
 side is still running when the vector side starts: the worst case for the overhead.
 
+The turns follow one another at once, so the step that puts a turn's exchange into the HNSW graph after its
+store (revision 0028, memagent.store.deferred) runs beside the next turn's recall, on the same two cores.
+With --paced each turn starts after that step has ended (waited for, untimed), as in a conversation, where
+the reply is read and the next message written in between: the overhead a person chatting meets.
+
 With --extract, the same turns again with learning on (MEMAGENT_EXTRACT): the loopback model also answers
 the extraction (two new facts per turn) and the consolidation (add); reported: the model calls and tokens per
 turn, the time inside the model and the embedder, and memagent's own overhead (the turn minus both).
@@ -171,6 +176,7 @@ def main() -> None:
         "--embed-ms", type=float, default=0.0, help="the embedder's time per call (a provider's latency)"
     )
     parser.add_argument("--parts", action="store_true", help="also time recall, store and each statement")
+    parser.add_argument("--paced", action="store_true", help="each turn after the last one's indexing step")
     args = parser.parse_args()
     with temporary_home("memagent-chat-turn-") as home:
         run(args, home)
@@ -231,6 +237,8 @@ def run(args: argparse.Namespace, home: Path) -> None:
                 for i in range(args.turns + 20):
                     if parts is not None and i == 20:
                         parts.times.clear()  # (the warm-up turns)
+                    if args.paced:
+                        service.indexing.settle()
                     given.next = queries[n]
                     n += 1
                     embedder.spent = chat.spent = 0.0
@@ -250,6 +258,8 @@ def run(args: argparse.Namespace, home: Path) -> None:
                 label = f"{mode}{' + learning' if learn else ''}"
                 if args.embed_ms:
                     label += f" (embedder {args.embed_ms:g} ms)"
+                if args.paced:
+                    label += " (paced)"
                 print(
                     f"{label:<17} chat turn overhead p50 {pct(overheads, 50):.2f} ms, p95 "
                     f"{pct(overheads, 95):.2f} ms (whole turn with the loopback model p50 "
