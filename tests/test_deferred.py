@@ -4,6 +4,7 @@ committed outside the HNSW graph, found at once by recall all the same, and put 
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -18,6 +19,7 @@ from memagent.store import hnsw, schema
 from memagent.store.database import Database
 from memagent.store.deferred import BATCH, INDEX_NEW
 from memagent.store.embedded import EmbeddedPostgres
+from memagent.store.search import SearchMode
 from memagent.usecases.service import MemoryService
 from tests.conftest import DIM, fake_embedder, make_database
 from tests.fake_openai import FakeOpenAI
@@ -68,9 +70,8 @@ def test_a_memory_left_out_of_the_graph_is_found_at_once_as_it_will_be_once_inde
     fresh = "the spare key of the boathouse hangs behind the tide table"
     stored = service.remember(fresh)
     assert unindexed(engine, namespace) == [fresh]  # committed, not yet in the graph
-    before = {
-        mode: service.recall("where is the boathouse key?", k=3, mode=mode) for mode in ("vector", "hybrid")
-    }
+    modes: tuple[SearchMode, ...] = ("vector", "hybrid")
+    before = {mode: service.recall("where is the boathouse key?", k=3, mode=mode) for mode in modes}
     for found in before.values():
         assert found[0].id == stored.id  # by its vector too: the vector side reads the memories not indexed
     itself = service.recall(fresh, k=1, mode="vector")[0]
@@ -166,8 +167,7 @@ def test_without_a_recall_thread_a_store_indexes_its_memory_itself(service: Memo
 
 def test_closing_the_api_waits_for_its_indexing_steps(db_url: str, fake: FakeOpenAI, engine: Engine) -> None:
     namespace = f"fast-{uuid.uuid4().hex[:8]}"
-    settings = Settings(namespace=namespace, database_url=db_url, embedding_model=fake_embedder(fake).model)
-    with Memory(settings=settings, embedder=fake_embedder(fake)) as memory:
+    with Memory(database_url=db_url, embedder=fake_embedder(fake), namespace=namespace) as memory:
         for word in WORDS:
             memory.remember(f"the {word} is remembered through the API")
     assert unindexed(engine, namespace) == []
@@ -246,3 +246,108 @@ def test_threads_storing_at_once_leave_every_memory_indexed_and_found(
     service.indexing.settle()
     assert unindexed(db.engine, namespace) == []
     assert service.count() == 61
+
+
+def test_an_index_build_never_deadlocks_with_a_writer_touching_a_memory_it_takes_in(
+    held: tuple[MemoryService, Engine, str],
+) -> None:
+    """A build takes the memories not yet indexed in (their rows, then the table): it holds writes first,
+    so a writer that wrote before it and then touches one of them finishes, and the build follows."""
+    from memagent.usecases.maintenance import IndexMaintenance
+
+    service, engine, namespace = held
+    waiting = service.remember("just stored, not yet indexed")
+    with service.unit(admin=True) as store:
+        store.index.drop()  # as a killed bulk load leaves it: repair() builds it again
+    outcome: dict[str, object] = {}
+    with engine.connect() as writer:
+        transaction = writer.begin()
+        writer.execute(
+            text(
+                "UPDATE memories SET importance = importance WHERE namespace = :ns AND content LIKE 'a note%'"
+            ),
+            {"ns": namespace},
+        )
+
+        def repair() -> None:
+            try:
+                outcome["repaired"] = IndexMaintenance(service).repair()
+            except Exception as exc:  # (reported below)
+                outcome["error"] = exc
+
+        thread = threading.Thread(target=repair)
+        thread.start()
+        thread.join(1.0)  # the build waits for the writer
+        writer.execute(text("DELETE FROM memories WHERE id = :id"), {"id": waiting.id})
+        transaction.commit()
+        thread.join()
+    assert outcome == {"repaired": True}
+    assert unindexed(engine, namespace) == []
+
+
+def test_a_vector_the_halfvec_index_cannot_hold_is_refused_by_the_store_not_left_to_block_the_steps(
+    engine_service: tuple[MemoryService, Database, str],
+) -> None:
+    from memagent.errors import DatabaseError
+    from memagent.usecases.maintenance import IndexMaintenance
+
+    service, db, namespace = engine_service
+    service.remember("the first memory: the full path")
+    IndexMaintenance(service).rebuild("halfvec")
+    try:
+        service.recall("the space and its index kind, known")
+        plain = service.embedder.embed
+
+        def unnormalised(texts: list[str]) -> Any:  # (a provider that does not normalise: finite, not zero)
+            return np.array(plain(texts)) * np.array([[1e6 if "huge" in t else 1.0] for t in texts])
+
+        service.embedder.embed = unnormalised  # type: ignore[method-assign,assignment]
+        with pytest.raises(DatabaseError, match="out of range for type halfvec"):
+            service.remember("huge values")
+        service.remember("an ordinary memory after it")
+        service.indexing.settle()
+        assert unindexed(db.engine, namespace) == []
+    finally:
+        IndexMaintenance(service).rebuild("vector")
+
+
+def test_a_forked_child_stores_even_if_a_thread_held_the_indexing_lock_at_the_fork(
+    engine_service: tuple[MemoryService, Database, str],
+) -> None:
+    import os
+
+    service, db, namespace = engine_service
+    service.remember("the first memory: the full path")
+    service.recall("the space, known")
+    taken, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with service.indexing._lock:
+            taken.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    taken.wait(10)
+    pid = os.fork()
+    if pid == 0:  # the child: a deferred store takes the indexing lock
+        code = 1
+        try:
+            db.engine.dispose(close=False)  # (the parent's pooled connections are not the child's)
+            service.remember("stored by the forked child")
+            service.indexing.settle()
+            code = 0
+        finally:
+            os._exit(code)
+    release.set()
+    thread.join()
+    deadline = time.monotonic() + 30
+    while (ended := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if ended[0] == 0:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child hung")
+    assert os.waitstatus_to_exitcode(ended[1]) == 0
+    assert unindexed(db.engine, namespace) == []
+    assert service.count() == 2

@@ -69,8 +69,8 @@ class Indexing:
         """Index the namespace's memories stored since the last step: on a recall thread (after the step
         running, if one is), or now. A step that fails (the database gone meanwhile) leaves its memories to a
         later one: the store stands."""
+        self._own()
         with self._lock:
-            self._own()
             if self._running is not None and not self._running.done():
                 self._again.add(namespace)
                 return
@@ -81,8 +81,8 @@ class Indexing:
 
     def settle(self) -> None:
         """Wait for the steps started (a failed one leaves its memories to a later step: not an error)."""
+        self._own()
         with self._lock:
-            self._own()
             running = self._running
         if running is not None:
             with suppress(Exception):
@@ -109,6 +109,8 @@ class Indexing:
             self._unit.run(namespace, INDEX_NEW, {"batch": BATCH})
 
     def _own(self) -> None:
-        """Forget the step of the process this one was forked from (its thread is not here)."""
+        """Forget the step of the process this one was forked from (its thread is not here), and its lock
+        (which another of its threads may have held at the fork): before taking the lock."""
         if self._pid != os.getpid():
             self._pid, self._running, self._again = os.getpid(), None, set()
+            self._lock = threading.Lock()

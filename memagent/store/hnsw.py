@@ -57,6 +57,18 @@ def order_key(column: Any, query: Any, index: IndexKind | None, dim: int) -> Any
     return column.cosine_distance(query)
 
 
+# The largest magnitude a halfvec component holds (IEEE half precision).
+HALFVEC_MAX = 65504.0
+
+
+def takes(kind: IndexKind | None, vector: Any) -> bool:
+    """Whether the index of this kind can hold the vector (a halfvec index: every component within
+    HALFVEC_MAX; beyond it PostgreSQL refuses the row when it computes the index's key)."""
+    import numpy as np
+
+    return kind != "halfvec" or float(np.max(np.abs(np.asarray(vector, dtype=np.float64)))) <= HALFVEC_MAX
+
+
 def create_sql(kind: IndexKind, dim: int, *, deferred: bool = True) -> str:
     """The CREATE INDEX statement for the index of this kind (dim matters for halfvec only).
 
@@ -152,6 +164,7 @@ class IndexRepository:
         The planner sizes parallel index builds by the table's main heap; 1536-dimension vectors live in the
         TOAST table, so without an explicit parallel_workers on the table it plans no workers at all.
         """
+        self.hold_writes()  # (before its rows: a writer waiting for one of them would deadlock the build)
         version = self.session.execute(text("SELECT extversion FROM pg_extension WHERE extname = 'vector'"))
         workers = build_workers() if parallel_builds_safe(version.scalar_one_or_none()) else 0
         self.session.execute(text(f"SET LOCAL maintenance_work_mem = '{build_memory_mb()}MB'"))

@@ -19,6 +19,7 @@ from memagent.config import Settings
 from memagent.errors import DatabaseError, DatabaseUnavailableError, EmbeddingMismatchError, ProviderError
 from memagent.providers.embeddings import Embedder
 from memagent.records import RecalledMemory
+from memagent.store import hnsw
 from memagent.store.deferred import Indexing
 from memagent.store.memories import NewMemory, add_one_guarded
 from memagent.store.scope import Scope
@@ -219,9 +220,13 @@ class SpaceChecked:
     def _store_one(self, memory: NewMemory) -> list[tuple[int, bool]] | None:
         """Store one memory in one round trip when the embedding space is known and still in force; None:
         take the full path (space unknown or changed, or a race with an identical memory)."""
-        if self.known.get(self.embedder) is None:
+        space = self.known.get(self.embedder)
+        if space is None:
             return None
-        defer = memory.embedding is not None and self.indexing.defers()
+        # Deferred, unless the index could not take the vector (the INSERT then refuses it, as it always did,
+        # rather than a later step failing on it for good).
+        vector = memory.embedding
+        defer = vector is not None and hnsw.takes(space[2], vector) and self.indexing.defers()
         sql, params = add_one_guarded(memory, self.embedder.dim, defer=defer)
         try:
             rows = self.unit.run(memory.namespace, sql, params)
