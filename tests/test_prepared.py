@@ -48,6 +48,7 @@ def two_namespaces(
     service.remember("tide at noon, 50% higher")
     service.remember("the ferry leaves at six")
     service.remember("tide pools in the other namespace", namespace=other)
+    service.indexing.settle()  # (its steps into the graph over: they hold connections of the pool meanwhile)
     yield service, db, namespace, other
 
 
