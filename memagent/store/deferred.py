@@ -22,6 +22,7 @@ from typing import Any
 
 from memagent.errors import DatabaseError
 from memagent.store.unit import UnitOfWork
+from memagent.validation import ALL_NAMESPACES
 
 # The most memories one step indexes (a step after a store finds one; a sweep after a killed process, more).
 BATCH = 256
@@ -78,6 +79,11 @@ class Indexing:
             if self._running is not None:
                 return
         self._step(namespace)
+
+    def sweep(self) -> None:
+        """A step over every namespace (what a killed process left waiting), when steps run at all."""
+        if self.defers():
+            self.start(ALL_NAMESPACES)
 
     def settle(self) -> None:
         """Wait for the steps started (a failed one leaves its memories to a later step: not an error)."""

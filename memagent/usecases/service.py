@@ -27,11 +27,9 @@ BACKFILL_BATCH = 64
 
 
 class MemoryService(SpaceChecked):
-    """Long-term memory over one database and one embedder; each call is one transaction.
-
-    Results carry everything a caller needs to know about the call (why recall degraded, why a memory's
-    embedding is pending): the service keeps no per-call state, so threads may share it.
-    """
+    """Long-term memory over one database and one embedder; each call is one transaction. Results carry
+    everything a caller needs to know about the call (why recall degraded, why a memory's embedding is
+    pending): the service keeps no per-call state, so threads may share it."""
 
     def __init__(
         self,
@@ -64,12 +62,10 @@ class MemoryService(SpaceChecked):
         )
 
     def _catch_up(self) -> None:
-        """After a call that reached the provider, now and then (KnownSpace): embed memories left pending,
-        and index those a killed process left out of the HNSW graph (memagent.store.deferred)."""
+        """After a call that reached the provider, now and then (KnownSpace): catch up on what waits."""
         if not self.known.catch_up_due():
             return
-        if self.indexing.defers():
-            self.indexing.start(ALL_NAMESPACES)
+        self.indexing.sweep()  # memories a killed process left out of the HNSW graph
         if self.backfill(limit=BACKFILL_BATCH, quiet=True) >= BACKFILL_BATCH:
             self.known.catch_up_soon()  # more wait: go on at the next call
 
@@ -128,8 +124,8 @@ class MemoryService(SpaceChecked):
                 if self.embedder is not embedder:  # following the database to another model
                     memories, pending_reason = self._embedded(contents, scope, meta, created_at, learned)
             with self.unit(scope.namespace) as store:
-                self.check_embedding_space(store, claim=True)
-                verified = (self.embedder.model, self.embedder.dim, store.space.index_kind())
+                self.check_embedding_space(store, claim=True)  # known now: the next store in one statement
+                self.known.set((self.embedder.model, self.embedder.dim, store.space.index_kind()))
                 if kind != "exchange":  # in order with learning's writes: its lock before any row
                     store.lifecycle.lock_namespace(scope.namespace)
                 stored = store.memories.add_many(memories)
@@ -141,7 +137,6 @@ class MemoryService(SpaceChecked):
                 if kind != "exchange":  # a fact or summary stored by the caller: a change, recorded
                     added = [memory_id for memory_id, new in stored if new]
                     store.lifecycle.record_adds(scope.namespace, added, "stored directly")
-            self.known.set(verified)  # (committed): the next store can take the one-statement path
         if pending_reason is None:
             self._catch_up()  # the provider answers: catch up on old ones
         else:
@@ -231,11 +226,8 @@ class MemoryService(SpaceChecked):
         quiet: bool = False,
         on_progress: Callable[[int], None] | None = None,
     ) -> int:
-        """Embed memories stored while the provider was failing; returns how many were embedded.
-
-        Runs in batches, each committed, so it can stop and resume. quiet: stop at the first provider
-        error instead of raising it (the automatic catch-up after a successful call).
-        """
+        """Embed memories stored while the provider was failing; returns how many were embedded. In batches,
+        each committed (it can stop and resume); quiet: stop at the first provider error, not raise it."""
         done = 0
         while limit is None or done < limit:
             size = batch if limit is None else min(batch, limit - done)
