@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import datetime
+from typing import cast
 
 import numpy as np
 import pytest
@@ -149,6 +151,7 @@ def test_bulk_load_drops_the_index_and_builds_it_once(db: Database, memory: Memo
     with maintenance.bulk_load(lambda _: 50, min_rows=10) as without:
         assert without is False  # smaller than the table (60 rows): cheaper to insert into the graph
     messages: list[str] = []
+    analysed_before = last_analyze(db)
     with maintenance.bulk_load(lambda _: 100, messages.append, min_rows=10) as without:
         assert without is True and index_definition(db) is None
         memory.remember_many([f"bulk memory {i} about tide pools" for i in range(40)])
@@ -160,6 +163,16 @@ def test_bulk_load_drops_the_index_and_builds_it_once(db: Database, memory: Memo
             text("SELECT reltuples FROM pg_class WHERE relname = :name"), {"name": hnsw.INDEX_NAME}
         ).scalar_one()
     assert indexed == 100  # the graph was built once over every row, old and bulk-loaded
+    assert last_analyze(db) > analysed_before  # and analysed: recall plans with the loaded rows' statistics
+
+
+def last_analyze(db: Database) -> datetime:
+    """When memories was last analysed by hand (ANALYZE; the epoch if never)."""
+    with db.engine.connect() as conn:
+        when = conn.execute(
+            text("SELECT coalesce(last_analyze, 'epoch') FROM pg_stat_user_tables WHERE relname = 'memories'")
+        ).scalar_one()
+    return cast(datetime, when)
 
 
 KILLED_LOADER = """

@@ -115,3 +115,4 @@ class IndexMaintenance:
                     notify("Building the vector index…")
                 with self.memory.unit(admin=True) as store:
                     store.index.create(store.space.index_kind(), self.memory.embedder.dim)
+                    store.bulk.analyze()  # recall right after plans with the loaded rows' statistics
