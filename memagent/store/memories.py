@@ -67,7 +67,8 @@ _INSERT_SKIPPING = (
 # puts it there after the store (memagent.store.deferred), and recall finds it meanwhile.
 _ADD_ONE_GUARDED = """
 WITH space AS (
-    SELECT 1 FROM embedding_space WHERE model = :space_model AND dimension = :space_dim
+    SELECT 1 FROM embedding_space
+    WHERE model = :space_model AND dimension = :space_dim AND index_kind = :space_index
 ),
 added AS (
     INSERT INTO memories (namespace, session_id, content, embedding, embedding_model, content_hash, metadata,
@@ -85,13 +86,18 @@ WHERE EXISTS (SELECT 1 FROM space) AND NOT EXISTS (SELECT 1 FROM added)
   AND m.namespace = :namespace AND m.content_hash = :content_hash"""
 
 
-def add_one_guarded(memory: NewMemory, dimension: int, *, defer: bool = False) -> tuple[str, dict[str, Any]]:
-    """The statement that stores one memory if the database holds its model at `dimension` (text() SQL,
-    parameters): its one row is (id, created); no row means: take the full path (see _ADD_ONE_GUARDED).
-    defer: leave the memory out of the HNSW graph until an indexing step (memagent.store.deferred)."""
+def add_one_guarded(
+    memory: NewMemory, dimension: int, index: str, *, defer: bool = False
+) -> tuple[str, dict[str, Any]]:
+    """The statement that stores one memory if the database holds its model at `dimension` with an index of
+    kind `index` (text() SQL, parameters): its one row is (id, created); no row means: take the full path
+    (see _ADD_ONE_GUARDED). defer: leave the memory out of the HNSW graph until an indexing step
+    (memagent.store.deferred), which the caller decided knowing the index's kind: a kind changed since
+    (`memagent index --kind`) sends the store down the full path, which learns the new one."""
     return _ADD_ONE_GUARDED, {
         "space_model": memory.embedding_model,
         "space_dim": dimension,
+        "space_index": index,
         "namespace": memory.namespace,
         "session_id": memory.session_id,
         "content": memory.content,

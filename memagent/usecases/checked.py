@@ -227,7 +227,7 @@ class SpaceChecked:
         # rather than a later step failing on it for good).
         vector = memory.embedding
         defer = vector is not None and hnsw.takes(space[2], vector) and self.indexing.defers()
-        sql, params = add_one_guarded(memory, self.embedder.dim, defer=defer)
+        sql, params = add_one_guarded(memory, self.embedder.dim, space[2], defer=defer)
         try:
             rows = self.unit.run(memory.namespace, sql, params)
         except DatabaseUnavailableError:

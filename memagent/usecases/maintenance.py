@@ -115,4 +115,5 @@ class IndexMaintenance:
                     notify("Building the vector index…")
                 with self.memory.unit(admin=True) as store:
                     store.index.create(store.space.index_kind(), self.memory.embedder.dim)
+                with self.memory.unit(admin=True) as store:  # (its own: a failure cannot undo the build)
                     store.bulk.analyze()  # recall right after plans with the loaded rows' statistics
