@@ -17,7 +17,9 @@ form the "scoped" namespace. In one process run, on one server:
   (memagent's real path), unfiltered and scoped to the 1% namespace, at ef_search 100 (memagent's default)
   and at each --more-ef value.
 - the tutorial's approach: psycopg2, one INSERT and commit per memory, `ORDER BY embedding <=> %s LIMIT k`,
-  its recall at the same ef_search values as memagent's.
+  its recall at the same ef_search values as memagent's; then memagent's unfiltered recall and the
+  tutorial's query side by side, query by query in turn, at each ef_search (the ratio to read: the blocks
+  above are measured minutes apart).
 - mem0's pgvector store (mem0ai's PGVector, the class `Memory.add(..., infer=False)` writes through: one
   insert call per memory; mem0's SQLite history write is left out, which flatters mem0), and its search
   with and without a user_id filter.
@@ -426,6 +428,14 @@ def run(
         url = db.engine.url
         dsn = f"dbname={url.database} user={url.username} host={url.query['host']}"
         tutorial(report, dsn, vectors, queries, args.peer_rows, k, [100, *args.more_ef])
+        for ef in [100, *args.more_ef]:
+
+            def memagent_search(q: np.ndarray, ef: int = ef) -> list[int]:
+                given.next = q
+                found = service.recall("q", k=k, namespace="bulk", mode="vector", ef_search=ef)
+                return [int(m.content.rsplit(" ", 1)[1]) for m in found]
+
+            side_by_side(report, dsn, memagent_search, queries, k, ef)
         if not args.skip_mem0:
             mem0(report, dsn, vectors, queries, args.peer_rows, k)
 
@@ -441,12 +451,17 @@ def run(
         f"memagent / tutorial writes: import {f['import_overall_rows_s'] / tut_rate:.0f}x, "
         f"COPY into an indexed table {f['copy_with_index_rows_s'] / tut_rate:.1f}x",
     ]
+
+    def side(ef: int, p: int) -> float:
+        return float(f[f"side_by_side_ef{ef}_memagent_p{p}_ms"] / f[f"side_by_side_ef{ef}_tutorial_p{p}_ms"])
+
     for ef in [100, *args.more_ef]:
         ours = bare = "" if ef == 100 else f"_ef{ef}"
         lines.append(
             f"memagent / tutorial recall at ef_search {ef} (unfiltered; >1: memagent slower): p50 "
             f"{f[f'recall_vector_unfiltered{ours}_p50_ms'] / f[f'tutorial_recall{bare}_p50_ms']:.2f}x, p95 "
-            f"{f[f'recall_vector_unfiltered{ours}_p95_ms'] / f[f'tutorial_recall{bare}_p95_ms']:.2f}x"
+            f"{f[f'recall_vector_unfiltered{ours}_p95_ms'] / f[f'tutorial_recall{bare}_p95_ms']:.2f}x; "
+            f"side by side p50 {side(ef, 50):.2f}x, p95 {side(ef, 95):.2f}x"
         )
     if "mem0_insert_rows_s" in f:
         lines += [
@@ -533,6 +548,48 @@ def tutorial(
                 },
             )
     conn.close()
+
+
+def side_by_side(
+    report: Report, dsn: str, ours: Callable[[np.ndarray], list[int]], queries: np.ndarray, k: int, ef: int
+) -> None:
+    """memagent's recall (the 99% namespace) and the tutorial's query on its own table, query by query in
+    turn (which goes first alternates), at the same ef_search: on this machine, whose speed changes from
+    minute to minute, the two blocks measured apart can differ by more than the paths do."""
+    import psycopg2
+
+    conn = psycopg2.connect(dsn)
+    with conn.cursor() as cur:
+        cur.execute(f"SET hnsw.ef_search = {int(ef)}")
+
+        def tutorial_search(q: np.ndarray) -> list[int]:
+            cur.execute(
+                "SELECT content FROM tutorial_memories ORDER BY embedding <=> %s::vector LIMIT %s",
+                (vec_text(q), k),
+            )
+            return [int(row[0].rsplit(" ", 1)[1]) for row in cur.fetchall()]
+
+        for q in queries[:20]:  # warm-up, untimed
+            ours(q), tutorial_search(q)
+        timed: dict[str, list[float]] = {"memagent": [], "tutorial": []}
+        for i, q in enumerate(queries):
+            ways = [("memagent", ours), ("tutorial", tutorial_search)]
+            for name, search in ways if i % 2 == 0 else ways[::-1]:
+                t = time.perf_counter()
+                search(q)
+                timed[name].append(time.perf_counter() - t)
+    conn.close()
+    m50, m95, t50, t95 = (pct(timed[n], p) for n in ("memagent", "tutorial") for p in (50, 95))
+    report.add(
+        f"side by side at ef_search {ef}, query by query: memagent p50 {m50:.2f} / p95 {m95:.2f} ms, "
+        f"tutorial p50 {t50:.2f} / p95 {t95:.2f} ms: {m50 / t50:.2f}x / {m95 / t95:.2f}x",
+        **{
+            f"side_by_side_ef{ef}_memagent_p50_ms": m50,
+            f"side_by_side_ef{ef}_memagent_p95_ms": m95,
+            f"side_by_side_ef{ef}_tutorial_p50_ms": t50,
+            f"side_by_side_ef{ef}_tutorial_p95_ms": t95,
+        },
+    )
 
 
 def mem0(report: Report, dsn: str, vectors: np.ndarray, queries: np.ndarray, rows: int, k: int) -> None:

@@ -15,7 +15,7 @@ from typing import Literal
 from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
-from memagent.store import text_floor, text_ranking, text_terms
+from memagent.store import exact, text_floor, text_ranking, text_terms
 from memagent.validation import ALL_NAMESPACES
 
 APP_ROLE = "memagent_app"
@@ -53,8 +53,10 @@ $$
 """
 
 # The functions memagent_app may run: the text ranking (revision 0013's signature, and 0016's with the floor;
-# nobody else but its owner may call it) and the full-text index's (revision 0017: every write runs it).
-FUNCTIONS = (text_ranking.VIEW_SIGNATURE, text_floor.SIGNATURE, text_terms.NS_LEXEMES)
+# nobody else but its owner may call it), the full-text index's (revision 0017: every write runs it) and the
+# exact vector ranking (revision 0029; it runs as its caller, and anyone may call it unless a database's
+# default privileges say otherwise).
+FUNCTIONS = (text_ranking.VIEW_SIGNATURE, text_floor.SIGNATURE, text_terms.NS_LEXEMES, exact.SIGNATURE)
 
 # The role's privileges on memagent's tables that exist (the tables' owner runs it; idempotent).
 GRANT_SQL = f"""

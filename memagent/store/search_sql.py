@@ -16,7 +16,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from memagent.store import hnsw
+from memagent.store import exact, hnsw
 from memagent.store.hnsw import IndexKind
 from memagent.store.scope import View
 
@@ -50,11 +50,12 @@ vec AS (
 # index scan came back short: an iterative scan gives up after hnsw.max_scan_tuples, so a scope that is a
 # sliver of the table (a small namespace the planner sent through the index on stale statistics, one session
 # of a large namespace) can leave it with fewer than n rows that pass the filter. Then, and only then (the
-# count is a one-time filter: the exact branch is never started otherwise), the scope is ranked exactly,
-# indexed or not. MATERIALIZED, as pgvector advises for relaxed order: what the index scan returns is then
-# sorted for real wherever it is ranked; as a plain subquery the planner took its order as given (an
-# incremental sort on the id alone), so hybrid's vector ranks followed the order the scan returned rows in,
-# not their distance.
+# count is a one-time filter: the function is never called otherwise), the scope is ranked exactly, indexed
+# or not, by memagent_nearest_exact (memagent.store.exact: a function scan is not planned as the table scan
+# it runs would be). nearest_index is MATERIALIZED, as pgvector advises for relaxed order: what the index
+# scan returns is then sorted for real wherever it is ranked; as a plain subquery the planner took its order
+# as given (an incremental sort on the id alone), so hybrid's vector ranks followed the order the scan
+# returned rows in, not their distance.
 _NEAREST = """
 query_vector AS MATERIALIZED (SELECT CAST(:qvec AS vector) AS v),
 nearest_index AS MATERIALIZED (
@@ -64,26 +65,18 @@ nearest_index AS MATERIALIZED (
     ORDER BY {order}
     LIMIT {limit}
 ),
-nearest_new AS MATERIALIZED (
-    SELECT {columns}, m.embedding <=> (SELECT v FROM query_vector) AS distance
-    FROM memories m
-    WHERE (SELECT count(*) FROM nearest_index) >= {limit} AND {scope} AND NOT m.indexed
-      AND m.embedding IS NOT NULL
-),
-nearest_exact AS MATERIALIZED (
-    SELECT m.id, m.embedding <=> (SELECT v FROM query_vector) AS distance
-    FROM memories m
-    WHERE (SELECT count(*) FROM nearest_index) < {limit} AND {scope} AND m.embedding IS NOT NULL
-),
 nearest AS (
     (SELECT * FROM nearest_index WHERE (SELECT count(*) FROM nearest_index) >= {limit}
      UNION ALL
-     SELECT * FROM nearest_new
+     SELECT {columns}, m.embedding <=> (SELECT v FROM query_vector) AS distance
+     FROM memories m
+     WHERE (SELECT count(*) FROM nearest_index) >= {limit} AND {scope} AND NOT m.indexed
+       AND m.embedding IS NOT NULL
      ORDER BY distance, id LIMIT {limit})
     UNION ALL
-    SELECT {columns}, e.distance
-    FROM (SELECT id, distance FROM nearest_exact ORDER BY distance, id LIMIT {limit}) e
-    JOIN memories m ON m.id = e.id
+    SELECT {columns}, m.embedding <=> (SELECT v FROM query_vector) AS distance
+    FROM {exact} m
+    WHERE (SELECT count(*) FROM nearest_index) < {limit}
 )"""
 
 # Every recall statement returns these columns, in this order (memagent.store.search reads them by position).
@@ -107,11 +100,11 @@ _SOURCES = "ARRAY(SELECT s.source_id FROM memory_sources s WHERE s.memory_id = {
 
 # The settings a recall statement runs under (LOCAL: they end with its transaction). Iterative scan keeps an
 # index scan going until enough rows pass the scope's filter (relaxed order: the final ORDER BY sorts them).
-# No parallel workers: a recall reads a few thousand rows at most, and the planner would otherwise put the
-# exact branch of _NEAREST (a scan of the namespace, costed as if it ran) under a Gather whose workers start
-# (~6 ms on the 1M table) before its one-time filter, evaluated in each worker, says it has nothing to do.
-# No JIT either: the exact branch is costed as if it ran, so a large namespace's recall would cross
-# jit_above_cost and compile code for a branch that never starts.
+# No parallel workers and no JIT: a recall reads a few thousand rows at most. (When the exact ranking that
+# completes a short index scan was a branch of every statement, costed as if it ran, the planner put it
+# under a Gather whose workers started, ~6 ms on the 1M table, before its one-time filter said it had
+# nothing to do, and a large namespace's recall crossed jit_above_cost; that ranking, a function now
+# (memagent.store.exact), runs its query under these settings too.)
 # Floats in full precision (a database may set extra_float_digits lower): hybrid's sides come back to the
 # client and are fused from what it sends back, which must be what the server computed.
 SETTINGS = {
@@ -250,7 +243,8 @@ def _nearest(scope: str, columns: str, limit: str, index: IndexKind | None, dim:
         order = f"{hnsw.key_expression(index, dim, 'm.embedding')} <=> {query}"
     else:
         order = "distance"
-    return _NEAREST.format(columns=columns, scope=scope, order=order, limit=limit)
+    call = exact.CALL.format(query="(SELECT v FROM query_vector)", limit=limit)
+    return _NEAREST.format(columns=columns, scope=scope, order=order, limit=limit, exact=call)
 
 
 # The candidates whose rows the final step reads, best first. Only an exchange that a fact or summary among
@@ -282,8 +276,9 @@ def _final(max_distance: bool, query: str) -> str:
 def text_params(
     namespace: str, session_id: str | None, before: Any, view: View, floor: float = 0.0
 ) -> dict[str, Any]:
-    """Bind parameters of the text ranking's scope and view (the same as the vector side's: Scope.sql), and
-    its floor (memagent.store.text_floor: the hybrid side's; 0, the exact top, for text mode)."""
+    """Bind parameters of the text ranking's scope and view (the same as the vector side's: Scope.sql; the
+    exact vector ranking, memagent.store.exact, takes them too), and its floor (memagent.store.text_floor:
+    the hybrid side's; 0, the exact top, for text mode)."""
     return {
         "text_floor": float(floor),
         "scope_namespace": namespace,
