@@ -242,3 +242,36 @@ def test_a_run_that_fails_fails_as_the_text_would(
         assert service.unit.run(namespace, divide, {"by": 1}, prepare=True) == [(3,)]
     assert not Preparing(db.engine, {}).refuses(prepared(driver_sql(divide)).name)
     assert any(row[1] == prepared(driver_sql(divide)).name for row in prepared_statements(db))
+
+
+def test_a_vector_ranking_of_a_namespace_goes_prepared_with_its_namespace_written_in(
+    engine_service: tuple[MemoryService, Database, str],
+) -> None:
+    """Vector recall of a whole namespace (and hybrid's vector side) goes prepared, the namespace and k
+    written in, so that PostgreSQL can keep one plan for it: the rows the text form gives, call after call.
+    A namespace that would need quoting, and a recall of one session, go as text."""
+    service, db, namespace = engine_service
+    odd = "o'brien's 100% notes"
+    for word in ("harbour", "ferry", "lighthouse", "tide", "gull", "pier", "buoy", "dune"):
+        service.remember(f"a note about the {word}")
+        service.remember(f"a note about the {word}", namespace=odd)
+    service.indexing.settle()
+    with prepared_module.as_text(db.engine):
+        expected = service.recall("the harbour at noon", k=3, mode="vector")
+        expected_odd = service.recall("the harbour at noon", k=3, mode="vector", namespace=odd)
+        expected_hybrid = service.recall("the harbour at noon", k=3, mode="hybrid")
+    for _ in range(8):  # past the five custom plans PostgreSQL makes before it may keep one
+        assert service.recall("the harbour at noon", k=3, mode="vector") == expected
+        assert service.recall("the harbour at noon", k=3, mode="vector", namespace=odd) == expected_odd
+        assert service.recall("the harbour at noon", k=3, mode="hybrid") == expected_hybrid
+        service.recall("the harbour at noon", k=3, mode="vector", session_id="elsewhere")
+    assert [m.content for m in expected] and [m.content for m in expected_odd] == [
+        m.content for m in expected
+    ]
+    kept = [row for row in prepared_statements(db) if "nearest_index" in row[2]]
+    literal = f"'{namespace}'"
+    vector = [row for row in kept if literal in row[2] and "LIMIT 3" in row[2]]
+    side = [row for row in kept if literal in row[2] and "LIMIT 50" in row[2]]
+    assert vector and side, kept  # the vector recall and hybrid's vector side (its depth, 50)
+    assert sum(generic + custom for _, _, _, generic, custom in vector) >= 8
+    assert not [row for row in kept if "brien" in row[2] or "m.session_id = " in row[2]]

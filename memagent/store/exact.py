@@ -16,9 +16,7 @@ function takes too (memagent.store.search_sql.text_params). Its query cannot use
 
 from __future__ import annotations
 
-SIGNATURE = (
-    "memagent_nearest_exact(vector, integer, text, text, timestamptz, text[], timestamptz, boolean)"
-)
+SIGNATURE = "memagent_nearest_exact(vector, integer, text, text, timestamptz, text[], timestamptz, boolean)"
 
 FUNCTION = r"""
 CREATE FUNCTION memagent_nearest_exact(

@@ -132,7 +132,13 @@ class SpaceChecked:
                 if attempt == 1 and statement.split is not None and vector is not None:
                     rows = self._sides_at_once(statement, namespace, text_side)
                 else:
-                    rows = self.unit.run(namespace, statement.sql, statement.params, statement.settings)
+                    rows = self.unit.run(
+                        namespace,
+                        statement.sql,
+                        statement.params,
+                        statement.settings,
+                        prepare=statement.prepare,
+                    )
             except DatabaseError:
                 if attempt == 2:
                     raise
@@ -170,7 +176,13 @@ class SpaceChecked:
             if aside.done():
                 given = statement.with_text(aside.result())
                 return self.unit.run(namespace, given.sql, given.params, given.settings)
-            vector_rows = self.unit.run(namespace, split.vector_sql, statement.params, statement.settings)
+            vector_rows = self.unit.run(
+                namespace,
+                split.vector_sql,
+                statement.params,
+                statement.settings,
+                prepare=split.vector_prepare,
+            )
             fused = statement.fused(vector_rows, aside.result())
         finally:
             settle(aside)  # (done already, unless this failed or was interrupted: it ends with the recall)
