@@ -14,7 +14,7 @@ from sqlalchemy import event, text
 from memagent.errors import DatabaseError
 from memagent.store import prepared as prepared_module
 from memagent.store.database import Database
-from memagent.store.prepared import KEPT, Preparing, prepared
+from memagent.store.prepared import KEPT, KEYED, Preparing, prepared
 from memagent.store.search import driver_sql
 from memagent.usecases.service import MemoryService
 from tests.conftest import pooled_connections, prepared_statements
@@ -271,7 +271,63 @@ def test_a_vector_ranking_of_a_namespace_goes_prepared_with_its_namespace_writte
     kept = [row for row in prepared_statements(db) if "nearest_index" in row[2]]
     literal = f"'{namespace}'"
     vector = [row for row in kept if literal in row[2] and "LIMIT 3" in row[2]]
-    side = [row for row in kept if literal in row[2] and "LIMIT 50" in row[2]]
-    assert vector and side, kept  # the vector recall and hybrid's vector side (its depth, 50)
+    assert vector, kept  # (hybrid's vector side, LIMIT 50, only when its text side is not done first)
     assert sum(generic + custom for _, _, _, generic, custom in vector) >= 8
     assert not [row for row in kept if "brien" in row[2] or "m.session_id = " in row[2]]
+
+
+def test_a_namespace_that_names_a_parameter_is_written_in_as_it_is(
+    engine_service: tuple[MemoryService, Database, str],
+) -> None:
+    """A namespace written into its statement is written once: "team:k" stays "team:k" (k and depth are
+    written in too), never "team5", whose memories it must not see, nor miss its own."""
+    service, _, namespace = engine_service
+    for own, others in (("team:k", ("team5", "team50")), ("crew:depth", ("crew50", "crew5"))):
+        service.remember(f"the lighthouse of {own} is red", namespace=own)
+        for other in others:
+            service.remember(f"the lighthouse of {other} is blue", namespace=other)
+        service.indexing.settle()
+        for mode in ("vector", "hybrid"):
+            for _ in range(2):
+                found = service.recall("the lighthouse", k=5, mode=mode, namespace=own)
+                assert [m.content for m in found] == [f"the lighthouse of {own} is red"], (own, mode)
+    assert namespace  # (the fixture's own namespace is left alone)
+
+
+def test_a_connection_keeps_a_few_namespaces_statements_and_sends_the_rest_as_text(
+    engine_service: tuple[MemoryService, Database, str],
+) -> None:
+    """A service rotating over more namespaces than a connection keeps statements for: the first KEYED on
+    each connection go prepared, the others as text — no statement is deallocated to make room for one, and
+    hybrid's fusion keeps its place."""
+    service, db, _ = engine_service
+    names = [f"tenant-{i}" for i in range(KEYED + 4)]
+    for name in names:
+        service.remember(f"the tenant {name} keeps bees", namespace=name)
+    service.indexing.settle()
+    deallocated: list[str] = []
+    calls = 0
+    original = prepared_module._deallocate
+
+    def counting(cursor: Any, name: str) -> bool:
+        deallocated.append(name)
+        return original(cursor, name)
+
+    prepared_module._deallocate = counting  # type: ignore[assignment]
+    try:
+        for _ in range(3):
+            for name in names:
+                for mode in ("vector", "hybrid"):
+                    found = service.recall("who keeps bees?", k=2, mode=mode, namespace=name)
+                    assert [m.content for m in found] == [f"the tenant {name} keeps bees"]
+                    calls += 1
+    finally:
+        prepared_module._deallocate = original  # type: ignore[assignment]
+    assert calls == 3 * 2 * len(names) and deallocated == []
+    kept = prepared_statements(db)
+    per_connection: dict[int, int] = {}
+    for pid, _, statement, _, _ in kept:
+        if "nearest_index" in statement and "tenant-" in statement:
+            per_connection[pid] = per_connection.get(pid, 0) + 1
+    assert per_connection and max(per_connection.values()) <= KEYED
+    assert any("fused AS MATERIALIZED" in statement for _, _, statement, _, _ in kept)

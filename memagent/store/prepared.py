@@ -1,5 +1,7 @@
 """Server-side prepared statements (SQL PREPARE / EXECUTE) for a statement sent often whose planning costs
-more than its run: hybrid recall's fusion of its two sides' rows (memagent.store.search_split).
+more than its run: hybrid recall's fusion of its two sides' rows (memagent.store.search_split), and a
+vector ranking of a whole namespace, its namespace and k written in (memagent.store.search: one statement
+per namespace, so that the plan PostgreSQL keeps is that namespace's).
 
 psycopg2 sends every statement as text, so PostgreSQL parses, rewrites and plans it on each call: for the
 fusion (an 11 KB statement of a dozen CTEs over the sides' 100 rows) that was 0.8 ms of its 1.7. Prepared
@@ -88,20 +90,31 @@ class Preparing:
         self._engine = engine
         self._info = info
         self._names: dict[str, None] = info.setdefault(_INFO_KEY, {})
+        self._keyed: set[str] = info.setdefault(_KEYED_KEY, set())  # never evicted, never evicting
 
     @property
     def on(self) -> bool:
         return self._engine not in _OFF
 
     def has(self, name: str) -> bool:
-        return name in self._names
+        return name in self._names or name in self._keyed
 
-    def used(self, name: str) -> None:
+    def room(self, name: str, keyed: bool) -> bool:
+        """Whether the statement may be prepared here: a keyed one (a namespace's own) only while this
+        connection holds fewer than KEYED of them (others go as text: no PREPARE and DEALLOCATE per call
+        when a service rotates over many namespaces); any other always (the least recently used make room)."""
+        return not keyed or name in self._keyed or len(self._keyed) < KEYED
+
+    def used(self, name: str, keyed: bool = False) -> None:
+        if keyed:
+            self._keyed.add(name)
+            return
         self._names.pop(name, None)
         self._names[name] = None
 
     def forget(self, name: str) -> None:
         self._names.pop(name, None)
+        self._keyed.discard(name)
 
     def to_make_room(self) -> list[str]:
         """The least recently used names beyond KEPT - 1, forgotten here (the caller deallocates them)."""
@@ -127,33 +140,36 @@ class Preparing:
             _OFF.add(self._engine)
 
 
-def run_prepared(cursor: Any, preparing: Preparing, prefix: str, statement: str, values: Any) -> list[Any]:
+def run_prepared(
+    cursor: Any, preparing: Preparing, prefix: str, statement: str, values: Any, *, keyed: bool = False
+) -> list[Any]:
     """The statement's rows, as a prepared statement on this cursor's connection (in autocommit), with
     `prefix` (UnitOfWork.run's set_config) before it in the same query string; PREPARE and the first EXECUTE
-    go together. As text when the engine or the statement cannot be prepared. A dropped connection raises,
-    for the caller to replace."""
+    go together. As text when the engine or the statement cannot be prepared, or when it is keyed (one of a
+    namespace's own) and the connection holds KEYED of those already. A dropped connection raises, for the
+    caller to replace."""
     import psycopg2  # (loaded with the connection already)
 
     forms = prepared(statement)
     for _ in range(2):  # at most: found gone (or made already) once, then made again (or run alone)
-        if not preparing.on or preparing.refuses(forms.name):
+        if not preparing.on or preparing.refuses(forms.name) or not preparing.room(forms.name, keyed):
             break
         made = not preparing.has(forms.name)
         try:
             if made:
-                for old in preparing.to_make_room():
+                for old in [] if keyed else preparing.to_make_room():
                     _deallocate(cursor, old)
                 cursor.execute(prefix + forms.prepare + "\n;\n" + forms.execute, values)
             else:
                 cursor.execute(prefix + forms.execute, values)
-            preparing.used(forms.name)
+            preparing.used(forms.name, keyed)
             return list(cursor.fetchall())
         except psycopg2.Error as exc:
             if unreachable(exc):
                 raise
             state = exc.pgcode
             if made and state == _DUPLICATE:  # made before this pool knew it: EXECUTE alone, next
-                preparing.used(forms.name)
+                preparing.used(forms.name, keyed)
                 continue
             if not made and state == _NOT_PREPARED:  # not there any more: prepared again (Preparing.lost)
                 preparing.lost(forms.name)
@@ -191,7 +207,9 @@ def _retyped(exc: Any) -> bool:
     return getattr(exc.diag, "source_function", None) == "RevalidateCachedQuery" or _RETYPED in str(exc)
 
 
-KEPT = 8  # prepared statements per connection, at most
+KEPT = 8  # prepared statements per connection, at most (besides the keyed ones)
+KEYED = 4  # keyed statements (a namespace's own vector ranking: memagent.store.search) per connection
+_KEYED_KEY = "memagent.prepared.keyed"
 _DUPLICATE = "42P05"  # duplicate_prepared_statement
 _NOT_PREPARED = "26000"  # invalid_sql_statement_name
 _STALE = "0A000"  # feature_not_supported, with this message:

@@ -46,6 +46,7 @@ class RecallStatement:
     importance_weight: float = 0.0
     split: HybridSplit | None = None  # hybrid: the same recall in two or three statements
     prepare: bool = False  # sent as a prepared statement by UnitOfWork.run (memagent.store.prepared)
+    keyed: bool = False  # one of a namespace's own (_keyed): prepared only where a connection has room
 
     def results(self, rows: Iterable[Sequence[Any]]) -> list[RecalledMemory]:
         """The recalled memories, best first (re-ranked by recency and importance when either is on)."""
@@ -138,7 +139,7 @@ def recall_statement(
         )
     prepare = mode == "vector" and keyed
     return RecallStatement(
-        sql, params, settings, mode, k, recency_half_life, importance_weight, split, prepare=prepare
+        sql, params, settings, mode, k, recency_half_life, importance_weight, split, prepare, keyed=prepare
     )
 
 
@@ -150,8 +151,9 @@ def recall_statement(
 # namespace and an unknown limit: it read the 100k namespace by its b-tree, 395 ms against 3
 # (docs/benchmarks.md). A session, a date bound, kinds or a past time stay parameters and out of
 # this: their generic estimate could keep a plan that suits one value and not another. Only namespaces of
-# plain characters (letters, digits, _ . - @ / and a colon after a letter or digit) are written so: nothing
-# in them needs quoting, and nothing reads as a parameter; any other goes as text, as before.
+# plain characters (letters, digits, _ . - @ / and a colon after a letter, digit or _) are written so:
+# nothing in them needs quoting, and nothing reads as a parameter; any other goes as text, as before. A
+# connection keeps at most prepared.KEYED of these (the first it meets), and sends the others as text.
 _LITERAL_NAMESPACE = re.compile(r"[A-Za-z0-9_.@/-]+(?:(?<=[A-Za-z0-9_]):[A-Za-z0-9_.@/-]*)*", re.ASCII)
 
 
@@ -163,11 +165,14 @@ def _keyed(scope: Scope) -> bool:
 
 
 def _literal(sql: str, namespace: str, **numbers: int) -> str:
-    """The statement with its namespace and `numbers` (parameter name: value) written in as literals."""
-    sql = re.sub(r":scope_namespace\b", f"'{namespace}'", sql)
-    for name, value in numbers.items():
-        sql = re.sub(rf":{name}\b", str(int(value)), sql)
-    return sql
+    """The statement with its namespace and `numbers` (parameter name: value) written in as literals, in one
+    pass over the statement's own parameters (text()'s form: a colon not after a word character or another
+    colon), so that nothing written in is read again ("team:k" stays "team:k")."""
+    values = {"scope_namespace": f"'{namespace}'"} | {
+        name: str(int(value)) for name, value in numbers.items()
+    }
+    names = "|".join(map(re.escape, values))
+    return re.sub(rf"(?<![:\w]):({names})\b(?!:)", lambda found: values[found.group(1)], sql)
 
 
 class SearchQueries:

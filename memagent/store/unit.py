@@ -189,6 +189,7 @@ class UnitOfWork:
         settings: Sequence[tuple[str, str]] = (),
         *,
         prepare: bool = False,
+        keyed: bool = False,
     ) -> list[Any]:
         """One statement (text() SQL, :name parameters) as a unit of work of its own; returns its rows.
 
@@ -198,7 +199,8 @@ class UnitOfWork:
         runs as one implicit transaction (so the LOCAL settings and the role end with it). A connection
         found dropped is replaced and the statement sent once more. prepare: as a prepared statement,
         parsed once per connection, planned once if PostgreSQL keeps a plan for it (memagent.store.prepared:
-        what such a statement must be; psycopg2 only). Over asyncpg: one transaction of three statements.
+        what such a statement must be; psycopg2 only); keyed: one of a namespace's own, prepared only where
+        the connection has room for it (prepared.KEYED). Over asyncpg: one transaction of three statements.
         Joined to a caller's transaction (tests), the same statements run inside it, as a `with` block does.
         """
         bind = self._bound()
@@ -228,7 +230,7 @@ class UnitOfWork:
                         with connection.cursor() as cursor:
                             if prepare:
                                 preparing = Preparing(bind, pooled.info)
-                                return run_prepared(cursor, preparing, prefix, statement, values)
+                                return run_prepared(cursor, preparing, prefix, statement, values, keyed=keyed)
                             cursor.execute(prefix + statement, values)
                             return list(cursor.fetchall())
                     finally:

@@ -138,6 +138,7 @@ class SpaceChecked:
                         statement.params,
                         statement.settings,
                         prepare=statement.prepare,
+                        keyed=statement.keyed,
                     )
             except DatabaseError:
                 if attempt == 2:
@@ -182,6 +183,7 @@ class SpaceChecked:
                 statement.params,
                 statement.settings,
                 prepare=split.vector_prepare,
+                keyed=split.vector_prepare,
             )
             fused = statement.fused(vector_rows, aside.result())
         finally:
