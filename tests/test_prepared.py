@@ -313,7 +313,7 @@ def test_a_connection_keeps_a_few_namespaces_statements_and_sends_the_rest_as_te
         deallocated.append(name)
         return original(cursor, name)
 
-    prepared_module._deallocate = counting  # type: ignore[assignment]
+    prepared_module._deallocate = counting
     try:
         for _ in range(3):
             for name in names:
@@ -322,7 +322,7 @@ def test_a_connection_keeps_a_few_namespaces_statements_and_sends_the_rest_as_te
                     assert [m.content for m in found] == [f"the tenant {name} keeps bees"]
                     calls += 1
     finally:
-        prepared_module._deallocate = original  # type: ignore[assignment]
+        prepared_module._deallocate = original
     assert calls == 3 * 2 * len(names) and deallocated == []
     kept = prepared_statements(db)
     per_connection: dict[int, int] = {}
