@@ -8,10 +8,9 @@ recall's text side on a connection of its own beside it: HybridSplit, memagent.u
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -21,7 +20,9 @@ from sqlalchemy.orm import Session
 from memagent.records import RecalledMemory
 from memagent.store import search_split, search_sql
 from memagent.store.hnsw import IndexKind
+from memagent.store.keyed import keyed_scope, literal
 from memagent.store.models import vector_text
+from memagent.store.rerank import reranked, reranks
 from memagent.store.roles import APP_ROLE
 from memagent.store.scope import Scope, View
 from memagent.store.search_split import HybridSplit
@@ -46,13 +47,15 @@ class RecallStatement:
     importance_weight: float = 0.0
     split: HybridSplit | None = None  # hybrid: the same recall in two or three statements
     prepare: bool = False  # sent as a prepared statement by UnitOfWork.run (memagent.store.prepared)
-    keyed: bool = False  # one of a namespace's own (_keyed): prepared only where a connection has room
+    keyed: bool = (
+        False  # one of a namespace's own (memagent.store.keyed): prepared only where a connection has room
+    )
 
     def results(self, rows: Iterable[Sequence[Any]]) -> list[RecalledMemory]:
         """The recalled memories, best first (re-ranked by recency and importance when either is on)."""
         found = [_recalled(row) for row in rows if row[0] is not None]
         if reranks(self.recency_half_life, self.importance_weight):
-            found = _reranked(found, self.mode, self.recency_half_life, self.importance_weight)[: self.k]
+            found = reranked(found, self.mode, self.recency_half_life, self.importance_weight)[: self.k]
         return found
 
     def with_text(self, text_rows: Sequence[Sequence[Any]]) -> RecallStatement:
@@ -123,56 +126,24 @@ def recall_statement(
     }
     ef = str(max(ef_search, depth if mode == "hybrid" else fetch))
     settings = (*search_sql.SETTINGS.items(), ("hnsw.ef_search", ef))
-    keyed = _keyed(scope)
-    if mode == "vector" and keyed:
-        sql = _literal(sql, scope.namespace, k=fetch)
+    keyed = keyed_scope(scope)
+    prepare = mode == "vector" and keyed
+    if prepare:
+        sql = literal(sql, scope.namespace, k=fetch)
     split = None
     if mode == "hybrid":
         cut = max_distance is not None
         vector_side = search_split.vector_side_sql(condition, index=index, dim=dim)
         split = HybridSplit(
             search_split.text_side_sql(),
-            _literal(vector_side, scope.namespace, depth=depth) if keyed else vector_side,
+            literal(vector_side, scope.namespace, depth=depth) if keyed else vector_side,
             search_split.given_sides_sql(condition, max_distance=cut, checked=checked),
             search_split.given_text_sql(condition, max_distance=cut, index=index, dim=dim, checked=checked),
             vector_prepare=keyed,
         )
-    prepare = mode == "vector" and keyed
     return RecallStatement(
         sql, params, settings, mode, k, recency_half_life, importance_weight, split, prepare, keyed=prepare
     )
-
-
-# A vector ranking of a whole namespace (no session, date bound, kinds or past time) goes as a prepared
-# statement of its own per namespace and k, both written into it as literals: PostgreSQL then keeps one
-# generic plan for it (plan_cache_mode auto chose it in 396 of 401 calls), the plan a fresh one would be,
-# and the call is no longer planned (0.8 of the statement's 1.5 ms server time at 110k x 1536). With the
-# namespace and the limit as parameters, the kept plan is one for every namespace, costed on an average
-# namespace and an unknown limit: it read the 100k namespace by its b-tree, 395 ms against 3
-# (docs/benchmarks.md). A session, a date bound, kinds or a past time stay parameters and out of
-# this: their generic estimate could keep a plan that suits one value and not another. Only namespaces of
-# plain characters (letters, digits, _ . - @ / and a colon after a letter, digit or _) are written so:
-# nothing in them needs quoting, and nothing reads as a parameter; any other goes as text, as before. A
-# connection keeps at most prepared.KEYED of these (the first it meets), and sends the others as text.
-_LITERAL_NAMESPACE = re.compile(r"[A-Za-z0-9_.@/-]+(?:(?<=[A-Za-z0-9_]):[A-Za-z0-9_.@/-]*)*", re.ASCII)
-
-
-def _keyed(scope: Scope) -> bool:
-    """Whether a vector ranking of this scope goes prepared, its namespace and limit written in (above)."""
-    view = scope.view or View()
-    whole = scope.session_id is None and scope.before is None and view.kinds is None and view.as_of is None
-    return whole and _LITERAL_NAMESPACE.fullmatch(scope.namespace) is not None
-
-
-def _literal(sql: str, namespace: str, **numbers: int) -> str:
-    """The statement with its namespace and `numbers` (parameter name: value) written in as literals, in one
-    pass over the statement's own parameters (text()'s form: a colon not after a word character or another
-    colon), so that nothing written in is read again ("team:k" stays "team:k")."""
-    values = {"scope_namespace": f"'{namespace}'"} | {
-        name: str(int(value)) for name, value in numbers.items()
-    }
-    names = "|".join(map(re.escape, values))
-    return re.sub(rf"(?<![:\w]):({names})\b(?!:)", lambda found: values[found.group(1)], sql)
 
 
 class SearchQueries:
@@ -302,34 +273,3 @@ def _recalled(row: Sequence[Any]) -> RecalledMemory:
         importance=float(row[10]),
         sources=tuple(row[11] or ()),
     )
-
-
-def reranks(half_life: timedelta | None, importance_weight: float) -> bool:
-    """Whether recall re-ranks its `depth` best in Python (recency or importance on)."""
-    return half_life is not None or importance_weight > 0
-
-
-def _reranked(
-    found: list[RecalledMemory], mode: SearchMode, half_life: timedelta | None, importance_weight: float
-) -> list[RecalledMemory]:
-    """The candidates re-scored by recency and importance, best first.
-
-    Both are factors on the relevance score rather than the Generative Agents sum of min-max normalised
-    terms: a product needs no normalisation over the candidates (whose spread depends on the query and the
-    mode: RRF, BM25 or cosine), so a memory's score does not move with what else was recalled. The
-    importance factor (1 - w) + 2w * importance is 1 at the default importance 0.5, so memories of default
-    importance (every exchange) keep their relevance, and w = 1 scales a score by 2 * importance (0 to 2).
-    """
-    now = datetime.now(UTC)
-    seconds = half_life.total_seconds() if half_life is not None else 0.0
-
-    def weighted(memory: RecalledMemory) -> float:
-        score = (1.0 + memory.score) / 2 if mode == "vector" else memory.score  # cosine -1..1 to 0..1
-        if half_life is not None:
-            score *= 0.5 ** (max((now - memory.created_at).total_seconds(), 0.0) / seconds)
-        if importance_weight > 0:
-            score *= (1.0 - importance_weight) + 2.0 * importance_weight * memory.importance
-        return float(score)
-
-    rescored = [replace(memory, score=weighted(memory)) for memory in found]
-    return sorted(rescored, key=lambda memory: (-memory.score, memory.id))
