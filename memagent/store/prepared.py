@@ -1,6 +1,6 @@
 """Server-side prepared statements (SQL PREPARE / EXECUTE) for a statement sent often whose planning costs
 more than its run: hybrid recall's fusion of its two sides' rows (memagent.store.search_split), and a
-vector ranking of a whole namespace, its namespace and k written in (memagent.store.search: one statement
+vector ranking of a whole namespace, its namespace and k written in (memagent.store.keyed: one statement
 per namespace, so that the plan PostgreSQL keeps is that namespace's).
 
 psycopg2 sends every statement as text, so PostgreSQL parses, rewrites and plans it on each call: for the
@@ -208,7 +208,7 @@ def _retyped(exc: Any) -> bool:
 
 
 KEPT = 8  # prepared statements per connection, at most (besides the keyed ones)
-KEYED = 4  # keyed statements (a namespace's own vector ranking: memagent.store.search) per connection
+KEYED = 4  # keyed statements (a namespace's own vector ranking: memagent.store.keyed) per connection
 _KEYED_KEY = "memagent.prepared.keyed"
 _DUPLICATE = "42P05"  # duplicate_prepared_statement
 _NOT_PREPARED = "26000"  # invalid_sql_statement_name
