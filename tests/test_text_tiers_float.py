@@ -20,7 +20,8 @@ from tests.test_text_ranking import ranking, store
 EXACT = """
 WITH s AS (SELECT docs::float8 AS n, greatest(total_len::float8 / greatest(docs, 1), 1.0) AS avgdl
            FROM memory_text_stats WHERE namespace = :ns),
-     q AS (SELECT array_agg(t.lexeme) AS lex, array_agg(ln(1 + (s.n - t.df + 0.5) / (t.df + 0.5))) AS idf
+     q AS MATERIALIZED (  -- once: inlined, stale statistics put it inside a loop over the memories
+           SELECT array_agg(t.lexeme) AS lex, array_agg(ln(1 + (s.n - t.df + 0.5) / (t.df + 0.5))) AS idf
            FROM memory_term_stats t, s
            WHERE t.namespace = :ns AND t.lexeme IN (SELECT lexeme FROM unnest(to_tsvector('english', :q))))
 SELECT m.id, (
