@@ -49,6 +49,10 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in list(os.environ):
         if name.startswith(("MEMAGENT_", "OPENAI_")):
             monkeypatch.delenv(name)
+    # Tables are as wide as memagent makes them when piped, whatever width the runner exports (pytest-xdist's
+    # workers, a developer's shell).
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.delenv("LINES", raising=False)
     # Files memagent keeps in its home (the recovery file) stay in the test's own folder.
     monkeypatch.setenv("MEMAGENT_HOME", str(tmp_path / "memagent-home-of-test"))
     # An embedded server stops with its last client: no test leaves one running.
