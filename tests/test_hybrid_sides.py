@@ -149,10 +149,15 @@ def test_the_sides_at_once_return_what_one_statement_returns(
             assert len(here) == 2 and "nearest_index" in here[0] and "vec_ids" in here[1], (query, kw)
         compared += bool(alone)
     assert compared > 300  # most of the 360 shapes find something
-    # The fusion (the third statement) went as a prepared statement, run from its kept plan.
+    # The fusion (the third statement) went as a prepared statement, run from its kept plan (forced above).
     prepared = prepared_statements(db)
     assert prepared and all("query_vector AS MATERIALIZED (SELECT CAST($" in row[2] for row in prepared)
     assert all(generic and not custom for *_, generic, custom in prepared), prepared
+    # With the text side done first, the vector side and the fusion went as one prepared statement too, its
+    # namespace written in as for the vector side alone (in the shapes that rank a whole namespace).
+    with_text = [row[2].split("EXECUTE")[0] for row in prepared if "txt AS MATERIALIZED" in row[2]]
+    with_text = [sql for sql in with_text if "nearest_index" in sql]
+    assert with_text and all(f"'{namespace}'" in sql for sql in with_text)
 
 
 class SlowEmbedder:

@@ -265,9 +265,10 @@ def test_a_vector_ranking_of_a_namespace_goes_prepared_with_its_namespace_writte
         assert service.recall("the harbour at noon", k=3, mode="vector", namespace=odd) == expected_odd
         assert service.recall("the harbour at noon", k=3, mode="hybrid") == expected_hybrid
         service.recall("the harbour at noon", k=3, mode="vector", session_id="elsewhere")
-    assert [m.content for m in expected] and [m.content for m in expected_odd] == [
-        m.content for m in expected
-    ]
+    # The same memories in both namespaces: the same distances (the notes after the first tie with one another
+    # under the tests' embedder, so which of them the index gives in the last places is its own choice).
+    assert expected and expected[0].content == expected_odd[0].content == "a note about the harbour"
+    assert [round(m.distance or 0, 6) for m in expected_odd] == [round(m.distance or 0, 6) for m in expected]
     kept = [row for row in prepared_statements(db) if "nearest_index" in row[2]]
     literal = f"'{namespace}'"
     vector = [row for row in kept if literal in row[2] and "LIMIT 3" in row[2]]

@@ -62,7 +62,9 @@ class RecallStatement:
         """Hybrid split: the statement finding the vector side and fusing it with the text side's rows."""
         assert self.split is not None
         params = self.params | HybridSplit.rows(text_rows=text_rows)
-        return replace(self, sql=self.split.given_text_sql, params=params, split=None)
+        keyed = self.split.vector_prepare  # prepared as the vector side: its namespace and depth written in
+        sql = self.split.given_text_sql
+        return replace(self, sql=sql, params=params, split=None, prepare=keyed, keyed=keyed)
 
     def fused(
         self, vector_rows: Sequence[Sequence[Any]], text_rows: Sequence[Sequence[Any]]
@@ -134,11 +136,14 @@ def recall_statement(
     if mode == "hybrid":
         cut = max_distance is not None
         vector_side = search_split.vector_side_sql(condition, index=index, dim=dim)
+        given_text = search_split.given_text_sql(
+            condition, max_distance=cut, index=index, dim=dim, checked=checked
+        )
         split = HybridSplit(
             search_split.text_side_sql(),
             literal(vector_side, scope.namespace, depth=depth) if keyed else vector_side,
             search_split.given_sides_sql(condition, max_distance=cut, checked=checked),
-            search_split.given_text_sql(condition, max_distance=cut, index=index, dim=dim, checked=checked),
+            literal(given_text, scope.namespace, depth=depth) if keyed else given_text,
             vector_prepare=keyed,
         )
     return RecallStatement(

@@ -176,7 +176,10 @@ class SpaceChecked:
         try:
             if aside.done():
                 given = statement.with_text(aside.result())
-                return self.unit.run(namespace, given.sql, given.params, given.settings)
+                prepare, keyed = given.prepare, given.keyed
+                return self.unit.run(
+                    namespace, given.sql, given.params, given.settings, prepare=prepare, keyed=keyed
+                )
             vector_rows = self.unit.run(
                 namespace,
                 split.vector_sql,
