@@ -1,10 +1,11 @@
 """A namespace's own vector statement: its namespace and limit written in, for a plan PostgreSQL can keep.
 
-A vector ranking of a whole namespace (no session, date bound, kinds or past time) goes as a prepared
-statement of its own per namespace and k, both written into it as literals: PostgreSQL then keeps one
-generic plan for it (plan_cache_mode auto chose it in 396 of 401 calls), the plan a fresh one would be,
-and the call is no longer planned (0.8 of the statement's 1.5 ms server time at 110k x 1536). With the
-namespace and the limit as parameters, the kept plan is one for every namespace, costed on an average
+A vector ranking of a whole namespace (no session, date bound, kinds or past time) — vector recall, hybrid's
+vector side, and hybrid's vector side with the fusion over a text side already done — goes as a
+prepared statement of its own per namespace and k (or depth), both written into it as literals: PostgreSQL
+then keeps one generic plan for it (plan_cache_mode auto chose it in 396 of 401 calls), the plan a fresh
+one would be, and the call is no longer planned (0.8 of the statement's 1.5 ms server time at 110k x 1536).
+With the namespace and the limit as parameters, the kept plan is one for every namespace, costed on an average
 namespace and an unknown limit: it read the 100k namespace by its b-tree, 395 ms against 3
 (docs/benchmarks.md). A session, a date bound, kinds or a past time stay parameters and out of
 this: their generic estimate could keep a plan that suits one value and not another. Only namespaces of

@@ -1,7 +1,7 @@
 """Server-side prepared statements (SQL PREPARE / EXECUTE) for a statement sent often whose planning costs
 more than its run: hybrid recall's fusion of its two sides' rows (memagent.store.search_split), and a
-vector ranking of a whole namespace, its namespace and k written in (memagent.store.keyed: one statement
-per namespace, so that the plan PostgreSQL keeps is that namespace's).
+vector ranking of a whole namespace (alone, or with hybrid's fusion), its namespace and k written in
+(memagent.store.keyed: one statement per namespace, so that the plan PostgreSQL keeps is that namespace's).
 
 psycopg2 sends every statement as text, so PostgreSQL parses, rewrites and plans it on each call: for the
 fusion (an 11 KB statement of a dozen CTEs over the sides' 100 rows) that was 0.8 ms of its 1.7. Prepared
