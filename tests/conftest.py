@@ -80,7 +80,12 @@ def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostg
 @pytest.fixture
 def home(tmp_path: Path) -> Iterator[Path]:
     """A fresh memagent home for a test's own processes; its embedded cluster is removed afterwards."""
-    path = tmp_path / "memagent-home"
+    yield from removed_after(tmp_path / "memagent-home")
+
+
+def removed_after(path: Path) -> Iterator[Path]:
+    """`path` as a memagent home, its command server stopped and its embedded cluster removed after (as root
+    the cluster lives under /var/lib/memagent, not in the test's folder)."""
     yield path
     from memagent.cli.client import stop_server
 

@@ -11,13 +11,15 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
+import pytest
 
 from memagent.cli.client import socket_path
 from memagent.store.embedded import EmbeddedPostgres
-from tests.conftest import process_env, provider_env
+from tests.conftest import process_env, provider_env, removed_after
 from tests.fake_openai import Failure, FakeOpenAI
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -153,10 +155,15 @@ def test_ctrl_c_reaches_the_command_and_a_vanished_client_ends_it(home: Path, fa
     memagent(env, "stop")
 
 
-def test_a_socket_folder_others_may_write_in_is_never_used(fake: FakeOpenAI, tmp_path: Path) -> None:
+@pytest.fixture
+def long_home(tmp_path: Path) -> Iterator[Path]:
+    yield from removed_after(tmp_path / ("h" * 100))
+
+
+def test_a_socket_folder_others_may_write_in_is_never_used(fake: FakeOpenAI, long_home: Path) -> None:
     """With a long home path the socket lives under /tmp/memagent-<uid>/: if that folder is not private,
     another user could listen there and receive the command's environment and files. It is not used."""
-    home = tmp_path / ("h" * 100)
+    home = long_home
     folder = socket_path(home).parent
     assert str(folder).startswith("/tmp/memagent-")
     shutil.rmtree(folder, ignore_errors=True)
