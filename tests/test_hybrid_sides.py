@@ -242,6 +242,7 @@ def test_a_memory_deleted_between_the_sides_still_leaves_k_results(
     service, db, _ = engine_service
     for i in range(12):
         service.remember(f"the ferry to porto leaves from pier {i}")
+    service.indexing.settle()  # (its steps into the graph run through unit.run too, on a recall thread)
     found_by_text = service.recall("ferry porto pier", k=5, mode="text").memories
     gone, expired = found_by_text[0].id, found_by_text[1].id
     run_aside = service.unit.run_aside

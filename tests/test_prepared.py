@@ -331,4 +331,5 @@ def test_a_connection_keeps_a_few_namespaces_statements_and_sends_the_rest_as_te
         if "nearest_index" in statement and "tenant-" in statement:
             per_connection[pid] = per_connection.get(pid, 0) + 1
     assert per_connection and max(per_connection.values()) <= KEYED
-    assert any("fused AS MATERIALIZED" in statement for _, _, statement, _, _ in kept)
+    # (the fusion alone: both sides' rows given, no vector side of its own)
+    assert any("AS v(id, distance)" in statement for _, _, statement, _, _ in kept)

@@ -208,7 +208,9 @@ def _retyped(exc: Any) -> bool:
 
 
 KEPT = 8  # prepared statements per connection, at most (besides the keyed ones)
-KEYED = 4  # keyed statements (a namespace's own vector ranking: memagent.store.keyed) per connection
+# keyed statements (a namespace's own vector ranking: memagent.store.keyed) per connection: a hybrid
+# namespace takes two (its vector side alone, and with the fusion over a text side already done)
+KEYED = 8
 _KEYED_KEY = "memagent.prepared.keyed"
 _DUPLICATE = "42P05"  # duplicate_prepared_statement
 _NOT_PREPARED = "26000"  # invalid_sql_statement_name
