@@ -83,7 +83,7 @@ def fill(service: MemoryService, namespace: str, n: int = 70) -> list[int]:
     return ids
 
 
-SHAPES = [
+SHAPES: list[dict[str, Any]] = [
     {"k": 5},
     {"k": 1},
     {"k": 60},  # more than the depth
@@ -102,7 +102,7 @@ def compare_all(
     rounds: int = 7,
 ) -> list[tuple[str, dict[str, Any]]]:
     log: list[tuple[str, dict[str, Any]]] = []
-    mismatches = []
+    mismatches: list[tuple[Any, ...]] = []
     for ns in namespaces:
         for shape in SHAPES:
             for query in ("ferry porto", "orchid water sunday", "lighthouse"):
