@@ -295,6 +295,15 @@ def engine_service(db_url: str, fake: FakeOpenAI) -> Iterator[tuple[MemoryServic
             )
 
 
+def bee_keepers(service: MemoryService, prefix: str, count: int) -> list[str]:
+    """`count` namespaces, each holding one memory ("the tenant <namespace> keeps bees"), indexed."""
+    names = [f"{prefix}{i}" for i in range(count)]
+    for name in names:
+        service.remember(f"the tenant {name} keeps bees", namespace=name)
+    service.indexing.settle()
+    return names
+
+
 @contextmanager
 def sent_statements(target: Engine | Connection) -> Iterator[list[tuple[str, Any]]]:
     """The SQL statements (and parameters) memagent sends through `target` while the block runs."""

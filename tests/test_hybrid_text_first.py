@@ -22,7 +22,7 @@ from memagent.store import prepared as prepared_module
 from memagent.store.database import Database
 from memagent.store.prepared import KEYED
 from memagent.usecases.service import MemoryService
-from tests.conftest import fake_embedder, make_database, prepared_statements
+from tests.conftest import bee_keepers, fake_embedder, make_database, prepared_statements
 from tests.test_hybrid_sides import SlowEmbedder
 
 WORDS = ("ferry", "porto", "pier", "harbour", "timetable", "garden", "orchid", "water", "sunday", "tide")
@@ -189,10 +189,7 @@ def test_keyed_rotation_in_hybrid_text_first(
     engine_service: tuple[MemoryService, Database, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     service, db, _ = engine_service
-    names = [f"tenant{uuid.uuid4().hex[:4]}-{i}" for i in range(KEYED + 4)]
-    for name in names:
-        service.remember(f"the tenant {name} keeps bees", namespace=name)
-    service.indexing.settle()
+    names = bee_keepers(service, f"tenant{uuid.uuid4().hex[:4]}-", KEYED + 4)
     deallocated: list[str] = []
     original = prepared_module._deallocate
 

@@ -17,7 +17,7 @@ from memagent.store.database import Database
 from memagent.store.prepared import KEPT, KEYED, Preparing, prepared
 from memagent.store.search import driver_sql
 from memagent.usecases.service import MemoryService
-from tests.conftest import pooled_connections, prepared_statements
+from tests.conftest import bee_keepers, pooled_connections, prepared_statements
 
 # A statement with what a prepared form must carry over: a literal % (escaped for psycopg2), a parameter used
 # twice, a NULL, an array, a float; its rows are whatever row-level security lets the namespace see.
@@ -302,10 +302,7 @@ def test_a_connection_keeps_a_few_namespaces_statements_and_sends_the_rest_as_te
     each connection go prepared, the others as text — no statement is deallocated to make room for one, and
     hybrid's fusion keeps its place."""
     service, db, _ = engine_service
-    names = [f"tenant-{i}" for i in range(KEYED + 4)]
-    for name in names:
-        service.remember(f"the tenant {name} keeps bees", namespace=name)
-    service.indexing.settle()
+    names = bee_keepers(service, "tenant-", KEYED + 4)
     deallocated: list[str] = []
     calls = 0
     original = prepared_module._deallocate

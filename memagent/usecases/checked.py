@@ -132,14 +132,7 @@ class SpaceChecked:
                 if attempt == 1 and statement.split is not None and vector is not None:
                     rows = self._sides_at_once(statement, namespace, text_side)
                 else:
-                    rows = self.unit.run(
-                        namespace,
-                        statement.sql,
-                        statement.params,
-                        statement.settings,
-                        prepare=statement.prepare,
-                        keyed=statement.keyed,
-                    )
+                    rows = self._run(namespace, statement)
             except DatabaseError:
                 if attempt == 2:
                     raise
@@ -175,11 +168,7 @@ class SpaceChecked:
             return self.unit.run(namespace, statement.sql, statement.params, statement.settings)
         try:
             if aside.done():
-                given = statement.with_text(aside.result())
-                prepare, keyed = given.prepare, given.keyed
-                return self.unit.run(
-                    namespace, given.sql, given.params, given.settings, prepare=prepare, keyed=keyed
-                )
+                return self._run(namespace, statement.with_text(aside.result()))
             vector_rows = self.unit.run(
                 namespace,
                 split.vector_sql,
@@ -191,7 +180,14 @@ class SpaceChecked:
             fused = statement.fused(vector_rows, aside.result())
         finally:
             settle(aside)  # (done already, unless this failed or was interrupted: it ends with the recall)
-        return self.unit.run(namespace, fused.sql, fused.params, fused.settings, prepare=fused.prepare)
+        return self._run(namespace, fused)
+
+    def _run(self, namespace: str, statement: RecallStatement) -> list[Any]:
+        """One recall statement as a unit of work of its own (prepared when it says so)."""
+        prepare, keyed = statement.prepare, statement.keyed
+        return self.unit.run(
+            namespace, statement.sql, statement.params, statement.settings, prepare=prepare, keyed=keyed
+        )
 
     def _embedded(
         self,
