@@ -280,16 +280,19 @@ def cli_env(
 
 
 @pytest.fixture
-def engine_service(db_url: str, fake: FakeOpenAI) -> Iterator[tuple[MemoryService, Database, str]]:
-    """A service over a real engine (a Database of its own, no caller's transaction), in a namespace of its
-    own. What it stores is committed: every memory stored meanwhile, in any namespace, is deleted after."""
+def engine_service(
+    db_url: str, engine: Engine, fake: FakeOpenAI
+) -> Iterator[tuple[MemoryService, Database, str]]:
+    """A service over a real engine (a Database of its own, no caller's transaction, its pool untouched until
+    the test uses it), in a namespace of its own. What it stores is committed: every memory stored meanwhile,
+    in any namespace, is deleted after (through the tests' own engine)."""
     namespace = f"fast-{uuid.uuid4().hex[:8]}"
+    with engine.connect() as conn:
+        last = conn.execute(text("SELECT coalesce(max(id), 0) FROM memories")).scalar_one()
     with Database(Settings(), url=db_url) as db:
-        with db.engine.connect() as conn:
-            last = conn.execute(text("SELECT coalesce(max(id), 0) FROM memories")).scalar_one()
         service = MemoryService(db.sessions, fake_embedder(fake), Settings(namespace=namespace))
         yield service, db, namespace
-        with db.engine.begin() as conn:
+        with engine.begin() as conn:
             conn.execute(
                 text("DELETE FROM memories WHERE namespace LIKE 'fast-%' OR id > :last"), {"last": last}
             )
