@@ -102,7 +102,8 @@ class HybridSplit:
     vector_sql: str
     given_sides_sql: str  # the fusion, both sides' rows given
     given_text_sql: str  # the vector side and the fusion, the text side's rows given
-    vector_prepare: bool = False  # vector_sql goes prepared (its namespace and depth written in)
+    # vector_sql and given_text_sql go prepared, their namespace and depth written in (memagent.store.keyed)
+    vector_prepare: bool = False
 
     @staticmethod
     def rows(

@@ -165,7 +165,7 @@ class SpaceChecked:
             namespace, split.text_sql, statement.params, statement.settings
         )
         if aside is None:
-            return self.unit.run(namespace, statement.sql, statement.params, statement.settings)
+            return self._run(namespace, statement)
         try:
             if aside.done():
                 return self._run(namespace, statement.with_text(aside.result()))
