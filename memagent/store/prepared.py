@@ -209,7 +209,8 @@ def _retyped(exc: Any) -> bool:
 
 KEPT = 8  # prepared statements per connection, at most (besides the keyed ones)
 # keyed statements (a namespace's own vector ranking: memagent.store.keyed) per connection: a hybrid
-# namespace takes two (its vector side alone, and with the fusion over a text side already done)
+# namespace takes two or more (its vector side alone, and with the fusion over a text side already done; a
+# cut-off or archived memories make statements of their own, as each k does for vector recall)
 KEYED = 8
 _KEYED_KEY = "memagent.prepared.keyed"
 _DUPLICATE = "42P05"  # duplicate_prepared_statement
