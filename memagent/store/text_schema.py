@@ -1,4 +1,4 @@
-"""What revisions 0011 to 0021, 0024, 0026 and 0027 run for full-text recall: the statistics
+"""What revisions 0011 to 0021, 0024, 0026, 0027 and 0030 run for full-text recall: the statistics
 (memagent.store.text_stats), the ranking function (memagent.store.text_ranking), its helpers, and who may
 call or touch them."""
 
@@ -9,6 +9,7 @@ from memagent.store import (
     text_kinds,
     text_pairs,
     text_passes,
+    text_prefixes,
     text_ranking,
     text_repeats,
     text_small,
@@ -217,3 +218,8 @@ PAIRS_DOWNGRADE = (text_kinds.function(), _PIN_FLOOR)
 # (memagent.store.text_repeats); the same signature.
 REPEATS_UPGRADE = (text_repeats.function(), _PIN_FLOOR)
 REPEATS_DOWNGRADE = (text_pairs.function(), _PIN_FLOOR)
+
+# Revision 0030: pass 2 searches the index by its sets' first three words, however few sets
+# (memagent.store.text_prefixes); the same signature.
+PREFIXES_UPGRADE = (text_prefixes.function(), _PIN_FLOOR)
+PREFIXES_DOWNGRADE = (text_repeats.function(), _PIN_FLOOR)

@@ -1,0 +1,115 @@
+"""Revision 0030 (memagent.store.text_prefixes): pass 2 searches the full-text index by its sets' first three
+words, however few sets; the ranking must stay the exact BM25 top, the very rows revision 0027 returned.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Connection, text
+from sqlalchemy.orm import Session
+
+from memagent.config import Settings
+from memagent.store import schema, text_prefixes, text_repeats
+from memagent.store.database import Database
+from memagent.store.embedded import EmbeddedPostgres
+from memagent.store.text_ranking import SMALL
+from tests.conftest import DIM, make_database
+from tests.test_text_ranking import memories_of, ranking, replaced_ranking
+from tests.test_text_tiers import COMMON, MEDIUM, Kept, check, queries, repeated_corpus, split_store
+from tests.test_text_tiers_migration import FUNCTIONS, catalog
+
+# The most words of an AND among the tsqueries pass 2 holds (an OR of words, the fallback, counts one).
+_LONGEST = "(SELECT max(array_length(string_to_array(x::text, ' & '), 1)) FROM unnest(q_sets) x)"
+
+# The production function with notices of the sets pass 2 enumerated and of what it searched.
+_PROBES = (
+    (
+        "    IF coalesce(array_length(q_prefixes, 1), 0) BETWEEN 1 AND 64 THEN\n",
+        f"    RAISE NOTICE 'probe enumerated % longest %', coalesce(array_length(q_sets, 1), 0), {_LONGEST};\n"
+        "    IF coalesce(array_length(q_prefixes, 1), 0) BETWEEN 1 AND 64 THEN\n",
+    ),
+    (
+        "    more_ids := NULL;  -- (not an earlier step's, already merged into ids)\n",
+        f"    RAISE NOTICE 'probe searched % longest %', coalesce(array_length(q_sets, 1), 0), {_LONGEST};\n"
+        "    more_ids := NULL;  -- (not an earlier step's, already merged into ids)\n",
+    ),
+)
+
+
+def probed() -> str:
+    sql = text_prefixes.function()
+    for before, after in _PROBES:
+        assert sql.count(before) == 1, before
+        sql = sql.replace(before, after)
+    return sql
+
+
+def _probed(notices: list[str], what: str) -> list[tuple[int, int]]:
+    """(how many tsqueries, the most words of an AND among them) of each probe notice of `what`."""
+    found = re.findall(rf"probe {what} (\d+) longest (\d+|<NULL>)", " ".join(notices))
+    return [(int(count), 0 if longest == "<NULL>" else int(longest)) for count, longest in found]
+
+
+def test_long_sets_are_searched_by_their_first_three_words(
+    sessions: Callable[[], Session], connection: Connection
+) -> None:
+    """Questions of four to eight common words beside a rare one, and the fuzz's: pass 2 enumerates sets of
+    more than three words and searches none longer than three; the exact top, ids and bits, and the same
+    rows as revision 0027's function."""
+    rng = random.Random(30)
+    split_store(sessions, rng, repeated_corpus(rng, SMALL + 600), "prefixes")
+    docs = memories_of(connection, "prefixes")
+    assert len(docs) > SMALL
+    qs = [
+        " ".join(rng.sample(COMMON, rng.randint(4, 8)) + rng.sample(MEDIUM, rng.randint(0, 2)))
+        + f" r{rng.randrange(120)}x"
+        for _ in range(10)
+    ]
+    qs += queries(rng, 12)
+    check(connection, "prefixes", docs, qs, exact=True)
+
+    for query in qs:
+        for depth in (10, 60):
+            for floor in (0.0, 0.2):
+                found = ranking(connection, "prefixes", query, depth, floor=floor)
+                with replaced_ranking(connection, text_repeats.function()):  # revision 0027's
+                    assert ranking(connection, "prefixes", query, depth, floor=floor) == found
+
+    connection.execute(text(probed()))
+    notices = Kept()
+    connection.connection.dbapi_connection.notices = notices  # type: ignore[union-attr]
+    check(connection, "prefixes", docs, qs)
+    enumerated = _probed(notices.items, "enumerated")
+    searched = [(count, longest) for count, longest in _probed(notices.items, "searched") if count]
+    print(f"pass 2: {len(enumerated)} enumerations, {len(searched)} searches")
+    assert any(longest > 3 for _, longest in enumerated)  # the case is reached
+    assert searched and all(longest <= 3 for _, longest in searched)
+    assert all(count <= 64 for count, _ in searched)
+
+
+def test_the_revision_both_ways(embedded: EmbeddedPostgres) -> None:
+    """0029 → 0030 → 0029: the function's body is each revision's, its owner, grants, pinned path and
+    security the same throughout."""
+    source = "SELECT prosrc FROM pg_proc WHERE oid = CAST(:f AS regprocedure)"
+
+    def body(sql: str) -> str:
+        return sql.split("$fn$")[1]
+
+    url = make_database(embedded, "memagent_prefixes_migration")
+    with Database(Settings(), url=url) as db:
+
+        def installed() -> tuple[list[Any], str]:
+            with db.engine.connect() as conn:
+                return catalog(conn), conn.execute(text(source), {"f": FUNCTIONS[2]}).scalar_one()
+
+        schema.upgrade(db, "0029", embedding_dim=DIM)
+        at_0029 = installed()
+        assert at_0029[1] == body(text_repeats.function())
+        schema.upgrade(db, "0030")
+        assert installed() == (at_0029[0], body(text_prefixes.function()))
+        schema.downgrade(db, "0029")
+        assert installed() == at_0029
