@@ -26,15 +26,16 @@ from tests.test_text_tiers_migration import FUNCTIONS, catalog
 _LONGEST = "(SELECT max(array_length(string_to_array(x::text, ' & '), 1)) FROM unnest(q_sets) x)"
 
 # The production function with notices of the sets pass 2 enumerated and of what it searched.
+_COUNT = "coalesce(array_length(q_sets, 1), 0)"
 _PROBES = (
     (
         "    IF coalesce(array_length(q_prefixes, 1), 0) BETWEEN 1 AND 64 THEN\n",
-        f"    RAISE NOTICE 'probe enumerated % longest %', coalesce(array_length(q_sets, 1), 0), {_LONGEST};\n"
+        f"    RAISE NOTICE 'probe enumerated % longest %', {_COUNT}, {_LONGEST};\n"
         "    IF coalesce(array_length(q_prefixes, 1), 0) BETWEEN 1 AND 64 THEN\n",
     ),
     (
         "    more_ids := NULL;  -- (not an earlier step's, already merged into ids)\n",
-        f"    RAISE NOTICE 'probe searched % longest %', coalesce(array_length(q_sets, 1), 0), {_LONGEST};\n"
+        f"    RAISE NOTICE 'probe searched % longest %', {_COUNT}, {_LONGEST};\n"
         "    more_ids := NULL;  -- (not an earlier step's, already merged into ids)\n",
     ),
 )

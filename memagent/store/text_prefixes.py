@@ -25,9 +25,9 @@ _EDITS = (
         "        -- searched for their first words, each prefix once; a memory holding a set holds its\n"
         "        -- prefix. (Made distinct here only: sorting them on every enumeration cost more.)\n",
         "    IF explored < 1000 THEN\n"
-        "        -- The sets all known: the index is searched for their first three words, each prefix\n"
-        "        -- once (revision 0030; 0026's for more than 64 sets only); a memory holding a set holds its\n"
-        "        -- prefix. (Made distinct here only: sorting them on every enumeration cost more.)\n",
+        "        -- The sets all known: the index is searched for their first three words, each\n"
+        "        -- prefix once (revision 0030; 0026's for more than 64 sets only); a memory holding a\n"
+        "        -- set holds its prefix. (Made distinct here only: sorting them each time cost more.)\n",
     ),
 )
 
