@@ -13,7 +13,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
 from memagent.config import Settings
-from memagent.store import schema, text_prefixes, text_repeats
+from memagent.store import schema, text_order, text_prefixes, text_repeats
 from memagent.store.database import Database
 from memagent.store.embedded import EmbeddedPostgres
 from memagent.store.text_ranking import SMALL
@@ -42,7 +42,7 @@ _PROBES = (
 
 
 def probed() -> str:
-    sql = text_prefixes.function()
+    sql = text_order.function()  # the current ranking (0031: 0030's, its words in another order)
     for before, after in _PROBES:
         assert sql.count(before) == 1, before
         sql = sql.replace(before, after)

@@ -1,4 +1,4 @@
-"""What revisions 0011 to 0021, 0024, 0026, 0027 and 0030 run for full-text recall: the statistics
+"""What revisions 0011 to 0021, 0024, 0026, 0027, 0030 and 0031 run for full-text recall: the statistics
 (memagent.store.text_stats), the ranking function (memagent.store.text_ranking), its helpers, and who may
 call or touch them."""
 
@@ -7,6 +7,7 @@ from __future__ import annotations
 from memagent.store import (
     text_floor,
     text_kinds,
+    text_order,
     text_pairs,
     text_passes,
     text_prefixes,
@@ -223,3 +224,8 @@ REPEATS_DOWNGRADE = (text_pairs.function(), _PIN_FLOOR)
 # (memagent.store.text_prefixes); the same signature.
 PREFIXES_UPGRADE = (text_prefixes.function(), _PIN_FLOOR)
 PREFIXES_DOWNGRADE = (text_repeats.function(), _PIN_FLOOR)
+
+# Revision 0031: the query's words in the order of the bound of a memory holding each once
+# (memagent.store.text_order); the same signature.
+ORDER_UPGRADE = (text_order.function(), _PIN_FLOOR)
+ORDER_DOWNGRADE = (text_prefixes.function(), _PIN_FLOOR)

@@ -1,0 +1,89 @@
+"""Revision 0031 (memagent.store.text_order): the ranking takes the query's words in the order of the bound of
+a memory holding each once; the result must stay the exact BM25 top, the very rows revision 0030 returned.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Connection, text
+from sqlalchemy.orm import Session
+
+from memagent.config import Settings
+from memagent.store import schema, text_order, text_prefixes
+from memagent.store.database import Database
+from memagent.store.embedded import EmbeddedPostgres
+from memagent.store.text_floor import FLOOR
+from memagent.store.text_ranking import SMALL
+from tests.conftest import DIM, make_database
+from tests.test_text_ranking import assert_same, ranking, reference, replaced_ranking, store
+from tests.test_text_tiers import Kept
+from tests.test_text_tiers_migration import FUNCTIONS, catalog
+
+_LEX_SET = "    IF lex IS NULL THEN\n        RETURN;\n    END IF;\n"
+_PROBE = "    RAISE NOTICE 'probe words %', array_to_string(lex, ' ');\n"
+
+
+def corpus() -> list[str]:
+    """ "might" in 400 memories, one of them saying it eight times and nothing else (its bound at its largest
+    count the higher); "state" in 250, one of them saying it alone (rarer: its bound held once the higher);
+    fillers to make the namespace larger than a small one."""
+    texts = [f"might a{i}q b{i}q" for i in range(399)] + [" ".join(["might"] * 8)]
+    texts += [f"state c{i}q d{i}q" for i in range(249)] + ["state"]
+    return texts + [f"f{i}q g{i}q h{i}q" for i in range(1600)]
+
+
+def words_taken(conn: Connection, function: str, query: str) -> list[str]:
+    """The order in which `function` (a ranking's CREATE statement) takes the query's words."""
+    assert function.count(_LEX_SET) == 1
+    notices = Kept()
+    conn.connection.dbapi_connection.notices = notices  # type: ignore[union-attr]
+    with replaced_ranking(conn, function.replace(_LEX_SET, _LEX_SET + _PROBE)):
+        ranking(conn, "order", query, 50)
+    found = [re.search(r"probe words (.*)", notice) for notice in notices.items]
+    return next(match.group(1).split() for match in found if match)
+
+
+def test_a_word_said_many_times_in_one_memory_no_longer_goes_first(
+    sessions: Callable[[], Session], connection: Connection
+) -> None:
+    """Where the two orders differ, the rarer word goes first; the top is the exact one, and the same rows as
+    revision 0030's, whichever the query's order and the depth."""
+    store(sessions, corpus(), "order")
+    assert len(corpus()) > SMALL
+    assert words_taken(connection, text_prefixes.function(), "state might") == ["might", "state"]
+    assert words_taken(connection, text_order.function(), "state might") == ["state", "might"]
+    for query in ("state might", "might state", "might state a1q c2q f3q", "might"):
+        everything = reference(connection, "order", query)
+        for depth in (1, 10, 60, 500):
+            for floor in (0.0, FLOOR):
+                found = ranking(connection, "order", query, depth, floor=floor)
+                assert_same(found, everything, depth, floor)
+                with replaced_ranking(connection, text_prefixes.function()):  # revision 0030's
+                    assert ranking(connection, "order", query, depth, floor=floor) == found
+
+
+def test_the_revision_both_ways(embedded: EmbeddedPostgres) -> None:
+    """0030 → 0031 → 0030: the function's body is each revision's, its owner, grants, pinned path and
+    security the same throughout."""
+    source = "SELECT prosrc FROM pg_proc WHERE oid = CAST(:f AS regprocedure)"
+
+    def body(sql: str) -> str:
+        return sql.split("$fn$")[1]
+
+    url = make_database(embedded, "memagent_order_migration")
+    with Database(Settings(), url=url) as db:
+
+        def installed() -> tuple[list[Any], str]:
+            with db.engine.connect() as conn:
+                return catalog(conn), conn.execute(text(source), {"f": FUNCTIONS[2]}).scalar_one()
+
+        schema.upgrade(db, "0030", embedding_dim=DIM)
+        at_0030 = installed()
+        assert at_0030[1] == body(text_prefixes.function())
+        schema.upgrade(db, "0031")
+        assert installed() == (at_0030[0], body(text_order.function()))
+        schema.downgrade(db, "0030")
+        assert installed() == at_0030
