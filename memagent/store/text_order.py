@@ -9,8 +9,8 @@ twice in one, went before "state", in 139), and then pass 1 reads the common wor
 2's prefixes start with it, and its postings are long. The bound of a memory holding the word once (ub1:
 its IDF at its shortest memory) orders the words by how rare they are, their lengths counted. Every bound
 is unchanged, and the ranking is exact in any order, so the result is the same (the exact BM25 top). On
-900 LoCoMo questions in the 1M table's 100k namespace, the two orders in turn, the same results: p95 34.0
-→ 31.5 ms, 35.4 → 31.0 (docs/benchmarks.md).
+900 LoCoMo questions in the 1M table's 100k namespace, the two orders in turn, the same results: p95 31.8
+→ 28.8 ms, 28.5 → 25.8 (docs/benchmarks.md).
 """
 
 from __future__ import annotations
