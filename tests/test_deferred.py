@@ -81,7 +81,12 @@ def test_a_memory_left_out_of_the_graph_is_found_at_once_as_it_will_be_once_inde
     service.indexing.settle()
     assert unindexed(engine, namespace) == []
     for mode, found in before.items():  # the same memories, scores and distances from the graph
-        assert service.recall("where is the boathouse key?", k=3, mode=mode) == found
+        after = service.recall("where is the boathouse key?", k=3, mode=mode)
+        assert after[0] == found[0]
+        # (the notes tie in distance to the question, so which of them fill the rest can differ between the
+        # exact scan and the graph's approximate one: their distances and scores cannot)
+        for now, then in zip(after, found, strict=True):
+            assert (now.distance, now.score) == pytest.approx((then.distance, then.score))
 
 
 def test_a_memory_not_yet_indexed_takes_its_place_among_the_indexed_ones(
