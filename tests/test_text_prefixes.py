@@ -18,7 +18,14 @@ from memagent.store.database import Database
 from memagent.store.embedded import EmbeddedPostgres
 from memagent.store.text_ranking import SMALL
 from tests.conftest import DIM, make_database
-from tests.test_text_ranking import memories_of, ranking, replaced_ranking
+from tests.test_text_ranking import (
+    assert_same,
+    memories_of,
+    ranking,
+    ranking_and_reads,
+    reference,
+    replaced_ranking,
+)
 from tests.test_text_tiers import COMMON, MEDIUM, Kept, check, queries, repeated_corpus, split_store
 from tests.test_text_tiers_migration import FUNCTIONS, catalog
 
@@ -55,12 +62,13 @@ def _probed(notices: list[str], what: str) -> list[tuple[int, int]]:
     return [(int(count), 0 if longest == "<NULL>" else int(longest)) for count, longest in found]
 
 
-def test_long_sets_are_searched_by_their_first_three_words(
+def test_sets_sharing_their_first_three_words_are_searched_by_them_once(
     sessions: Callable[[], Session], connection: Connection
 ) -> None:
     """Questions of four to eight common words beside a rare one, and the fuzz's: pass 2 enumerates sets of
-    more than three words and searches none longer than three; the exact top, ids and bits, and the same
-    rows as revision 0027's function."""
+    more than three words, and searches fewer tsqueries than it has sets where sets share their first three
+    words (0027 searched each of up to 64 sets); the exact top, ids and bits, and the same rows as revision
+    0027's function."""
     rng = random.Random(30)
     split_store(sessions, rng, repeated_corpus(rng, SMALL + 600), "prefixes")
     docs = memories_of(connection, "prefixes")
@@ -85,11 +93,15 @@ def test_long_sets_are_searched_by_their_first_three_words(
     connection.connection.dbapi_connection.notices = notices  # type: ignore[union-attr]
     check(connection, "prefixes", docs, qs)
     enumerated = _probed(notices.items, "enumerated")
-    searched = [(count, longest) for count, longest in _probed(notices.items, "searched") if count]
-    print(f"pass 2: {len(enumerated)} enumerations, {len(searched)} searches")
+    searched = _probed(notices.items, "searched")
+    assert len(enumerated) == len(searched) > 0
+    print(f"pass 2: {len(enumerated)} enumerations")
     assert any(longest > 3 for _, longest in enumerated)  # the case is reached
-    assert searched and all(longest <= 3 for _, longest in searched)
-    assert all(count <= 64 for count, _ in searched)
+    pairs = list(zip(enumerated, searched, strict=True))
+    assert all(now <= max(then, 1) and now <= 64 for (then, _), (now, _) in pairs)
+    assert any(
+        now < then <= 64 for (then, _), (now, _) in pairs
+    )  # prefixes shared by a few sets searched once
 
 
 def test_the_revision_both_ways(embedded: EmbeddedPostgres) -> None:
@@ -114,3 +126,32 @@ def test_the_revision_both_ways(embedded: EmbeddedPostgres) -> None:
         assert installed() == (at_0029[0], body(text_prefixes.function()))
         schema.downgrade(db, "0029")
         assert installed() == at_0029
+
+
+# Three words that nearly always go together, a fourth seldom with them (an outside review's case).
+_TOGETHER = """
+INSERT INTO memories (namespace, session_id, content, embedding_model, content_hash)
+SELECT 'together', 's', c, 'fake', md5(c) FROM (
+    SELECT 'rzq g' || i || 'q h' || i || 'q' AS c FROM generate_series(1, 300) i
+    UNION ALL SELECT 'alpha beta gamma f' || i || 'q' FROM generate_series(1, 6000) i
+    UNION ALL SELECT 'delta e' || i || 'q' FROM generate_series(1, 8000) i
+    UNION ALL SELECT 'alpha beta gamma delta d' || i || 'q' FROM generate_series(1, 20) i
+    UNION ALL SELECT 'x' || i || 'q y' || i || 'q z' || i || 'q' FROM generate_series(1, 2000) i
+) t
+"""
+
+
+def test_a_set_alone_with_its_prefix_is_searched_whole(connection: Connection) -> None:
+    """Pass 2's one set is "alpha & beta & gamma & delta" (20 memories), its first three words held together
+    by 6,020: the set is searched, not its prefix, and the ranking reads no more than 0027's did."""
+    connection.execute(text(_TOGETHER))
+    query = "rzq alpha beta gamma delta"
+    everything = reference(connection, "together", query)
+    for depth in (10, 50):
+        for floor in (0.0, 0.2):
+            found, read = ranking_and_reads(connection, "together", query, depth, floor)
+            with replaced_ranking(connection, text_repeats.function()):  # revision 0027's
+                found_then, read_then = ranking_and_reads(connection, "together", query, depth, floor)
+            assert found == found_then
+            assert_same(found, everything, depth, floor)
+            assert read <= read_then < 1000, (read, read_then)

@@ -25,9 +25,17 @@ _EDITS = (
         "        -- searched for their first words, each prefix once; a memory holding a set holds its\n"
         "        -- prefix. (Made distinct here only: sorting them on every enumeration cost more.)\n",
         "    IF explored < 1000 THEN\n"
-        "        -- The sets all known: the index is searched for their first three words, each\n"
-        "        -- prefix once (revision 0030; 0026's for more than 64 sets only); a memory holding a\n"
-        "        -- set holds its prefix. (Made distinct here only: sorting them each time cost more.)\n",
+        "        -- The sets all known (revision 0030; 0026's for more than 64 sets only): sets sharing\n"
+        "        -- their first three words are searched by those words, each such prefix once (a memory\n"
+        "        -- holding a set holds its prefix); a set alone with its prefix is searched whole (its\n"
+        "        -- first words may go together far more often than apart).\n",
+    ),
+    (
+        "        SELECT array_agg(DISTINCT p) INTO q_prefixes FROM unnest(q_prefixes) p;\n",
+        "        SELECT array_agg(g.q) INTO q_prefixes FROM (\n"
+        "            SELECT CASE WHEN count(*) > 1 THEN p.prefix ELSE (array_agg(p.conj))[1] END AS q\n"
+        "            FROM unnest(q_prefixes, q_sets) AS p(prefix, conj) GROUP BY p.prefix\n"
+        "        ) g;\n",
     ),
 )
 
