@@ -1,4 +1,4 @@
-"""text ranking: pass 2 searches the full-text index by its sets' first three words, however few sets
+"""text ranking: pass 2 searches the index by the first three words its sets share, however few sets
 
 Revision ID: 0030
 Revises: 0029
@@ -6,9 +6,10 @@ Create Date: 2026-12-02
 
 Pass 2 searched each set of query words reaching its threshold as an AND of the index, one search per set,
 and by the sets' first three words only with more than 64 sets. An AND of common words costs the index
-about as much as its rarest word's postings however few memories hold it all, so pass 2 now searches the
-distinct prefixes whenever there are any (memagent.store.text_prefixes). The result is unchanged (the
-exact BM25 top).
+about as much as its rarest word's postings however few memories hold it all, so sets sharing their first
+three words are now searched by them, each such prefix once, however few sets; a set alone with its
+prefix is still searched whole (memagent.store.text_prefixes). The result is unchanged (the exact BM25
+top).
 """
 
 from collections.abc import Sequence

@@ -1,4 +1,4 @@
-"""Revision 0030: pass 2 searches the full-text index by its sets' first three words, however few sets.
+"""Revision 0030: pass 2 searches the full-text index by the first three words its sets share, however few.
 
 Pass 2 of the ranking reads the memories holding one of the sets of query words whose bounds reach theta,
 each set an AND the GIN index intersects, one search per set. Revision 0026 searched each set's first
@@ -6,12 +6,16 @@ three words instead (each such prefix once; a memory holding a set holds its pre
 more than 64 sets. But an AND of common words costs the index about as much as its rarest word's postings,
 however few memories hold it all: in the 1M table's 100,000-memory namespace "How often does John get to
 see sunsets like the one he shared with Maria?" took 52 sets, the longest of six words, "one & get & see
-& like & maria & john" 3.3 ms for 19 memories, all of them 46 ms for 1,038. Searching each distinct
-prefix once reads a few more memories (those holding a prefix and none of its sets, whose bound stays
-under theta: scored, never in the top) and far fewer postings. So pass 2 now searches the prefixes
-whenever there are any (up to 64 of them; more, and the fallback is 0026's). The result is unchanged:
-the exact BM25 top (tests/test_text_prefixes.py). On 900 LoCoMo questions in that namespace, both
-functions in turn, the same results: p50 / p95 8.7 / 36.3 → 7.3 / 29.5 ms (docs/benchmarks.md).
+& like & maria & john" 3.3 ms for 19 memories, all of them 46 ms for 1,038. Sets sharing their first three
+words are now searched by them, each such prefix once, whenever the sets are all known (up to 64 searches;
+more, and the fallback is 0026's). A prefix reads the memories holding it and none of its sets too (their
+bound stays under theta: scored, never in the top), and when its words nearly always go together those
+can be thousands (an outside review's case: three words held together by 6,020 memories, the set's fourth
+word by 20 of them); so a set alone with its prefix is searched whole, as before: sharing is what pays
+for the prefix. The result is unchanged: the exact BM25 top (tests/test_text_prefixes.py). On 900 LoCoMo
+questions in that namespace, 0027's function and this one in turn, the same results: p95 33.2 → 29.0 and
+31.5 → 27.4 ms with every set searched by its prefix; the rule for a set alone gives back about 0.5 ms
+of the mean (docs/benchmarks.md).
 """
 
 from __future__ import annotations
