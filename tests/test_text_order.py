@@ -20,7 +20,7 @@ from memagent.store.text_ranking import SMALL
 from tests.conftest import DIM, make_database
 from tests.test_text_ranking import assert_same, ranking, reference, replaced_ranking, store
 from tests.test_text_tiers import Kept
-from tests.test_text_tiers_migration import FUNCTIONS, catalog
+from tests.test_text_tiers_migration import FUNCTIONS, catalog, ranking_both_ways
 
 _LEX_SET = "    IF lex IS NULL THEN\n        RETURN;\n    END IF;\n"
 _PROBE = "    RAISE NOTICE 'probe words %', array_to_string(lex, ' ');\n"
@@ -68,25 +68,12 @@ def test_a_word_said_many_times_in_one_memory_no_longer_goes_first(
 def test_the_revision_both_ways(embedded: EmbeddedPostgres) -> None:
     """0030 → 0031 → 0030: the function's body is each revision's, its owner, grants, pinned path and
     security the same throughout."""
-    source = "SELECT prosrc FROM pg_proc WHERE oid = CAST(:f AS regprocedure)"
-
-    def body(sql: str) -> str:
-        return sql.split("$fn$")[1]
-
-    url = make_database(embedded, "memagent_order_migration")
-    with Database(Settings(), url=url) as db:
-
-        def installed() -> tuple[list[Any], str]:
-            with db.engine.connect() as conn:
-                return catalog(conn), conn.execute(text(source), {"f": FUNCTIONS[2]}).scalar_one()
-
-        schema.upgrade(db, "0030", embedding_dim=DIM)
-        at_0030 = installed()
-        assert at_0030[1] == body(text_prefixes.function())
-        schema.upgrade(db, "0031")
-        assert installed() == (at_0030[0], body(text_order.function()))
-        schema.downgrade(db, "0030")
-        assert installed() == at_0030
+    ranking_both_ways(
+        embedded,
+        "memagent_order_migration",
+        ("0030", text_prefixes.function()),
+        ("0031", text_order.function()),
+    )
 
 
 def test_0029_to_0031_and_back_keeps_the_pin_and_the_grant(embedded: EmbeddedPostgres) -> None:

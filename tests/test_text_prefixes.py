@@ -7,17 +7,13 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Callable
-from typing import Any
 
 from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
-from memagent.config import Settings
-from memagent.store import schema, text_order, text_prefixes, text_repeats
-from memagent.store.database import Database
+from memagent.store import text_order, text_prefixes, text_repeats
 from memagent.store.embedded import EmbeddedPostgres
 from memagent.store.text_ranking import SMALL
-from tests.conftest import DIM, make_database
 from tests.test_text_ranking import (
     assert_same,
     memories_of,
@@ -27,7 +23,7 @@ from tests.test_text_ranking import (
     replaced_ranking,
 )
 from tests.test_text_tiers import COMMON, MEDIUM, Kept, check, queries, repeated_corpus, split_store
-from tests.test_text_tiers_migration import FUNCTIONS, catalog
+from tests.test_text_tiers_migration import ranking_both_ways
 
 # The most words of an AND among the tsqueries pass 2 holds (an OR of words, the fallback, counts one).
 _LONGEST = "(SELECT max(array_length(string_to_array(x::text, ' & '), 1)) FROM unnest(q_sets) x)"
@@ -107,25 +103,12 @@ def test_sets_sharing_their_first_three_words_are_searched_by_them_once(
 def test_the_revision_both_ways(embedded: EmbeddedPostgres) -> None:
     """0029 → 0030 → 0029: the function's body is each revision's, its owner, grants, pinned path and
     security the same throughout."""
-    source = "SELECT prosrc FROM pg_proc WHERE oid = CAST(:f AS regprocedure)"
-
-    def body(sql: str) -> str:
-        return sql.split("$fn$")[1]
-
-    url = make_database(embedded, "memagent_prefixes_migration")
-    with Database(Settings(), url=url) as db:
-
-        def installed() -> tuple[list[Any], str]:
-            with db.engine.connect() as conn:
-                return catalog(conn), conn.execute(text(source), {"f": FUNCTIONS[2]}).scalar_one()
-
-        schema.upgrade(db, "0029", embedding_dim=DIM)
-        at_0029 = installed()
-        assert at_0029[1] == body(text_repeats.function())
-        schema.upgrade(db, "0030")
-        assert installed() == (at_0029[0], body(text_prefixes.function()))
-        schema.downgrade(db, "0029")
-        assert installed() == at_0029
+    ranking_both_ways(
+        embedded,
+        "memagent_prefixes_migration",
+        ("0029", text_repeats.function()),
+        ("0030", text_prefixes.function()),
+    )
 
 
 # Three words that nearly always go together, a fourth seldom with them (an outside review's case).

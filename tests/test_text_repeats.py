@@ -6,18 +6,14 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from typing import Any
 
 from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
-from memagent.config import Settings
-from memagent.store import schema, text_pairs, text_repeats
-from memagent.store.database import Database
+from memagent.store import text_pairs, text_repeats
 from memagent.store.embedded import EmbeddedPostgres
 from memagent.store.text_floor import FLOOR
 from memagent.store.text_ranking import SMALL
-from tests.conftest import DIM, make_database
 from tests.test_text_ranking import (
     assert_same,
     memories_of,
@@ -28,7 +24,7 @@ from tests.test_text_ranking import (
     store,
 )
 from tests.test_text_tiers import COMMON, Kept, check, queries, repeated_corpus, split_store
-from tests.test_text_tiers_migration import FUNCTIONS, catalog
+from tests.test_text_tiers_migration import ranking_both_ways
 
 QUESTION = "What Console does Nate own?"  # to the index: "nate" ("own" is a stop word, "console" unheld)
 
@@ -117,22 +113,9 @@ def test_repeats_first_fuzzed_against_the_reference(
 def test_the_revision_both_ways(embedded: EmbeddedPostgres) -> None:
     """0026 → 0027 → 0026: the function's body is each revision's, its owner, grants, pinned path and
     security the same throughout (an outside review's check, kept)."""
-    source = "SELECT prosrc FROM pg_proc WHERE oid = CAST(:f AS regprocedure)"
-
-    def body(sql: str) -> str:
-        return sql.split("$fn$")[1]
-
-    url = make_database(embedded, "memagent_repeats_migration")
-    with Database(Settings(), url=url) as db:
-
-        def installed() -> tuple[list[Any], str]:
-            with db.engine.connect() as conn:
-                return catalog(conn), conn.execute(text(source), {"f": FUNCTIONS[2]}).scalar_one()
-
-        schema.upgrade(db, "0026", embedding_dim=DIM)
-        at_0026 = installed()
-        assert at_0026[1] == body(text_pairs.function())
-        schema.upgrade(db, "0027")
-        assert installed() == (at_0026[0], body(text_repeats.function()))
-        schema.downgrade(db, "0026")
-        assert installed() == at_0026
+    ranking_both_ways(
+        embedded,
+        "memagent_repeats_migration",
+        ("0026", text_pairs.function()),
+        ("0027", text_repeats.function()),
+    )

@@ -44,6 +44,32 @@ def catalog(conn: Connection) -> list[Any]:
     ]
 
 
+def ranking_both_ways(
+    embedded: EmbeddedPostgres, database: str, earlier: tuple[str, str], later: tuple[str, str]
+) -> None:
+    """earlier → later → earlier, each a (revision, its ranking's CREATE statement): the function's body is
+    each revision's, its owner, grants, pinned path and security the same throughout (a review's check)."""
+    source = "SELECT prosrc FROM pg_proc WHERE oid = CAST(:f AS regprocedure)"
+
+    def body(sql: str) -> str:
+        return sql.split("$fn$")[1]
+
+    url = make_database(embedded, database)
+    with Database(Settings(), url=url) as db:
+
+        def installed() -> tuple[list[Any], str]:
+            with db.engine.connect() as conn:
+                return catalog(conn), conn.execute(text(source), {"f": FUNCTIONS[2]}).scalar_one()
+
+        schema.upgrade(db, earlier[0], embedding_dim=DIM)
+        at_earlier = installed()
+        assert at_earlier[1] == body(earlier[1])
+        schema.upgrade(db, later[0])
+        assert installed() == (at_earlier[0], body(later[1]))
+        schema.downgrade(db, earlier[0])
+        assert installed() == at_earlier
+
+
 def keyed(conn: Connection, namespace: str, key: str) -> int:
     """How many memories the index itself lists under `key` (a bitmap scan: no recheck of a plain lexeme)."""
     conn.execute(text("SET enable_seqscan = off"))
