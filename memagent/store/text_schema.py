@@ -220,7 +220,7 @@ PAIRS_DOWNGRADE = (text_kinds.function(), _PIN_FLOOR)
 REPEATS_UPGRADE = (text_repeats.function(), _PIN_FLOOR)
 REPEATS_DOWNGRADE = (text_pairs.function(), _PIN_FLOOR)
 
-# Revision 0030: pass 2 searches the index by its sets' first three words, however few sets
+# Revision 0030: pass 2 searches the index by the first three words its sets share, however few sets
 # (memagent.store.text_prefixes); the same signature.
 PREFIXES_UPGRADE = (text_prefixes.function(), _PIN_FLOOR)
 PREFIXES_DOWNGRADE = (text_repeats.function(), _PIN_FLOOR)
