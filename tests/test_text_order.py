@@ -6,21 +6,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
-from memagent.config import Settings
-from memagent.store import schema, text_order, text_prefixes, text_repeats
-from memagent.store.database import Database
+from memagent.store import text_order, text_prefixes, text_repeats
 from memagent.store.embedded import EmbeddedPostgres
 from memagent.store.text_floor import FLOOR
 from memagent.store.text_ranking import SMALL
-from tests.conftest import DIM, make_database
 from tests.test_text_ranking import assert_same, ranking, reference, replaced_ranking, store
 from tests.test_text_tiers import Kept
-from tests.test_text_tiers_migration import FUNCTIONS, catalog, ranking_both_ways
+from tests.test_text_tiers_migration import ranking_both_ways
 
 _LEX_SET = "    IF lex IS NULL THEN\n        RETURN;\n    END IF;\n"
 _PROBE = "    RAISE NOTICE 'probe words %', array_to_string(lex, ' ');\n"
@@ -77,32 +73,10 @@ def test_the_revision_both_ways(embedded: EmbeddedPostgres) -> None:
 
 
 def test_0029_to_0031_and_back_keeps_the_pin_and_the_grant(embedded: EmbeddedPostgres) -> None:
-    """0029 → 0031 → 0029 → head in one go (an outside review's test, kept): the catalog holds the pinned
-    path, the definer's security and memagent_app's grant (not only the same before and after), PUBLIC
-    none, and each revision's body."""
-    source = "SELECT prosrc FROM pg_proc WHERE oid = CAST(:f AS regprocedure)"
-
-    def body(sql: str) -> str:
-        return sql.split("$fn$")[1]
-
-    url = make_database(embedded, "memagent_order_migration_both")
-    with Database(Settings(), url=url) as db:
-
-        def installed() -> tuple[list[Any], str, str]:
-            with db.engine.connect() as conn:
-                version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
-                return catalog(conn), conn.execute(text(source), {"f": FUNCTIONS[2]}).scalar_one(), version
-
-        schema.upgrade(db, "0029", embedding_dim=DIM)
-        at_0029 = installed()
-        _, acl, config, volatile, _, secdef = at_0029[0][2]
-        assert config is not None and "search_path=" in config and "pg_temp" in config, config
-        assert secdef is True and volatile == "s"
-        assert "memagent_app=X/" in acl and not acl.startswith("{=X") and ",=X/" not in acl, acl
-        assert at_0029[1] == body(text_repeats.function()) and at_0029[2] == "0029"
-        schema.upgrade(db, "0031")
-        assert installed() == (at_0029[0], body(text_order.function()), "0031")
-        schema.downgrade(db, "0029")
-        assert installed() == at_0029
-        schema.upgrade(db, "head")
-        assert installed()[1] == body(text_order.function())
+    """0029 → 0031 → 0029 → head in one go (an outside review's test, kept)."""
+    ranking_both_ways(
+        embedded,
+        "memagent_order_migration_both",
+        ("0029", text_repeats.function()),
+        ("0031", text_order.function()),
+    )

@@ -47,8 +47,9 @@ def catalog(conn: Connection) -> list[Any]:
 def ranking_both_ways(
     embedded: EmbeddedPostgres, database: str, earlier: tuple[str, str], later: tuple[str, str]
 ) -> None:
-    """earlier → later → earlier, each a (revision, its ranking's CREATE statement): the function's body is
-    each revision's, its owner, grants, pinned path and security the same throughout (a review's check)."""
+    """earlier → later → earlier → head, each a (revision, its ranking's CREATE statement): the function's
+    body is each revision's, its owner, grants, pinned path and security the same throughout, and really the
+    pin, the definer's security and memagent_app's grant, PUBLIC none (outside reviews' checks)."""
     source = "SELECT prosrc FROM pg_proc WHERE oid = CAST(:f AS regprocedure)"
 
     def body(sql: str) -> str:
@@ -57,17 +58,24 @@ def ranking_both_ways(
     url = make_database(embedded, database)
     with Database(Settings(), url=url) as db:
 
-        def installed() -> tuple[list[Any], str]:
+        def installed() -> tuple[list[Any], str, str]:
             with db.engine.connect() as conn:
-                return catalog(conn), conn.execute(text(source), {"f": FUNCTIONS[2]}).scalar_one()
+                version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+                return catalog(conn), conn.execute(text(source), {"f": FUNCTIONS[2]}).scalar_one(), version
 
         schema.upgrade(db, earlier[0], embedding_dim=DIM)
         at_earlier = installed()
-        assert at_earlier[1] == body(earlier[1])
+        _, acl, config, volatile, _, secdef = at_earlier[0][2]
+        assert config is not None and "search_path=" in config and "pg_temp" in config, config
+        assert secdef is True and volatile == "s"
+        assert "memagent_app=X/" in acl and not acl.startswith("{=X") and ",=X/" not in acl, acl
+        assert at_earlier[1:] == (body(earlier[1]), earlier[0])
         schema.upgrade(db, later[0])
-        assert installed() == (at_earlier[0], body(later[1]))
+        assert installed() == (at_earlier[0], body(later[1]), later[0])
         schema.downgrade(db, earlier[0])
         assert installed() == at_earlier
+        schema.upgrade(db, "head")
+        assert installed()[0] == at_earlier[0]
 
 
 def keyed(conn: Connection, namespace: str, key: str) -> int:
