@@ -1,10 +1,11 @@
-"""What revisions 0011 to 0021, 0024, 0026, 0027, 0030 and 0031 run for full-text recall: the statistics
+"""What revisions 0011 to 0021, 0024, 0026, 0027 and 0030 to 0032 run for full-text recall: the statistics
 (memagent.store.text_stats), the ranking function (memagent.store.text_ranking), its helpers, and who may
 call or touch them."""
 
 from __future__ import annotations
 
 from memagent.store import (
+    text_covered,
     text_floor,
     text_kinds,
     text_order,
@@ -229,3 +230,8 @@ PREFIXES_DOWNGRADE = (text_repeats.function(), _PIN_FLOOR)
 # (memagent.store.text_order); the same signature.
 ORDER_UPGRADE = (text_order.function(), _PIN_FLOOR)
 ORDER_DOWNGRADE = (text_prefixes.function(), _PIN_FLOOR)
+
+# Revision 0032: a memory's score one expression of the query's words (memagent.store.text_inline), and pass 2
+# without the sets whose memories pass 1 scored (memagent.store.text_covered); the same signature.
+COVERED_UPGRADE = (text_covered.function(), _PIN_FLOOR)
+COVERED_DOWNGRADE = (text_order.function(), _PIN_FLOOR)
