@@ -1,20 +1,24 @@
 """Revision 0032, part 2: pass 2 leaves out the sets of words whose memories pass 1 has all scored.
 
-Pass 1 scores every memory holding the three rarest words, then every one holding two of them (each pair
+Pass 1 reads every memory holding the three rarest words, then every one holding two of them (each pair
 it reads: the first and second, the first and third, and the second and third when expected to hold few),
-and those memories are left out of pass 2 (`done`). But pass 2's sets still included those pairs and
-their extensions: "What is something Nate gave to Joanna that brings her a lot of joy?" (the 1M table's
-100k namespace) searched the index for "gave & joy", "joy & bring & lot" and 18 more, and half the
-3,462 memories those searches found had been scored already (pass 1 read "joy & bring": 3,597 memories).
-A set holding a pair pass 1 read holds only memories it scored, so it is not enumerated, nor extended: the
-enumeration carries which of the three rarest words a set holds (a bit each) and drops a set whose bits
-cover a read pair's (or the three's). What pass 2 reads is what it read less memories it left out anyway,
-so the result is unchanged (the exact BM25 top: tests/test_text_covered.py).
+scores them, keeps the best, and leaves them all out of pass 2 (`done`). But pass 2 still searched the
+index for sets holding those pairs: "What is something Nate gave to Joanna that brings her a lot of joy?"
+(the 1M table's 100k namespace) searched for "gave & joy", "joy & bring & lot" and 18 more, and half the
+3,462 memories those searches found had been read already (pass 1 read "joy & bring": 3,597 memories).
+A set holding a pair pass 1 read holds only memories it read, so it is no longer searched: the
+enumeration carries which of the three rarest words a set holds (a bit each), and a kept set whose bits
+cover a read pair's (or the three's) is left out of what pass 2 searches. It still counts for the path
+pass 2 takes (its sets, or, with too many, any of the rarest words), as before: counted out, an outside
+review found pass 2 searching 48 sets where it had searched the rarest words, and the planner reading a
+whole session for them (84 ms against 12). So pass 2 searches what it did, less sets whose memories it
+left out anyway, and the result is unchanged (the exact BM25 top: tests/test_text_covered.py).
 
 Also: each word's two index keys (held at all, held more than once) are built once before the
 enumeration, not per set extended (a SQL function call each: 11 ms of that question's enumeration).
 
-On 900 LoCoMo questions in that namespace, in turn with 0031's function, the same results: docs/benchmarks.md.
+On 900 LoCoMo questions in that namespace, in turn with 0031's function, the same results: docs/benchmarks.md
+("A memory's score one expression").
 """
 
 from __future__ import annotations
@@ -38,7 +42,8 @@ _EDITS = (
         "    keys1 tsquery[];\n"
         "    keys2 tsquery[];\n"
         "    read_masks integer[] := '{}';\n"
-        "    covered boolean[];\n",
+        "    covered boolean[];\n"
+        "    groups bigint;\n",
     ),
     (
         _TRIPLE,
@@ -85,9 +90,35 @@ _EDITS = (
         f"                   c.mask | {_ONE.format(t='h.t')}\n",
     ),
     (
-        "            WHERE c.total < theta AND c.total + suffix[h.t] >= theta\n",
-        "            WHERE c.total < theta AND c.total + suffix[h.t] >= theta\n"
-        f"                AND NOT covered[(c.mask | {_ONE.format(t='h.t')}) + 1]\n",
+        "        SELECT count(*), array_agg(x.conj) FILTER (WHERE x.kept),\n"
+        "               sum(octet_length(x.conj::text)) FILTER (WHERE x.kept),\n"
+        "               array_agg(x.prefix) FILTER (WHERE x.kept)\n"
+        "        INTO explored, q_sets, q_bytes, q_prefixes\n"
+        "        FROM (\n"
+        "            SELECT c.conj, c.prefix, c.total >= theta\n"
+        "                       AND NOT coalesce(c.total - c.gap >= theta * (1 + 1e-9), false) AS kept\n"
+        "            FROM c LIMIT 1000  -- the recursion stops there\n"
+        "        ) x;\n"
+        "        sets := coalesce(array_length(q_sets, 1), 0);\n",
+        "        -- (revision 0032) The sets holding a pair pass 1 read are counted, as before, for the\n"
+        "        -- path pass 2 takes, and left out of what it searches.\n"
+        "        SELECT count(*), array_agg(x.conj) FILTER (WHERE x.kept AND NOT x.cov),\n"
+        "               sum(octet_length(x.conj::text)) FILTER (WHERE x.kept),\n"
+        "               array_agg(x.prefix) FILTER (WHERE x.kept AND NOT x.cov),\n"
+        "               count(*) FILTER (WHERE x.kept), count(DISTINCT x.prefix) FILTER (WHERE x.kept)\n"
+        "        INTO explored, q_sets, q_bytes, q_prefixes, sets, groups\n"
+        "        FROM (\n"
+        "            SELECT c.conj, c.prefix, c.total >= theta\n"
+        "                       AND NOT coalesce(c.total - c.gap >= theta * (1 + 1e-9), false) AS kept,\n"
+        "                   covered[c.mask + 1] AS cov\n"
+        "            FROM c LIMIT 1000  -- the recursion stops there\n"
+        "        ) x;\n",
+    ),
+    (
+        "    IF coalesce(array_length(q_prefixes, 1), 0) BETWEEN 1 AND 64 THEN\n"
+        "        q_sets := q_prefixes;\n",
+        "    IF explored < 1000 AND coalesce(groups, 0) BETWEEN 1 AND 64 THEN\n"
+        "        q_sets := q_prefixes;  -- (NULL when every set holds a pair pass 1 read: none to search)\n",
     ),
 )
 
