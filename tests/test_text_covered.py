@@ -183,7 +183,9 @@ def _correlated(rng: random.Random, count: int) -> list[str]:
     return out
 
 
-def _path(conn: Connection, function: str, query: str, session: str | None, depth: int) -> tuple[str, list]:
+def _path(
+    conn: Connection, function: str, query: str, session: str | None, depth: int
+) -> tuple[str, list[tuple[float, int]]]:
     """Which way pass 2 went (its sets, any of the rarest words, nothing to search) and the rows."""
     probe = (
         "    RAISE NOTICE 'probe path %', CASE WHEN q_sets[1] IS NULL THEN 'none'"
