@@ -61,6 +61,13 @@ _SCORED = """    SELECT f.id, %s AS score
     LIMIT $8
 """
 
+# More than WORDS words: the old score, over the subquery's columns.
+_OLD_SCORE = (
+    _STATEMENT[len("    SELECT m.id, ") : _STATEMENT.index(" AS score\n")]
+    .replace("length(m.content_tsv)", "f.dl")
+    .replace("m.content_tsv", "f.v")
+)
+
 # A term's weight, word i said tf times (SQL, in format()'s quoting; dl the memory's length).
 _WEIGHT = "$3[%1$s] * {tf} * 2.2 / ({tf} + 1.2 * (1 - 0.75 + 0.75 * f.dl / $4))"
 
@@ -93,14 +100,7 @@ _EDITS = (
         "            ' AND pg_column_compression(m.content_tsv) IS NULL THEN m.content_tsv'\n"
         "            ' ELSE ts_filter(setweight(m.content_tsv, ''A'', $2), ''{a}'') END';\n"
         "    ELSE\n"
-        "        score_sql := $s$(\n"
-        "        SELECT sum($3[array_position($2, u.lexeme)]\n"
-        "                   * u.tf * 2.2 / (u.tf + 1.2 * (1 - 0.75 + 0.75 * f.dl / $4)))\n"
-        "        FROM (\n"
-        "            SELECT t.lexeme, coalesce(array_length(t.positions, 1), 1)::float8 AS tf\n"
-        "            FROM unnest(ts_filter(setweight(f.v, 'A', $2), '{a}')) t\n"
-        "        ) u\n"
-        "    )$s$;\n"
+        f"        score_sql := $s${_OLD_SCORE}$s$;\n"
         "        tsv_sql := 'm.content_tsv';\n"
         "    END IF;\n",
     ),
