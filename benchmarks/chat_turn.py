@@ -10,6 +10,12 @@ The overhead is the turn's time minus the time spent inside the embedder and ins
 stream (the openai client and the loopback HTTP server); reported p50/p95 over --turns, after 20 warm-up
 turns, with the same figures for vector mode.
 
+With --embedder loopback the query and the exchange are embedded as with OpenAI: memagent's OpenAI embedder
+(the openai SDK) asks the same loopback server, which answers at once with the given vector (1.8 ms a call
+here, the SDK's own work most of it; a real provider takes tens to hundreds of ms): hybrid's text side runs
+meanwhile, as it does with any real embedder. The default, an embedder that returns the vector at once, is
+the worst case: the text side has no head start.
+
 With --embed-ms N the embedder takes N ms per call (it sleeps, as a call to a provider waits on the network;
 still counted out of the overhead). Hybrid recall starts its text side before it embeds the query
 (memagent.usecases.checked), so with an embedder that takes time the text side runs meanwhile and the
@@ -47,9 +53,9 @@ from scale import GivenVector, make_vectors, pct, temporary_home
 
 
 class Slow:
-    """GivenVector that waits `ms` before answering, as an embeddings provider over the network does."""
+    """An embedder that waits `ms` before answering, as an embeddings provider over the network does."""
 
-    def __init__(self, inner: GivenVector, ms: float) -> None:
+    def __init__(self, inner: Any, ms: float) -> None:
         self.inner, self.ms = inner, ms
 
     def __getattr__(self, name: str) -> Any:
@@ -175,6 +181,12 @@ def main() -> None:
     parser.add_argument(
         "--embed-ms", type=float, default=0.0, help="the embedder's time per call (a provider's latency)"
     )
+    parser.add_argument(
+        "--embedder",
+        choices=("given", "loopback"),
+        default="given",
+        help="given: the vector at once (the worst case); loopback: memagent's OpenAI embedder, loopback",
+    )
     parser.add_argument("--parts", action="store_true", help="also time recall, store and each statement")
     parser.add_argument("--paced", action="store_true", help="each turn after the last one's indexing step")
     args = parser.parse_args()
@@ -187,6 +199,7 @@ def run(args: argparse.Namespace, home: Path) -> None:
 
     from memagent.config import get_settings
     from memagent.providers.chat import OpenAIChat
+    from memagent.providers.embeddings import OpenAIEmbedder
     from memagent.store import hnsw, schema
     from memagent.store.bulk import BulkRepository
     from memagent.store.database import Database
@@ -222,7 +235,12 @@ def run(args: argparse.Namespace, home: Path) -> None:
                 hnsw.IndexRepository(session).create("vector", args.dim)
                 session.execute(text("ANALYZE memories"))
             given = GivenVector(model, args.dim)
-            embedder = Timed(Slow(given, args.embed_ms) if args.embed_ms else given)
+            inner: Any = given
+            if args.embedder == "loopback":  # the given vector, by the openai SDK and the loopback
+                fake.embedding_handler = lambda text, dim: given.next
+                url, key = fake.base_url, fake.api_key
+                inner = OpenAIEmbedder(model=model, dim=args.dim, base_url=url, api_key=key)
+            embedder = Timed(Slow(inner, args.embed_ms) if args.embed_ms else inner)
             service = MemoryService(db.sessions, embedder, settings)
             if args.parts:
                 parts = Parts(service)
@@ -256,6 +274,8 @@ def run(args: argparse.Namespace, home: Path) -> None:
                         calls.append(chat.calls)
                         tokens.append(chat.sent_chars / 4)
                 label = f"{mode}{' + learning' if learn else ''}"
+                if args.embedder == "loopback":
+                    label += " (OpenAI embedder, loopback)"
                 if args.embed_ms:
                     label += f" (embedder {args.embed_ms:g} ms)"
                 if args.paced:

@@ -62,6 +62,8 @@ class FakeOpenAI:
         # may answer with a whole message (a dict, e.g. with "tool_calls": see tool_call) instead of its text.
         self.chat_replies: list[str] = []
         self.chat_handler: Callable[[dict[str, Any]], str | dict[str, Any]] | None = None
+        # The vector for an input text and dimension, in place of fake_embedding (benchmarks/chat_turn.py).
+        self.embedding_handler: Callable[[str, int], np.ndarray] | None = None
         self.refuse_formats: set[str] = set()  # response_format types answered with HTTP 400
         self.latency = 0.0  # seconds added to every successful embeddings answer
         self.api_key = "sk-test-secret-key-1234567890"
@@ -165,6 +167,7 @@ class FakeOpenAI:
             self.latency = 0.0
             self.chat_replies.clear()
             self.chat_handler = None
+            self.embedding_handler = None
             self.refuse_formats = set()
 
     def embedding_requests(self) -> list[dict[str, Any]]:
@@ -175,7 +178,8 @@ class FakeOpenAI:
         dim = int(body.get("dimensions") or model_dim(body["model"]))
         data = []
         for index, text in enumerate(texts):
-            vector = fake_embedding(text, dim)
+            handler = self.embedding_handler
+            vector = handler(text, dim) if handler is not None else fake_embedding(text, dim)
             if body.get("encoding_format") == "base64":
                 embedding: Any = base64.b64encode(vector.astype("<f4").tobytes()).decode()
             else:

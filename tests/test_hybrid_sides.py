@@ -16,6 +16,8 @@ from sqlalchemy import text
 
 from memagent.store.database import Database
 from memagent.store.memories import NewMemory
+from memagent.store.scope import Scope
+from memagent.store.search import RecallStatement, recall_statement, run_in, settings_sql, settings_values
 from memagent.usecases.service import MemoryService
 from tests.conftest import DIM, prepared_statements
 from tests.fake_openai import fake_embedding
@@ -81,7 +83,7 @@ def test_the_sides_at_once_return_what_one_statement_returns(
         if kw.get("prepare"):  # the fusion: from one kept plan, whatever PostgreSQL would choose
             settings = (*settings, ("plan_cache_mode", "force_generic_plan"))
         rows = run(ns, sql, params, settings, **kw)
-        if sql.endswith("SELECT id, distance FROM nearest"):  # the vector side alone
+        if sql.endswith("AS snapshot FROM nearest"):  # the vector side alone
             vector_side_ran.set()
         return rows
 
@@ -275,7 +277,7 @@ def test_a_memory_deleted_between_the_sides_still_leaves_k_results(
     def recording(ns: str, sql: str, params: Any, settings: Any = (), **kw: Any) -> list[Any]:
         ran.append(sql)  # (the text side's too: run_aside runs it through this on its thread)
         rows = run(ns, sql, params, settings, **kw)
-        if sql.endswith("SELECT id, distance FROM nearest"):  # the vector side alone
+        if sql.endswith("AS snapshot FROM nearest"):  # the vector side alone
             vector_side_ran.set()
         return rows
 
@@ -288,3 +290,49 @@ def test_a_memory_deleted_between_the_sides_still_leaves_k_results(
         assert len(ran) == 2 and "txt_ids" in ran[-1] and "vec_ids" not in ran[-1], ran
     else:
         assert len(ran) == 3 and "vec_ids" in ran[-1] and vector_side_ran.is_set(), ran
+
+
+def test_the_fusion_checks_what_is_gone_only_when_a_transaction_ended_between(
+    engine_service: tuple[MemoryService, Database, str],
+) -> None:
+    """The fusion skips its check of what left the scope when both sides read the snapshot it reads (nothing
+    can be gone), and makes it when either read another. Shown with a memory id no row has, given back as the
+    text side's best: in one REPEATABLE READ transaction (one snapshot for the sides and the fusion) it is not
+    checked, so it takes the first text rank (and a place among the k) and every other text rank moves down;
+    with a side's snapshot from before, it is found gone and the ranks are the sides' own. (A memory deleted
+    between the sides and the fusion: test_a_memory_deleted_between_the_sides_still_leaves_k_results.)"""
+    service, db, namespace = engine_service
+    for i in range(12):
+        service.remember(f"the ferry to porto leaves from pier {i}")
+    service.indexing.settle()
+    query = "ferry porto pier"
+    statement = recall_statement(
+        service.embedder.embed([query])[0], scope=Scope(namespace), k=5, mode="hybrid", query_text=query
+    )
+    split = statement.split
+    assert split is not None
+    with db.engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn, conn.begin():
+        conn.execute(
+            text(settings_sql(0, True, True, named=True)), settings_values((), namespace)
+        )  # as memagent_app, in the namespace (row-level security)
+        text_rows = run_in(conn, split.text_sql, statement.params, statement.settings)
+        vector_rows = run_in(conn, split.vector_sql, statement.params, statement.settings)
+        assert text_rows and vector_rows and {r[2] for r in text_rows} == {r[2] for r in vector_rows}
+        never = (10**15, max(r[1] for r in text_rows) + 1.0, text_rows[0][2])
+
+        def scores(fused: RecallStatement) -> list[tuple[int, float]]:
+            return [(r[0], r[8]) for r in run_in(conn, fused.sql, fused.params, fused.settings)]
+
+        sides = scores(statement.fused(vector_rows, text_rows))
+        assert len(sides) == 5
+        unchecked = scores(statement.fused(vector_rows, [never, *text_rows]))
+        before = "1:1:"  # a snapshot older than any the sides could read
+        stale_text = [(i, s, before) for i, s, _ in [never, *text_rows]]
+        stale_vector = [(i, d, before) for i, d, _ in vector_rows]
+        checked_text = scores(statement.fused(vector_rows, stale_text))
+        checked_vector = scores(statement.fused(stale_vector, [never, *text_rows]))
+        with_text = scores(statement.with_text([never, *text_rows]))
+        with_stale_text = scores(statement.with_text(stale_text))
+    assert len(unchecked) == 4 and unchecked != sides  # not checked: the id took a place, the ranks moved
+    assert checked_text == sides and checked_vector == sides  # checked: the id is gone
+    assert with_text != sides and with_stale_text == sides  # the same with the vector side in the statement
