@@ -1,10 +1,11 @@
-"""What revisions 0011 to 0021, 0024, 0026, 0027 and 0030 to 0032 run for full-text recall: the statistics
+"""What revisions 0011 to 0021, 0024, 0026, 0027 and 0030 to 0033 run for full-text recall: the statistics
 (memagent.store.text_stats), the ranking function (memagent.store.text_ranking), its helpers, and who may
 call or touch them."""
 
 from __future__ import annotations
 
 from memagent.store import (
+    text_counts,
     text_covered,
     text_floor,
     text_kinds,
@@ -235,3 +236,8 @@ ORDER_DOWNGRADE = (text_prefixes.function(), _PIN_FLOOR)
 # without the sets whose memories pass 1 scored (memagent.store.text_covered); the same signature.
 COVERED_UPGRADE = (text_covered.function(), _PIN_FLOOR)
 COVERED_DOWNGRADE = (text_order.function(), _PIN_FLOOR)
+
+# Revision 0033: a word a memory says more than once counted by ts_rank_cd, not a subquery
+# (memagent.store.text_counts); the same signature.
+COUNTS_UPGRADE = (text_counts.function(), _PIN_FLOOR)
+COUNTS_DOWNGRADE = (text_covered.function(), _PIN_FLOOR)
