@@ -12,10 +12,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 
 from memagent.store.database import Database
 from memagent.store.memories import NewMemory
+from memagent.store.roles import APP_ROLE
 from memagent.store.scope import Scope
 from memagent.store.search import RecallStatement, recall_statement, run_in, settings_sql, settings_values
 from memagent.usecases.service import MemoryService
@@ -292,6 +293,11 @@ def test_a_memory_deleted_between_the_sides_still_leaves_k_results(
         assert len(ran) == 3 and "vec_ids" in ran[-1] and vector_side_ran.is_set(), ran
 
 
+def scores_in(conn: Connection, fused: RecallStatement) -> list[tuple[int, float]]:
+    """A fusing statement's (id, score) rows, run in the connection's transaction."""
+    return [(r[0], r[8]) for r in run_in(conn, fused.sql, fused.params, fused.settings)]
+
+
 def test_the_fusion_checks_what_is_gone_only_when_a_transaction_ended_between(
     engine_service: tuple[MemoryService, Database, str],
 ) -> None:
@@ -299,8 +305,9 @@ def test_the_fusion_checks_what_is_gone_only_when_a_transaction_ended_between(
     can be gone), and makes it when either read another. Shown with a memory id no row has, given back as the
     text side's best: in one REPEATABLE READ transaction (one snapshot for the sides and the fusion) it is not
     checked, so it takes the first text rank (and a place among the k) and every other text rank moves down;
-    with a side's snapshot from before, it is found gone and the ranks are the sides' own. (A memory deleted
-    between the sides and the fusion: test_a_memory_deleted_between_the_sides_still_leaves_k_results.)"""
+    with a side's snapshot from before, it is found gone and the ranks are the sides' own. On a server in
+    recovery it is always checked, wherever the sides read. (A memory deleted between the sides and the
+    fusion: test_a_memory_deleted_between_the_sides_still_leaves_k_results.)"""
     service, db, namespace = engine_service
     for i in range(12):
         service.remember(f"the ferry to porto leaves from pier {i}")
@@ -316,12 +323,13 @@ def test_the_fusion_checks_what_is_gone_only_when_a_transaction_ended_between(
             text(settings_sql(0, True, True, named=True)), settings_values((), namespace)
         )  # as memagent_app, in the namespace (row-level security)
         text_rows = run_in(conn, split.text_sql, statement.params, statement.settings)
+        assert text_rows[0][2] != "in recovery"
         vector_rows = run_in(conn, split.vector_sql, statement.params, statement.settings)
         assert text_rows and vector_rows and {r[2] for r in text_rows} == {r[2] for r in vector_rows}
         never = (10**15, max(r[1] for r in text_rows) + 1.0, text_rows[0][2])
 
         def scores(fused: RecallStatement) -> list[tuple[int, float]]:
-            return [(r[0], r[8]) for r in run_in(conn, fused.sql, fused.params, fused.settings)]
+            return scores_in(conn, fused)
 
         sides = scores(statement.fused(vector_rows, text_rows))
         assert len(sides) == 5
@@ -336,3 +344,33 @@ def test_the_fusion_checks_what_is_gone_only_when_a_transaction_ended_between(
     assert len(unchecked) == 4 and unchecked != sides  # not checked: the id took a place, the ranks moved
     assert checked_text == sides and checked_vector == sides  # checked: the id is gone
     assert with_text != sides and with_stale_text == sides  # the same with the vector side in the statement
+
+    # On a server in recovery (a hot standby), where a snapshot's text does not show every transaction
+    # running, the check is always made: pg_is_in_recovery() made true here by one of the same name ahead
+    # of pg_catalog on the search path, in a transaction rolled back.
+    recovering = "CREATE FUNCTION public.pg_is_in_recovery() RETURNS boolean LANGUAGE sql AS 'SELECT true'"
+    with (
+        db.engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn,
+        conn.begin() as transaction,
+    ):
+        conn.execute(text(recovering))
+        conn.execute(text(f"GRANT EXECUTE ON FUNCTION public.pg_is_in_recovery() TO {APP_ROLE}"))
+        conn.execute(text("SET LOCAL search_path = public, pg_catalog"))
+        conn.execute(text(settings_sql(0, True, True, named=True)), settings_values((), namespace))
+        standby_text = run_in(conn, split.text_sql, statement.params, statement.settings)
+        standby_vector = run_in(conn, split.vector_sql, statement.params, statement.settings)
+        assert {r[2] for r in standby_text + standby_vector} == {"in recovery"}
+        with_never = [(10**15, never[1], "in recovery"), *standby_text]
+        in_recovery = scores_in(conn, statement.fused(standby_vector, with_never))
+        with_text_in_recovery = scores_in(conn, statement.with_text(with_never))
+        # the sides read on a primary (the snapshot this one reads, as its text shows it), the fusion here
+        shown = conn.execute(text("SELECT CAST(pg_catalog.pg_current_snapshot() AS text)")).scalar_one()
+        from_primary = [(i, x, shown) for i, x, _ in with_never]
+        vector_from_primary = [(i, x, shown) for i, x, _ in standby_vector]
+        fused_here = scores_in(conn, statement.fused(vector_from_primary, from_primary))
+        # the sides read here, the fusion on a primary (pg_catalog's function first again; the same snapshot)
+        conn.execute(text("SET LOCAL search_path = pg_catalog, public"))
+        fused_on_primary = scores_in(conn, statement.fused(standby_vector, with_never))
+        transaction.rollback()
+    assert in_recovery == sides and with_text_in_recovery == sides  # checked: the id is gone
+    assert fused_here == sides and fused_on_primary == sides

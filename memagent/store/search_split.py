@@ -48,19 +48,27 @@ def vector_side_sql(scope: str, *, index: IndexKind | None, dim: int) -> str:
 # (A join to the memories in scope, in place of `gone`, made the planner expect one row of each side, and
 # plan the support step for two: 4 ms instead of 0.3 in the 1k namespace of a 1M table.)
 # Each side gives back the snapshot it read (pg_current_snapshot: the statement's own, which a STABLE
-# function's queries share); when every side's equals this statement's, no transaction ended in between, so
-# this statement sees the very rows the sides saw (the scope is the rows and the parameters: no clock) and
-# none can be gone: the check is not run (a third of the fusion's time, 0.4-0.8 ms of a chat turn's recall).
-_SNAPSHOT = "CAST(pg_current_snapshot() AS text) AS snapshot"
+# function's queries share); when every side's equals this statement's, no transaction that wrote (that
+# holds an id) ended in between, so this statement sees the very rows the sides saw (the scope is the rows
+# and the parameters: no clock) and none can be gone: the check is not run (a third of the fusion's time,
+# 0.4-0.8 ms of a chat turn's recall). Not on a server in recovery (a hot standby, a read replica): there a
+# snapshot lists the running transactions where pg_current_snapshot does not print them (an outside review
+# saw the text stay the same while a row expired), so a side read there says so, and this statement, read
+# there, always checks.
+_SNAPSHOT = (
+    "CASE WHEN pg_is_in_recovery() THEN 'in recovery'"
+    " ELSE CAST(pg_current_snapshot() AS text) END AS snapshot"
+)
 _GONE = """
 gone AS MATERIALIZED (
     SELECT CASE WHEN {same} THEN CAST('{{}}' AS bigint[]) ELSE (
         SELECT coalesce(array_agg(g.id), '{{}}') FROM unnest({ids}) AS g(id)
         WHERE NOT EXISTS (SELECT 1 FROM memories m WHERE m.id = g.id AND {scope})
     ) END AS ids
-    FROM (SELECT CAST(pg_current_snapshot() AS text) AS now) s
+    FROM (SELECT CASE WHEN NOT pg_is_in_recovery() THEN CAST(pg_current_snapshot() AS text) END AS now) s
 )"""
-# a side that found nothing gave back no snapshot (NULL): it has nothing that could be gone
+# a side that found nothing gave back no snapshot (NULL): it has nothing that could be gone; `now` is NULL
+# in recovery, and the check runs
 _SAME_TEXT = "coalesce(CAST(:txt_snapshot AS text), s.now) = s.now"
 _SAME_VECTOR = "coalesce(CAST(:vec_snapshot AS text), s.now) = s.now"
 
