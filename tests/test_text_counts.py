@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from memagent.store import text_counts, text_covered
 from memagent.store.embedded import EmbeddedPostgres
 from memagent.store.text_ranking import SMALL
-from tests.test_text_covered import _long
+from tests.test_text_covered import long_memory
 from tests.test_text_ranking import memories_of, ranking, replaced_ranking
 from tests.test_text_tiers import COMMON, MEDIUM, check, queries, repeated_corpus, split_store
 from tests.test_text_tiers_migration import ranking_both_ways
@@ -44,7 +44,7 @@ def test_a_word_said_again_scores_the_same_bits(
     rng = random.Random(33)
     texts = repeated_corpus(rng, SMALL + 300)
     texts += [" ".join(["c0x"] * count + ["m1x"] * (count % 7 + 1)) for count in (2, 3, 9, 40, 255, 256, 300)]
-    texts += [_long(rng, 700) for _ in range(10)] + [_long(rng, 250) for _ in range(10)]
+    texts += [long_memory(rng, 700) for _ in range(10)] + [long_memory(rng, 250) for _ in range(10)]
     split_store(sessions, rng, texts, "counts")
     wrong, counted, most = connection.execute(text(_COUNTS), {"ns": "counts"}).one()
     assert wrong == 0 and counted > 1000 and most >= 255, (wrong, counted, most)  # to_tsvector keeps 255

@@ -30,7 +30,7 @@ from tests.test_text_tiers import COMMON, MEDIUM, Kept, check, queries, repeated
 from tests.test_text_tiers_migration import ranking_both_ways
 
 
-def _long(rng: random.Random, words: int) -> str:
+def long_memory(rng: random.Random, words: int) -> str:
     """A memory of `words` distinct fillers and a few query words, some said again and again."""
     fillers = [f"fillerwordnumber{rng.randrange(10**6)}k" for _ in range(words)]
     said = [rng.choice(COMMON + MEDIUM) for _ in range(rng.randint(1, 6))] * rng.randint(1, 4)
@@ -48,7 +48,7 @@ def test_scores_are_the_same_bits_said_once_many_times_or_in_a_long_query(
     texts = repeated_corpus(rng, SMALL + 500)
     texts += [" ".join(["c0x"] * count + ["m1x"]) for count in (6, 40, 255, 256, 300)]
     texts += ["see http://ex.com/a'b(c)$1,x c1x", "http://h.com/%s%L'' café c1x café", "日本語 c2x"]
-    texts += [_long(rng, 700) for _ in range(12)] + [_long(rng, 250) for _ in range(12)]
+    texts += [long_memory(rng, 700) for _ in range(12)] + [long_memory(rng, 250) for _ in range(12)]
     split_store(sessions, rng, texts, "inline")
     docs = memories_of(connection, "inline")
     assert len(docs) > SMALL
