@@ -37,6 +37,12 @@ text's precomputed vector, so the query's embedding is excluded:
 - store one: p50 / p95 / mean of `remember` of a new distinct text in "big" (--store calls after 20 warm-up).
 - beside them: the bundled local model's (all-MiniLM-L6-v2) time to embed one question, p50 / p95, over the
   same questions, when it is installed.
+- the machine's hour: the bare pgvector query over the whole table (psycopg2 on one connection, `SET
+  hnsw.ef_search` to memagent's, `SELECT id FROM memories WHERE indexed ORDER BY embedding <=> %s::vector
+  LIMIT k`, the index's predicate its only filter) with the same question vectors, p50 / p95, before the
+  recalls and after them. The same code's figures move up to twice over between hours on a shared 2-core
+  machine; this one, which has no memagent code in it, moves with them, so a run's figures can be read
+  against its own.
 
 The memories stored during the run are purged at its end (session "hybrid-scale-extra"), so a kept home holds
 exactly the loaded rows. The figures, the method (rows, namespaces, dimension, query count, memagent's recall
@@ -570,6 +576,9 @@ def measure(
     timed, warm = questions[: args.queries], questions[args.queries :]
     failed: list[str] = figures["failed_checks"]
     figures["recall"] = {}
+    vectors = [service.embedder.embed([question])[0] for question in timed]
+    figures["bare"] = {"before": bare_query(db, vectors, k, figures["method"]["ef_search"])}
+    say(f"the bare pgvector query over the whole table, before: {fmt(figures['bare']['before'])}")
     # Each mode, then facts only (`recall --kind fact`, and what learning asks for each new fact): the
     # layout holds no facts, so these measure finding that a namespace of exchanges has none.
     cells: list[tuple[str, tuple[str, ...] | None]] = [(mode, None) for mode in args.modes]
@@ -603,6 +612,9 @@ def measure(
                 plan = explain(db, sent)
                 figures.setdefault("plans", {})[f"{namespace} {label}"] = plan
                 print(f"-- EXPLAIN {namespace} {label}: {timed[0]}\n{plan}\n", flush=True)
+
+    figures["bare"]["after"] = bare_query(db, vectors, k, figures["method"]["ef_search"])
+    say(f"the bare pgvector query over the whole table, after: {fmt(figures['bare']['after'])}")
 
     # Just stored is findable at once, by its exact text.
     figures["fresh"] = {}
@@ -640,6 +652,33 @@ def measure(
     )
     figures["store_one"] = stats(seconds) | {"statements": round_trips(sent)}
     say(f"store one in big: {fmt(figures['store_one'])}")
+
+
+def bare_query(db: Any, vectors: Sequence[Any], k: int, ef_search: int) -> dict[str, Any]:
+    """The bare pgvector query over the whole table for each vector (after one untimed pass over them): the
+    machine's hour, with no memagent code in it."""
+    from memagent.store.models import vector_text
+
+    texts = [vector_text(vector) for vector in vectors]
+    query = "SELECT id FROM memories WHERE indexed ORDER BY embedding <=> %s::vector LIMIT %s"
+    raw = db.engine.raw_connection()
+    try:
+        cursor = raw.driver_connection.cursor()
+        cursor.execute("SELECT set_config('hnsw.ef_search', %s, false)", (str(ef_search),))
+        seconds = []
+        for timing in (False, True):
+            for vector in texts:
+                t = time.perf_counter()
+                cursor.execute(query, (vector, k))
+                found = cursor.fetchall()
+                if timing:
+                    seconds.append(time.perf_counter() - t)
+                assert len(found) == k, len(found)
+        cursor.execute("RESET hnsw.ef_search")
+        raw.driver_connection.rollback()
+    finally:
+        raw.close()
+    return stats(seconds)
 
 
 def local_embedding(questions: list[str]) -> dict[str, Any] | None:
@@ -707,6 +746,11 @@ def print_table(figures: dict[str, Any]) -> None:
         + "; ".join(f"{ns}: " + ", ".join(f"{m} {s:.0f}%" for m, s in v.items()) for ns, v in fresh.items())
     )
     print(f"store one in big (embedding excluded): {fmt(figures['store_one'])}")
+    bare = figures["bare"]
+    print(
+        f"the machine's hour, the bare pgvector query over the whole table: before {fmt(bare['before'])}, "
+        f"after {fmt(bare['after'])}"
+    )
     local = figures.get("local_embedding")
     if local:
         print(f"beside: {local['model']} embeds one question in {fmt(local)}")
