@@ -27,6 +27,11 @@ store (revision 0028, memagent.store.deferred) runs beside the next turn's recal
 With --paced each turn starts after that step has ended (waited for, untimed), as in a conversation, where
 the reply is read and the next message written in between: the overhead a person chatting meets.
 
+Beside them, the machine's hour: the bare pgvector query over the same rows (psycopg2, memagent's
+ef_search, `ORDER BY embedding <=> %s::vector LIMIT 10`) with 200 of the turns' vectors, before the turns
+and after them (benchmarks/hybrid_scale.py's bare_query): it has no memagent code in it and moves with the
+machine, so a run's overhead can be read against its own.
+
 With --extract, the same turns again with learning on (MEMAGENT_EXTRACT): the loopback model also answers
 the extraction (two new facts per turn) and the consolidation (add); reported: the model calls and tokens per
 turn, the time inside the model and the embedder, and memagent's own overhead (the turn minus both).
@@ -49,6 +54,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from hybrid_scale import bare_query, fmt
 from scale import GivenVector, make_vectors, pct, temporary_home
 
 
@@ -234,6 +240,7 @@ def run(args: argparse.Namespace, home: Path) -> None:
             with db.sessions.begin() as session:
                 hnsw.IndexRepository(session).create("vector", args.dim)
                 session.execute(text("ANALYZE memories"))
+            bare = [bare_query(db, queries[:200], 10, settings.ef_search)]
             given = GivenVector(model, args.dim)
             inner: Any = given
             if args.embedder == "loopback":  # the given vector, by the openai SDK and the loopback
@@ -289,6 +296,11 @@ def run(args: argparse.Namespace, home: Path) -> None:
                 )
                 if parts is not None:
                     parts.report()
+            bare.append(bare_query(db, queries[:200], 10, settings.ef_search))
+            print(
+                f"the machine's hour, the bare pgvector query over these rows: before {fmt(bare[0])}, "
+                f"after {fmt(bare[1])}"
+            )
     finally:
         if parts is not None:
             parts.close()

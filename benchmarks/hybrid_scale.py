@@ -62,7 +62,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -654,7 +654,7 @@ def measure(
     say(f"store one in big: {fmt(figures['store_one'])}")
 
 
-def bare_query(db: Any, vectors: Sequence[Any], k: int, ef_search: int) -> dict[str, Any]:
+def bare_query(db: Any, vectors: Iterable[Any], k: int, ef_search: int) -> dict[str, Any]:
     """The bare pgvector query over the whole table for each vector (after one untimed pass over them): the
     machine's hour, with no memagent code in it."""
     from memagent.store.models import vector_text
