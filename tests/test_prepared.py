@@ -5,6 +5,7 @@ connection does not keep them."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import psycopg2.extensions
@@ -330,3 +331,41 @@ def test_a_connection_keeps_a_few_namespaces_statements_and_sends_the_rest_as_te
     assert per_connection and max(per_connection.values()) <= KEYED
     # (the fusion alone: both sides' rows given, no vector side of its own)
     assert any("AS v(id, distance)" in statement for _, _, statement, _, _ in kept)
+
+
+def test_a_store_goes_prepared_and_stores_what_its_text_stores(
+    engine_service: tuple[MemoryService, Database, str], engine: Any
+) -> None:
+    """Storing one memory (a chat turn's, `remember`'s) goes prepared: past the custom plans PostgreSQL makes
+    first, the row is the one the statement's text stores (every column typed by the statement), identical
+    text is still stored once, and the pool keeps the statement."""
+    service, db, namespace = engine_service
+    when = datetime(2024, 2, 29, 23, 30, tzinfo=UTC)
+    meta = {"source": "test", "nested": {"n": 1.5, "list": [1, "two"]}}
+    stored = [
+        service.remember(f"the tide at {hour} o'clock", session_id="s1", metadata=meta, created_at=when)
+        for hour in range(8)
+    ]
+    again = service.remember("the tide at 3 o'clock", session_id="s1", metadata=meta, created_at=when)
+    with prepared_module.as_text(db.engine):
+        as_text = service.remember("the tide at 9 o'clock", session_id="s1", metadata=meta, created_at=when)
+    assert all(r.created for r in stored) and as_text.created
+    assert not again.created and again.id == stored[3].id
+    service.indexing.settle()  # (each into the HNSW graph after its store: `indexed` alike)
+    columns = (
+        "namespace, session_id, embedding_model, metadata, created_at, kind, importance, indexed,"
+        " embedding IS NOT NULL, vector_dims(embedding), content_tsv IS NOT NULL"
+    )
+    with engine.connect() as conn:
+        rows = {
+            row[0]: row[1:]
+            for row in conn.execute(
+                text(f"SELECT id, {columns} FROM memories WHERE id = ANY (:ids)"),
+                {"ids": [r.id for r in [*stored, as_text]]},
+            )
+        }
+    assert len(rows) == 9
+    assert [row for row in rows.values() if row != rows[as_text.id]] == []  # as the text stores it
+    assert rows[as_text.id][:5] == (namespace, "s1", service.embedder.model, meta, when)
+    kept = [row for row in prepared_statements(db) if "INSERT INTO memories" in row[2]]
+    assert kept and sum(generic + custom for _, _, _, generic, custom in kept) >= 8

@@ -242,7 +242,7 @@ class SpaceChecked:
         defer = vector is not None and hnsw.takes(space[2], vector) and self.indexing.defers()
         sql, params = add_one_guarded(memory, self.embedder.dim, space[2], defer=defer)
         try:
-            rows = self.unit.run(memory.namespace, sql, params)
+            rows = self.unit.run(memory.namespace, sql, params, prepare=True)
         except DatabaseUnavailableError:
             raise
         except DatabaseError:  # e.g. the column retyped to another dimension: the full path says why
