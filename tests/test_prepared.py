@@ -4,10 +4,12 @@ connection does not keep them."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
+import numpy as np
 import psycopg2.extensions
 import pytest
 from sqlalchemy import event, text
@@ -364,8 +366,17 @@ def test_a_store_goes_prepared_and_stores_what_its_text_stores(
                 {"ids": [r.id for r in [*stored, as_text]]},
             )
         }
+        vectors = dict(
+            conn.execute(
+                text("SELECT content, CAST(embedding AS text) FROM memories WHERE id = ANY (:ids)"),
+                {"ids": [stored[-1].id, as_text.id]},
+            ).all()
+        )
     assert len(rows) == 9
     assert [row for row in rows.values() if row != rows[as_text.id]] == []  # as the text stores it
+    for content, stored_vector in vectors.items():  # the embedder's float32 values, exactly
+        given = np.asarray(service.embedder.embed([content])[0], dtype=np.float32)
+        assert np.array_equal(np.asarray(json.loads(stored_vector), dtype=np.float32), given)
     assert rows[as_text.id][:5] == (namespace, "s1", service.embedder.model, meta, when)
     kept = [row for row in prepared_statements(db) if "INSERT INTO memories" in row[2]]
     assert kept and sum(generic + custom for _, _, _, generic, custom in kept) >= 8
