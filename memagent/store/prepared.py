@@ -132,9 +132,12 @@ class Preparing:
 
     def lost(self, name: str) -> None:
         """The statement was not on the server connection any more. Once: deallocated behind the pool's back
-        (DISCARD ALL); twice on the same connection: prepared statements do not stay where they are made (a
-        transaction-mode pooler), so the engine sends text from now on."""
-        self.forget(name)
+        (DISCARD ALL), which drops all of them, so every name this connection recorded is forgotten (each is
+        prepared again when next sent, none is found missing again: one reset counts once, however many
+        statements the connection held); twice on the same connection: prepared statements do not stay where
+        they are made (a transaction-mode pooler), so the engine sends text from now on."""
+        self._names.clear()
+        self._keyed.clear()
         self._info[_LOST_KEY] = self._info.get(_LOST_KEY, 0) + 1
         if self._info[_LOST_KEY] >= 2:
             _OFF.add(self._engine)
