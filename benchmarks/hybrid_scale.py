@@ -674,8 +674,7 @@ def bare_query(db: Any, vectors: Iterable[Any], k: int, ef_search: int) -> dict[
                 if timing:
                     seconds.append(time.perf_counter() - t)
                 assert found, "the bare query found nothing"
-        cursor.execute("RESET hnsw.ef_search")
-        raw.driver_connection.rollback()
+        raw.driver_connection.rollback()  # (the setting with it)
     finally:
         raw.close()
     return stats(seconds)
