@@ -107,6 +107,7 @@ def test_a_statement_deallocated_behind_its_back_is_prepared_again(
         driver.autocommit = False
         connection.close()
     assert not prepared_here(db)
+    assert service.recall("the ferry", k=3, mode="vector")  # a statement new since the reset, made first
     for _ in range(10):
         assert run(service, namespace, prepare=True) == expected
         assert service.remember("the ferry is late today").created is False
@@ -114,6 +115,19 @@ def test_a_statement_deallocated_behind_its_back_is_prepared_again(
         assert service.recall("the ferry", k=2, mode="hybrid")
     assert prepared_here(db)
     assert Preparing(db.engine, {}).on
+    # What each connection holds is what the pool records (none left on the server that it cannot evict).
+    held = pooled_connections(db)
+    try:
+        for connection in held:
+            preparing = Preparing(db.engine, connection.info)
+            with connection.driver_connection.cursor() as cursor:
+                cursor.execute("SELECT name FROM pg_prepared_statements WHERE name LIKE 'memagent%'")
+                on_server = {row[0] for row in cursor.fetchall()}
+            assert on_server == {name for name in on_server if preparing.has(name)}
+            connection.driver_connection.rollback()
+    finally:
+        for connection in held:
+            connection.close()
 
 
 class ForgetfulCursor(psycopg2.extensions.cursor):  # type: ignore[misc]

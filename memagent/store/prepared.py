@@ -134,8 +134,9 @@ class Preparing:
         """The statement was not on the server connection any more. Once: deallocated behind the pool's back
         (DISCARD ALL), which drops all of them, so every name this connection recorded is forgotten (each is
         prepared again when next sent, none is found missing again: one reset counts once, however many
-        statements the connection held); twice on the same connection: prepared statements do not stay where
-        they are made (a transaction-mode pooler), so the engine sends text from now on."""
+        statements the connection held; run_prepared deallocates the ones made since the reset first, so
+        that the server holds what this record says); twice on the same connection: prepared statements do
+        not stay where they are made (a transaction-mode pooler), so the engine sends text from now on."""
         self._names.clear()
         self._keyed.clear()
         self._info[_LOST_KEY] = self._info.get(_LOST_KEY, 0) + 1
@@ -175,6 +176,7 @@ def run_prepared(
                 preparing.used(forms.name, keyed)
                 continue
             if not made and state == _NOT_PREPARED:  # not there any more: prepared again (Preparing.lost)
+                cursor.execute("DEALLOCATE ALL")  # (any made since the reset: the pool forgets them too)
                 preparing.lost(forms.name)
                 continue
             if not made and state == _STALE and _retyped(exc):  # a table it reads was altered since
