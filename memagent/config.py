@@ -66,7 +66,7 @@ class Settings(BaseSettings):
         default=None,
         ge=16,
         le=1_048_576,
-        description="The embedded server's buffer cache in MB (unset: a quarter of memory, 128-4096)",
+        description="The embedded server's buffer cache in MB (unset: a quarter of memory, 128-8192)",
     )
     namespace: str = Field(default="default", description="Memory namespace (a hard boundary)")
     session_id: str = Field(

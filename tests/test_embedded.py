@@ -213,6 +213,36 @@ def test_a_server_that_cannot_start_gives_one_line_with_the_log_path(home: Path,
     assert str(server.paths.log) in result.stderr
 
 
+def test_a_start_is_over_when_the_pid_file_says_ready(tmp_path: Path, home: Path) -> None:
+    """memagent reads the server's postmaster.pid as pg_ctl start -w does, more often: a server of this
+    start (its start time, with pg_ctl's 2 s of leeway) whose status line says ready; not one still
+    starting, an older server's file, a file half written, or none."""
+    from memagent.store.embedded_paths import postmaster_ready
+
+    now = time.time()
+
+    def pid_file(started: float, status: str, lines: int = 8) -> Path:
+        data = tmp_path / f"data-{started}-{status.strip()}-{lines}"
+        data.mkdir()
+        fields = ["4242", str(data), str(int(started)), "5432", "/tmp/s", "", "  1  2", status][:lines]
+        (data / "postmaster.pid").write_text("\n".join(fields) + "\n")
+        return data
+
+    assert not postmaster_ready(tmp_path / "none", now)
+    assert not postmaster_ready(pid_file(now, "starting"), now)
+    assert not postmaster_ready(pid_file(now - 60, "ready   "), now)
+    assert not postmaster_ready(pid_file(now, "ready   ", lines=7), now)
+    assert postmaster_ready(pid_file(now - 1, "ready   "), now)
+
+    server = EmbeddedPostgres(home)
+    since = time.time()
+    server.acquire()
+    try:
+        assert postmaster_ready(server.paths.data, since)
+    finally:
+        server.release()
+
+
 @pytest.mark.skipif(not IS_ROOT, reason="needs root to switch to another user")
 def test_as_an_ordinary_user_the_cluster_lives_in_their_home(fake: FakeOpenAI) -> None:
     """The laptop case: no root, no service user, everything under the user's own home."""
@@ -264,7 +294,7 @@ def test_as_an_ordinary_user_the_cluster_lives_in_their_home(fake: FakeOpenAI) -
 
 def test_the_buffer_cache_is_the_setting_when_the_server_starts(home: Path) -> None:
     """MEMAGENT_SHARED_BUFFERS_MB sizes the buffer cache of a server this process starts; unset, a quarter
-    of the memory memagent may use, between 128 MB and 4 GB."""
+    of the memory memagent may use, between 128 MB and 8 GB."""
     from memagent.config import Settings
     from memagent.store.database import Database
     from memagent.store.embedded_paths import shared_buffers_mb
@@ -275,7 +305,7 @@ def test_the_buffer_cache_is_the_setting_when_the_server_starts(home: Path) -> N
 
     assert shown(Settings(home=home, linger=0, shared_buffers_mb=48)) == "48MB"
     default = shared_buffers_mb()
-    assert 128 <= default <= 4096
+    assert 128 <= default <= 8192
     assert shown(Settings(home=home, linger=0)) in {f"{default}MB", f"{default // 1024}GB"}
 
     # More than the machine holds: refused in one line naming the setting, before any server starts.
@@ -323,6 +353,9 @@ def test_a_containers_memory_limit_sizes_the_buffer_cache(
     self_cgroup.write_text("0::/\n")
     limit("memory.max", str(6 * 2**30))
     assert embedded_paths.memory_mb() == min(6144, machine)
+    # A large machine: a quarter of its memory up to the cap, 8 GB.
+    monkeypatch.setattr(embedded_paths, "memory_mb", lambda: 65536)
+    assert embedded_paths.shared_buffers_mb() == 8192
 
 
 def test_two_handles_in_one_process_share_the_server(home: Path) -> None:

@@ -38,18 +38,30 @@ class ClusterPaths:
         )
 
 
+def postmaster_ready(data: Path, since: float) -> bool:
+    """Whether the server of the data directory `data`, started at or after `since` (epoch seconds, with
+    pg_ctl's 2 s of leeway), accepts connections: its postmaster.pid read as `pg_ctl start -w` reads it (the
+    third line the start time, the eighth the status)."""
+    try:
+        lines = (data / "postmaster.pid").read_text().splitlines()
+        return len(lines) >= 8 and int(lines[2]) >= int(since) - 2 and lines[7].strip() == "ready"
+    except (OSError, ValueError):  # not there yet, or being written
+        return False
+
+
 def shared_buffers_mb() -> int:
     """The embedded server's buffer cache (unless MEMAGENT_SHARED_BUFFERS_MB says): a quarter of the memory
-    memagent may use, 128 MB to 4 GB.
+    memagent may use, 128 MB to 8 GB.
 
     PostgreSQL's default 128 MB holds a sixth of the HNSW graph of 100k x 1536 vectors. What a recall or a
     store reads that the cache does not hold comes from the operating system's page cache, page by page: at
     110k x 1536 (1.7 GB of table and index) storing one memory measured p95 9.1 ms with 1 GB and 3.8 ms with
-    3 GB; at 1M x 384 (5 GB) hybrid recall p95 62.8 ms with 1 GB and 35.1 ms with 6 GB (benchmarks/
-    hybrid_scale.py, docs/benchmarks.md). The server takes the cache's memory as the data fills it (an idle,
-    empty one held about 100 MB at 4 GB).
+    3 GB; at 1M x 384 (5.1 GB of table and indexes) hybrid recall in a 100k namespace p95 62.8 ms with 1 GB,
+    23.2-24.4 with 4 GB and 20.3-21.1 with 6 GB, where all of it fits (benchmarks/hybrid_scale.py,
+    docs/benchmarks.md). The server takes the cache's memory as the data fills it (an idle, empty one held
+    114 MB at 4 GB, 152 MB at 6 GB, 198 MB at 8 GB: the cap).
     """
-    return int(max(128, min(4096, memory_mb() // 4)))
+    return int(max(128, min(8192, memory_mb() // 4)))
 
 
 def memory_mb() -> int:
