@@ -172,6 +172,28 @@ def test_bulk_load_drops_the_index_and_builds_it_once(db: Database, memory: Memo
     assert last_analyze(db) > analysed_before  # and analysed: recall plans with the loaded rows' statistics
 
 
+def test_a_small_table_is_indexed_serially_a_large_one_in_parallel(
+    db: Database, memory: MemoryService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A parallel build first sets aside its whole build memory in shared memory (a second for 2 GB, while
+    an empty table's serial build takes milliseconds): below hnsw.PARALLEL_MIN_ROWS memories with an
+    embedding the build is serial; from there on it asks for the machine's workers."""
+
+    def workers_asked() -> str:
+        with db.sessions.begin() as session:
+            indexes = hnsw.IndexRepository(session)
+            indexes.drop()
+            indexes.create("vector", DIM)
+            asked = session.execute(text("SELECT current_setting('max_parallel_maintenance_workers')"))
+            return str(asked.scalar_one())
+
+    assert workers_asked() == "0"  # the fixture's 60 memories
+    monkeypatch.setattr(hnsw, "PARALLEL_MIN_ROWS", 60)
+    assert workers_asked() == str(hnsw.build_workers())
+    assert index_definition(db) is not None
+    assert len(memory.recall("tide pools", k=10, mode="vector")) == 10
+
+
 def last_analyze(db: Database) -> datetime:
     """When memories was last analysed by hand (ANALYZE; the epoch if never)."""
     with db.engine.connect() as conn:
