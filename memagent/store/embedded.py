@@ -19,7 +19,6 @@ import hashlib
 import os
 import shutil
 import subprocess
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -298,7 +297,7 @@ class EmbeddedPostgres:
         """pg_ctl with -w, over as soon as `done()` says what pg_ctl waits for has happened; whether it has
         (False if pg_ctl fails or has not ended within `timeout`). pg_ctl looks every 100 ms, which made a
         start of ~105 ms take 0.22 s and every stop a multiple of 0.1 s; this process looks every 2 ms,
-        where pg_ctl looks (the server's pid file), and leaves pg_ctl to end on its own."""
+        where pg_ctl looks (the server's pid file), then ends pg_ctl."""
         proc = subprocess.Popen(  # type: ignore[call-overload]
             args,
             stdin=subprocess.DEVNULL,
@@ -309,7 +308,12 @@ class EmbeddedPostgres:
         deadline = time.monotonic() + timeout
         while proc.poll() is None:
             if done():
-                threading.Thread(target=proc.wait, daemon=True).start()  # (reaped when it ends)
+                # pg_ctl ended now, not at its next look: left running, it would pass a Ctrl-C meant for
+                # this process group on to the new server as a shutdown, and a stop overtaken by the next
+                # start would wait on that server for a minute. The server runs in a session of its own
+                # by then (a start), or has already been told to stop (a stop).
+                proc.kill()
+                proc.wait()
                 return True
             if time.monotonic() > deadline:
                 proc.kill()
