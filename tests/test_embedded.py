@@ -243,6 +243,46 @@ def test_a_start_is_over_when_the_pid_file_says_ready(tmp_path: Path, home: Path
         server.release()
 
 
+CTRL_C_AFTER_START = """
+import signal, sys, time
+from pathlib import Path
+from memagent.store.embedded import EmbeddedPostgres
+
+signal.signal(signal.SIGINT, lambda *_: None)  # an agent's own Ctrl-C: cancel a turn, not quit
+server = EmbeddedPostgres(Path(sys.argv[1]))
+server.acquire()
+print("acquired", flush=True)
+time.sleep(3)
+server.release()
+"""
+
+
+def test_a_ctrl_c_right_after_a_start_leaves_the_server_running(home: Path) -> None:
+    """A Ctrl-C reaches the terminal's whole process group: nothing memagent started for the server may
+    still be in it to pass the signal on as a shutdown (a pg_ctl left to end on its own did, for up to
+    100 ms after the start)."""
+    first = EmbeddedPostgres(home)  # the cluster made (initdb) and stopped: the child only starts it
+    first.acquire()
+    first.release()
+    assert not server_running(home)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CTRL_C_AFTER_START, str(home)],
+        env=process_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "acquired"
+        os.killpg(proc.pid, signal.SIGINT)
+        time.sleep(0.5)
+        assert server_running(home), "the Ctrl-C stopped the server its process still uses"
+        assert not [p for p in psutil.Process(proc.pid).children() if p.name() == "pg_ctl"]
+    finally:
+        proc.wait(timeout=30)
+    assert not server_running(home)  # stopped by its last client, as ever
+
+
 @pytest.mark.skipif(not IS_ROOT, reason="needs root to switch to another user")
 def test_as_an_ordinary_user_the_cluster_lives_in_their_home(fake: FakeOpenAI) -> None:
     """The laptop case: no root, no service user, everything under the user's own home."""
