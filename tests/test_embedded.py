@@ -217,7 +217,7 @@ def test_a_start_is_over_when_the_pid_file_says_ready(tmp_path: Path, home: Path
     """memagent reads the server's postmaster.pid as pg_ctl start -w does, more often: a server of this
     start (its start time, with pg_ctl's 2 s of leeway) whose status line says ready; not one still
     starting, an older server's file, a file half written, or none."""
-    from memagent.store.embedded_paths import postmaster_ready
+    from memagent.store.embedded_commands import postmaster_ready
 
     now = time.time()
 

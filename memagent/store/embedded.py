@@ -20,12 +20,12 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from memagent.errors import EmbeddedServerError
 from memagent.store import pgbinaries
 from memagent.store.embedded_clients import ClientRegistry
+from memagent.store.embedded_commands import pg_ctl, postmaster_ready, run
 from memagent.store.embedded_paths import (
     DATABASE,
     MAX_SOCKET_PATH,
@@ -33,7 +33,6 @@ from memagent.store.embedded_paths import (
     ROOT_BASE,
     cluster_paths,
     is_root,
-    postmaster_ready,
     shared_buffers_mb,
 )
 from memagent.store.embedded_setup import initialise
@@ -188,21 +187,7 @@ class EmbeddedPostgres:
         return pgbinaries.install_dir(for_root=is_root(), root_base=ROOT_BASE)
 
     def _run(self, args: list[str], *, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(  # type: ignore[call-overload, no-any-return]
-            args, capture_output=True, text=True, timeout=timeout, check=False, **self._as_server()
-        )
-
-    def _as_server(self) -> dict[str, object]:
-        """How the server's commands run: in the cluster's folder with a minimal environment and, when
-        memagent runs as root, as the service user."""
-        kwargs: dict[str, object] = {
-            "cwd": self.paths.base,
-            "env": {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C", "TZ": "UTC"},
-        }
-        if is_root():
-            uid, gid = pgbinaries.service_ids()
-            kwargs |= {"user": uid, "group": gid, "extra_groups": []}
-        return kwargs
+        return run(args, self.paths.base, timeout=timeout)
 
     def _ensure_initialised(self) -> None:
         initialise(self.paths, self._bin("initdb"), self._run)
@@ -281,46 +266,14 @@ class EmbeddedPostgres:
             )
 
     def _start_once(self, args: list[str]) -> bool:
-        """`pg_ctl start -w`, over as soon as the server accepts connections (postmaster_ready); False if
-        pg_ctl fails."""
+        """`pg_ctl start -w`, over as soon as the server accepts connections; False if pg_ctl fails."""
         since = time.time()
-        return self._pg_ctl(args, lambda: postmaster_ready(self.paths.data, since))
+        return pg_ctl(args, self.paths.base, lambda: postmaster_ready(self.paths.data, since))
 
     def _stop(self) -> None:
         pidfile = self.paths.data / "postmaster.pid"
-        self._pg_ctl(
-            [str(self._bin("pg_ctl")), "-D", str(self.paths.data), "-m", "fast", "-w", "stop"],
-            lambda: not pidfile.exists(),
-        )
-
-    def _pg_ctl(self, args: list[str], done: Callable[[], bool], timeout: float = 90) -> bool:
-        """pg_ctl with -w, over as soon as `done()` says what pg_ctl waits for has happened; whether it has
-        (False if pg_ctl fails or has not ended within `timeout`). pg_ctl looks every 100 ms, which made a
-        start of ~105 ms take 0.22 s and every stop a multiple of 0.1 s; this process looks every 2 ms,
-        where pg_ctl looks (the server's pid file), then ends pg_ctl."""
-        proc = subprocess.Popen(  # type: ignore[call-overload]
-            args,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            **self._as_server(),
-        )
-        deadline = time.monotonic() + timeout
-        while proc.poll() is None:
-            if done():
-                # pg_ctl ended now, not at its next look: left running, it would pass a Ctrl-C meant for
-                # this process group on to the new server as a shutdown, and a stop overtaken by the next
-                # start would wait on that server for a minute. The server runs in a session of its own
-                # by then (a start), or has already been told to stop (a stop).
-                proc.kill()
-                proc.wait()
-                return True
-            if time.monotonic() > deadline:
-                proc.kill()
-                proc.wait()
-                return False
-            time.sleep(0.002)
-        return bool(proc.returncode == 0)
+        stop = [str(self._bin("pg_ctl")), "-D", str(self.paths.data), "-m", "fast", "-w", "stop"]
+        pg_ctl(stop, self.paths.base, lambda: not pidfile.exists())
 
     def _ensure_database(self, socket_dir: Path) -> None:
         import psycopg2

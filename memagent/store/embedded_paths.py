@@ -38,17 +38,6 @@ class ClusterPaths:
         )
 
 
-def postmaster_ready(data: Path, since: float) -> bool:
-    """Whether the server of the data directory `data`, started at or after `since` (epoch seconds, with
-    pg_ctl's 2 s of leeway), accepts connections: its postmaster.pid read as `pg_ctl start -w` reads it (the
-    third line the start time, the eighth the status)."""
-    try:
-        lines = (data / "postmaster.pid").read_text().splitlines()
-        return len(lines) >= 8 and int(lines[2]) >= int(since) - 2 and lines[7].strip() == "ready"
-    except (OSError, ValueError):  # not there yet, or being written
-        return False
-
-
 def shared_buffers_mb() -> int:
     """The embedded server's buffer cache (unless MEMAGENT_SHARED_BUFFERS_MB says): a quarter of the memory
     memagent may use, 128 MB to 8 GB.
