@@ -46,21 +46,22 @@ def pg_ctl(args: list[str], base: Path, done: Callable[[], bool], timeout: float
         **as_server(base),
     )
     deadline = time.monotonic() + timeout
-    while proc.poll() is None:
-        if done():
-            # pg_ctl ended now, not at its next look: left running, it would pass a Ctrl-C meant for this
-            # process group on to the new server as a shutdown, and a stop overtaken by the next start
-            # would wait on that server for a minute. The server runs in a session of its own by then (a
-            # start), or has already been told to stop (a stop).
+    try:
+        while proc.poll() is None:
+            if done():
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.002)
+        return bool(proc.returncode == 0)
+    finally:
+        # pg_ctl ended now, not at its next look, also when this process is interrupted: left running, it
+        # would pass a Ctrl-C meant for this process group on to the new server as a shutdown, and a stop
+        # overtaken by the next start would wait on that server for a minute. The server runs in a session
+        # of its own by then (a start), or has already been told to stop (a stop).
+        if proc.poll() is None:
             proc.kill()
             proc.wait()
-            return True
-        if time.monotonic() > deadline:
-            proc.kill()
-            proc.wait()
-            return False
-        time.sleep(0.002)
-    return bool(proc.returncode == 0)
 
 
 def postmaster_ready(data: Path, since: float) -> bool:
