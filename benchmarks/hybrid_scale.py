@@ -657,7 +657,7 @@ def measure(
 def bare_query(db: Any, vectors: Iterable[Any], k: int, ef_search: int) -> dict[str, Any]:
     """The bare pgvector query over the whole table for each vector (after one untimed pass over them): the
     machine's hour, with no memagent code in it."""
-    from memagent.store.models import vector_text
+    from memagent.store.vector_format import vector_text
 
     texts = [vector_text(vector) for vector in vectors]
     query = "SELECT id FROM memories WHERE indexed ORDER BY embedding <=> %s::vector LIMIT %s"

@@ -252,6 +252,8 @@ def test_aclose_closes_the_provider_client_of_its_loop(
 
     async def scenario() -> None:
         async with AsyncMemory(database_url=db_url, namespace="cli-async-clients", embedder=embedder) as m:
+            # (a database where nothing was ever stored answers a recall without asking the model)
+            await m.remember("something to recall")
             await m.recall("anything at all")
             assert embedder._client._async is not None  # made on this loop, for this loop
 

@@ -11,9 +11,10 @@ from sqlalchemy import Connection, insert, text
 
 from memagent.store import exact
 from memagent.store.memories import content_hash
-from memagent.store.models import MemoryRow, vector_text
+from memagent.store.models import MemoryRow
 from memagent.store.scope import Scope, View
 from memagent.store.search_sql import text_params
+from memagent.store.vector_format import vector_text
 from tests.conftest import DIM
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)

@@ -18,10 +18,11 @@ from sqlalchemy.orm import Session
 
 from memagent.store import hnsw
 from memagent.store.memories import MemoryRepository, NewMemory, content_hash
-from memagent.store.models import MemoryRow, vector_text
+from memagent.store.models import MemoryRow
 from memagent.store.scope import Scope, View
 from memagent.store.search import SearchMode
 from memagent.store.space import SpaceRepository
+from memagent.store.vector_format import vector_text
 from tests.conftest import DIM, explain, sent_statements
 
 pytestmark = pytest.mark.both_drivers
@@ -335,3 +336,38 @@ def test_vectors_are_stored_and_read_back_bit_for_bit(repo: MemoryRepository, va
     stored = repo.session.execute(select(MemoryRow.embedding).where(MemoryRow.id == memory_id)).scalar_one()
     assert np.array_equal(np.asarray(stored, dtype=np.float32), values)
     assert vector_text(values).count(",") == DIM - 1
+
+
+def test_every_float32_exponent_and_rounding_edge_comes_back_bit_for_bit(repo: MemoryRepository) -> None:
+    """vector_text writes nine digits and a power of ten by table: each float32 magnitude, the values just
+    below a power of ten (whose nine digits round up to ten), subnormals and both zeros read back exactly."""
+    f32 = np.float32
+    powers = f32(10.0) ** np.arange(-45, 39, dtype=np.float64).astype(f32)
+    edges = [
+        *np.nextafter(powers, f32(0)),
+        *powers,
+        *np.nextafter(powers, f32(np.inf)),
+        *(f32(2.0) ** np.arange(-149, 128, dtype=np.float64)).astype(f32),
+        np.finfo(f32).smallest_subnormal,
+        np.finfo(f32).max,
+        f32(0.0),
+        f32(-0.0),
+    ]
+    values = np.array([v for v in edges if np.isfinite(v)], dtype=f32)
+    values = np.concatenate([values, -values])
+    assert vector_text(values[:3]).startswith("[") and vector_text(values[:3]).count(",") == 2
+    for start in range(0, len(values), DIM):
+        chunk = np.resize(values[start : start + DIM], DIM)
+        memory_id, _ = repo.add(new(f"edges {hashlib.sha256(chunk.tobytes()).hexdigest()}", chunk))
+        stored = repo.session.execute(
+            select(MemoryRow.embedding).where(MemoryRow.id == memory_id)
+        ).scalar_one()
+        got = np.asarray(stored, dtype=f32)
+        assert np.array_equal(got.view(np.uint32), chunk.view(np.uint32))  # -0.0 too
+
+
+def test_a_vector_that_is_not_finite_is_written_for_pgvector_to_refuse() -> None:
+    assert vector_text([1.0, float("nan"), float("inf")]) == "[1,nan,inf]"
+    assert vector_text([]) == "[]"
+    with pytest.raises(ValueError, match="one-dimensional"):
+        vector_text([[1.0]])

@@ -15,9 +15,10 @@ from sqlalchemy.orm import Session
 
 from memagent.errors import InputError
 from memagent.records import MemoryRecord
-from memagent.store.models import MemoryRow, vector_text
+from memagent.store.models import MemoryRow
 from memagent.store.scope import RECORD_COLUMNS, Scope, to_record
 from memagent.store.search import SearchQueries
+from memagent.store.vector_format import vector_text
 
 # A memory's importance unless said otherwise (the column's default, revision 0013).
 DEFAULT_IMPORTANCE = 0.5

@@ -21,12 +21,12 @@ from memagent.records import RecalledMemory
 from memagent.store import search_split, search_sql
 from memagent.store.hnsw import IndexKind
 from memagent.store.keyed import keyed_scope, literal
-from memagent.store.models import vector_text
 from memagent.store.rerank import reranked, reranks
 from memagent.store.roles import APP_ROLE
 from memagent.store.scope import Scope, View
 from memagent.store.search_split import HybridSplit
 from memagent.store.text_floor import FLOOR
+from memagent.store.vector_format import vector_text
 
 SearchMode = Literal["vector", "text", "hybrid"]
 # The embedding space a checked statement read with its rows: (model, dimension, index kind).

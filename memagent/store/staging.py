@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from memagent.store.models import vector_text
+from memagent.store.vector_format import vector_text
 
 _UNSTAGED = """
 FROM memories m
