@@ -23,9 +23,16 @@ import time
 from pathlib import Path
 
 from memagent.errors import EmbeddedServerError
-from memagent.store import pgbinaries
+from memagent.store import embedded_commands, pgbinaries
 from memagent.store.embedded_clients import ClientRegistry
-from memagent.store.embedded_commands import pg_ctl, postmaster_ready, run
+from memagent.store.embedded_commands import (
+    pg_ctl,
+    pid_status,
+    postmaster_ready,
+    run,
+    server_alive,
+    wait_until,
+)
 from memagent.store.embedded_paths import (
     DATABASE,
     MAX_SOCKET_PATH,
@@ -65,6 +72,8 @@ class EmbeddedPostgres:
             with FileLock(str(self.paths.lock), timeout=120):
                 self._ensure_initialised()
                 socket_dir = self._socket_dir()
+                if self._running() and pid_status(self.paths.data) == "stopping":
+                    self._wait_stopped()  # a stop interrupted (a Ctrl-C on memagent stop), or one by hand
                 if not self._running():
                     self._start(socket_dir)
                     self._ensure_database(socket_dir)
@@ -211,34 +220,8 @@ class EmbeddedPostgres:
 
     # -- running state --------------------------------------------------------------------------------------
 
-    def _postmaster_pid(self) -> int | None:
-        pidfile = self.paths.data / "postmaster.pid"
-        try:
-            first = pidfile.read_text().splitlines()[0]
-            return int(first)
-        except (OSError, IndexError, ValueError):
-            return None
-
     def _running(self) -> bool:
-        import psutil
-
-        pid = self._postmaster_pid()
-        if pid is None:
-            return False
-        try:
-            proc = psutil.Process(pid)
-            alive = bool(
-                proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE and proc.name() == "postgres"
-            )
-        except psutil.NoSuchProcess:
-            alive = False
-        except psutil.Error:  # cannot tell: assume it runs rather than risk two servers on one cluster
-            return True
-        if not alive:
-            # A dead server's pid file: its pid may now belong to another process, which would make
-            # PostgreSQL refuse to start; remove it (we hold the cluster lock).
-            (self.paths.data / "postmaster.pid").unlink(missing_ok=True)
-        return alive
+        return server_alive(self.paths.data)
 
     def _start(self, socket_dir: Path) -> None:
         args = [
@@ -271,9 +254,20 @@ class EmbeddedPostgres:
         return pg_ctl(args, self.paths.base, lambda: postmaster_ready(self.paths.data, since))
 
     def _stop(self) -> None:
+        """Stop the server; over when it is gone (a shutdown longer than pg_ctl's wait is waited for)."""
         pidfile = self.paths.data / "postmaster.pid"
-        stop = [str(self._bin("pg_ctl")), "-D", str(self.paths.data), "-m", "fast", "-w", "stop"]
-        pg_ctl(stop, self.paths.base, lambda: not pidfile.exists())
+        wait = str(embedded_commands.PG_CTL_WAIT)
+        stop = [str(self._bin("pg_ctl")), "-D", str(self.paths.data), "-m", "fast", "-w", "-t", wait, "stop"]
+        if not pg_ctl(stop, self.paths.base, lambda: not pidfile.exists()):
+            self._wait_stopped()
+
+    def _wait_stopped(self) -> None:
+        limit = embedded_commands.STOP_LIMIT
+        if not wait_until(lambda: not self._running(), limit):
+            raise EmbeddedServerError(
+                f"the embedded PostgreSQL server is still shutting down after {limit} s; see its log: "
+                f"{self.paths.log}"
+            )
 
     def _ensure_database(self, socket_dir: Path) -> None:
         import psycopg2

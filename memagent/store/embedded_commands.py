@@ -12,6 +12,13 @@ from pathlib import Path
 from memagent.store import pgbinaries
 from memagent.store.embedded_paths import is_root
 
+# pg_ctl's own wait for a stop (its default). A shutdown may take longer: its checkpoint writes out whatever
+# the buffer cache (up to 8 GB) holds unwritten, which after a large import on a slow disk is minutes. The
+# stop is then waited for here, up to STOP_LIMIT: reported stopped early, the next start would find the
+# server still shutting down and its connections refused.
+PG_CTL_WAIT = 60
+STOP_LIMIT = 900
+
 
 def as_server(base: Path) -> dict[str, object]:
     """How the server's commands run: in the cluster's folder `base` with a minimal environment and, when
@@ -73,3 +80,45 @@ def postmaster_ready(data: Path, since: float) -> bool:
         return len(lines) >= 8 and int(lines[2]) >= int(since) - 2 and lines[7].strip() == "ready"
     except (OSError, ValueError):  # not there yet, or being written
         return False
+
+
+def server_alive(data: Path) -> bool:
+    """Whether the server of the data directory `data` runs. A dead server's pid file is removed (its pid
+    may now be another process's, which would make PostgreSQL refuse to start): hold the cluster lock."""
+    import psutil
+
+    pidfile = data / "postmaster.pid"
+    try:
+        proc = psutil.Process(int(pidfile.read_text().splitlines()[0]))
+        alive = bool(
+            proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE and proc.name() == "postgres"
+        )
+    except (OSError, IndexError, ValueError):
+        return False  # no pid file (or one being written): not running
+    except psutil.NoSuchProcess:
+        alive = False
+    except psutil.Error:  # cannot tell: assume it runs rather than risk two servers on one cluster
+        return True
+    if not alive:
+        pidfile.unlink(missing_ok=True)
+    return alive
+
+
+def pid_status(data: Path) -> str | None:
+    """The status the server of the data directory `data` writes in its pid file ("starting", "ready",
+    "stopping", ...); None without one."""
+    try:
+        lines = (data / "postmaster.pid").read_text().splitlines()
+    except OSError:
+        return None
+    return lines[7].strip() if len(lines) >= 8 else None
+
+
+def wait_until(done: Callable[[], bool], limit: float) -> bool:
+    """Whether `done()` became true within `limit` seconds (looked at every 10 ms)."""
+    deadline = time.monotonic() + limit
+    while not done():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True

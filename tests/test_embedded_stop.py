@@ -1,0 +1,112 @@
+"""The embedded server's stop, when its shutdown takes longer than pg_ctl waits.
+
+A shutdown is made slow by freezing one backend (SIGSTOP): the server's fast shutdown waits for every
+backend to end, and a frozen one ends only once thawed (SIGCONT), as a long shutdown checkpoint holds a stop.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+import psycopg2
+import pytest
+from sqlalchemy.engine import make_url
+
+from memagent.errors import EmbeddedServerError
+from memagent.store import embedded_commands
+from memagent.store.embedded import EmbeddedPostgres
+from memagent.store.embedded_commands import pid_status
+from tests.test_embedded import server_running
+
+
+def connect(url: str) -> psycopg2.extensions.connection:
+    parts = make_url(url)
+    return psycopg2.connect(
+        dbname=parts.database, user=parts.username, host=parts.query["host"], port=parts.query["port"]
+    )
+
+
+def thawed(pid: int) -> None:
+    with suppress(ProcessLookupError):  # (gone already)
+        os.kill(pid, signal.SIGCONT)
+
+
+@contextmanager
+def a_backend_frozen_for(url: str, seconds: float) -> Iterator[None]:
+    """One backend of the server stopped (SIGSTOP) and thawed `seconds` later, whatever happens meanwhile."""
+    conn = connect(url)
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        row = cur.fetchone()
+    assert row is not None
+    backend = int(row[0])
+    os.kill(backend, signal.SIGSTOP)
+    thaw = threading.Timer(seconds, thawed, (backend,))
+    thaw.start()
+    try:
+        yield
+    finally:
+        thaw.cancel()
+        thawed(backend)
+        thaw.join()
+        conn.close()
+
+
+def test_a_stop_is_over_only_when_the_server_is_gone(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pg_ctl gives up waiting (here after 1 s; by default 60): the stop goes on waiting until the server
+    is gone, so that the next start does not find it still shutting down."""
+    monkeypatch.setattr(embedded_commands, "PG_CTL_WAIT", 1)
+    server = EmbeddedPostgres(home)
+    url = server.acquire()
+    with a_backend_frozen_for(url, 3.0):
+        start = time.monotonic()
+        server.stop()
+        waited = time.monotonic() - start
+        assert not server_running(home), f"stop returned after {waited:.1f} s with the server still up"
+    assert waited >= 2.5
+
+
+def test_a_start_during_a_shutdown_waits_for_it_then_starts_anew(home: Path) -> None:
+    """A shutdown begun outside this handle (a Ctrl-C on `memagent stop`, or pg_ctl by hand) and still
+    going: acquire waits until it is over and starts the server again, rather than hand out a server
+    whose connections are refused ("the database system is shutting down")."""
+    first = EmbeddedPostgres(home)
+    url = first.acquire()
+    with a_backend_frozen_for(url, 2.0):
+        pidfile = first.paths.data / "postmaster.pid"
+        os.kill(int(pidfile.read_text().split()[0]), signal.SIGINT)  # a fast shutdown, by hand
+        assert embedded_commands.wait_until(lambda: pid_status(first.paths.data) == "stopping", 10)
+        second = EmbeddedPostgres(home)
+        again = second.acquire()
+    conn = connect(again)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1")
+            assert cur.fetchone() == (1,)
+    finally:
+        conn.close()
+        second.release()
+        first.release()
+    assert not server_running(home)
+
+
+def test_a_server_that_never_finishes_its_shutdown_is_one_line_with_the_log(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(embedded_commands, "PG_CTL_WAIT", 1)
+    monkeypatch.setattr(embedded_commands, "STOP_LIMIT", 1)
+    server = EmbeddedPostgres(home)
+    url = server.acquire()
+    with a_backend_frozen_for(url, 30.0):
+        with pytest.raises(
+            EmbeddedServerError, match=r"still shutting down after 1 s; see its log: .*\.log"
+        ) as err:
+            server.stop()
+        assert "\n" not in str(err.value)
+    assert embedded_commands.wait_until(lambda: not server_running(home), 30)
