@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -22,6 +24,7 @@ from memagent.errors import EmbeddedServerError
 from memagent.store import embedded_commands
 from memagent.store.embedded import EmbeddedPostgres
 from memagent.store.embedded_commands import pid_status
+from tests.conftest import process_env
 from tests.test_embedded import server_running
 
 
@@ -110,3 +113,36 @@ def test_a_server_that_never_finishes_its_shutdown_is_one_line_with_the_log(
             server.stop()
         assert "\n" not in str(err.value)
     assert embedded_commands.wait_until(lambda: not server_running(home), 30)
+
+
+INTERRUPTED_START = """
+import sys
+from pathlib import Path
+from memagent.store.embedded import EmbeddedPostgres
+
+def interrupted(self, socket_dir):
+    raise KeyboardInterrupt  # a Ctrl-C between the server's start and its first connection
+
+EmbeddedPostgres._ensure_database = interrupted
+try:
+    EmbeddedPostgres(Path(sys.argv[1])).acquire()
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+"""
+
+
+def test_a_start_interrupted_leaves_no_server_without_a_client(home: Path) -> None:
+    """A Ctrl-C (or a failure) after the server started and before this process became its client: the
+    server is stopped again, not left running with no client and no reaper to stop it."""
+    first = EmbeddedPostgres(home)  # the cluster made (initdb) and stopped: the child only starts it
+    first.acquire()
+    first.release()
+    child = subprocess.run(
+        [sys.executable, "-c", INTERRUPTED_START, str(home)],
+        env=process_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert child.stdout.strip() == "interrupted", child.stderr
+    assert not server_running(home)

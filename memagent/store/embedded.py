@@ -75,8 +75,7 @@ class EmbeddedPostgres:
                 if self._running() and pid_status(self.paths.data) == "stopping":
                     self._wait_stopped()  # a stop interrupted (a Ctrl-C on memagent stop), or one by hand
                 if not self._running():
-                    self._start(socket_dir)
-                    self._ensure_database(socket_dir)
+                    self._start_for_use(socket_dir)
                 self._clients.register()
                 self._registered = True
         except Timeout:
@@ -247,6 +246,17 @@ class EmbeddedPostgres:
             raise EmbeddedServerError(
                 f"the embedded PostgreSQL server did not start{asked}; see its log: {self.paths.log}"
             )
+
+    def _start_for_use(self, socket_dir: Path) -> None:
+        """Start the server and make its database; interrupted (Ctrl-C) or failed, leave no server behind
+        that no client and no reaper would ever stop."""
+        try:
+            self._start(socket_dir)
+            self._ensure_database(socket_dir)
+        except BaseException:
+            if self._running() and not self._clients.live():
+                self._stop()
+            raise
 
     def _start_once(self, args: list[str]) -> bool:
         """`pg_ctl start -w`, over as soon as the server accepts connections; False if pg_ctl fails."""
