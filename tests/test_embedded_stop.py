@@ -146,3 +146,58 @@ def test_a_start_interrupted_leaves_no_server_without_a_client(home: Path) -> No
     )
     assert child.stdout.strip() == "interrupted", child.stderr
     assert not server_running(home)
+
+
+def test_the_end_of_a_command_does_not_fail_on_a_slow_shutdown(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last client's release stops the server (no linger): its work is done and stored, so a
+    shutdown that outlasts the wait is left to finish rather than turned into an error after the fact."""
+    monkeypatch.setattr(embedded_commands, "PG_CTL_WAIT", 1)
+    monkeypatch.setattr(embedded_commands, "STOP_LIMIT", 1)
+    server = EmbeddedPostgres(home)
+    url = server.acquire()
+    with a_backend_frozen_for(url, 4.0):
+        server.release()  # no error
+        assert pid_status(server.paths.data) == "stopping"
+    assert embedded_commands.wait_until(lambda: not server_running(home), 30)
+
+
+def test_a_start_that_outlasts_pg_ctls_wait_is_left_to_finish(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server still starting when pg_ctl gives up (a crash recovery can take minutes) is not stopped by
+    the failed start: stopped, its recovery would start over from the same point next time, and again."""
+    first = EmbeddedPostgres(home)  # the cluster made (initdb) and stopped
+    first.acquire()
+    first.release()
+    monkeypatch.setattr(embedded_commands, "PG_CTL_WAIT", 1)
+    pidfile = first.paths.data / "postmaster.pid"
+    frozen: list[int] = []
+
+    def frozen_before_ready() -> bool:
+        try:
+            pid = int(pidfile.read_text().split()[0])
+            os.kill(pid, signal.SIGSTOP)
+        except (OSError, IndexError, ValueError):  # not written yet (or that postmaster gave up at once)
+            return False
+        frozen.append(pid)
+        return True
+
+    def freeze_the_postmaster() -> None:
+        assert embedded_commands.wait_until(frozen_before_ready, 30)
+
+    watcher = threading.Thread(target=freeze_the_postmaster)
+    watcher.start()
+    try:
+        with pytest.raises(EmbeddedServerError, match="did not start"):
+            EmbeddedPostgres(home).acquire()
+    finally:
+        watcher.join()
+        for pid in frozen:
+            thawed(pid)
+    assert embedded_commands.wait_until(lambda: pid_status(first.paths.data) == "ready", 30)
+    again = EmbeddedPostgres(home)
+    again.acquire()  # the server that finished starting, used as it is
+    again.release()
+    assert not server_running(home)

@@ -26,11 +26,13 @@ from memagent.errors import EmbeddedServerError
 from memagent.store import embedded_commands, pgbinaries
 from memagent.store.embedded_clients import ClientRegistry
 from memagent.store.embedded_commands import (
+    cluster_lock,
     pg_ctl,
     pid_status,
     postmaster_ready,
     run,
     server_alive,
+    stop_server,
     wait_until,
 )
 from memagent.store.embedded_paths import (
@@ -65,45 +67,34 @@ class EmbeddedPostgres:
 
     def acquire(self) -> str:
         """Make sure the server runs, register this process as a client and return the database URL."""
-        from filelock import FileLock, Timeout
-
         self._prepare_base()
-        try:
-            with FileLock(str(self.paths.lock), timeout=120):
-                self._ensure_initialised()
-                socket_dir = self._socket_dir()
-                if self._running() and pid_status(self.paths.data) == "stopping":
-                    self._wait_stopped()  # a stop interrupted (a Ctrl-C on memagent stop), or one by hand
-                if not self._running():
-                    self._start_for_use(socket_dir)
-                self._clients.register()
-                self._registered = True
-        except Timeout:
-            raise EmbeddedServerError(
-                f"another process holds the embedded server lock {self.paths.lock} for over 2 minutes."
-            ) from None
+        with cluster_lock(self.paths.lock):
+            self._ensure_initialised()
+            socket_dir = self._socket_dir()
+            if self._running() and pid_status(self.paths.data) == "stopping":
+                self._stop()  # a stop interrupted (a Ctrl-C on memagent stop), or one by hand: waited for
+            if not self._running():
+                self._start_for_use(socket_dir)
+            self._clients.register()
+            self._registered = True
         return self.url(socket_dir)
 
     def release(self) -> None:
         """Unregister this process; stop the server when no live client remains."""
         if not self._registered:
             return
-        from filelock import FileLock
-
-        with FileLock(str(self.paths.lock), timeout=120):
+        with cluster_lock(self.paths.lock):
             self._clients.unregister()
             self._registered = False
             if not self._clients.live() and self._running():
                 if self.linger > 0:
                     self._stop_later()
                 else:
-                    self._stop()
+                    self._stop(strict=False)  # (this command's work is done)
 
     def stop(self) -> int:
         """Stop the server now, whoever uses it (`memagent stop`, tests); returns how many clients it had."""
-        from filelock import FileLock
-
-        with FileLock(str(self.paths.lock), timeout=120):
+        with cluster_lock(self.paths.lock):
             self._lingering().end()
             clients = len(self._clients.live()) if self.paths.clients.exists() else 0
             if self._running():
@@ -130,7 +121,7 @@ class EmbeddedPostgres:
                     return left
                 lingering.end(kill=False)
                 if not self._clients.live() and self._running():
-                    self._stop()
+                    self._stop(strict=False)
                 return None
         except (Timeout, FileNotFoundError):
             return None
@@ -231,7 +222,7 @@ class EmbeddedPostgres:
             str(self.paths.log),
             "-w",
             "-t",
-            "60",
+            str(embedded_commands.PG_CTL_WAIT),
             "-o",
             f"-k {socket_dir} -p {PORT} -c shared_buffers={self.shared_buffers or shared_buffers_mb()}MB",
             "start",
@@ -254,8 +245,12 @@ class EmbeddedPostgres:
             self._start(socket_dir)
             self._ensure_database(socket_dir)
         except BaseException:
-            if self._running() and not self._clients.live():
-                self._stop()
+            # Stopped again once ready (a start just launched is given a moment to get there); a server still
+            # starting is left to finish: a crash recovery can outlast pg_ctl's minute, and stopped, it would
+            # start over from the same point next time.
+            ready = wait_until(lambda: pid_status(self.paths.data) == "ready", 1.0)
+            if ready and self._running() and not self._clients.live():
+                self._stop(strict=False)
             raise
 
     def _start_once(self, args: list[str]) -> bool:
@@ -263,21 +258,8 @@ class EmbeddedPostgres:
         since = time.time()
         return pg_ctl(args, self.paths.base, lambda: postmaster_ready(self.paths.data, since))
 
-    def _stop(self) -> None:
-        """Stop the server; over when it is gone (a shutdown longer than pg_ctl's wait is waited for)."""
-        pidfile = self.paths.data / "postmaster.pid"
-        wait = str(embedded_commands.PG_CTL_WAIT)
-        stop = [str(self._bin("pg_ctl")), "-D", str(self.paths.data), "-m", "fast", "-w", "-t", wait, "stop"]
-        if not pg_ctl(stop, self.paths.base, lambda: not pidfile.exists()):
-            self._wait_stopped()
-
-    def _wait_stopped(self) -> None:
-        limit = embedded_commands.STOP_LIMIT
-        if not wait_until(lambda: not self._running(), limit):
-            raise EmbeddedServerError(
-                f"the embedded PostgreSQL server is still shutting down after {limit} s; see its log: "
-                f"{self.paths.log}"
-            )
+    def _stop(self, *, strict: bool = True) -> None:
+        stop_server(self._bin("pg_ctl"), self.paths.data, self.paths.log, strict=strict)
 
     def _ensure_database(self, socket_dir: Path) -> None:
         import psycopg2

@@ -6,18 +6,61 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from memagent.errors import EmbeddedServerError
 from memagent.store import pgbinaries
 from memagent.store.embedded_paths import is_root
 
-# pg_ctl's own wait for a stop (its default). A shutdown may take longer: its checkpoint writes out whatever
+# pg_ctl's own wait for a start or a stop (its default). A start that outlasts it (a crash recovery) is left
+# to finish. A shutdown may take longer: its checkpoint writes out whatever
 # the buffer cache (up to 8 GB) holds unwritten, which after a large import on a slow disk is minutes. The
 # stop is then waited for here, up to STOP_LIMIT: reported stopped early, the next start would find the
 # server still shutting down and its connections refused.
 PG_CTL_WAIT = 60
 STOP_LIMIT = 900
+
+
+@contextmanager
+def cluster_lock(path: Path) -> Iterator[None]:
+    """The cluster's lock, held while its server is started, stopped or handed a client. A stop holds it
+    until the server is gone, so it is waited for as long as a stop may take (and two minutes more)."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(path), timeout=STOP_LIMIT + 120)
+    try:
+        lock.acquire()
+    except Timeout:
+        minutes = round(lock.timeout / 60)
+        raise EmbeddedServerError(
+            f"another process has held the embedded server's lock {path} for over {minutes} minutes (a "
+            "server that does not finish shutting down, or a process stuck): see the server's log beside it"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def stop_server(pg_ctl_path: Path, data: Path, log: Path, *, strict: bool) -> None:
+    """Stop the server of `data` (a fast shutdown), over when it is gone. A shutdown longer than pg_ctl's
+    wait is waited for up to STOP_LIMIT. strict: raise when it is not gone then, or pg_ctl could not tell
+    it to stop (not strict: the end of a command, whose work is done; what runs on is stopped later)."""
+    base = data.parent
+    pidfile = data / "postmaster.pid"
+    stop = [str(pg_ctl_path), "-D", str(data), "-m", "fast", "-w", "-t", str(PG_CTL_WAIT), "stop"]
+    if pg_ctl(stop, base, lambda: not pidfile.exists()) or not server_alive(data):
+        return
+    if pid_status(data) == "stopping":  # told to stop, still shutting down (its checkpoint)
+        if wait_until(lambda: not server_alive(data), STOP_LIMIT) or not strict:
+            return
+        raise EmbeddedServerError(
+            f"the embedded PostgreSQL server is still shutting down after {STOP_LIMIT} s; see its log: {log}"
+        )
+    if strict:
+        raise EmbeddedServerError(f"the embedded PostgreSQL server did not stop; see its log: {log}")
 
 
 def as_server(base: Path) -> dict[str, object]:
