@@ -7,6 +7,7 @@ backend to end, and a frozen one ends only once thawed (SIGCONT), as a long shut
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -200,4 +201,33 @@ def test_a_start_that_outlasts_pg_ctls_wait_is_left_to_finish(
     again = EmbeddedPostgres(home)
     again.acquire()  # the server that finished starting, used as it is
     again.release()
+    assert not server_running(home)
+
+
+def test_a_stale_pid_file_naming_another_postgres_is_not_this_server(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a crash and a reboot the pid in the file may belong to another process called postgres (a
+    system PostgreSQL): it is not this cluster's server (it works in another folder), so the file is
+    removed and the server started — not waited on, as a shutdown, or taken as running."""
+    monkeypatch.setattr(embedded_commands, "STOP_LIMIT", 20)
+    server = EmbeddedPostgres(home)  # the cluster made (initdb) and stopped
+    server.acquire()
+    server.release()
+    impostor_bin = tmp_path / "postgres"
+    shutil.copy("/bin/sleep", impostor_bin)
+    impostor = subprocess.Popen([str(impostor_bin), "60"], cwd=tmp_path)
+    try:
+        lines = [str(impostor.pid), str(server.paths.data), "0", "5432", "", "", "0 0", "stopping"]
+        (server.paths.data / "postmaster.pid").write_text("\n".join(lines) + "\n")
+        start = time.monotonic()
+        url = server.acquire()
+        assert time.monotonic() - start < 10
+        conn = connect(url)
+        conn.close()
+        server.release()
+        assert impostor.poll() is None  # never signalled
+    finally:
+        impostor.kill()
+        impostor.wait()
     assert not server_running(home)

@@ -127,14 +127,18 @@ def postmaster_ready(data: Path, since: float) -> bool:
 
 def server_alive(data: Path) -> bool:
     """Whether the server of the data directory `data` runs. A dead server's pid file is removed (its pid
-    may now be another process's, which would make PostgreSQL refuse to start): hold the cluster lock."""
+    may now be another process's, even another PostgreSQL's, which would make PostgreSQL refuse to start
+    and a stop wait on it): hold the cluster lock."""
     import psutil
 
     pidfile = data / "postmaster.pid"
     try:
         proc = psutil.Process(int(pidfile.read_text().splitlines()[0]))
         alive = bool(
-            proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE and proc.name() == "postgres"
+            proc.is_running()
+            and proc.status() != psutil.STATUS_ZOMBIE
+            and proc.name() == "postgres"
+            and proc.cwd() == os.path.realpath(data)  # a server works in its data directory: this one's?
         )
     except (OSError, IndexError, ValueError):
         return False  # no pid file (or one being written): not running
