@@ -15,10 +15,10 @@ from memagent.store import pgbinaries
 from memagent.store.embedded_paths import is_root
 
 # pg_ctl's own wait for a start or a stop (its default). A start that outlasts it (a crash recovery) is left
-# to finish. A shutdown may take longer: its checkpoint writes out whatever
-# the buffer cache (up to 8 GB) holds unwritten, which after a large import on a slow disk is minutes. The
-# stop is then waited for here, up to STOP_LIMIT: reported stopped early, the next start would find the
-# server still shutting down and its connections refused.
+# to finish. A shutdown may take longer too: its checkpoint writes out whatever the buffer cache (up to
+# 8 GB) holds unwritten, which after a large import on a slow disk is minutes. The stop is then waited for
+# here, up to STOP_LIMIT: reported stopped early, the next start would find the server still shutting down
+# and its connections refused.
 PG_CTL_WAIT = 60
 STOP_LIMIT = 900
 
