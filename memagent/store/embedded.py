@@ -20,6 +20,7 @@ import os
 import shutil
 import subprocess
 import time
+from contextlib import suppress
 from pathlib import Path
 
 from memagent.errors import EmbeddedServerError
@@ -248,7 +249,10 @@ class EmbeddedPostgres:
             # Stopped again once ready (a start just launched is given a moment to get there); a server still
             # starting is left to finish: a crash recovery can outlast pg_ctl's minute, and stopped, it would
             # start over from the same point next time.
-            ready = wait_until(lambda: pid_status(self.paths.data) == "ready", 1.0)
+            ready = False
+            with suppress(KeyboardInterrupt):  # (a second Ctrl-C: look at once instead)
+                ready = wait_until(lambda: pid_status(self.paths.data) == "ready", 1.0)
+            ready = ready or pid_status(self.paths.data) == "ready"
             if ready and self._running() and not self._clients.live():
                 self._stop(strict=False)
             raise

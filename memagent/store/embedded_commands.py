@@ -9,10 +9,14 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from memagent.errors import EmbeddedServerError
 from memagent.store import pgbinaries
 from memagent.store.embedded_paths import is_root
+
+if TYPE_CHECKING:
+    import psutil
 
 # pg_ctl's own wait for a start or a stop (its default). A start that outlasts it (a crash recovery) is left
 # to finish. A shutdown may take longer too: its checkpoint writes out whatever the buffer cache (up to
@@ -26,10 +30,10 @@ STOP_LIMIT = 900
 @contextmanager
 def cluster_lock(path: Path) -> Iterator[None]:
     """The cluster's lock, held while its server is started, stopped or handed a client. A stop holds it
-    until the server is gone, so it is waited for as long as a stop may take (and two minutes more)."""
+    until the server is gone, so it is waited for as long as a stop may take (and a start after it)."""
     from filelock import FileLock, Timeout
 
-    lock = FileLock(str(path), timeout=STOP_LIMIT + 120)
+    lock = FileLock(str(path), timeout=STOP_LIMIT + 300)
     try:
         lock.acquire()
     except Timeout:
@@ -47,12 +51,13 @@ def cluster_lock(path: Path) -> Iterator[None]:
 def stop_server(pg_ctl_path: Path, data: Path, log: Path, *, strict: bool) -> None:
     """Stop the server of `data` (a fast shutdown), over when it is gone. A shutdown longer than pg_ctl's
     wait is waited for up to STOP_LIMIT. strict: raise when it is not gone then, or pg_ctl could not tell
-    it to stop (not strict: the end of a command, whose work is done; what runs on is stopped later)."""
+    it to stop. Not strict (the end of a command, whose work is done, and the reaper): over when pg_ctl
+    is; a shutdown still under way is finished by the server, and waited for by the next start."""
     base = data.parent
     pidfile = data / "postmaster.pid"
     stop = [str(pg_ctl_path), "-D", str(data), "-m", "fast", "-w", "-t", str(PG_CTL_WAIT), "stop"]
-    if pg_ctl(stop, base, lambda: not pidfile.exists()) or not server_alive(data):
-        return
+    if pg_ctl(stop, base, lambda: not pidfile.exists()) or not strict or not server_alive(data):
+        return  # (not strict: a shutdown still under way is waited for by the next start)
     if pid_status(data) == "stopping":  # told to stop, still shutting down (its checkpoint)
         if wait_until(lambda: not server_alive(data), STOP_LIMIT) or not strict:
             return
@@ -138,7 +143,7 @@ def server_alive(data: Path) -> bool:
             proc.is_running()
             and proc.status() != psutil.STATUS_ZOMBIE
             and proc.name() == "postgres"
-            and proc.cwd() == os.path.realpath(data)  # a server works in its data directory: this one's?
+            and _serves(proc, data)
         )
     except (OSError, IndexError, ValueError):
         return False  # no pid file (or one being written): not running
@@ -149,6 +154,20 @@ def server_alive(data: Path) -> bool:
     if not alive:
         pidfile.unlink(missing_ok=True)
     return alive
+
+
+def _serves(proc: psutil.Process, data: Path) -> bool:
+    """Whether the process `proc`, called postgres, is the server of `data`: run by the directory's owner (as
+    PostgreSQL requires) and, where that can be seen, working in it — the same folder by device and inode,
+    so through symlinks and bind mounts alike."""
+    here = data.stat()
+    if proc.uids().effective != here.st_uid:
+        return False
+    try:
+        cwd = os.stat(f"/proc/{proc.pid}/cwd")
+    except OSError:  # not to be seen (no /proc, or not allowed): the owner decides
+        return True
+    return (cwd.st_dev, cwd.st_ino) == (here.st_dev, here.st_ino)
 
 
 def pid_status(data: Path) -> str | None:
