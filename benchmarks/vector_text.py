@@ -6,16 +6,15 @@ Every store sends its vector and every recall its query vector as pgvector's tex
 connection), for memagent's form and the earlier one (`"%.9g"` for each value), the two alternating in
 rounds; p50 / p95 over --vectors each round.
 
-    python benchmarks/vector_text.py [--dim 1536] [--vectors 400] [--rounds 3] [--home DIR]
+    python benchmarks/vector_text.py [--dim 1536] [--vectors 400] [--rounds 3]
 
-Without --home it starts an embedded server in a temporary home and removes it at the end.
+It starts an embedded server in a temporary home and removes it at the end.
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
-import tempfile
+import sys
 import time
 import timeit
 from collections.abc import Callable
@@ -24,18 +23,19 @@ from typing import Any
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from scale import pct, temporary_home
+
 
 def one_by_one(dim: int) -> Callable[[Any], str]:
     form = "[" + ",".join(["%.9g"] * dim) + "]"
     return lambda v: form % tuple(np.asarray(v, dtype=np.float32).tolist())
 
 
-def pct(values: list[float], q: int) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, len(ordered) * q // 100)] * 1000
-
-
 def main() -> None:
+    import psycopg2
+
     from memagent.store.embedded import EmbeddedPostgres
     from memagent.store.vector_format import vector_text
 
@@ -45,7 +45,6 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=1536)
     parser.add_argument("--vectors", type=int, default=400)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--home", type=Path, help="a memagent home whose embedded server to use")
     args = parser.parse_args()
     rng = np.random.default_rng(3)
     vectors = rng.standard_normal((args.vectors, args.dim)).astype(np.float32)
@@ -55,16 +54,9 @@ def main() -> None:
         assert np.array_equal(np.array(write(vectors[0])[1:-1].split(","), dtype=np.float32), vectors[0])
         seconds = min(timeit.repeat(lambda: write(vectors[0]), number=200, repeat=5)) / 200  # noqa: B023
         print(f"{name}: written in {seconds * 1e6:.0f} us, {len(write(vectors[0]))} bytes")
-    home = args.home or Path(tempfile.mkdtemp(prefix="memagent-vector-text-"))
-    server = EmbeddedPostgres(home)
-    try:
-        import psycopg2
-        from sqlalchemy.engine import make_url
-
-        url = make_url(server.acquire())
-        conn = psycopg2.connect(
-            dbname=url.database, user=url.username, host=url.query["host"], port=url.query["port"]
-        )
+    with temporary_home("memagent-vector-text-") as home:
+        server = EmbeddedPostgres(home)
+        conn = psycopg2.connect(server.acquire().replace("+psycopg2", "", 1))  # (libpq reads the URI)
         with conn.cursor() as cur:
             cur.execute("CREATE EXTENSION IF NOT EXISTS vector")
             for round_ in range(1, args.rounds + 1):
@@ -79,13 +71,8 @@ def main() -> None:
                         f"round {round_}, {name}: written, sent and read p50 {pct(times, 50):.3f} ms, "
                         f"p95 {pct(times, 95):.3f} ms"
                     )
-        conn.rollback()
         conn.close()
         server.release()
-    finally:
-        if args.home is None:
-            server.destroy()
-            shutil.rmtree(home, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import psycopg2
 import pytest
-from sqlalchemy.engine import make_url
 
 from memagent.errors import EmbeddedServerError
 from memagent.store import embedded_commands
@@ -30,10 +29,7 @@ from tests.test_embedded import server_running
 
 
 def connect(url: str) -> psycopg2.extensions.connection:
-    parts = make_url(url)
-    return psycopg2.connect(
-        dbname=parts.database, user=parts.username, host=parts.query["host"], port=parts.query["port"]
-    )
+    return psycopg2.connect(url.replace("+psycopg2", "", 1))  # (libpq reads the URI: socket folder, port)
 
 
 def thawed(pid: int) -> None:
