@@ -230,3 +230,32 @@ def test_a_stale_pid_file_naming_another_postgres_is_not_this_server(
         impostor.kill()
         impostor.wait()
     assert not server_running(home)
+
+
+def test_a_server_whose_pid_cannot_be_seen_still_counts_while_its_socket_answers(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From another PID namespace (a container or sandbox sharing the home), or with no /proc, the pid in
+    the file is not to be seen: the server counts as running while its socket takes connections — its pid
+    file removed, PostgreSQL would shut itself down a minute later — and as gone once it does not."""
+    import psutil
+
+    server = EmbeddedPostgres(home)
+    server.acquire()
+    pidfile = server.paths.data / "postmaster.pid"
+    written = pidfile.read_text()
+
+    def unseen(pid: int) -> psutil.Process:
+        raise psutil.NoSuchProcess(pid)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(psutil, "Process", unseen)
+        assert embedded_commands.server_alive(server.paths.data)
+        assert pidfile.read_text() == written
+    server.release()
+    assert not server_running(home)
+    pidfile.write_text(written)  # the same file, its server gone: the socket refuses
+    with monkeypatch.context() as patched:
+        patched.setattr(psutil, "Process", unseen)
+        assert not embedded_commands.server_alive(server.paths.data)
+    assert not pidfile.exists()

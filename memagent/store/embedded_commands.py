@@ -133,12 +133,14 @@ def postmaster_ready(data: Path, since: float) -> bool:
 def server_alive(data: Path) -> bool:
     """Whether the server of the data directory `data` runs. A dead server's pid file is removed (its pid
     may now be another process's, even another PostgreSQL's, which would make PostgreSQL refuse to start
-    and a stop wait on it): hold the cluster lock."""
+    and a stop wait on it): hold the cluster lock. A pid that is not to be seen, or not the server, still
+    counts while the file's socket takes connections (a server in another PID namespace)."""
     import psutil
 
     pidfile = data / "postmaster.pid"
     try:
-        proc = psutil.Process(int(pidfile.read_text().splitlines()[0]))
+        lines = pidfile.read_text().splitlines()
+        proc = psutil.Process(int(lines[0]))
         alive = bool(
             proc.is_running()
             and proc.status() != psutil.STATUS_ZOMBIE
@@ -151,9 +153,27 @@ def server_alive(data: Path) -> bool:
         alive = False
     except psutil.Error:  # cannot tell: assume it runs rather than risk two servers on one cluster
         return True
-    if not alive:
+    if not alive and not _listening(lines):
         pidfile.unlink(missing_ok=True)
-    return alive
+        return False
+    return True
+
+
+def _listening(lines: list[str]) -> bool:
+    """Whether a server takes connections on the socket a pid file names (its fourth line the port, its fifth
+    the socket's folder): the server of that file, running where its pid cannot be seen — in another PID
+    namespace (a container or sandbox sharing the home), or with no /proc."""
+    import socket
+
+    if len(lines) < 5 or not lines[3].strip().isdigit() or not lines[4].strip():
+        return False
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(f"{lines[4].strip()}/.s.PGSQL.{lines[3].strip()}")
+        except OSError:  # refused (no server), no socket file, or the path too long
+            return False
+    return True
 
 
 def _serves(proc: psutil.Process, data: Path) -> bool:
@@ -165,7 +185,7 @@ def _serves(proc: psutil.Process, data: Path) -> bool:
         return False
     try:
         cwd = os.stat(f"/proc/{proc.pid}/cwd")
-    except OSError:  # not to be seen (no /proc, or not allowed): the owner decides
+    except OSError:  # not to be seen (no /proc here, or not allowed): the owner decides
         return True
     return (cwd.st_dev, cwd.st_ino) == (here.st_dev, here.st_ino)
 
