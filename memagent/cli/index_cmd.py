@@ -24,15 +24,30 @@ def index(
         ),
     ] = None,
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Rebuild the index as it is.")] = False,
+    namespace: Annotated[
+        str | None,
+        typer.Option(
+            "--namespace",
+            help="Give this namespace an HNSW graph of its own (a partial index), for a namespace that is a "
+            "large share of the table: its vector and hybrid recall search its graph instead of the "
+            "table's, filtered (docs/benchmarks.md). Rebuilds and imports keep it.",
+        ),
+    ] = None,
+    drop: Annotated[
+        bool, typer.Option("--drop", help="With --namespace: drop that namespace's own graph.")
+    ] = False,
 ) -> None:
-    """Show the HNSW index recall uses; with --kind or --rebuild, build it again and switch to it.
+    """Show the HNSW index recall uses and the namespaces with a graph of their own; with --kind or
+    --rebuild, build it again and switch to it; with --namespace, add (or --drop) a namespace's graph.
 
-    Recall keeps using the current index while the new one builds; writes wait until the switch.
+    Recall keeps using the current index while a new one builds; writes wait until it is built.
     """
     from memagent.usecases.maintenance import IndexMaintenance
 
     if kind is not None and kind not in ("vector", "halfvec"):
         raise InputError(f"--kind must be vector or halfvec, not {kind!r}.")
+    if drop and namespace is None:
+        raise InputError("--drop needs --namespace: only a namespace's own graph can be dropped.")
     with open_service(load_settings()) as service:
         maintenance = IndexMaintenance(service)
         before = maintenance.status()
@@ -40,8 +55,24 @@ def index(
             target = "halfvec" if kind == "halfvec" else "vector" if kind == "vector" else before.kind
             render.message(f"Building the {target} index over {memories(before.rows)}…")
             maintenance.rebuild(target)
+        if namespace is not None and drop:
+            done = maintenance.drop_graph(namespace)
+            render.message(
+                f"Dropped the graph of namespace {namespace!r}."
+                if done
+                else f"Namespace {namespace!r} has no graph of its own."
+            )
+        elif namespace is not None:
+            render.message(f"Building a graph for namespace {namespace!r}…")
+            if not maintenance.add_graph(namespace):
+                render.message(f"Namespace {namespace!r} has a graph of its own already.")
         after = maintenance.status()
     state = "in place" if after.present else "missing (an import is loading, or run --rebuild)"
     render.message(
         f"HNSW index: {after.kind}, {state}, {after.size_bytes / 2**20:.1f} MB over {memories(after.rows)}."
     )
+    for graph in after.graphs:
+        built = f"{graph.size_bytes / 2**20:.1f} MB" if graph.present else "not built (an import is loading)"
+        render.message(
+            f"  namespace {graph.namespace!r}: a graph of its own, {built}, {memories(graph.rows)}."
+        )

@@ -19,10 +19,13 @@ them needs a revision that rebuilds the index on existing databases (and tests/t
 from __future__ import annotations
 
 import os
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
+
+if TYPE_CHECKING:
+    from memagent.store.namespace_graphs import NamespaceGraphs
 
 IndexKind = Literal["vector", "halfvec"]
 INDEX_NAME = "ix_memories_embedding_hnsw"
@@ -152,28 +155,38 @@ class IndexRepository:
         waits for the table, rather than holding it while it waits for the index, a deadlock."""
         self.session.execute(text("LOCK TABLE memories IN SHARE ROW EXCLUSIVE MODE"))
 
-    def _rows_below(self, rows: int) -> bool:
-        """Whether memories holds fewer than `rows` rows with an embedding (counted up to `rows`)."""
+    def _rows_below(self, rows: int, namespace: str | None = None) -> bool:
+        """Whether memories (of the namespace) holds fewer than `rows` rows with an embedding (counted up to
+        `rows`)."""
+        where = "" if namespace is None else " AND namespace = :ns"
         counted = self.session.execute(
-            text("SELECT count(*) FROM (SELECT 1 FROM memories WHERE embedding IS NOT NULL LIMIT :n) m"),
-            {"n": rows},
+            text(
+                f"SELECT count(*) FROM (SELECT 1 FROM memories WHERE embedding IS NOT NULL{where} LIMIT :n) m"
+            ),
+            {"n": rows, "ns": namespace},
         )
         return int(counted.scalar_one()) < rows
 
     def drop(self) -> None:
-        """Drop the index (before a bulk load into a table the load will dwarf, or a column retype)."""
+        """Drop the index and the namespaces' graphs (before a bulk load into a table the load will dwarf, or
+        a column retype); the namespaces keep their record, for create_all."""
         self.session.execute(text(f"DROP INDEX IF EXISTS {INDEX_NAME}"))
+        self.graphs.drop_all()
 
     def set_aside(self) -> None:
-        """Rename the index in place so a new one can be built beside it (recall keeps using the old)."""
+        """Rename the index and the namespaces' graphs in place so new ones can be built beside them (recall
+        keeps using the old)."""
         self.session.execute(text(f"ALTER INDEX IF EXISTS {INDEX_NAME} RENAME TO {_SET_ASIDE}"))
+        self.graphs.set_aside()
 
     def drop_set_aside(self) -> None:
-        """Drop the index set aside by set_aside()."""
+        """Drop what set_aside() set aside."""
         self.session.execute(text(f"DROP INDEX IF EXISTS {_SET_ASIDE}"))
+        self.graphs.drop_set_aside()
 
-    def create(self, kind: IndexKind, dim: int) -> None:
-        """Build the index of this kind, with memory and parallel workers sized for the build.
+    def prepare_build(self, namespace: str | None = None) -> None:
+        """Hold writes and size memory and parallel workers for index builds in this transaction (the table's
+        graph, or a namespace's: memagent.store.namespace_graphs, whose rows decide whether it is parallel).
 
         The planner sizes parallel index builds by the table's main heap; 1536-dimension vectors live in the
         TOAST table, so without an explicit parallel_workers on the table it plans no workers at all.
@@ -181,11 +194,34 @@ class IndexRepository:
         self.hold_writes()  # (before its rows: a writer waiting for one of them would deadlock the build)
         version = self.session.execute(text("SELECT extversion FROM pg_extension WHERE extname = 'vector'"))
         workers = build_workers() if parallel_builds_safe(version.scalar_one_or_none()) else 0
-        if workers and self._rows_below(PARALLEL_MIN_ROWS):
+        if workers and self._rows_below(PARALLEL_MIN_ROWS, namespace):
             workers = 0
         self.session.execute(text(f"SET LOCAL maintenance_work_mem = '{build_memory_mb()}MB'"))
         self.session.execute(text(f"SET LOCAL max_parallel_maintenance_workers = {workers}"))
         self.session.execute(text(f"ALTER TABLE memories SET (parallel_workers = {max(workers, 1)})"))
+
+    def create(self, kind: IndexKind, dim: int) -> None:
+        """Build the table's index of this kind, with memory and parallel workers sized for the build."""
+        self.prepare_build()
         self.session.execute(text(f"UPDATE memories SET {PREDICATE} = true WHERE NOT {PREDICATE}"))  # all in
         self.session.execute(text(create_sql(kind, dim)))
         self.session.execute(text("ALTER TABLE memories RESET (parallel_workers)"))
+
+    def create_all(self, kind: IndexKind, dim: int) -> None:
+        """Build the table's index and every recorded namespace's graph (revision 0034) not in place."""
+        self.create(kind, dim)
+        for namespace in self.graphs.recorded():
+            self.create_graph(kind, dim, namespace)
+
+    def create_graph(self, kind: IndexKind, dim: int, namespace: str) -> None:
+        """Build one namespace's graph (memagent.store.namespace_graphs), sized for its rows."""
+        self.prepare_build(namespace)
+        self.graphs.build(kind, dim, namespace)
+        self.session.execute(text("ALTER TABLE memories RESET (parallel_workers)"))
+
+    @property
+    def graphs(self) -> NamespaceGraphs:
+        """The namespaces' own graphs (memagent.store.namespace_graphs)."""
+        from memagent.store.namespace_graphs import NamespaceGraphs
+
+        return NamespaceGraphs(self.session)

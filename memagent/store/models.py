@@ -173,6 +173,17 @@ class EmbeddingStaging(Base):
     dimension: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
+class NamespaceGraph(Base):
+    """A namespace given an HNSW graph of its own (revision 0034; memagent.store.namespace_graphs)."""
+
+    __tablename__ = "namespace_graphs"
+
+    namespace: Mapped[str] = mapped_column(String(200), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+
+
 class TextStats(Base):
     """Per namespace: how many memories and their total length, for BM25 (revision 0011; kept by triggers)."""
 

@@ -16,21 +16,33 @@ from dataclasses import dataclass
 
 from memagent.errors import InputError
 from memagent.store.hnsw import IndexKind
+from memagent.store.scope import Scope
 from memagent.usecases.service import MemoryService
-from memagent.validation import ALL_NAMESPACES
+from memagent.validation import ALL_NAMESPACES, clean_name
 
 # Loads smaller than this keep the index in place: a build costs more than inserting into the graph.
 BULK_MIN_ROWS = 10_000
 
 
 @dataclass(frozen=True)
+class GraphStatus:
+    """A namespace's own graph (memagent.store.namespace_graphs): its memories, whether built, its size."""
+
+    namespace: str
+    rows: int
+    present: bool
+    size_bytes: int
+
+
+@dataclass(frozen=True)
 class IndexStatus:
-    """The index recall should be served by, and whether it is there."""
+    """The index recall should be served by, and whether it is there; the namespaces' own graphs."""
 
     kind: IndexKind
     present: bool
     rows: int
     size_bytes: int
+    graphs: tuple[GraphStatus, ...] = ()
 
 
 class IndexMaintenance:
@@ -42,12 +54,39 @@ class IndexMaintenance:
     def status(self) -> IndexStatus:
         """The recorded kind, whether the index is in place, the rows it covers and its size."""
         with self.memory.unit(ALL_NAMESPACES) as store:
-            return IndexStatus(
-                store.space.index_kind(),
-                store.index.present(),
-                store.memories.count(None),
-                store.index.size_bytes(),
+            kind, present = store.space.index_kind(), store.index.present()
+            rows, size = store.memories.count(None), store.index.size_bytes()
+        with self.memory.unit(admin=True) as store:  # (namespace_graphs is the owner's)
+            graphs = tuple(
+                GraphStatus(g.namespace, store.memories.count(Scope(g.namespace)), g.present, g.size_bytes)
+                for g in store.index.graphs.listing()
             )
+        return IndexStatus(kind, present, rows, size, graphs)
+
+    def add_graph(self, namespace: str) -> bool:
+        """Give a namespace an HNSW graph of its own and build it; False if it had one already.
+
+        Recall goes on meanwhile; writes wait until the build commits (as for rebuild).
+        """
+        namespace = clean_name(namespace, "namespace")
+        with self.memory.unit(admin=True) as store:
+            self.memory.check_embedding_space(store, claim=True)
+            if not store.index.try_lock():
+                raise InputError("another memagent is loading or rebuilding the index; try again later.")
+            if namespace in store.index.graphs.recorded():
+                return False
+            store.index.graphs.add(namespace)
+            if store.index.present():  # (else a bulk load's end, or repair, builds it with the table's)
+                store.index.create_graph(store.space.index_kind(), self.memory.embedder.dim, namespace)
+            return True
+
+    def drop_graph(self, namespace: str) -> bool:
+        """Drop a namespace's own graph (its recall goes back to the table's); False if it had none."""
+        namespace = clean_name(namespace, "namespace")
+        with self.memory.unit(admin=True) as store:
+            if not store.index.try_lock():
+                raise InputError("another memagent is loading or rebuilding the index; try again later.")
+            return store.index.graphs.remove(namespace)
 
     def rebuild(self, kind: IndexKind) -> None:
         """Build the index of this kind and make it the one recall uses, in one transaction.
@@ -62,7 +101,7 @@ class IndexMaintenance:
                 raise InputError("another memagent is loading or rebuilding the index; try again later.")
             store.index.hold_writes()
             store.index.set_aside()
-            store.index.create(kind, self.memory.embedder.dim)
+            store.index.create_all(kind, self.memory.embedder.dim)
             store.index.drop_set_aside()
             store.space.set_index_kind(kind)
 
@@ -75,7 +114,7 @@ class IndexMaintenance:
                 return False  # a live bulk load (or another repair) owns the index right now
             if store.space.get() is None or store.index.present():
                 return False
-            store.index.create(store.space.index_kind(), self.memory.embedder.dim)
+            store.index.create_all(store.space.index_kind(), self.memory.embedder.dim)
             return True
 
     @contextmanager
@@ -114,6 +153,6 @@ class IndexMaintenance:
                 if notify is not None:
                     notify("Building the vector index…")
                 with self.memory.unit(admin=True) as store:
-                    store.index.create(store.space.index_kind(), self.memory.embedder.dim)
+                    store.index.create_all(store.space.index_kind(), self.memory.embedder.dim)
                 with self.memory.unit(admin=True) as store:  # (its own: a failure cannot undo the build)
                     store.bulk.analyze()  # recall right after plans with the loaded rows' statistics

@@ -86,7 +86,7 @@ class Reembedder:
             kind = store.space.index_kind()
             store.index.drop()
             store.staging.switch(dim)
-            store.index.create(kind, dim)
+            store.index.create_all(kind, dim)
             store.space.replace(self.target.model, dim, kind)
             return store.memories.count(None)
 
