@@ -18,6 +18,9 @@ HNSW index dropped, BulkRepository.copy_add's binary COPY in units of work as `m
 batches of --batch, the index built once at the end), then VACUUM (ANALYZE). With --home the loaded
 MEMAGENT_HOME is kept and reused by later runs with the same layout (memagent's startup migrates it to the
 code's head revision, as it does for any user); without it, a temporary home is removed at the end.
+--graph NAMESPACE (repeatable) gives that namespace an HNSW graph of its own before timing (`memagent index
+--namespace`, IndexMaintenance.add_graph); any other namespace's graph in a kept home is dropped, so a run
+without --graph times the table's graph alone. The graphs are listed with the method.
 
 Measured, through `MemoryService.recall` / `remember` (the path the API and CLI take: units of work,
 row-level security, embedding-space check, catch-up check, the search), with an embedder that returns each
@@ -248,6 +251,9 @@ def main() -> None:
     parser.add_argument("--skip-local", action="store_true", help="do not time the bundled local model")
     parser.add_argument("--explain", action="store_true", help="print EXPLAIN ANALYZE of text/hybrid recall")
     parser.add_argument("--home", type=Path, help="keep the loaded MEMAGENT_HOME here and reuse it")
+    parser.add_argument(
+        "--graph", action="append", default=[], help="give this namespace a graph of its own (repeatable)"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument(
         "--shared-buffers-mb",
@@ -339,7 +345,8 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
             counted = service.count(namespace=namespace)
             if counted != sizes[namespace]:
                 raise SystemExit(f"namespace {namespace} holds {counted} memories, not {sizes[namespace]}")
-        figures["method"] = method(args, settings, db, sizes, len(turns))
+        own = graphs(args, service)
+        figures["method"] = method(args, settings, db, sizes, len(turns)) | {"graphs": own}
         say(f"method: {json.dumps(figures['method'])}")
         try:
             measure(args, service, db, questions, extras, figures)
@@ -352,6 +359,21 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
         figures["local_embedding"] = local_embedding(questions[: args.queries])
     figures["total_s"] = time.perf_counter() - started
     return figures
+
+
+def graphs(args: argparse.Namespace, service: Any) -> list[str]:
+    """The namespaces of --graph with a graph of their own, and no other namespace; returns them."""
+    from memagent.usecases.maintenance import IndexMaintenance
+
+    maintenance = IndexMaintenance(service)
+    for graph in maintenance.status().graphs:
+        if graph.namespace not in args.graph:
+            maintenance.drop_graph(graph.namespace)
+    for namespace in args.graph:
+        t = time.perf_counter()
+        if maintenance.add_graph(namespace):
+            say(f"a graph of its own for {namespace}: built in {time.perf_counter() - t:.0f} s")
+    return [graph.namespace for graph in maintenance.status().graphs]
 
 
 def sql(db: Any, statement: str) -> list[Any]:
@@ -718,7 +740,8 @@ def print_table(figures: dict[str, Any]) -> None:
         f" small {m['small']:,}), "
         f"{m['dim']}-d clustered vectors, {m['texts']}; {m['queries']} LoCoMo questions, k {m['k']}, "
         f"ef_search {m['ef_search']}, hybrid depth {m['hybrid_depth']}; shared_buffers "
-        f"{m['postgres']['shared_buffers']}; memagent {m['memagent']} (schema {m['schema_revision']})"
+        f"{m['postgres']['shared_buffers']}; memagent {m['memagent']} (schema {m['schema_revision']}); "
+        f"namespaces with a graph of their own: {', '.join(m.get('graphs', [])) or 'none'}"
     )
     load = figures["load"]
     print(

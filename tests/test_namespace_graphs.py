@@ -1,5 +1,6 @@
-"""A namespace's own HNSW graph (`memagent index --namespace`): it serves that namespace's recall with the same
-answers, no other namespace's; rebuilds, bulk loads and repairs keep it; any namespace text is safe in it."""
+"""A namespace's own HNSW graph (`memagent index --namespace`): it serves that namespace's recall with the
+same answers, no other namespace's; rebuilds, bulk loads, repairs and re-embedding keep it; any namespace
+text is safe in it."""
 
 from __future__ import annotations
 
@@ -138,7 +139,9 @@ def test_a_namespace_graph_serves_that_namespace_with_the_same_answers(
     assert [m.id for m in memory.recall("tide pools", k=8, mode="vector")] == before["tide pools"]
 
 
-def test_rebuilds_bulk_loads_and_repairs_keep_the_namespace_graphs(db: Database, memory: MemoryService) -> None:
+def test_rebuilds_bulk_loads_and_repairs_keep_the_namespace_graphs(
+    db: Database, memory: MemoryService
+) -> None:
     maintenance = IndexMaintenance(memory)
     maintenance.add_graph("big")
     maintenance.rebuild("halfvec")

@@ -19,13 +19,13 @@ them needs a revision that rebuilds the index on existing databases (and tests/t
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
-if TYPE_CHECKING:
-    from memagent.store.namespace_graphs import NamespaceGraphs
+from memagent.store.namespace_graphs import NamespaceGraphs
+from memagent.store.namespace_graphs import index_name as graph_name
 
 IndexKind = Literal["vector", "halfvec"]
 INDEX_NAME = "ix_memories_embedding_hnsw"
@@ -72,15 +72,16 @@ def takes(kind: IndexKind | None, vector: Any) -> bool:
     return kind != "halfvec" or float(np.max(np.abs(np.asarray(vector, dtype=np.float64)))) <= HALFVEC_MAX
 
 
-def create_sql(kind: IndexKind, dim: int, *, deferred: bool = True) -> str:
+def create_sql(kind: IndexKind, dim: int, *, deferred: bool = True, name: str = INDEX_NAME) -> str:
     """The CREATE INDEX statement for the index of this kind (dim matters for halfvec only).
 
     deferred: partial, over the memories whose `indexed` is true (revision 0028: a memory stored by the
     one-statement path joins the graph after its store: memagent.store.deferred); revisions before 0028 build
-    the whole-table index of their time.
+    the whole-table index of their time. name: another index of the same definition (a namespace's graph:
+    memagent.store.namespace_graphs, which adds its condition).
     """
     return (
-        f"CREATE INDEX IF NOT EXISTS {INDEX_NAME} ON memories USING hnsw "
+        f"CREATE INDEX IF NOT EXISTS {name} ON memories USING hnsw "
         f"(({key_expression(kind, dim)}) {OPCLASS[kind]}) "
         f"WITH (m = {M}, ef_construction = {EF_CONSTRUCTION})" + (f" WHERE {PREDICATE}" if deferred else "")
     )
@@ -216,12 +217,10 @@ class IndexRepository:
     def create_graph(self, kind: IndexKind, dim: int, namespace: str) -> None:
         """Build one namespace's graph (memagent.store.namespace_graphs), sized for its rows."""
         self.prepare_build(namespace)
-        self.graphs.build(kind, dim, namespace)
+        self.graphs.build(create_sql(kind, dim, name=graph_name(namespace)), namespace)
         self.session.execute(text("ALTER TABLE memories RESET (parallel_workers)"))
 
     @property
     def graphs(self) -> NamespaceGraphs:
         """The namespaces' own graphs (memagent.store.namespace_graphs)."""
-        from memagent.store.namespace_graphs import NamespaceGraphs
-
         return NamespaceGraphs(self.session)

@@ -8,14 +8,14 @@ documentation gives the way for a few large values of a filter: a partial index 
 own, the same recall took 2.1 ms, and hybrid recall in that namespace went from 16.0 / 29.8 to 6.6 / 18.2 ms
 (p50 / p95).
 
-The graph holds the namespace's memories that the table's graph holds (`indexed`, revision 0028) with the
-same key, operator class and parameters (memagent.store.hnsw), so recall finds the rest exactly as it does
-with the table's graph alone, and the planner takes the namespace's graph for any recall that names the
-namespace in its statement (memagent.store.keyed writes it in; psycopg2 sends every value as text). A
-memory of the namespace goes into both graphs when it is indexed; a bulk load, a re-embedding and a
-rebuild drop or replace the table's graph, and build these again: which namespaces have one is kept in
-namespace_graphs (revision 0034), not read off the catalogue, so that a load killed while they were
-dropped still knows.
+The graph holds the namespace's memories that the table's graph holds (`indexed`, revision 0028) with
+the same key, operator class and parameters (memagent.store.hnsw, which builds it), so recall finds the
+rest exactly as it does with the table's graph alone, and the planner takes the namespace's graph for any
+recall that names the namespace in its statement (memagent.store.keyed writes it in; psycopg2 sends every
+value as text). A memory of the namespace goes into both graphs when it is indexed; a bulk load, a
+re-embedding and a rebuild drop or replace the table's graph, and build these again: which namespaces have
+one is kept in namespace_graphs (revision 0034), not read off the catalogue, so that a load killed while
+they were dropped still knows.
 """
 
 from __future__ import annotations
@@ -25,8 +25,6 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
-
-from memagent.store import hnsw
 
 PREFIX = "ix_memories_hnsw_ns_"
 _SET_ASIDE = "_old"
@@ -44,13 +42,13 @@ def index_name(namespace: str) -> str:
     return PREFIX + hashlib.sha256(namespace.encode("utf-8")).hexdigest()[:16]
 
 
-def create_sql(kind: hnsw.IndexKind, dim: int, namespace: str) -> str:
-    """A DO block that creates a namespace's graph: the table graph's definition, over the namespace's
-    memories. The namespace itself is read from the setting memagent.graph_namespace and quoted by the
-    server (format's %L): no namespace's text is ever part of a statement."""
-    ddl = hnsw.create_sql(kind, dim).replace(hnsw.INDEX_NAME, index_name(namespace), 1)
+def create_sql(table_sql: str, namespace: str) -> str:
+    """A DO block that creates a namespace's graph from `table_sql`, the table graph's definition under the
+    graph's name (memagent.store.hnsw.create_sql), over the namespace's memories. The namespace is read
+    from the setting memagent.graph_namespace and quoted by the server (format's %L): no namespace's text is
+    ever part of a statement."""
     return (
-        f"DO $$ BEGIN EXECUTE format($ddl${ddl} AND namespace = %L$ddl$,"
+        f"DO $$ BEGIN EXECUTE format($ddl${table_sql} AND namespace = %L$ddl$,"
         " current_setting('memagent.graph_namespace')); END $$"
     )
 
@@ -102,12 +100,13 @@ class NamespaceGraphs:
         self.session.execute(text(f"DROP INDEX IF EXISTS {index_name(namespace)}"))
         return gone is not None
 
-    def build(self, kind: hnsw.IndexKind, dim: int, namespace: str) -> None:
-        """Build a namespace's graph if it is not in place (IndexRepository.create_graph sizes the build)."""
+    def build(self, table_sql: str, namespace: str) -> None:
+        """Build a namespace's graph if it is not in place (IndexRepository.create_graph gives the table
+        graph's definition under its name, and sizes the build)."""
         self.session.execute(
             text("SELECT set_config('memagent.graph_namespace', :ns, true)"), {"ns": namespace}
         )
-        self.session.execute(text(create_sql(kind, dim, namespace)))
+        self.session.execute(text(create_sql(table_sql, namespace)))
 
     def _present(self, set_aside: bool = False) -> list[str]:
         """The names of the graphs in place (or of those set aside)."""
