@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 from alembic import context
 from memagent.errors import MemagentError
 from memagent.redact import redact
-from memagent.store import roles
+from memagent.store import namespace_graphs, roles
 from memagent.store.models import Base
 
 config = context.config
@@ -21,7 +21,12 @@ target_metadata = Base.metadata
 
 
 def _run(connection: Connection) -> None:
-    context.configure(connection=connection, target_metadata=target_metadata, compare_type=True)
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        compare_type=True,
+        include_object=namespace_graphs.in_models,  # (built at run time: `memagent index --namespace`)
+    )
     with context.begin_transaction():
         context.run_migrations()
     # The role's privileges on the tables as they are now (also once an administrator created the role).

@@ -357,8 +357,10 @@ def schema_drift(conn: Connection) -> list[Any]:
     from alembic.migration import MigrationContext
 
     from memagent.store.models import Base
+    from memagent.store.namespace_graphs import in_models
 
-    context = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})
+    opts = {"compare_type": True, "compare_server_default": True, "include_object": in_models}
+    context = MigrationContext.configure(conn, opts=opts)
     return list(compare_metadata(context, Base.metadata))
 
 

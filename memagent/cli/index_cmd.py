@@ -9,6 +9,7 @@ import typer
 from memagent.cli import render
 from memagent.cli.base import app, handled, load_settings, open_service
 from memagent.errors import InputError
+from memagent.validation import clean_name
 from memagent.wording import memories
 
 
@@ -48,6 +49,10 @@ def index(
         raise InputError(f"--kind must be vector or halfvec, not {kind!r}.")
     if drop and namespace is None:
         raise InputError("--drop needs --namespace: only a namespace's own graph can be dropped.")
+    if drop and (kind is not None or rebuild):
+        raise InputError("--drop goes alone with --namespace, not with --kind or --rebuild.")
+    if namespace is not None:
+        namespace = clean_name(namespace, "namespace")
     with open_service(load_settings()) as service:
         maintenance = IndexMaintenance(service)
         before = maintenance.status()
@@ -62,10 +67,8 @@ def index(
                 if done
                 else f"Namespace {namespace!r} has no graph of its own."
             )
-        elif namespace is not None:
-            render.message(f"Building a graph for namespace {namespace!r}…")
-            if not maintenance.add_graph(namespace):
-                render.message(f"Namespace {namespace!r} has a graph of its own already.")
+        elif namespace is not None and not maintenance.add_graph(namespace, render.message):
+            render.message(f"Namespace {namespace!r} has a graph of its own already.")
         after = maintenance.status()
     state = "in place" if after.present else "missing (an import is loading, or run --rebuild)"
     render.message(
@@ -76,3 +79,8 @@ def index(
         render.message(
             f"  namespace {graph.namespace!r}: a graph of its own, {built}, {memories(graph.rows)}."
         )
+        if graph.namespace == namespace and not drop and graph.rows == 0:
+            render.message(
+                f"  (namespace {namespace!r} holds no memories yet: its graph fills as they come; "
+                "if the name was a typo, --drop it.)"
+            )

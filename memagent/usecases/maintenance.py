@@ -63,8 +63,9 @@ class IndexMaintenance:
             )
         return IndexStatus(kind, present, rows, size, graphs)
 
-    def add_graph(self, namespace: str) -> bool:
-        """Give a namespace an HNSW graph of its own and build it; False if it had one already.
+    def add_graph(self, namespace: str, notify: Callable[[str], None] | None = None) -> bool:
+        """Give a namespace an HNSW graph of its own and build it (or build it again if it is missing);
+        False if it has one in place already. `notify` hears when the build starts.
 
         Recall goes on meanwhile; writes wait until the build commits (as for rebuild).
         """
@@ -73,10 +74,13 @@ class IndexMaintenance:
             self.memory.check_embedding_space(store, claim=True)
             if not store.index.try_lock():
                 raise InputError("another memagent is loading or rebuilding the index; try again later.")
-            if namespace in store.index.graphs.recorded():
+            graphs = store.index.graphs
+            if namespace in graphs.recorded() and namespace not in graphs.missing():
                 return False
-            store.index.graphs.add(namespace)
+            graphs.add(namespace)
             if store.index.present():  # (else a bulk load's end, or repair, builds it with the table's)
+                if notify is not None:
+                    notify(f"Building a graph for namespace {namespace!r}…")
                 store.index.create_graph(store.space.index_kind(), self.memory.embedder.dim, namespace)
             return True
 
@@ -106,16 +110,22 @@ class IndexMaintenance:
             store.space.set_index_kind(kind)
 
     def repair(self) -> bool:
-        """Rebuild the index if a killed bulk load left the table without it; True if it did."""
+        """Rebuild the index if a killed bulk load left the table without it, and any namespace's own graph
+        that is missing (dropped with it, or by hand); True if it rebuilt anything."""
         with self.memory.unit(admin=True) as store:
             # The maintenance lock first: while a bulk load drops or builds the index, the catalogue is
             # changing under a look at it (a concurrent DROP INDEX made that look fail 1 run in 4).
             if not store.index.try_lock():
                 return False  # a live bulk load (or another repair) owns the index right now
-            if store.space.get() is None or store.index.present():
+            if store.space.get() is None:
                 return False
-            store.index.create_all(store.space.index_kind(), self.memory.embedder.dim)
-            return True
+            if not store.index.present():
+                store.index.create_all(store.space.index_kind(), self.memory.embedder.dim)
+                return True
+            missing = store.index.graphs.missing()  # (the embedder's dimension only when one is)
+            for namespace in missing:
+                store.index.create_graph(store.space.index_kind(), self.memory.embedder.dim, namespace)
+            return bool(missing)
 
     @contextmanager
     def bulk_load(
