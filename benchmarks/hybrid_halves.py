@@ -36,10 +36,16 @@ class Halves:
     def done(self) -> bool:
         return all(f.done() for f in self.futures)
 
-    def result(self) -> list[tuple[int, float]]:
+    def result(self) -> list[tuple[int, float, str]]:
+        """The merged rows, each with the snapshot both halves read; when they read different ones (a write
+        ended between them), one no statement has, so that the fusion checks the scope again."""
         from text_split import merged
 
-        return merged([[(r[0], r[1]) for r in f.result()] for f in self.futures], self.floor, self.depth)
+        parts = [f.result() for f in self.futures]
+        snapshots = {str(rows[0][2]) for rows in parts if rows}
+        snapshot = snapshots.pop() if len(snapshots) == 1 else "0:0:"
+        rows = merged([[(r[0], r[1]) for r in rows] for rows in parts], self.floor, self.depth)
+        return [(i, score, snapshot) for i, score in rows]
 
 
 def main() -> None:
@@ -47,7 +53,13 @@ def main() -> None:
     from scale import pct
     from text_split import split_copy
 
-    args = hs.home_parser(__doc__, queries=300, warmup=600).parse_args()
+    parser = hs.home_parser(__doc__, queries=300, warmup=600)
+    parser.add_argument(
+        "--module",
+        default="text_counts",
+        help="the memagent.store module of the ranking split (the shipped one)",
+    )
+    args = parser.parse_args()
     layout = json.loads((args.home / hs.MARKER).read_text())["layout"]
     questions = hs.locomo_turns(args.data)[1][: min(args.queries + args.warmup, hs.QUESTION_SLOTS)]
     dim = layout["dim"]
@@ -55,9 +67,10 @@ def main() -> None:
     hs.question_vectors(layout, questions, embedder)
     hs.bench_environment(args.home.resolve(), dim)
     os.environ.pop("MEMAGENT_LINGER", None)  # (the server lingers: the next run finds its caches warm)
+    import importlib
+
     from memagent.bootstrap import App
     from memagent.config import get_settings
-    from memagent.store import text_repeats
     from memagent.usecases.checked import SpaceChecked
 
     split = {"on": False}
@@ -86,7 +99,8 @@ def main() -> None:
         return Halves(futures, statement.params["text_floor"], statement.params["depth"])
 
     SpaceChecked._text_side = text_side  # type: ignore[method-assign]
-    function = split_copy(text_repeats.function()).replace("pg_temp.ranking_half(", f"{SCHEMA}.ranking_half(")
+    ranking = importlib.import_module(f"memagent.store.{args.module}").function()
+    function = split_copy(ranking).replace("pg_temp.ranking_half(", f"{SCHEMA}.ranking_half(")
     warm, measured = questions[args.queries :], questions[: args.queries]
     with App(get_settings(), embedder=embedder) as app:
         raw = app.database().engine.raw_connection()
