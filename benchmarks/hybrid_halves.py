@@ -14,8 +14,6 @@ question, which first; every question's answers compared (none should differ).
 
 from __future__ import annotations
 
-import json
-import os
 import statistics
 import sys
 import time
@@ -60,13 +58,7 @@ def main() -> None:
         help="the memagent.store module of the ranking split (the shipped one)",
     )
     args = parser.parse_args()
-    layout = json.loads((args.home / hs.MARKER).read_text())["layout"]
-    questions = hs.locomo_turns(args.data)[1][: min(args.queries + args.warmup, hs.QUESTION_SLOTS)]
-    dim = layout["dim"]
-    embedder = hs.GivenVectors(hs.MODEL, dim)
-    hs.question_vectors(layout, questions, embedder)
-    hs.bench_environment(args.home.resolve(), dim)
-    os.environ.pop("MEMAGENT_LINGER", None)  # (the server lingers: the next run finds its caches warm)
+    questions, embedder = hs.kept_home(args)
     import importlib
 
     from memagent.bootstrap import App

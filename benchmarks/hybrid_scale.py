@@ -211,6 +211,19 @@ def question_vectors(layout: dict[str, Any], questions: Sequence[str], embedder:
         embedder.vectors[question] = vectors[rows + i]
 
 
+def kept_home(args: argparse.Namespace) -> tuple[list[str], GivenVectors]:
+    """For a benchmark over a home this script kept (home_parser's arguments): its first --queries +
+    --warmup questions and an embedder giving each its vector, memagent's settings for that home, and the
+    server left lingering after the run (the next run finds its caches warm)."""
+    layout = json.loads((args.home / MARKER).read_text())["layout"]
+    questions = locomo_turns(args.data)[1][: min(args.queries + args.warmup, QUESTION_SLOTS)]
+    embedder = GivenVectors(MODEL, layout["dim"])
+    question_vectors(layout, questions, embedder)
+    bench_environment(args.home.resolve(), layout["dim"])
+    os.environ.pop("MEMAGENT_LINGER", None)
+    return questions, embedder
+
+
 def home_parser(doc: str | None, *, queries: int, warmup: int) -> argparse.ArgumentParser:
     """The arguments of a benchmark over a home this script built: the LoCoMo file, the home, the namespace,
     how many questions to time after how many others."""

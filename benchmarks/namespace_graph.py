@@ -17,8 +17,6 @@ namespace is left as it was found.
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -35,13 +33,7 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=50, help="hybrid's candidates per side")
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    layout = json.loads((args.home / hs.MARKER).read_text())["layout"]
-    questions = hs.locomo_turns(args.data)[1][: min(args.queries + args.warmup, hs.QUESTION_SLOTS)]
-    dim = layout["dim"]
-    embedder = hs.GivenVectors(hs.MODEL, dim)
-    hs.question_vectors(layout, questions, embedder)
-    hs.bench_environment(args.home.resolve(), dim)
-    os.environ.pop("MEMAGENT_LINGER", None)  # (the server lingers: the next run finds its caches warm)
+    questions, embedder = hs.kept_home(args)
     from sqlalchemy import text
 
     from memagent.bootstrap import App
