@@ -85,8 +85,8 @@ def main() -> None:
                         f" recall@{args.depth} {figures['recall@depth']:.3f}; {line}",
                         flush=True,
                     )
-                own, table = hybrid_answers["its own graph"], hybrid_answers["the table's graph"]
-                differ = sum(own[q] != table[q] for q in timed)
+                with_own, with_table = hybrid_answers["its own graph"], hybrid_answers["the table's graph"]
+                differ = sum(with_own[q] != with_table[q] for q in timed)
                 print(f"round {round_}: hybrid answers differing between layouts: {differ} of {len(timed)}")
         finally:
             if had:
