@@ -5,15 +5,19 @@ text is safe in it."""
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 from typer.testing import CliRunner
 
 from memagent.cli.app import app
 from memagent.config import Settings
+from memagent.errors import MemagentError
 from memagent.store import namespace_graphs, schema
 from memagent.store.database import Database
 from memagent.store.embedded import EmbeddedPostgres
@@ -279,3 +283,82 @@ def test_a_recorded_graph_that_went_missing_is_built_again(db: Database, memory:
     heard: list[str] = []
     assert maintenance.add_graph("big", heard.append) is True  # recorded, but missing: built
     assert heard == ["Building a graph for namespace 'big'…"] and definition(db, "big") is not None
+
+
+def building(db: Database, seconds: float = 20.0) -> int:
+    """The pid of a CREATE INDEX on memories under way (waiting, or building), once there is one."""
+    deadline = time.monotonic() + seconds
+    with db.engine.connect() as conn:
+        while time.monotonic() < deadline:
+            pid = conn.execute(
+                text(
+                    "SELECT pid FROM pg_stat_progress_create_index"
+                    " WHERE relid = 'memories'::regclass AND command = 'CREATE INDEX CONCURRENTLY'"
+                )
+            ).scalar_one_or_none()
+            if pid is not None:
+                return int(pid)
+            conn.rollback()
+            time.sleep(0.02)
+    raise AssertionError("no concurrent index build came")
+
+
+@contextmanager
+def old_snapshot(db: Database) -> Iterator[Connection]:
+    """A transaction holding a snapshot: a concurrent index build waits for it to end before it is done."""
+    with db.engine.connect() as conn:
+        conn.execute(text("BEGIN ISOLATION LEVEL REPEATABLE READ"))
+        conn.execute(text("SELECT count(*) FROM memories"))
+        yield conn
+
+
+def test_memories_are_stored_while_a_namespace_graph_builds(db: Database, memory: MemoryService) -> None:
+    """The graph is built with CREATE INDEX CONCURRENTLY: a store does not wait for it (a build in the
+    unit of work's transaction, as a rebuild does, holds writes until it commits)."""
+    result: dict[str, object] = {}
+    with old_snapshot(db) as holder:
+        builder = threading.Thread(
+            target=lambda: result.update(added=IndexMaintenance(memory).add_graph("big"))
+        )
+        builder.start()
+        building(db)  # the build is under way, waiting for the old snapshot to end
+        stored = memory.remember("stored while the namespace's graph was building")
+        assert builder.is_alive()  # the store did not wait for the build
+        holder.execute(text("COMMIT"))
+    builder.join(timeout=60)
+    assert result == {"added": True}
+    (graph,) = IndexMaintenance(memory).status().graphs
+    assert graph.present and graph.rows == 61
+    memory.indexing.settle()
+    vector, side = plans(db, memory, "jazz piano")
+    assert namespace_graphs.index_name("big") in vector and namespace_graphs.index_name("big") in side
+    hits = memory.recall("stored while the namespace's graph was building", k=1, mode="vector")
+    assert hits[0].id == stored.id
+
+
+def test_an_interrupted_graph_build_leaves_no_invalid_index_and_is_built_again(
+    db: Database, memory: MemoryService
+) -> None:
+    errors: list[BaseException] = []
+
+    def add() -> None:
+        try:
+            IndexMaintenance(memory).add_graph("big")
+        except BaseException as exc:
+            errors.append(exc)
+
+    with old_snapshot(db) as holder:
+        builder = threading.Thread(target=add)
+        builder.start()
+        pid = building(db)
+        with db.engine.connect() as conn:
+            assert conn.execute(text("SELECT pg_cancel_backend(:pid)"), {"pid": pid}).scalar_one()
+        holder.execute(text("COMMIT"))  # (dropping what the build left waits for it too)
+        builder.join(timeout=60)
+    (error,) = errors
+    assert isinstance(error, MemagentError) and "\n" not in str(error)
+    assert definition(db, "big") is None  # the invalid index the cancelled build left is dropped
+    assert IndexMaintenance(memory).status().graphs == (GraphStatus("big", 60, False, 0),)
+    assert IndexMaintenance(memory).repair() is True  # the next run's first step builds it
+    (graph,) = IndexMaintenance(memory).status().graphs
+    assert graph.present and definition(db, "big") is not None

@@ -41,7 +41,8 @@ def index(
     """Show the HNSW index recall uses and the namespaces with a graph of their own; with --kind or
     --rebuild, build it again and switch to it; with --namespace, add (or --drop) a namespace's graph.
 
-    Recall keeps using the current index while a new one builds; writes wait until it is built.
+    Recall keeps using the current index while a new one builds; writes wait for --kind or --rebuild to
+    finish, not for a namespace's graph (built concurrently).
     """
     from memagent.usecases.maintenance import IndexMaintenance
 

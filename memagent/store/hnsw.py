@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 from typing import Any, Literal
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.orm import Session
 
 from memagent.store.namespace_graphs import NamespaceGraphs
@@ -185,6 +185,17 @@ class IndexRepository:
         self.session.execute(text(f"DROP INDEX IF EXISTS {_SET_ASIDE}"))
         self.graphs.drop_set_aside()
 
+    def build_settings(self, namespace: str | None = None) -> dict[str, str]:
+        """Memory and parallel workers for an index build over the table (or a namespace's memories)."""
+        version = self.session.execute(text("SELECT extversion FROM pg_extension WHERE extname = 'vector'"))
+        workers = build_workers() if parallel_builds_safe(version.scalar_one_or_none()) else 0
+        if workers and self._rows_below(PARALLEL_MIN_ROWS, namespace):
+            workers = 0
+        return {
+            "maintenance_work_mem": f"{build_memory_mb()}MB",
+            "max_parallel_maintenance_workers": str(workers),
+        }
+
     def prepare_build(self, namespace: str | None = None) -> None:
         """Hold writes and size memory and parallel workers for index builds in this transaction (the table's
         graph, or a namespace's: memagent.store.namespace_graphs, whose rows decide whether it is parallel).
@@ -193,12 +204,10 @@ class IndexRepository:
         TOAST table, so without an explicit parallel_workers on the table it plans no workers at all.
         """
         self.hold_writes()  # (before its rows: a writer waiting for one of them would deadlock the build)
-        version = self.session.execute(text("SELECT extversion FROM pg_extension WHERE extname = 'vector'"))
-        workers = build_workers() if parallel_builds_safe(version.scalar_one_or_none()) else 0
-        if workers and self._rows_below(PARALLEL_MIN_ROWS, namespace):
-            workers = 0
-        self.session.execute(text(f"SET LOCAL maintenance_work_mem = '{build_memory_mb()}MB'"))
-        self.session.execute(text(f"SET LOCAL max_parallel_maintenance_workers = {workers}"))
+        settings = self.build_settings(namespace)
+        for name, value in settings.items():
+            self.session.execute(text("SELECT set_config(:s, :v, true)"), {"s": name, "v": value})
+        workers = int(settings["max_parallel_maintenance_workers"])
         self.session.execute(text(f"ALTER TABLE memories SET (parallel_workers = {max(workers, 1)})"))
 
     def create(self, kind: IndexKind, dim: int) -> None:
@@ -219,6 +228,12 @@ class IndexRepository:
         self.prepare_build(namespace)
         self.graphs.build(create_sql(kind, dim, name=graph_name(namespace)), namespace)
         self.session.execute(text("ALTER TABLE memories RESET (parallel_workers)"))
+
+    def engine(self) -> Engine | None:
+        """The engine this repository's session draws its connections from (None: bound to a connection,
+        a caller's transaction or a migration's)."""
+        bind = self.session.get_bind() if isinstance(self.session, Session) else self.session
+        return bind if isinstance(bind, Engine) else None
 
     @property
     def graphs(self) -> NamespaceGraphs:

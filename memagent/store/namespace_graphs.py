@@ -4,9 +4,9 @@ The table's one graph serves every namespace: a namespace's vector recall walks 
 the others as it meets them (pgvector's iterative scan). For a namespace that is a tenth of the table, 9 of
 every 10 memories met are someone else's. pgvector's documentation gives the way for a few large values of
 a filter: a partial index on each. In the 1M table of docs/benchmarks.md (benchmarks/namespace_graph.py),
-the 100k namespace's vector recall went from 6.5-7.2 to 2.6-2.8 ms at p50 with a graph of its own, its
-recall@10 from 0.961 to 0.984-0.995, and hybrid recall there from 14.5-16.2 / 26.7-32.0 to 9.2-10.3 /
-21.4-23.9 ms (p50 / p95).
+the 100k namespace's vector recall went from 4.8-7.4 to 2.3-2.8 ms at p50 with a graph of its own, its
+recall@10 from 0.961 to 0.984-0.995, and hybrid recall there from 12.4-16.2 / 22.3-32.0 to 8.3-10.3 /
+20.3-23.9 ms (p50 / p95).
 
 The graph holds the namespace's memories that the table's graph holds (`indexed`, revision 0028) with
 the same key, operator class and parameters (memagent.store.hnsw, which builds it), so recall finds the
@@ -21,9 +21,10 @@ they were dropped still knows.
 from __future__ import annotations
 
 import hashlib
+from contextlib import closing, suppress
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.orm import Session
 
 PREFIX = "ix_memories_hnsw_ns_"
@@ -59,6 +60,56 @@ def in_models(obj: object, name: str | None, type_: str, reflected: bool, compar
     return not (type_ == "index" and reflected and (name or "").startswith(PREFIX))
 
 
+# An index's state: valid (a CREATE INDEX CONCURRENTLY that failed leaves it invalid) and its size.
+_STATE = text(
+    "SELECT x.indisvalid AS valid, pg_relation_size(x.indexrelid) AS size FROM pg_index x"
+    " WHERE x.indexrelid = to_regclass(:name)"
+)
+
+
+def _drop_invalid(session: Session | Connection, name: str, *, concurrently: bool = False) -> None:
+    """Drop the index if a failed concurrent build left it invalid (CREATE INDEX IF NOT EXISTS keeps it)."""
+    row = session.execute(_STATE, {"name": name}).first()
+    if row is not None and not row.valid:
+        session.execute(text(f"DROP INDEX {'CONCURRENTLY ' if concurrently else ''}IF EXISTS {name}"))
+
+
+def build_concurrently(
+    engine: Engine, table_sql: str, namespace: str, settings: dict[str, str], lock_key: int
+) -> bool:
+    """Build a namespace's graph with CREATE INDEX CONCURRENTLY on a connection of its own, outside any
+    transaction: memories go on being stored while it builds (the build waits for the transactions under
+    way to end). `table_sql`: the table graph's definition under the graph's name; `settings`: session
+    settings for the build (memory, workers), reset after. If it fails or is interrupted, the invalid index
+    it leaves is dropped. The namespace is quoted by the server (quote_literal) and the statement goes to
+    the driver's cursor as it is, with no parameters, so nothing in the namespace is read as one. The index
+    maintenance lock (`lock_key`) is held for the session meanwhile; False, and nothing built, if another
+    process holds it."""
+    name = index_name(namespace)
+    with engine.connect() as opened:
+        conn = opened.execution_options(isolation_level="AUTOCOMMIT")
+        if not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": lock_key}).scalar_one():
+            return False
+        try:
+            for setting, value in settings.items():
+                conn.execute(text("SELECT set_config(:s, :v, false)"), {"s": setting, "v": value})
+            _drop_invalid(conn, name, concurrently=True)
+            quoted = conn.execute(text("SELECT quote_literal(CAST(:ns AS text))"), {"ns": namespace})
+            ddl = table_sql.replace("CREATE INDEX ", "CREATE INDEX CONCURRENTLY ", 1)
+            with closing(conn.connection.cursor()) as cursor:  # (the driver's own: no parameters at all)
+                cursor.execute(f"{ddl} AND namespace = {quoted.scalar_one()}")
+        except BaseException:
+            with suppress(Exception):
+                _drop_invalid(conn, name, concurrently=True)
+            raise
+        finally:
+            with suppress(Exception):
+                for setting in settings:
+                    conn.exec_driver_sql(f"RESET {setting}")
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": lock_key})
+    return True
+
+
 @dataclass(frozen=True)
 class Graph:
     """One namespace's graph: whether it is built (a load may have it dropped) and its size."""
@@ -83,13 +134,13 @@ class NamespaceGraphs:
         return [str(row) for row in rows.scalars()]
 
     def listing(self) -> list[Graph]:
-        """Each recorded namespace's graph, built or not, and its size."""
+        """Each recorded namespace's graph, built or not (an index a concurrent build left invalid is not
+        built: the planner never uses it), and its size."""
         found = []
         for namespace in self.recorded():
-            size = self.session.execute(
-                text("SELECT pg_relation_size(to_regclass(:name))"), {"name": index_name(namespace)}
-            ).scalar_one()
-            found.append(Graph(namespace, size is not None, int(size or 0)))
+            row = self.session.execute(_STATE, {"name": index_name(namespace)}).first()
+            built = row is not None and bool(row.valid)
+            found.append(Graph(namespace, built, int(row.size) if built and row is not None else 0))
         return found
 
     def missing(self) -> list[str]:
@@ -112,7 +163,8 @@ class NamespaceGraphs:
 
     def build(self, table_sql: str, namespace: str) -> None:
         """Build a namespace's graph if it is not in place (IndexRepository.create_graph gives the table
-        graph's definition under its name, and sizes the build)."""
+        graph's definition under its name, and sizes the build), in this transaction."""
+        _drop_invalid(self.session, index_name(namespace))
         self.session.execute(
             text("SELECT set_config('memagent.graph_namespace', :ns, true)"), {"ns": namespace}
         )

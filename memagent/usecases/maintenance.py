@@ -15,7 +15,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from memagent.errors import InputError
-from memagent.store.hnsw import IndexKind
+from memagent.store.db_errors import translate_errors
+from memagent.store.hnsw import INDEX_LOCK_KEY, IndexKind, create_sql
+from memagent.store.namespace_graphs import build_concurrently
+from memagent.store.namespace_graphs import index_name as graph_name
 from memagent.store.scope import Scope
 from memagent.usecases.service import MemoryService
 from memagent.validation import ALL_NAMESPACES, clean_name
@@ -67,22 +70,35 @@ class IndexMaintenance:
         """Give a namespace an HNSW graph of its own and build it (or build it again if it is missing);
         False if it has one in place already. `notify` hears when the build starts.
 
-        Recall goes on meanwhile; writes wait until the build commits (as for rebuild).
+        Recall and writes go on meanwhile: the graph is built concurrently (CREATE INDEX CONCURRENTLY, on a
+        connection of its own), after its namespace is recorded. Inside a caller's transaction (a service
+        over a connection) it is built in that transaction, writes waiting, as a rebuild does.
         """
         namespace = clean_name(namespace, "namespace")
+        busy = "another memagent is loading or rebuilding the index; try again later."
         with self.memory.unit(admin=True) as store:
             self.memory.check_embedding_space(store, claim=True)
             if not store.index.try_lock():
-                raise InputError("another memagent is loading or rebuilding the index; try again later.")
+                raise InputError(busy)
             graphs = store.index.graphs
             if namespace in graphs.recorded() and namespace not in graphs.missing():
                 return False
             graphs.add(namespace)
-            if store.index.present():  # (else a bulk load's end, or repair, builds it with the table's)
-                if notify is not None:
-                    notify(f"Building a graph for namespace {namespace!r}…")
-                store.index.create_graph(store.space.index_kind(), self.memory.embedder.dim, namespace)
-            return True
+            if not store.index.present():  # a bulk load's end, or the repair, builds it with the table's
+                return True
+            kind, dim = store.space.index_kind(), self.memory.embedder.dim
+            engine = store.index.engine()
+            if notify is not None:
+                notify(f"Building a graph for namespace {namespace!r}…")
+            if engine is None:
+                store.index.create_graph(kind, dim, namespace)
+                return True
+            table_sql = create_sql(kind, dim, name=graph_name(namespace))
+            settings = store.index.build_settings(namespace)
+        with translate_errors():  # (recorded, committed: a build that fails is retried by the repair)
+            if not build_concurrently(engine, table_sql, namespace, settings, INDEX_LOCK_KEY):
+                raise InputError(busy)
+        return True
 
     def drop_graph(self, namespace: str) -> bool:
         """Drop a namespace's own graph (its recall goes back to the table's); False if it had none."""
