@@ -362,3 +362,84 @@ def test_an_interrupted_graph_build_leaves_no_invalid_index_and_is_built_again(
     assert IndexMaintenance(memory).repair() is True  # the next run's first step builds it
     (graph,) = IndexMaintenance(memory).status().graphs
     assert graph.present and definition(db, "big") is not None
+
+
+def killed_build(db: Database, memory: MemoryService) -> BaseException:
+    """A concurrent build whose connection is terminated mid-way: the invalid index it leaves stays."""
+    errors: list[BaseException] = []
+
+    def add() -> None:
+        try:
+            IndexMaintenance(memory).add_graph("big")
+        except BaseException as exc:
+            errors.append(exc)
+
+    with old_snapshot(db) as holder:
+        builder = threading.Thread(target=add)
+        builder.start()
+        pid = building(db)
+        with db.engine.connect() as conn:
+            assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar_one()
+        builder.join(timeout=60)
+        holder.execute(text("COMMIT"))
+    with db.engine.connect() as conn:
+        valid = conn.execute(
+            text("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(:name)"),
+            {"name": namespace_graphs.index_name("big")},
+        ).scalar_one()
+    assert valid is False  # left behind, invalid: the planner never uses it
+    (error,) = errors
+    return error
+
+
+def test_a_graph_whose_build_was_killed_is_built_again(db: Database, memory: MemoryService) -> None:
+    error = killed_build(db, memory)
+    assert isinstance(error, MemagentError) and "\n" not in str(error)
+    assert IndexMaintenance(memory).status().graphs == (GraphStatus("big", 60, False, 0),)
+    assert IndexMaintenance(memory).repair() is True  # concurrently: the leftover dropped, the graph built
+    (graph,) = IndexMaintenance(memory).status().graphs
+    assert graph.present
+    vector, _ = plans(db, memory, "jazz piano")
+    assert namespace_graphs.index_name("big") in vector
+
+    # Left again, then a bulk load builds the graphs in its own transaction: the leftover is renamed out of
+    # the way and dropped after the build, nothing set aside remains.
+    IndexMaintenance(memory).drop_graph("big")
+    killed_build(db, memory)
+    with IndexMaintenance(memory).bulk_load(lambda _: 100, min_rows=10) as without:
+        assert without is True
+        memory.remember_many([f"bulk memory {i} about tide pools" for i in range(40)])
+    (graph,) = IndexMaintenance(memory).status().graphs
+    assert graph.present and graph.rows == 100
+    with db.engine.connect() as conn:
+        names = conn.execute(text("SELECT indexname FROM pg_indexes WHERE indexname LIKE '%old%'")).all()
+    assert names == []
+
+
+def test_a_build_finds_its_namespace_dropped_meanwhile_and_builds_nothing(
+    db: Database, memory: MemoryService
+) -> None:
+    """add_graph records the namespace, commits, then builds under the maintenance lock: a drop that came
+    between leaves nothing to build (no graph outside the record)."""
+    from memagent.store.hnsw import INDEX_LOCK_KEY, create_sql
+
+    def table_sql(kind: str) -> str:
+        return create_sql("vector", DIM, name=namespace_graphs.index_name("big"))
+
+    settings = {"maintenance_work_mem": "64MB"}
+    assert namespace_graphs.build_concurrently(db.engine, table_sql, "big", settings, INDEX_LOCK_KEY)
+    assert definition(db, "big") is None  # never recorded: nothing built
+    with db.engine.connect() as holder:
+        assert holder.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": INDEX_LOCK_KEY}).scalar_one()
+        assert not namespace_graphs.build_concurrently(db.engine, table_sql, "big", settings, INDEX_LOCK_KEY)
+        holder.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": INDEX_LOCK_KEY})
+        holder.commit()
+    with db.engine.begin() as conn:
+        conn.execute(text("INSERT INTO namespace_graphs (namespace) VALUES ('big')"))
+    assert namespace_graphs.build_concurrently(db.engine, table_sql, "big", settings, INDEX_LOCK_KEY)
+    assert definition(db, "big") is not None
+    with db.engine.connect() as conn:  # the pooled connection gave back clean
+        assert (
+            conn.execute(text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")).scalar_one() == 0
+        )
+        assert conn.execute(text("SELECT current_setting('maintenance_work_mem')")).scalar_one() != "64MB"

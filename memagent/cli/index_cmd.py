@@ -76,7 +76,11 @@ def index(
         f"HNSW index: {after.kind}, {state}, {after.size_bytes / 2**20:.1f} MB over {memories(after.rows)}."
     )
     for graph in after.graphs:
-        built = f"{graph.size_bytes / 2**20:.1f} MB" if graph.present else "not built (an import is loading)"
+        built = (
+            f"{graph.size_bytes / 2**20:.1f} MB"
+            if graph.present
+            else "not built yet (a build or an import under way; else the next run builds it)"
+        )
         render.message(
             f"  namespace {graph.namespace!r}: a graph of its own, {built}, {memories(graph.rows)}."
         )

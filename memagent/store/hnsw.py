@@ -224,7 +224,8 @@ class IndexRepository:
             self.create_graph(kind, dim, namespace)
 
     def create_graph(self, kind: IndexKind, dim: int, namespace: str) -> None:
-        """Build one namespace's graph (memagent.store.namespace_graphs), sized for its rows."""
+        """Build one namespace's graph (memagent.store.namespace_graphs) in this transaction, sized for its
+        rows."""
         self.prepare_build(namespace)
         self.graphs.build(create_sql(kind, dim, name=graph_name(namespace)), namespace)
         self.session.execute(text("ALTER TABLE memories RESET (parallel_workers)"))

@@ -21,6 +21,7 @@ they were dropped still knows.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from contextlib import closing, suppress
 from dataclasses import dataclass
 
@@ -44,10 +45,11 @@ def index_name(namespace: str) -> str:
 
 
 def create_sql(table_sql: str, namespace: str) -> str:
-    """A DO block that creates a namespace's graph from `table_sql`, the table graph's definition under the
-    graph's name (memagent.store.hnsw.create_sql), over the namespace's memories. The namespace is read
-    from the setting memagent.graph_namespace and quoted by the server (format's %L): no namespace's text is
-    ever part of a statement."""
+    """A DO block that creates a namespace's graph in a transaction from `table_sql`, the table graph's
+    definition under the graph's name (memagent.store.hnsw.create_sql), over the namespace's memories. The
+    namespace is read from the setting memagent.graph_namespace and quoted by the server (format's %L): its
+    text is not part of the statement. (build_concurrently, which cannot run in a DO block, has the server
+    quote it first.)"""
     return (
         f"DO $$ BEGIN EXECUTE format($ddl${table_sql} AND namespace = %L$ddl$,"
         " current_setting('memagent.graph_namespace')); END $$"
@@ -67,47 +69,73 @@ _STATE = text(
 )
 
 
-def _drop_invalid(session: Session | Connection, name: str, *, concurrently: bool = False) -> None:
-    """Drop the index if a failed concurrent build left it invalid (CREATE INDEX IF NOT EXISTS keeps it)."""
+def _invalid(session: Session | Connection, name: str) -> bool:
+    """Whether the index is there and invalid (a concurrent build that failed, or whose client died)."""
     row = session.execute(_STATE, {"name": name}).first()
-    if row is not None and not row.valid:
-        session.execute(text(f"DROP INDEX {'CONCURRENTLY ' if concurrently else ''}IF EXISTS {name}"))
+    return row is not None and not row.valid
 
 
 def build_concurrently(
-    engine: Engine, table_sql: str, namespace: str, settings: dict[str, str], lock_key: int
+    engine: Engine,
+    table_sql: Callable[[str], str],
+    namespace: str,
+    settings: dict[str, str],
+    lock_key: int,
 ) -> bool:
     """Build a namespace's graph with CREATE INDEX CONCURRENTLY on a connection of its own, outside any
     transaction: memories go on being stored while it builds (the build waits for the transactions under
-    way to end). `table_sql`: the table graph's definition under the graph's name; `settings`: session
-    settings for the build (memory, workers), reset after. If it fails or is interrupted, the invalid index
-    it leaves is dropped. The namespace is quoted by the server (quote_literal) and the statement goes to
-    the driver's cursor as it is, with no parameters, so nothing in the namespace is read as one. The index
-    maintenance lock (`lock_key`) is held for the session meanwhile; False, and nothing built, if another
-    process holds it."""
-    name = index_name(namespace)
+    way to end). The index maintenance lock (`lock_key`) is held for the session meanwhile: False, and
+    nothing built, if another process holds it. Under it, the namespace is checked to be still recorded
+    (a drop may have come between) and `table_sql` is given the index kind in force now (the table
+    graph's definition of that kind under the graph's name). `settings`: session settings for the build
+    (memory, workers), reset after. An invalid index a failed build left is dropped first; one this build
+    leaves, if it fails, is dropped at once (or, if its connection is gone, by the next build). The
+    namespace is quoted by the server (quote_literal) and the statement goes to the driver's cursor as it
+    is, with no parameters, so nothing in the namespace is read as one."""
     with engine.connect() as opened:
         conn = opened.execution_options(isolation_level="AUTOCOMMIT")
         if not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": lock_key}).scalar_one():
             return False
         try:
-            for setting, value in settings.items():
-                conn.execute(text("SELECT set_config(:s, :v, false)"), {"s": setting, "v": value})
-            _drop_invalid(conn, name, concurrently=True)
-            quoted = conn.execute(text("SELECT quote_literal(CAST(:ns AS text))"), {"ns": namespace})
-            ddl = table_sql.replace("CREATE INDEX ", "CREATE INDEX CONCURRENTLY ", 1)
-            with closing(conn.connection.cursor()) as cursor:  # (the driver's own: no parameters at all)
-                cursor.execute(f"{ddl} AND namespace = {quoted.scalar_one()}")
-        except BaseException:
-            with suppress(Exception):
-                _drop_invalid(conn, name, concurrently=True)
-            raise
+            kind = conn.execute(
+                text(
+                    f"SELECT s.index_kind FROM {TABLE} g, embedding_space s WHERE g.namespace = :ns LIMIT 1"
+                ),
+                {"ns": namespace},
+            ).scalar_one_or_none()
+            if kind is not None:
+                _build(conn, table_sql(str(kind)), namespace, settings)
         finally:
             with suppress(Exception):
-                for setting in settings:
-                    conn.exec_driver_sql(f"RESET {setting}")
                 conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": lock_key})
     return True
+
+
+def _build(conn: Connection, table_sql: str, namespace: str, settings: dict[str, str]) -> None:
+    """build_concurrently's CREATE INDEX CONCURRENTLY, on its autocommit connection."""
+    name = index_name(namespace)
+    # A client gone (killed) is noticed within a second, and the build stopped, rather than run on to its
+    # end holding the maintenance lock (PostgreSQL 14 and later).
+    if int(conn.execute(text("SELECT current_setting('server_version_num')")).scalar_one()) >= 140000:
+        settings = settings | {"client_connection_check_interval": "1000"}
+    try:
+        for setting, value in settings.items():
+            conn.execute(text("SELECT set_config(:s, :v, false)"), {"s": setting, "v": value})
+        if _invalid(conn, name):
+            conn.exec_driver_sql(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+        quoted = conn.execute(text("SELECT quote_literal(CAST(:ns AS text))"), {"ns": namespace})
+        ddl = table_sql.replace("CREATE INDEX ", "CREATE INDEX CONCURRENTLY ", 1)
+        with closing(conn.connection.cursor()) as cursor:  # (the driver's own: no parameters at all)
+            cursor.execute(f"{ddl} AND namespace = {quoted.scalar_one()}")
+    except BaseException:
+        with suppress(Exception):
+            if _invalid(conn, name):
+                conn.exec_driver_sql(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+        raise
+    finally:
+        with suppress(Exception):
+            for setting in settings:
+                conn.exec_driver_sql(f"RESET {setting}")
 
 
 @dataclass(frozen=True)
@@ -163,12 +191,19 @@ class NamespaceGraphs:
 
     def build(self, table_sql: str, namespace: str) -> None:
         """Build a namespace's graph if it is not in place (IndexRepository.create_graph gives the table
-        graph's definition under its name, and sizes the build), in this transaction."""
-        _drop_invalid(self.session, index_name(namespace))
+        graph's definition under its name, and sizes the build), in this transaction. An invalid index a
+        failed concurrent build left is renamed out of the way and dropped after the build (dropped first,
+        it would lock the table, readers too, for the whole build)."""
+        name = index_name(namespace)
+        invalid = _invalid(self.session, name)
+        if invalid:
+            self.session.execute(text(f"ALTER INDEX {name} RENAME TO {name}{_SET_ASIDE}"))
         self.session.execute(
             text("SELECT set_config('memagent.graph_namespace', :ns, true)"), {"ns": namespace}
         )
         self.session.execute(text(create_sql(table_sql, namespace)))
+        if invalid:  # (at the end: the DROP locks the table until the transaction ends)
+            self.session.execute(text(f"DROP INDEX IF EXISTS {name}{_SET_ASIDE}"))
 
     def _present(self, set_aside: bool = False) -> list[str]:
         """The names of the graphs in place (or of those set aside)."""

@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from sqlalchemy import Engine
+
 from memagent.errors import InputError
 from memagent.store.db_errors import translate_errors
 from memagent.store.hnsw import INDEX_LOCK_KEY, IndexKind, create_sql
@@ -86,19 +88,27 @@ class IndexMaintenance:
             graphs.add(namespace)
             if not store.index.present():  # a bulk load's end, or the repair, builds it with the table's
                 return True
-            kind, dim = store.space.index_kind(), self.memory.embedder.dim
             engine = store.index.engine()
             if notify is not None:
                 notify(f"Building a graph for namespace {namespace!r}…")
             if engine is None:
-                store.index.create_graph(kind, dim, namespace)
+                store.index.create_graph(store.space.index_kind(), self.memory.embedder.dim, namespace)
                 return True
-            table_sql = create_sql(kind, dim, name=graph_name(namespace))
             settings = store.index.build_settings(namespace)
-        with translate_errors():  # (recorded, committed: a build that fails is retried by the repair)
-            if not build_concurrently(engine, table_sql, namespace, settings, INDEX_LOCK_KEY):
-                raise InputError(busy)
+        if not self._build_concurrently(engine, namespace, settings):
+            raise InputError(busy)
         return True
+
+    def _build_concurrently(self, engine: Engine, namespace: str, settings: dict[str, str]) -> bool:
+        """A namespace's graph built concurrently (namespace_graphs.build_concurrently), after the unit of
+        work that recorded it committed; False if another process holds the maintenance lock."""
+        dim = self.memory.embedder.dim
+
+        def table_sql(kind: str) -> str:
+            return create_sql("halfvec" if kind == "halfvec" else "vector", dim, name=graph_name(namespace))
+
+        with translate_errors():  # (recorded: a build that fails is the repair's at the next run)
+            return build_concurrently(engine, table_sql, namespace, settings, INDEX_LOCK_KEY)
 
     def drop_graph(self, namespace: str) -> bool:
         """Drop a namespace's own graph (its recall goes back to the table's); False if it had none."""
@@ -139,9 +149,14 @@ class IndexMaintenance:
                 store.index.create_all(store.space.index_kind(), self.memory.embedder.dim)
                 return True
             missing = store.index.graphs.missing()  # (the embedder's dimension only when one is)
-            for namespace in missing:
-                store.index.create_graph(store.space.index_kind(), self.memory.embedder.dim, namespace)
-            return bool(missing)
+            engine = store.index.engine()
+            if engine is None:
+                for namespace in missing:
+                    store.index.create_graph(store.space.index_kind(), self.memory.embedder.dim, namespace)
+                return bool(missing)
+            settings = {namespace: store.index.build_settings(namespace) for namespace in missing}
+        # Concurrently, after the lock above is released: stores and recall go on meanwhile.
+        return any([self._build_concurrently(engine, ns, settings[ns]) for ns in missing])
 
     @contextmanager
     def bulk_load(
