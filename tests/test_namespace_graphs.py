@@ -339,23 +339,7 @@ def test_memories_are_stored_while_a_namespace_graph_builds(db: Database, memory
 def test_an_interrupted_graph_build_leaves_no_invalid_index_and_is_built_again(
     db: Database, memory: MemoryService
 ) -> None:
-    errors: list[BaseException] = []
-
-    def add() -> None:
-        try:
-            IndexMaintenance(memory).add_graph("big")
-        except BaseException as exc:
-            errors.append(exc)
-
-    with old_snapshot(db) as holder:
-        builder = threading.Thread(target=add)
-        builder.start()
-        pid = building(db)
-        with db.engine.connect() as conn:
-            assert conn.execute(text("SELECT pg_cancel_backend(:pid)"), {"pid": pid}).scalar_one()
-        holder.execute(text("COMMIT"))  # (dropping what the build left waits for it too)
-        builder.join(timeout=60)
-    (error,) = errors
+    error = interrupted_build(db, memory, "pg_cancel_backend")
     assert isinstance(error, MemagentError) and "\n" not in str(error)
     assert definition(db, "big") is None  # the invalid index the cancelled build left is dropped
     assert IndexMaintenance(memory).status().graphs == (GraphStatus("big", 60, False, 0),)
@@ -364,8 +348,9 @@ def test_an_interrupted_graph_build_leaves_no_invalid_index_and_is_built_again(
     assert graph.present and definition(db, "big") is not None
 
 
-def killed_build(db: Database, memory: MemoryService) -> BaseException:
-    """A concurrent build whose connection is terminated mid-way: the invalid index it leaves stays."""
+def interrupted_build(db: Database, memory: MemoryService, how: str) -> BaseException:
+    """add_graph's concurrent build, its backend cancelled or terminated (`how`) while it waits for an old
+    snapshot; the error it raised."""
     errors: list[BaseException] = []
 
     def add() -> None:
@@ -379,16 +364,22 @@ def killed_build(db: Database, memory: MemoryService) -> BaseException:
         builder.start()
         pid = building(db)
         with db.engine.connect() as conn:
-            assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar_one()
+            assert conn.execute(text(f"SELECT {how}(:pid)"), {"pid": pid}).scalar_one()
+        holder.execute(text("COMMIT"))  # (dropping what the build left waits for it too)
         builder.join(timeout=60)
-        holder.execute(text("COMMIT"))
+    (error,) = errors
+    return error
+
+
+def killed_build(db: Database, memory: MemoryService) -> BaseException:
+    """A concurrent build whose connection is terminated mid-way: the invalid index it leaves stays."""
+    error = interrupted_build(db, memory, "pg_terminate_backend")
     with db.engine.connect() as conn:
         valid = conn.execute(
             text("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(:name)"),
             {"name": namespace_graphs.index_name("big")},
         ).scalar_one()
     assert valid is False  # left behind, invalid: the planner never uses it
-    (error,) = errors
     return error
 
 
