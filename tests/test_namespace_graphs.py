@@ -434,3 +434,26 @@ def test_a_build_finds_its_namespace_dropped_meanwhile_and_builds_nothing(
             conn.execute(text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")).scalar_one() == 0
         )
         assert conn.execute(text("SELECT current_setting('maintenance_work_mem')")).scalar_one() != "64MB"
+
+
+def test_a_graph_the_repair_cannot_build_never_fails_the_command(
+    db: Database, memory: MemoryService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every command repairs first (memagent.bootstrap.catch_up): a graph whose build fails there is left
+    for later, and the command goes on; `memagent index --namespace` says why."""
+    from memagent.store.hnsw import IndexRepository
+
+    maintenance = IndexMaintenance(memory)
+    maintenance.add_graph("big")
+    with db.engine.begin() as conn:
+        conn.execute(text(f"DROP INDEX {namespace_graphs.index_name('big')}"))
+    monkeypatch.setattr(
+        IndexRepository, "build_settings", lambda self, ns=None: {"maintenance_work_mem": "1kB"}
+    )
+    assert maintenance.repair() is False  # no error: the build failed and is left for later
+    assert maintenance.status().graphs == (GraphStatus("big", 60, False, 0),)
+    with pytest.raises(MemagentError, match="maintenance_work_mem"):
+        maintenance.add_graph("big")
+    monkeypatch.undo()
+    assert maintenance.repair() is True
+    assert maintenance.status().graphs[0].present

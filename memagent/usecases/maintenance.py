@@ -11,12 +11,12 @@ one).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
-from memagent.errors import InputError
+from memagent.errors import InputError, MemagentError
 from memagent.store.db_errors import translate_errors
 from memagent.store.hnsw import INDEX_LOCK_KEY, IndexKind, create_sql
 from memagent.store.namespace_graphs import build_concurrently
@@ -155,8 +155,14 @@ class IndexMaintenance:
                     store.index.create_graph(store.space.index_kind(), self.memory.embedder.dim, namespace)
                 return bool(missing)
             settings = {namespace: store.index.build_settings(namespace) for namespace in missing}
-        # Concurrently, after the lock above is released: stores and recall go on meanwhile.
-        return any([self._build_concurrently(engine, ns, settings[ns]) for ns in missing])
+        # Concurrently, after the lock above is released: stores and recall go on meanwhile. A build that
+        # fails leaves the command to go on (every command runs this first); `memagent index` shows the
+        # graph not built, and `memagent index --namespace` builds it with its error if it fails again.
+        built = False
+        for namespace in missing:
+            with suppress(MemagentError):
+                built = self._build_concurrently(engine, namespace, settings[namespace]) or built
+        return built
 
     @contextmanager
     def bulk_load(
