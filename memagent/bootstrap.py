@@ -218,6 +218,6 @@ def catch_up(service: MemoryService, target: str, notify: Notify | None = None) 
     and store the memories kept in the recovery file while the database was unreachable."""
     say = notify or (lambda _: None)
     if IndexMaintenance(service).repair():
-        say("Rebuilt a vector index that was missing (an interrupted import leaves it out).")
+        say("Rebuilt the vector index, which an interrupted import had left out.")
     for line in RecoveryFile(service.settings.home_path()).replay(service, target).messages():
         say(line)

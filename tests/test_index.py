@@ -229,7 +229,7 @@ def test_a_bulk_load_killed_with_sigkill_is_repaired_by_the_next_run(
 
     result = runner.invoke(app, ["recall", "written while the index", "--mode", "vector", "--json"], env=env)
     assert result.exit_code == 0, result.output
-    assert "Rebuilt a vector index that was missing" in result.stderr
+    assert "Rebuilt the vector index" in result.stderr
     assert json.loads(result.stdout)[0]["content"] == "written while the index is dropped"
     assert index_definition(db) is not None
 

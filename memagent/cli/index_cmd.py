@@ -79,7 +79,7 @@ def index(
         built = (
             f"{graph.size_bytes / 2**20:.1f} MB"
             if graph.present
-            else "not built yet (a build or an import under way; else the next run builds it)"
+            else "not built (a build or an import under way, or one that failed: run --namespace again)"
         )
         render.message(
             f"  namespace {graph.namespace!r}: a graph of its own, {built}, {memories(graph.rows)}."

@@ -11,12 +11,12 @@ one).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
-from memagent.errors import InputError, MemagentError
+from memagent.errors import InputError
 from memagent.store.db_errors import translate_errors
 from memagent.store.hnsw import INDEX_LOCK_KEY, IndexKind, create_sql
 from memagent.store.namespace_graphs import build_concurrently
@@ -107,7 +107,7 @@ class IndexMaintenance:
         def table_sql(kind: str) -> str:
             return create_sql("halfvec" if kind == "halfvec" else "vector", dim, name=graph_name(namespace))
 
-        with translate_errors():  # (recorded: a build that fails is the repair's at the next run)
+        with translate_errors():  # (recorded: `memagent index --namespace` again builds one that failed)
             return build_concurrently(engine, table_sql, namespace, settings, INDEX_LOCK_KEY)
 
     def drop_graph(self, namespace: str) -> bool:
@@ -136,33 +136,19 @@ class IndexMaintenance:
             store.space.set_index_kind(kind)
 
     def repair(self) -> bool:
-        """Rebuild the index if a killed bulk load left the table without it, and any namespace's own graph
-        that is missing (dropped with it, or by hand); True if it rebuilt anything."""
+        """Rebuild the index if a killed bulk load left the table without it (and with it the namespaces'
+        graphs, dropped with it); True if it did. A namespace's graph missing on its own (a build that
+        failed) is left to `memagent index --namespace`: its recall is served by the table's graph
+        meanwhile, and every command runs this first."""
         with self.memory.unit(admin=True) as store:
             # The maintenance lock first: while a bulk load drops or builds the index, the catalogue is
             # changing under a look at it (a concurrent DROP INDEX made that look fail 1 run in 4).
             if not store.index.try_lock():
                 return False  # a live bulk load (or another repair) owns the index right now
-            if store.space.get() is None:
+            if store.space.get() is None or store.index.present():
                 return False
-            if not store.index.present():
-                store.index.create_all(store.space.index_kind(), self.memory.embedder.dim)
-                return True
-            missing = store.index.graphs.missing()  # (the embedder's dimension only when one is)
-            engine = store.index.engine()
-            if engine is None:
-                for namespace in missing:
-                    store.index.create_graph(store.space.index_kind(), self.memory.embedder.dim, namespace)
-                return bool(missing)
-            settings = {namespace: store.index.build_settings(namespace) for namespace in missing}
-        # Concurrently, after the lock above is released: stores and recall go on meanwhile. A build that
-        # fails leaves the command to go on (every command runs this first); `memagent index` shows the
-        # graph not built, and `memagent index --namespace` builds it with its error if it fails again.
-        built = False
-        for namespace in missing:
-            with suppress(MemagentError):
-                built = self._build_concurrently(engine, namespace, settings[namespace]) or built
-        return built
+            store.index.create_all(store.space.index_kind(), self.memory.embedder.dim)
+            return True
 
     @contextmanager
     def bulk_load(
