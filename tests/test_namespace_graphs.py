@@ -210,6 +210,19 @@ def test_a_reembedding_builds_the_namespace_graphs_for_the_new_model(
     assert held == 60
 
 
+def held_by_graph(db: Database, namespace: str) -> int:
+    """How many memories the namespace graph's condition holds (exactly the namespace's, if quoted right)."""
+    with db.engine.connect() as conn:
+        predicate = conn.execute(
+            text(
+                "SELECT pg_get_expr(x.indpred, x.indrelid) FROM pg_index x JOIN pg_class i"
+                " ON i.oid = x.indexrelid WHERE i.relname = :name"
+            ),
+            {"name": namespace_graphs.index_name(namespace)},
+        ).scalar_one()
+        return int(conn.execute(text(f"SELECT count(*) FROM memories WHERE {predicate}")).scalar_one())
+
+
 def test_any_namespace_text_is_safe_in_a_graph(db: Database, fake: FakeOpenAI) -> None:
     fake.embedding_handler = scattered
     odd = service(db, fake, ODD)
@@ -219,20 +232,12 @@ def test_any_namespace_text_is_safe_in_a_graph(db: Database, fake: FakeOpenAI) -
     maintenance = IndexMaintenance(odd)
     assert maintenance.add_graph(ODD) is True
     assert maintenance.status().graphs[0].namespace == ODD
-    with db.engine.connect() as conn:
-        predicate = conn.execute(
-            text(
-                "SELECT pg_get_expr(x.indpred, x.indrelid) FROM pg_index x JOIN pg_class i"
-                " ON i.oid = x.indexrelid WHERE i.relname = :name"
-            ),
-            {"name": namespace_graphs.index_name(ODD)},
-        ).scalar_one()
-        # The predicate holds the namespace exactly: the graph's memories are that namespace's.
-        held = conn.execute(text(f"SELECT count(*) FROM memories WHERE {predicate}")).scalar_one()
-    assert held == len(TOPICS)
+    assert held_by_graph(db, ODD) == len(TOPICS)
     assert [m.id for m in odd.recall("jazz piano", k=3, mode="vector")] == before
     vector, side = plans(db, odd, "jazz piano")  # (sent as text: no namespace but a plain one is written in)
     assert namespace_graphs.index_name(ODD) in vector and namespace_graphs.index_name(ODD) in side
+    maintenance.rebuild("halfvec")  # built again in the rebuild's transaction, quoted the same way
+    assert held_by_graph(db, ODD) == len(TOPICS)
     with pytest.raises(Exception, match="invalid namespace"):
         maintenance.add_graph("*")
     assert maintenance.drop_graph(ODD) is True

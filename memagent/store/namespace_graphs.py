@@ -44,16 +44,15 @@ def index_name(namespace: str) -> str:
     return PREFIX + hashlib.sha256(namespace.encode("utf-8")).hexdigest()[:16]
 
 
-def create_sql(table_sql: str, namespace: str) -> str:
-    """A DO block that creates a namespace's graph in a transaction from `table_sql`, the table graph's
-    definition under the graph's name (memagent.store.hnsw.create_sql), over the namespace's memories. The
-    namespace is read from the setting memagent.graph_namespace and quoted by the server (format's %L): its
-    text is not part of the statement. (build_concurrently, which cannot run in a DO block, has the server
-    quote it first.)"""
-    return (
-        f"DO $$ BEGIN EXECUTE format($ddl${table_sql} AND namespace = %L$ddl$,"
-        " current_setting('memagent.graph_namespace')); END $$"
-    )
+def execute_ddl(conn: Connection, table_sql: str, namespace: str) -> None:
+    """Create a namespace's graph from `table_sql`, the table graph's definition under the graph's name
+    (memagent.store.hnsw.create_sql, CONCURRENTLY or not), over the namespace's memories. The namespace is
+    quoted by the server (quote_literal) and the statement goes to the driver's own cursor with no
+    parameters, so nothing in the namespace is read as one (SQLAlchemy's text() would read `:word`, and
+    psycopg2 `%s`)."""
+    quoted = conn.execute(text("SELECT quote_literal(CAST(:ns AS text))"), {"ns": namespace}).scalar_one()
+    with closing(conn.connection.cursor()) as cursor:
+        cursor.execute(f"{table_sql} AND namespace = {quoted}")
 
 
 def in_models(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
@@ -89,9 +88,7 @@ def build_concurrently(
     (a drop may have come between) and `table_sql` is given the index kind in force now (the table
     graph's definition of that kind under the graph's name). `settings`: session settings for the build
     (memory, workers), reset after. An invalid index a failed build left is dropped first; one this build
-    leaves, if it fails, is dropped at once (or, if its connection is gone, by the next build). The
-    namespace is quoted by the server (quote_literal) and the statement goes to the driver's cursor as it
-    is, with no parameters, so nothing in the namespace is read as one."""
+    leaves, if it fails, is dropped at once (or, if its connection is gone, by the next build)."""
     with engine.connect() as opened:
         conn = opened.execution_options(isolation_level="AUTOCOMMIT")
         if not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": lock_key}).scalar_one():
@@ -123,10 +120,7 @@ def _build(conn: Connection, table_sql: str, namespace: str, settings: dict[str,
             conn.execute(text("SELECT set_config(:s, :v, false)"), {"s": setting, "v": value})
         if _invalid(conn, name):
             conn.exec_driver_sql(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
-        quoted = conn.execute(text("SELECT quote_literal(CAST(:ns AS text))"), {"ns": namespace})
-        ddl = table_sql.replace("CREATE INDEX ", "CREATE INDEX CONCURRENTLY ", 1)
-        with closing(conn.connection.cursor()) as cursor:  # (the driver's own: no parameters at all)
-            cursor.execute(f"{ddl} AND namespace = {quoted.scalar_one()}")
+        execute_ddl(conn, table_sql.replace("CREATE INDEX ", "CREATE INDEX CONCURRENTLY ", 1), namespace)
     except BaseException:
         with suppress(Exception):
             if _invalid(conn, name):
@@ -171,10 +165,6 @@ class NamespaceGraphs:
             found.append(Graph(namespace, built, int(row.size) if built and row is not None else 0))
         return found
 
-    def missing(self) -> list[str]:
-        """The recorded namespaces whose graph is not in place (a load dropped it, or someone by hand)."""
-        return [graph.namespace for graph in self.listing() if not graph.present]
-
     def add(self, namespace: str) -> None:
         """Record the namespace (its graph is built by build)."""
         self.session.execute(
@@ -198,10 +188,11 @@ class NamespaceGraphs:
         invalid = _invalid(self.session, name)
         if invalid:
             self.session.execute(text(f"ALTER INDEX {name} RENAME TO {name}{_SET_ASIDE}"))
-        self.session.execute(
-            text("SELECT set_config('memagent.graph_namespace', :ns, true)"), {"ns": namespace}
+        execute_ddl(
+            self.session.connection() if isinstance(self.session, Session) else self.session,
+            table_sql,
+            namespace,
         )
-        self.session.execute(text(create_sql(table_sql, namespace)))
         if invalid:  # (at the end: the DROP locks the table until the transaction ends)
             self.session.execute(text(f"DROP INDEX IF EXISTS {name}{_SET_ASIDE}"))
 

@@ -14,8 +14,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import Engine
-
 from memagent.errors import InputError
 from memagent.store.db_errors import translate_errors
 from memagent.store.hnsw import INDEX_LOCK_KEY, IndexKind, create_sql
@@ -25,6 +23,7 @@ from memagent.store.scope import Scope
 from memagent.usecases.service import MemoryService
 from memagent.validation import ALL_NAMESPACES, clean_name
 
+BUSY = "another memagent is loading or rebuilding the index; try again later."
 # Loads smaller than this keep the index in place: a build costs more than inserting into the graph.
 BULK_MIN_ROWS = 10_000
 
@@ -77,13 +76,12 @@ class IndexMaintenance:
         over a connection) it is built in that transaction, writes waiting, as a rebuild does.
         """
         namespace = clean_name(namespace, "namespace")
-        busy = "another memagent is loading or rebuilding the index; try again later."
         with self.memory.unit(admin=True) as store:
             self.memory.check_embedding_space(store, claim=True)
             if not store.index.try_lock():
-                raise InputError(busy)
+                raise InputError(BUSY)
             graphs = store.index.graphs
-            if namespace in graphs.recorded() and namespace not in graphs.missing():
+            if any(g.namespace == namespace and g.present for g in graphs.listing()):
                 return False
             graphs.add(namespace)
             if not store.index.present():  # a bulk load's end, or the repair, builds it with the table's
@@ -95,27 +93,22 @@ class IndexMaintenance:
                 store.index.create_graph(store.space.index_kind(), self.memory.embedder.dim, namespace)
                 return True
             settings = store.index.build_settings(namespace)
-        if not self._build_concurrently(engine, namespace, settings):
-            raise InputError(busy)
-        return True
-
-    def _build_concurrently(self, engine: Engine, namespace: str, settings: dict[str, str]) -> bool:
-        """A namespace's graph built concurrently (namespace_graphs.build_concurrently), after the unit of
-        work that recorded it committed; False if another process holds the maintenance lock."""
         dim = self.memory.embedder.dim
 
-        def table_sql(kind: str) -> str:
+        def table_sql(kind: str) -> str:  # (the kind in force when the build starts)
             return create_sql("halfvec" if kind == "halfvec" else "vector", dim, name=graph_name(namespace))
 
         with translate_errors():  # (recorded: `memagent index --namespace` again builds one that failed)
-            return build_concurrently(engine, table_sql, namespace, settings, INDEX_LOCK_KEY)
+            if not build_concurrently(engine, table_sql, namespace, settings, INDEX_LOCK_KEY):
+                raise InputError(BUSY)
+        return True
 
     def drop_graph(self, namespace: str) -> bool:
         """Drop a namespace's own graph (its recall goes back to the table's); False if it had none."""
         namespace = clean_name(namespace, "namespace")
         with self.memory.unit(admin=True) as store:
             if not store.index.try_lock():
-                raise InputError("another memagent is loading or rebuilding the index; try again later.")
+                raise InputError(BUSY)
             return store.index.graphs.remove(namespace)
 
     def rebuild(self, kind: IndexKind) -> None:
@@ -128,7 +121,7 @@ class IndexMaintenance:
         with self.memory.unit(admin=True) as store:
             self.memory.check_embedding_space(store, claim=True)
             if not store.index.try_lock():
-                raise InputError("another memagent is loading or rebuilding the index; try again later.")
+                raise InputError(BUSY)
             store.index.hold_writes()
             store.index.set_aside()
             store.index.create_all(kind, self.memory.embedder.dim)
