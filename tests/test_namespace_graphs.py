@@ -36,7 +36,7 @@ from tests.conftest import (
 from tests.fake_openai import FakeOpenAI
 
 TOPICS = ["rust compilers", "alpine hiking", "sourdough baking", "jazz piano", "tide pools", "chess openings"]
-ODD = "o'brien: %s \\x $$ \u00e9t\u00e9"  # quotes, a colon, a percent, a backslash, dollars, accents
+ODD = "o'brien: %s :x \\x $$ \u00e9t\u00e9"  # quotes, colons, percent, backslash, dollars
 runner = CliRunner()
 
 
@@ -220,7 +220,8 @@ def held_by_graph(db: Database, namespace: str) -> int:
             ),
             {"name": namespace_graphs.index_name(namespace)},
         ).scalar_one()
-        return int(conn.execute(text(f"SELECT count(*) FROM memories WHERE {predicate}")).scalar_one())
+        held = text(f"SELECT count(*) FROM memories WHERE {predicate.replace(':', chr(92) + ':')}")
+        return int(conn.execute(held).scalar_one())
 
 
 def test_any_namespace_text_is_safe_in_a_graph(db: Database, fake: FakeOpenAI) -> None:
@@ -457,3 +458,28 @@ def test_a_graph_that_cannot_be_built_says_why(
     monkeypatch.undo()
     assert maintenance.add_graph("big") is True
     assert maintenance.status().graphs[0].present
+
+
+def test_a_graph_that_fails_in_a_repair_leaves_the_tables_index_built(
+    db: Database, memory: MemoryService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The repair every command runs first, after a killed import: a namespace's graph that cannot be built
+    is left out under a savepoint; the table's index is built and the command goes on."""
+    from memagent.store.hnsw import IndexRepository
+
+    maintenance = IndexMaintenance(memory)
+    maintenance.add_graph("big")
+    with db.sessions.begin() as session:
+        IndexRepository(session).drop()  # as a killed bulk load leaves it
+    shipped = IndexRepository.build_settings
+
+    def failing(self: IndexRepository, namespace: str | None = None) -> dict[str, str]:
+        return {"maintenance_work_mem": "1kB"} if namespace else shipped(self, namespace)
+
+    monkeypatch.setattr(IndexRepository, "build_settings", failing)
+    assert maintenance.repair() is True
+    status = maintenance.status()
+    assert status.present and status.graphs == (GraphStatus("big", 60, False, 0),)
+    assert len(memory.recall("jazz piano", k=5, mode="vector")) == 5
+    monkeypatch.undo()
+    assert maintenance.add_graph("big") is True and maintenance.status().graphs[0].present

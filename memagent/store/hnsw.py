@@ -19,9 +19,11 @@ them needs a revision that rebuilds the index on existing databases (and tests/t
 from __future__ import annotations
 
 import os
+from contextlib import suppress
 from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from memagent.store.namespace_graphs import NamespaceGraphs
@@ -218,10 +220,14 @@ class IndexRepository:
         self.session.execute(text("ALTER TABLE memories RESET (parallel_workers)"))
 
     def create_all(self, kind: IndexKind, dim: int) -> None:
-        """Build the table's index and every recorded namespace's graph (revision 0034) not in place."""
+        """Build the table's index and every recorded namespace's graph (revision 0034) not in place. A
+        namespace's graph that fails to build is left out (under a savepoint), not the table's with it:
+        the namespace's recall is served by the table's graph, `memagent index` says it is not built, and
+        `memagent index --namespace` builds it again, saying why if it fails."""
         self.create(kind, dim)
         for namespace in self.graphs.recorded():
-            self.create_graph(kind, dim, namespace)
+            with suppress(DBAPIError), self.session.begin_nested():
+                self.create_graph(kind, dim, namespace)
 
     def create_graph(self, kind: IndexKind, dim: int, namespace: str) -> None:
         """Build one namespace's graph (memagent.store.namespace_graphs) in this transaction, sized for its
