@@ -44,6 +44,52 @@ def call(cur: Any, name: str, namespace: str, question: str, floor: float) -> tu
     return time.perf_counter() - start, rows
 
 
+def alternate(
+    cur: Any, names: dict[str, str], namespace: str, questions: list[str], times: dict[str, list[float]]
+) -> int:
+    """Both rankings (names: two keys of times, each the name of its temporary function) on every question
+    in turn, which first alternating, hybrid's floor; each call's seconds added to times. Returns how many
+    questions' results differed."""
+    from memagent.store.text_floor import FLOOR
+
+    first, second = names
+    differ = 0
+    for i, question in enumerate(questions):
+        rows = {}
+        for which in (first, second) if i % 2 == 0 else (second, first):
+            took, rows[which] = call(cur, names[which], namespace, question, FLOOR)
+            times[which].append(took)
+        differ += rows[first] != rows[second]
+    return differ
+
+
+def ranking_only(home: Path) -> None:
+    """Settings for a home built by hybrid_scale.py, with no embedder asked for (the ranking is full-text
+    only)."""
+    os.environ.update(
+        MEMAGENT_HOME=str(home),
+        MEMAGENT_EMBEDDING_PROVIDER="openai",
+        MEMAGENT_EMBEDDING_MODEL="bench",
+        MEMAGENT_EMBEDDING_DIM="384",
+        MEMAGENT_OPENAI_BASE_URL="http://127.0.0.1:9/v1",
+    )
+
+
+def report(times: dict[str, list[float]], questions: list[str], differ: int, slowest: int) -> None:
+    """Each ranking's p50 / p95 / p99 / mean, how many answers differed, and the first one's slowest
+    questions with both times (two rankings, in the order given)."""
+    from scale import pct
+
+    for which, t in times.items():
+        figures = " ".join(f"p{q} {pct(t, q):.2f}" for q in (50, 95, 99))
+        print(f"{which}: {figures} mean {sum(t) / len(t) * 1000:.2f} ms")
+    print(f"results differed: {differ} of {len(questions)}")
+    first, second = times.values()
+    print("slowest for the first: ms first / second")
+    for i in sorted(range(len(questions)), key=lambda i: -first[i])[:slowest]:
+        print(f"{first[i] * 1000:7.1f} / {second[i] * 1000:6.1f}  {questions[i][:70]}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", type=Path, required=True)
@@ -54,15 +100,8 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=900)
     parser.add_argument("--slowest", type=int, default=12)
     args = parser.parse_args()
-    os.environ.update(  # (no embedder is asked for: the ranking is full-text only)
-        MEMAGENT_HOME=str(args.home),
-        MEMAGENT_EMBEDDING_PROVIDER="openai",
-        MEMAGENT_EMBEDDING_MODEL="bench",
-        MEMAGENT_EMBEDDING_DIM="384",
-        MEMAGENT_OPENAI_BASE_URL="http://127.0.0.1:9/v1",
-    )
+    ranking_only(args.home)
     from hybrid_scale import locomo_turns
-    from scale import pct
 
     from memagent.config import get_settings
     from memagent.store.database import Database
@@ -71,7 +110,6 @@ def main() -> None:
     questions = locomo_turns(args.data)[1][: args.queries]
     names = {"old": "ranking_old", "new": "ranking_new"}
     times: dict[str, list[float]] = {"old": [], "new": []}
-    differ = 0
     with Database(get_settings()) as db:
         raw = db.engine.raw_connection()
         try:
@@ -80,23 +118,12 @@ def main() -> None:
             cur = conn.cursor()
             for which, name in names.items():
                 cur.execute(temporary(getattr(args, which), name))
-            for i, question in enumerate(questions):
-                rows = {}
-                for which in ("old", "new") if i % 2 == 0 else ("new", "old"):
-                    took, rows[which] = call(cur, names[which], args.namespace, question, FLOOR)
-                    times[which].append(took)
-                differ += rows["old"] != rows["new"]
+            differ = alternate(cur, names, args.namespace, questions, times)
         finally:
             raw.close()
     print(f"{len(questions)} questions, namespace {args.namespace!r}, depth 50, floor {FLOOR}")
-    for which in ("old", "new"):
-        t = times[which]
-        figures = " ".join(f"p{q} {pct(t, q):.2f}" for q in (50, 95, 99))
-        print(f"{which} ({getattr(args, which)}): {figures} mean {sum(t) / len(t) * 1000:.2f} ms")
-    print(f"results differed: {differ} of {len(questions)}")
-    print("slowest for the old one: ms old / new")
-    for i in sorted(range(len(questions)), key=lambda i: -times["old"][i])[: args.slowest]:
-        print(f"{times['old'][i] * 1000:7.1f} / {times['new'][i] * 1000:6.1f}  {questions[i][:70]}")
+    named = {f"old ({args.old})": times["old"], f"new ({args.new})": times["new"]}
+    report(named, questions, differ, args.slowest)
 
 
 if __name__ == "__main__":

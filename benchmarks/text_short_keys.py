@@ -26,7 +26,6 @@ stays exact), the slowest questions. The index and its function are dropped at t
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -200,6 +199,29 @@ def variant_prefix(words: int) -> str:
     return sql.replace("FUNCTION memagent_text_ranking(", "FUNCTION pg_temp.ranking_short(", 1)
 
 
+def short_keys(cur: Any, namespace: str, literal: str, short: int) -> None:
+    """The partial index over the namespace on the keys with the short ones (its size and build time said)."""
+    start = time.perf_counter()
+    cur.execute(
+        "CREATE INDEX memagent_bench_short_keys ON memories USING gin"
+        f" (memagent_bench_short_lexemes(namespace, content_tsv, {short}))"
+        f" WITH (fastupdate = off) WHERE namespace = {literal}"
+    )
+    built = time.perf_counter() - start
+    cur.execute(
+        "SELECT pg_relation_size('memagent_bench_short_keys'),"
+        " (SELECT count(*) FILTER (WHERE length(content_tsv) <= %s) FROM memories"
+        "  WHERE namespace = %s), (SELECT count(*) FROM memories WHERE namespace = %s)",
+        (short, namespace, namespace),
+    )
+    size, short_rows, rows = cur.fetchone()
+    print(
+        f"index with short keys over {rows} memories"
+        f" ({short_rows} of at most {short} words):"
+        f" built in {built:.1f} s, {size / 1e6:.1f} MB"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", type=Path, required=True)
@@ -212,16 +234,10 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--slowest", type=int, default=10)
     args = parser.parse_args()
-    os.environ.update(  # (no embedder is asked for: the ranking is full-text only)
-        MEMAGENT_HOME=str(args.home),
-        MEMAGENT_EMBEDDING_PROVIDER="openai",
-        MEMAGENT_EMBEDDING_MODEL="bench",
-        MEMAGENT_EMBEDDING_DIM="384",
-        MEMAGENT_OPENAI_BASE_URL="http://127.0.0.1:9/v1",
-    )
+    from text_revisions import alternate, ranking_only, report, temporary
+
+    ranking_only(args.home)
     from hybrid_scale import locomo_turns
-    from scale import pct
-    from text_revisions import call, temporary
 
     from memagent.config import get_settings
     from memagent.store.database import Database
@@ -230,7 +246,6 @@ def main() -> None:
     questions = locomo_turns(args.data)[1][600 : 600 + args.queries]
     times: dict[str, list[float]] = {"shipped": [], "variant": []}
     names = {"shipped": "ranking_shipped", "variant": "ranking_short"}
-    differ = 0
     with Database(get_settings()) as db:
         raw = db.engine.raw_connection()
         try:
@@ -239,35 +254,13 @@ def main() -> None:
             cur = conn.cursor()
             cur.execute("SELECT quote_literal(%s)", (args.namespace,))
             literal = cur.fetchone()[0]
-            cur.execute(KEYS)
             try:
-                start = time.perf_counter()
-                cur.execute(
-                    "CREATE INDEX memagent_bench_short_keys ON memories USING gin"
-                    f" (memagent_bench_short_lexemes(namespace, content_tsv, {args.short}))"
-                    f" WITH (fastupdate = off) WHERE namespace = {literal}"
-                )
-                built = time.perf_counter() - start
-                cur.execute(
-                    "SELECT pg_relation_size('memagent_bench_short_keys'),"
-                    " (SELECT count(*) FILTER (WHERE length(content_tsv) <= %s) FROM memories"
-                    "  WHERE namespace = %s), (SELECT count(*) FROM memories WHERE namespace = %s)",
-                    (args.short, args.namespace, args.namespace),
-                )
-                size, short_rows, rows = cur.fetchone()
-                print(
-                    f"index with short keys over {rows} memories"
-                    f" ({short_rows} of at most {args.short} words):"
-                    f" built in {built:.1f} s, {size / 1e6:.1f} MB"
-                )
+                if not args.prefix:
+                    cur.execute(KEYS)
+                    short_keys(cur, args.namespace, literal, args.short)
                 cur.execute(temporary("text_counts", names["shipped"]))
                 cur.execute(variant_prefix(args.prefix) if args.prefix else variant(args.short, literal))
-                for i, question in enumerate(questions):
-                    rows_of = {}
-                    for which in ("shipped", "variant") if i % 2 == 0 else ("variant", "shipped"):
-                        took, rows_of[which] = call(cur, names[which], args.namespace, question, FLOOR)
-                        times[which].append(took)
-                    differ += rows_of["shipped"] != rows_of["variant"]
+                differ = alternate(cur, names, args.namespace, questions, times)
             finally:
                 cur.execute("DROP INDEX IF EXISTS memagent_bench_short_keys")
                 cur.execute("DROP FUNCTION IF EXISTS memagent_bench_short_lexemes(text, tsvector, integer)")
@@ -275,13 +268,7 @@ def main() -> None:
             raw.close()
     way = f"sets by their first {args.prefix} words" if args.prefix else f"short {args.short}"
     print(f"{len(questions)} questions, {args.namespace!r}, depth 50, floor {FLOOR}, {way}")
-    for which, t in times.items():
-        figures = " ".join(f"p{q} {pct(t, q):.2f}" for q in (50, 95, 99))
-        print(f"{which}: {figures} mean {sum(t) / len(t) * 1000:.2f} ms")
-    print(f"results differed: {differ} of {len(questions)}")
-    print("slowest as shipped: ms shipped / variant")
-    for i in sorted(range(len(questions)), key=lambda i: -times["shipped"][i])[: args.slowest]:
-        print(f"{times['shipped'][i] * 1000:7.1f} / {times['variant'][i] * 1000:6.1f}  {questions[i][:70]}")
+    report(times, questions, differ, args.slowest)
 
 
 if __name__ == "__main__":
