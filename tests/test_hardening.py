@@ -200,6 +200,24 @@ def test_inspect_and_recall_tables_never_pass_escapes_to_the_terminal(cli_env: d
     assert json.loads(exact)[0]["content"] == hostile
 
 
+def test_brackets_in_a_memory_a_query_a_namespace_or_a_setting_are_shown_as_text(
+    cli_env: dict[str, str],
+) -> None:
+    # Rich reads `[...]` in a str as markup: `[/oops]` was an error that made the namespace's tables
+    # unreadable, `[a:b]` and `[link=...]` vanished from what is shown.
+    text = "x[i] [bold]b[/bold] [/oops] [link=http://evil.example]click[/link] ns [a:b] end"
+    namespace = "[/ns]"
+    assert runner.invoke(app, ["remember", text, "--namespace", namespace]).exit_code == 0
+    for args in (["inspect"], ["recall", "click [/q]"]):
+        result = runner.invoke(app, [*args, "--namespace", namespace], env={"COLUMNS": "400"})
+        assert result.exit_code == 0, result.output
+        assert text in result.stdout
+    assert namespace in runner.invoke(app, ["inspect", "--namespace", namespace]).stdout  # (its title)
+    assert "click [/q]" in runner.invoke(app, ["recall", "click [/q]", "--namespace", namespace]).stdout
+    shown = runner.invoke(app, ["config"], env={"MEMAGENT_NAMESPACE": "[/x]", "COLUMNS": "400"})
+    assert shown.exit_code == 0 and "[/x]" in shown.stdout
+
+
 # -- 5, 12, 14. secrets in URL parameters, chat with the database down, pgvector versions -------------------
 
 

@@ -43,14 +43,14 @@ def failed_line(report: LearnReport) -> str | None:
 
 def facts_table(title: str, facts: Sequence[MemoryRecord]) -> None:
     """Facts, newest first: id, since when, importance, text."""
-    table = Table(title=title, title_justify="left", expand=False)
+    table = Table(title=render.cell(title), title_justify="left", expand=False)
     table.add_column("id", justify="right", style="dim")
     table.add_column("since", no_wrap=True)
     table.add_column("importance", justify="right")
     table.add_column("fact", overflow="fold")
     for fact in facts:
         table.add_row(
-            str(fact.id), render.when(fact.created_at), f"{fact.importance:.2f}", render.visible(fact.content)
+            str(fact.id), render.when(fact.created_at), f"{fact.importance:.2f}", render.cell(fact.content)
         )
     render.out().print(table)
 

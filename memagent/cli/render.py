@@ -13,6 +13,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from memagent.records import MemoryRecord, RecalledMemory
 from memagent.redact import redact
@@ -72,6 +73,12 @@ def visible(text: str) -> str:
     )
 
 
+def cell(text: str) -> Text:
+    """Text for a table (its title or a cell), shown as it is: its control characters as escapes (visible)
+    and brackets as brackets (a str would be read as Rich markup, `[/x]` an error, `[link=...]` hidden)."""
+    return Text(visible(text))
+
+
 def when(value: datetime) -> str:
     """A date as the tables show it (local time, to the minute)."""
     return value.astimezone().strftime("%Y-%m-%d %H:%M")
@@ -87,7 +94,7 @@ RANKED_BY = {
 def recall_table(query: str, memories: Sequence[RecalledMemory], mode: str) -> None:
     """The recalled memories, best first: the score that ranks them, their cosine similarity, and their kind
     when not all are exchanges."""
-    title = f"Recalled for: {visible(query)}  (ranked by {RANKED_BY.get(mode, mode)})"
+    title = cell(f"Recalled for: {query}  (ranked by {RANKED_BY.get(mode, mode)})")
     table = Table(title=title, title_justify="left", expand=False)
     table.add_column("#", justify="right", style="dim")
     table.add_column("score", justify="right")
@@ -103,10 +110,10 @@ def recall_table(query: str, memories: Sequence[RecalledMemory], mode: str) -> N
             str(rank),
             f"{memory.score:.3f}",
             similarity(memory),
-            visible(memory.session_id),
+            cell(memory.session_id),
             *([memory.kind] if kinds else []),
             when(memory.created_at),
-            visible(memory.content),
+            cell(memory.content),
         )
     out().print(table)
 
@@ -124,7 +131,7 @@ def similarity(memory: RecalledMemory) -> str:
 
 def memory_table(title: str, memories: Sequence[MemoryRecord]) -> None:
     """Stored memories, newest first (with their kind when not all are exchanges)."""
-    table = Table(title=title, title_justify="left", expand=False)
+    table = Table(title=cell(title), title_justify="left", expand=False)
     table.add_column("id", justify="right", style="dim")
     table.add_column("session")
     kinds = _shows_kind(memories)
@@ -135,10 +142,10 @@ def memory_table(title: str, memories: Sequence[MemoryRecord]) -> None:
     for memory in memories:
         table.add_row(
             str(memory.id),
-            visible(memory.session_id),
+            cell(memory.session_id),
             *([memory.kind] if kinds else []),
             when(memory.created_at),
-            visible(memory.content),
+            cell(memory.content),
         )
     out().print(table)
 
@@ -150,5 +157,5 @@ def settings_table(rows: Sequence[tuple[str, str, str]]) -> None:
     table.add_column("value", overflow="fold")
     table.add_column("source", style="dim")
     for name, value, source in rows:
-        table.add_row(name, value, source)
+        table.add_row(cell(name), cell(value), cell(source))
     out().print(table)
