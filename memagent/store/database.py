@@ -32,6 +32,19 @@ def normalise_url(url: str) -> str:
     return url
 
 
+def check_url(url: str) -> None:
+    """Refuse what is not a PostgreSQL URL, saying why without quoting it (it may hold a password)."""
+    hint = "Use postgresql://user:password@host:5432/database, or unset it (the embedded server)."
+    if not url.lower().startswith(("postgresql", "postgres:")):
+        scheme = f"a {url.split(':', 1)[0][:20]!r} URL" if "://" in url else "not a URL"
+        raise ConfigError(f"MEMAGENT_DATABASE_URL must be a PostgreSQL URL; this is {scheme}.", hint=hint)
+    authority = url.split("://", 1)[-1].split("/", 1)[0].split("?", 1)[0]
+    if authority.count("@") > 1:  # the driver would take part of the password for the host, and print it
+        raise ConfigError(
+            "MEMAGENT_DATABASE_URL has an @ in its user name or password: write it as %40.", hint=hint
+        )
+
+
 class Database:
     """The database memagent talks to: configured by URL, or the embedded server started on demand.
 
@@ -52,12 +65,8 @@ class Database:
         self.settings = settings
         self.driver = driver
         explicit = url or (settings.database_url.get_secret_value() if settings.database_url else None)
-        if explicit is not None and not explicit.lower().startswith(("postgresql", "postgres:")):
-            scheme = explicit.split(":", 1)[0][:20] if ":" in explicit else "no scheme"
-            raise ConfigError(
-                f"MEMAGENT_DATABASE_URL must be a PostgreSQL URL, not {scheme}.",
-                hint="Use postgresql://user:password@host:5432/database, or unset it (the embedded server).",
-            )
+        if explicit is not None:
+            check_url(explicit)
         self._url = normalise_url(explicit) if explicit else None
         self._embedded: EmbeddedPostgres | None = None
         self._borrowed = embedded
