@@ -74,6 +74,14 @@ def test_bad_recall_arguments(service: MemoryService) -> None:
         service.recall("x", max_distance=3.0)
     with pytest.raises(InputError, match="namespace"):
         service.recall("x", namespace="")
+    # through the API a count is a whole number: True, 2.5 and "3" are refused in one line, not cast
+    for k in (True, 2.5, "3"):
+        with pytest.raises(InputError, match="k must be a whole number"):
+            service.recall("x", k=k)  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="ef_search must be a whole number"):
+        service.recall("x", ef_search=1.5)  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="max distance must be a number"):
+        service.recall("x", max_distance="0.5")  # type: ignore[arg-type]
 
 
 def test_recall_on_a_database_never_written_does_not_call_the_model(

@@ -3,8 +3,10 @@ archived) and the kind and importance of what a write stores (revision 0013)."""
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from memagent.config import Settings
 from memagent.errors import InputError
@@ -72,17 +74,31 @@ def refuse_other_kinds(existing: dict[int, str], kind: str) -> None:
     )
 
 
+def whole(value: Any, what: str) -> int:
+    """A count given through the API: a whole number (True, 2.5 or "3" refused in one line)."""
+    if isinstance(value, bool):
+        raise InputError(f"{what} must be a whole number, not {value!r}.")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise InputError(f"{what} must be a whole number, not {value!r}.") from None
+
+
 def recall_limits(
     settings: Settings, k: int | None, max_distance: float | None, ef_search: int | None
 ) -> tuple[int, float | None, int]:
     """A recall's k, distance cut-off and ef_search, the settings' where not given, checked."""
-    k = k if k is not None else settings.top_k
+    k = whole(k if k is not None else settings.top_k, "k")
     if not 1 <= k <= 1000:
         raise InputError(f"k must be between 1 and 1000, not {k}.")
     max_distance = max_distance if max_distance is not None else settings.max_distance
-    ef_search = ef_search if ef_search is not None else settings.ef_search
+    ef_search = whole(ef_search if ef_search is not None else settings.ef_search, "ef_search")
     if not 1 <= ef_search <= 1000:
         raise InputError(f"ef_search must be between 1 and 1000, not {ef_search}.")
+    if max_distance is not None and (
+        isinstance(max_distance, bool) or not isinstance(max_distance, int | float)
+    ):
+        raise InputError(f"max distance must be a number, not {max_distance!r}.")
     if max_distance is not None and not 0.0 <= max_distance <= 2.0:
         raise InputError(f"max distance must be between 0 and 2 (cosine distance), not {max_distance}.")
     return k, max_distance, ef_search
