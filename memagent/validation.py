@@ -6,6 +6,7 @@ import json
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from memagent.errors import InputError
@@ -135,3 +136,9 @@ def _depth(value: Any) -> int:
             return level
         stack.extend((child, level + 1) for child in children)
     return deepest
+
+
+def existing_file(path: Path) -> None:
+    """Refuse a path that is not a file to read, saying which way."""
+    if not path.is_file():
+        raise InputError(f"{path} is a folder, not a file." if path.is_dir() else f"no such file: {path}")

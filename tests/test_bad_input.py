@@ -102,6 +102,10 @@ def test_a_megabyte_message_is_stored_whole_and_embedded_within_the_limit(
         (["purge", "--before", "2024-02-30", "--yes"], "--before"),
         (["recall", "x", "--namespace", "bad\x07name"], "invalid namespace"),
         (["import", "/no/such/file.jsonl"], "no such file"),
+        (["import", "/tmp"], "/tmp is a folder, not a file"),
+        (["sql", "-c", "select 1", "--url"], "--url takes no value and goes alone"),
+        (["sql", "--url", "postgresql://u:pw@h/x"], "--url takes no value and goes alone"),
+        (["purge", "--all", "--session", "a", "--yes"], "--all is every memory in the namespace"),
     ],
 )
 def test_absurd_values_get_one_line(cli_env: dict[str, str], args: list[str], message: str) -> None:

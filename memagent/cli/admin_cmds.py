@@ -1,4 +1,5 @@
-"""`memagent config`, `migrate` and `stop`: what memagent runs on, its schema, its background helpers."""
+"""`memagent config`, `migrate`, `backfill` and `stop`: what memagent runs on, its schema, the embeddings a
+failing provider left to do, its background helpers."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import typer
 
 from memagent import wording
 from memagent.cli import render
-from memagent.cli.base import JsonOpt, app, handled, load_settings
+from memagent.cli.base import JsonOpt, app, handled, load_settings, open_service
 
 
 @app.command()
@@ -69,3 +70,26 @@ def stop() -> None:
         f" ({wording.count(clients, 'process', 'processes')} using it will start it again)" if clients else ""
     )
     render.message(f"Stopped the embedded server{using}.")
+
+
+@app.command()
+@handled
+def backfill() -> None:
+    """Embed the memories stored while the embeddings provider was failing, in every namespace.
+
+    Batches are committed as they go: an interrupted backfill resumes where it stopped.
+    """
+    settings = load_settings()
+    with open_service(settings) as service:
+        waiting = service.pending(all_namespaces=True)
+        if not waiting:
+            render.message("No memories wait for their embeddings.")
+            return
+        progress = render.count_progress("embedding")
+        with progress:
+            task = progress.add_task("backfill", total=waiting)
+            done = service.backfill(on_progress=lambda n: progress.advance(task, n))
+        left = service.pending(all_namespaces=True)
+    render.message(
+        f"Embedded {wording.count(done, 'pending memory', 'pending memories')}; {left} still pending."
+    )

@@ -184,29 +184,6 @@ def recall(
 
 @app.command()
 @handled
-def backfill() -> None:
-    """Embed the memories stored while the embeddings provider was failing, in every namespace.
-
-    Batches are committed as they go: an interrupted backfill resumes where it stopped.
-    """
-    settings = load_settings()
-    with open_service(settings) as service:
-        waiting = service.pending(all_namespaces=True)
-        if not waiting:
-            render.message("No memories wait for their embeddings.")
-            return
-        progress = render.count_progress("embedding")
-        with progress:
-            task = progress.add_task("backfill", total=waiting)
-            done = service.backfill(on_progress=lambda n: progress.advance(task, n))
-        left = service.pending(all_namespaces=True)
-    render.message(
-        f"Embedded {wording.count(done, 'pending memory', 'pending memories')}; {left} still pending."
-    )
-
-
-@app.command()
-@handled
 def inspect(
     limit: Annotated[int, typer.Option("--limit", "-l", help="How many of the newest memories.")] = 5,
     namespace: NamespaceOpt = None,
@@ -222,10 +199,11 @@ def inspect(
         render.print_json([memory.to_json() for memory in found])
         return
     scope = namespace or settings.namespace
+    where = f"namespace {scope!r}" + (f", session {session_id!r}" if session_id is not None else "")
     if not found:
-        render.message(f"No memories in namespace {scope!r}.")
+        render.message(f"No memories in {where}.")
         return
-    render.memory_table(f"{len(found)} newest of {wording.memories(total)} in namespace {scope!r}", found)
+    render.memory_table(f"{len(found)} newest of {wording.memories(total)} in {where}", found)
 
 
 @app.command()
@@ -249,6 +227,8 @@ def purge(
     """Delete memories by session, namespace or date, or only archived ones; shows the count, asks first."""
     if not (everything or session_id or before or namespace or archived):
         raise InputError("say what to purge: --session, --before, --namespace, --archived or --all.")
+    if everything and (session_id or before or archived):
+        raise InputError("--all is every memory in the namespace: not with --session, --before, --archived.")
     cutoff = parse_before(before) if before else None
     settings = load_settings()
     scope = namespace or settings.namespace

@@ -14,7 +14,7 @@ import typer
 
 from memagent.cli import render
 from memagent.cli.base import app, handled, load_settings
-from memagent.errors import ConfigError
+from memagent.errors import ConfigError, InputError
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -39,6 +39,8 @@ def sql(
     from memagent.bootstrap import App
     from memagent.store import pgbinaries
 
+    if url and (command is not None or ctx.args):
+        raise InputError("--url takes no value and goes alone: it prints where to connect, then waits.")
     settings = load_settings()
     with App(settings, notify=render.message) as opened:
         uri, password = opened.database().libpq()  # the server up, the schema at head

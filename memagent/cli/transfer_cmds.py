@@ -17,6 +17,7 @@ from memagent.cli import render
 from memagent.cli.base import app, confirm_or_refuse, handled, load_settings, open_service
 from memagent.config import Settings
 from memagent.errors import InputError
+from memagent.validation import existing_file
 from memagent.wording import memories
 
 BATCH = 5000  # memagent.usecases.transfer.BATCH, without importing the database layer for --help
@@ -74,8 +75,7 @@ def run_import(settings: Settings, *, path: Path, namespace: str | None, batch_s
     """Load memories from JSON lines, with a progress bar; exit code 2 if any line failed."""
     from memagent.usecases.transfer import Transfer
 
-    if not path.is_file():
-        raise InputError(f"no such file: {path}")
+    existing_file(path)
     with open_service(settings) as service, ImportBar(os.path.getsize(path)) as bar:
         summary = Transfer(service).import_file(
             path, namespace=namespace, batch_size=batch_size, notify=render.message, progress=bar

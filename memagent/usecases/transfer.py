@@ -32,7 +32,7 @@ from memagent.usecases.lines import count_lines
 from memagent.usecases.maintenance import IndexMaintenance
 from memagent.usecases.references import LinkSummary, References, learning_fields
 from memagent.usecases.service import MemoryService
-from memagent.validation import ALL_NAMESPACES, clean_name
+from memagent.validation import ALL_NAMESPACES, clean_name, existing_file
 
 # Lines per import batch; each batch commits on its own.
 BATCH = 5000
@@ -117,8 +117,7 @@ class Transfer:
         vector index (IndexMaintenance.bulk_load; notify says so). progress hears of every loaded batch and
         of the embedding within a batch.
         """
-        if not path.is_file():
-            raise InputError(f"no such file: {path}")
+        existing_file(path)
         if not 1 <= batch_size <= 100_000:
             raise InputError(f"the batch size must be between 1 and 100000, not {batch_size}.")
         say = notify or (lambda _: None)
