@@ -74,6 +74,8 @@ def test_bad_recall_arguments(service: MemoryService) -> None:
         service.recall("x", max_distance=3.0)
     with pytest.raises(InputError, match="namespace"):
         service.recall("x", namespace="")
+    with pytest.raises(InputError, match="session"):  # not the default session, silently
+        service.remember("x", session_id="")
     # through the API a count is a whole number: True, 2.5 and "3" are refused in one line, not cast
     for k in (True, 2.5, "3"):
         with pytest.raises(InputError, match="k must be a whole number"):

@@ -199,7 +199,7 @@ def remember_or_keep(
     target = Database(settings).describe()
     item = Kept(
         namespace=clean_name(namespace if namespace is not None else settings.namespace, "namespace"),
-        session_id=clean_name(session_id or settings.session_id, "session"),
+        session_id=clean_name(session_id if session_id is not None else settings.session_id, "session"),
         content=clean_text(text),
         metadata=clean_metadata(metadata),
         created_at=datetime.now(UTC) if created_at is None else clean_date(created_at, "created_at"),

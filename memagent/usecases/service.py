@@ -104,7 +104,7 @@ class MemoryService(SpaceChecked):
         """
         contents = [clean_text(text) for text in texts]
         learned = learned_kinds(len(contents), kind, importance, sources)
-        scope = self.scope(namespace, session_id or self.settings.session_id)
+        scope = self.scope(namespace, session_id if session_id is not None else self.settings.session_id)
         assert scope.session_id is not None
         meta = clean_metadata(metadata)
         if created_at is not None:
