@@ -195,8 +195,10 @@ class Memory:
     ) -> int:
         """Delete memories of the namespace by session and/or date; `everything=True` for all of them;
         `archived=True`: only archived ones (exchanges compressed into a summary)."""
-        if not (everything or session_id or before or archived):
+        if not (everything or session_id is not None or before or archived):
             raise InputError("say what to purge: session_id=, before=, archived=True or everything=True.")
+        if everything and (session_id is not None or before or archived):
+            raise InputError("everything=True is every memory: not with session_id=, before=, archived=True.")
         return self._memory().purge(
             namespace=namespace, session_id=session_id, before=before, archived=archived
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import operator
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -142,3 +143,13 @@ def existing_file(path: Path) -> None:
     """Refuse a path that is not a file to read, saying which way."""
     if not path.is_file():
         raise InputError(f"{path} is a folder, not a file." if path.is_dir() else f"no such file: {path}")
+
+
+def whole(value: Any, what: str) -> int:
+    """A count given through the API: a whole number (True, 2.5 or "3" refused in one line)."""
+    if isinstance(value, bool):
+        raise InputError(f"{what} must be a whole number, not {value!r}.")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise InputError(f"{what} must be a whole number, not {value!r}.") from None

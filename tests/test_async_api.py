@@ -102,6 +102,8 @@ def test_the_verbs_behave_the_same_through_both_front_doors(
 
     assert memory.purge(before=datetime(2026, 2, 1, tzinfo=UTC)) == 1
     assert memory.purge(session_id="s2") == 1
+    with pytest.raises(InputError, match="everything=True is every memory"):  # not the session alone
+        memory.purge(everything=True, session_id="s1")
     assert memory.purge(everything=True) == 2 and memory.count() == 0
 
 

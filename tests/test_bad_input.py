@@ -104,6 +104,7 @@ def test_a_megabyte_message_is_stored_whole_and_embedded_within_the_limit(
         (["import", "/no/such/file.jsonl"], "no such file"),
         (["import", "/tmp"], "/tmp is a folder, not a file"),
         (["remember", "x", "--session", ""], "session"),
+        (["purge", "--session", "", "--yes"], "session must not be empty"),
         (["sql", "-c", "select 1", "--url"], "--url takes no value and goes alone"),
         (["sql", "--url", "postgresql://u:pw@h/x"], "--url takes no value and goes alone"),
         (["purge", "--all", "--session", "a", "--yes"], "--all is every memory in the namespace"),

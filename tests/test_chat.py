@@ -21,6 +21,7 @@ from memagent.agent.prompt import build_prompt, estimate_tokens
 from memagent.cli.app import app
 from memagent.cli.chat import interactive
 from memagent.config import Settings
+from memagent.errors import InputError
 from memagent.providers.chat import ChatModel, OpenAIChat
 from memagent.records import RecalledMemory
 from memagent.usecases.chat import ChatAgent
@@ -213,6 +214,8 @@ def test_unreachable_chat_provider(service: MemoryService, fake: FakeOpenAI) -> 
     assert result.error is not None and "cannot reach the chat provider" in result.error
     assert service.count(session_id=make_agent(service, model, session_id="x").session_id) == 0
     assert service.recall("hello?", k=1)[0].content == "User: hello?"
+    with pytest.raises(InputError, match="session must not be empty"):  # not a new session, silently
+        make_agent(service, model, session_id="")
 
 
 @pytest.mark.psycopg2_only  # the loop learns on a worker thread

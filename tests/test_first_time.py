@@ -241,7 +241,12 @@ def test_python_api_takes_a_chat_model_name(db_url: str, fake: FakeOpenAI) -> No
         (["inspect"], {"MEMAGENT_DATABASE_URL": "mysql://u:pw-secret-2@h/db"}, "must be a PostgreSQL URL"),
         (["inspect"], {"MEMAGENT_DATABASE_URL": "not a url pw-secret-2"}, "this is not a URL"),
         # an @ left unescaped in the password: the driver would print the rest of it as the host
-        (["inspect"], {"MEMAGENT_DATABASE_URL": "postgresql://u:p@pw-secret-2@127.0.0.1:9/db"}, "as %40"),
+        (
+            ["inspect"],
+            {"MEMAGENT_DATABASE_URL": "postgresql://u:p@pw-secret-2@127.0.0.1:9/db"},
+            "has an @ in its user name or password; escape it as %40",
+        ),
+        (["inspect"], {"MEMAGENT_DATABASE_URL": "postgresql://u:p/q@pw-secret-2@127.0.0.1:9/db"}, "as %40"),
     ],
 )
 def test_smaller_first_time_errors_are_one_line_exit_2(

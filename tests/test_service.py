@@ -76,6 +76,17 @@ def test_bad_recall_arguments(service: MemoryService) -> None:
         service.recall("x", namespace="")
     with pytest.raises(InputError, match="session"):  # not the default session, silently
         service.remember("x", session_id="")
+    for limit in ("3", 2.5, True):
+        with pytest.raises(InputError, match="limit must be a whole number"):
+            service.recent(limit=limit)  # type: ignore[arg-type]
+
+
+def test_a_numpy_distance_cut_off_is_a_number_to_sql(service: MemoryService) -> None:
+    import numpy as np
+
+    service.remember("the first memory")
+    found = service.recall("the first memory", max_distance=np.float64(1.5), mode="vector")
+    assert [m.content for m in found] == ["the first memory"]
     # through the API a count is a whole number: True, 2.5 and "3" are refused in one line, not cast
     for k in (True, 2.5, "3"):
         with pytest.raises(InputError, match="k must be a whole number"):

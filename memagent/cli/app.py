@@ -225,9 +225,9 @@ def purge(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Delete memories by session, namespace or date, or only archived ones; shows the count, asks first."""
-    if not (everything or session_id or before or namespace or archived):
+    if not (everything or session_id is not None or before or namespace or archived):
         raise InputError("say what to purge: --session, --before, --namespace, --archived or --all.")
-    if everything and (session_id or before or archived):
+    if everything and (session_id is not None or before or archived):
         raise InputError("--all is every memory in the namespace: not with --session, --before, --archived.")
     cutoff = parse_before(before) if before else None
     settings = load_settings()

@@ -38,10 +38,16 @@ def check_url(url: str) -> None:
     if not url.lower().startswith(("postgresql", "postgres:")):
         scheme = f"a {url.split(':', 1)[0][:20]!r} URL" if "://" in url else "not a URL"
         raise ConfigError(f"MEMAGENT_DATABASE_URL must be a PostgreSQL URL; this is {scheme}.", hint=hint)
-    authority = url.split("://", 1)[-1].split("/", 1)[0].split("?", 1)[0]
-    if authority.count("@") > 1:  # the driver would take part of the password for the host, and print it
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        host = make_url(normalise_url(url)).host or ""
+    except (ArgumentError, ValueError):  # (a port that is not a number)
+        return  # (the engine says what is wrong with it, without the password)
+    if "@" in host:  # an @ of the password taken for the host's: the driver would print it
         raise ConfigError(
-            "MEMAGENT_DATABASE_URL has an @ in its user name or password: write it as %40.", hint=hint
+            "MEMAGENT_DATABASE_URL has an @ in its user name or password; escape it as %40.", hint=hint
         )
 
 

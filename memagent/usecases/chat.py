@@ -16,7 +16,7 @@ from memagent.records import LearnReport, RecalledMemory, RememberResult
 from memagent.usecases.learning import Learner
 from memagent.usecases.recovery import remember_or_keep
 from memagent.usecases.service import MemoryService
-from memagent.validation import clean_text
+from memagent.validation import clean_name, clean_text
 
 
 def new_session_id() -> str:
@@ -65,7 +65,7 @@ class ChatAgent:
         self.service = service
         self.model = model
         self.settings = settings
-        self.session_id = session_id or new_session_id()
+        self.session_id = clean_name(session_id, "session") if session_id is not None else new_session_id()
         self.namespace = namespace
         self.this_session_only = this_session_only
         self._history: list[tuple[int, str, str]] = []  # (memory id, user, assistant) of this conversation

@@ -9,7 +9,7 @@ from memagent.errors import InputError
 from memagent.records import History, MemoryRecord
 from memagent.store.scope import View
 from memagent.usecases.service import MemoryService
-from memagent.validation import clean_date
+from memagent.validation import clean_date, whole
 
 
 def facts(
@@ -20,6 +20,7 @@ def facts(
     as_of: datetime | None = None,
 ) -> list[MemoryRecord]:
     """The facts memagent believes now (or believed as_of), newest first."""
+    limit = whole(limit, "limit")
     if not 1 <= limit <= 10000:
         raise InputError(f"limit must be between 1 and 10000, not {limit}.")
     view = View(kinds=("fact",), as_of=clean_date(as_of, "as-of date") if as_of is not None else None)

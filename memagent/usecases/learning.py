@@ -32,6 +32,7 @@ from memagent.store.scope import Scope, View
 from memagent.usecases.fact_writes import Vectors, distinct, store_facts
 from memagent.usecases.model_json import ask_json
 from memagent.usecases.service import MemoryService
+from memagent.validation import whole
 
 NEIGHBOURS = 5  # current facts shown to the model per new fact
 MAX_SHOWN = 20  # and at most this many in all
@@ -69,6 +70,7 @@ class Learner:
         """Learn the facts of the namespace's exchanges not yet extracted (oldest first, at most `limit`;
         only `ids` if given). Failures (the provider, the model's reply) are reported per
         exchange, never raised, except an unreachable database."""
+        limit = whole(limit, "limit")
         if not 1 <= limit <= 100_000:
             raise InputError(f"limit must be between 1 and 100000, not {limit}.")
         space = self.service.scope(namespace).namespace

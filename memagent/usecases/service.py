@@ -20,7 +20,7 @@ from memagent.store.unit import UnitOfWork
 from memagent.usecases.checked import Ask, SpaceChecked, settle
 from memagent.usecases.known_space import KnownSpace
 from memagent.usecases.views import clean_view, learned_kinds, recall_limits, refuse_other_kinds
-from memagent.validation import ALL_NAMESPACES, clean_date, clean_metadata, clean_name, clean_text
+from memagent.validation import ALL_NAMESPACES, clean_date, clean_metadata, clean_name, clean_text, whole
 
 # Memories embedded per batch by backfill, and at most per automatic catch-up after a successful call.
 BACKFILL_BATCH = 64
@@ -260,6 +260,7 @@ class MemoryService(SpaceChecked):
         self, *, limit: int = 5, namespace: str | None = None, session_id: str | None = None
     ) -> list[MemoryRecord]:
         """The newest memories in scope, newest first."""
+        limit = whole(limit, "limit")
         if not 1 <= limit <= 10000:
             raise InputError(f"limit must be between 1 and 10000, not {limit}.")
         scope = self.scope(namespace, session_id)

@@ -3,16 +3,14 @@ archived) and the kind and importance of what a write stores (revision 0013)."""
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 from memagent.config import Settings
 from memagent.errors import InputError
 from memagent.store.memories import DEFAULT_IMPORTANCE
 from memagent.store.scope import KINDS, View
-from memagent.validation import clean_date
+from memagent.validation import clean_date, whole
 
 
 def clean_view(kinds: Sequence[str] | None, as_of: datetime | None, *, include_archived: bool) -> View:
@@ -74,16 +72,6 @@ def refuse_other_kinds(existing: dict[int, str], kind: str) -> None:
     )
 
 
-def whole(value: Any, what: str) -> int:
-    """A count given through the API: a whole number (True, 2.5 or "3" refused in one line)."""
-    if isinstance(value, bool):
-        raise InputError(f"{what} must be a whole number, not {value!r}.")
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise InputError(f"{what} must be a whole number, not {value!r}.") from None
-
-
 def recall_limits(
     settings: Settings, k: int | None, max_distance: float | None, ef_search: int | None
 ) -> tuple[int, float | None, int]:
@@ -99,6 +87,8 @@ def recall_limits(
         isinstance(max_distance, bool) or not isinstance(max_distance, int | float)
     ):
         raise InputError(f"max distance must be a number, not {max_distance!r}.")
+    if max_distance is not None:
+        max_distance = float(max_distance)  # (a float subclass such as numpy's would reach SQL as its repr)
     if max_distance is not None and not 0.0 <= max_distance <= 2.0:
         raise InputError(f"max distance must be between 0 and 2 (cosine distance), not {max_distance}.")
     return k, max_distance, ef_search
