@@ -75,6 +75,12 @@ def test_invalid_settings_are_one_clear_error(
     assert "\n" not in str(caught.value)
 
 
+def test_a_bad_keyword_setting_is_named_as_the_keyword(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEMAGENT_NAMESPACE", "fine")  # (the environment's value is not the one at fault)
+    with pytest.raises(ConfigError, match="invalid setting namespace=: name must not be empty"):
+        get_settings(namespace="")
+
+
 def test_local_provider_refuses_other_models(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MEMAGENT_EMBEDDING_PROVIDER", "local")
     monkeypatch.setenv("MEMAGENT_EMBEDDING_MODEL", "text-embedding-3-small")
