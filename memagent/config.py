@@ -213,7 +213,8 @@ def get_settings(**overrides: object) -> Settings:
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or "settings"
         names = env_names(field) if field in Settings.model_fields else [field]
-        env = f"{field}=" if field in overrides else next((n for n in names if n in os.environ), names[0])
+        env = next((name for name in names if name in os.environ), names[0])
+        env = f"{field}= ({names[0]})" if field in overrides else env
         reason = str(first["msg"]).removeprefix("Value error, ")
         raise ConfigError(f"invalid setting {env}: {reason}.") from None
     register(key.get_secret_value() for key in settings.api_keys())

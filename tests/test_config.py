@@ -77,7 +77,8 @@ def test_invalid_settings_are_one_clear_error(
 
 def test_a_bad_keyword_setting_is_named_as_the_keyword(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MEMAGENT_NAMESPACE", "fine")  # (the environment's value is not the one at fault)
-    with pytest.raises(ConfigError, match="invalid setting namespace=: name must not be empty"):
+    expected = r"invalid setting namespace= \(MEMAGENT_NAMESPACE\): name must not be empty"
+    with pytest.raises(ConfigError, match=expected):
         get_settings(namespace="")
 
 

@@ -206,7 +206,7 @@ def test_brackets_in_a_memory_a_query_a_namespace_or_a_setting_are_shown_as_text
     # Rich reads `[...]` in a str as markup: `[/oops]` was an error that made the namespace's tables
     # unreadable, `[a:b]` and `[link=...]` vanished from what is shown.
     text = "x[i] [bold]b[/bold] [/oops] [link=http://evil.example]click[/link] ns [a:b] end"
-    namespace = "[/ns]"
+    namespace = cli_env["MEMAGENT_NAMESPACE"] + "[/ns]"  # (cli-…: deleted after, as the fixture's)
     assert runner.invoke(app, ["remember", text, "--namespace", namespace]).exit_code == 0
     for args in (["inspect"], ["recall", "click [/q]"]):
         result = runner.invoke(app, [*args, "--namespace", namespace], env={"COLUMNS": "400"})
