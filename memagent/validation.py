@@ -32,6 +32,8 @@ def validate_name(value: str, what: str) -> str:
 
 def clean_name(value: str, what: str) -> str:
     """Validate a namespace or session id, as an InputError."""
+    if not isinstance(value, str):
+        raise InputError(f"invalid {what}: it must be a string, not {type(value).__name__}.")
     try:
         return validate_name(value, what)
     except ValueError as exc:
@@ -47,6 +49,9 @@ MAX_METADATA_DEPTH = 64
 # A vector shorter than this cannot be normalised in float32 (its squares underflow): cosine distances to it
 # come out 0 or 2, topping recalls. Real embeddings have lengths near 1.
 MIN_VECTOR_NORM = 1e-6
+# A vector longer than this overflows float32 when pgvector sums its squares (the norm of 384 values of 3e38
+# is 5.9e39): every cosine distance to it is then 1, whatever its direction. Real embeddings are near 1.
+MAX_VECTOR_NORM = 1e18
 
 
 def clean_date(value: datetime, what: str = "date") -> datetime:

@@ -293,3 +293,24 @@ def test_vectors_too_short_to_normalise_are_refused_everywhere(scale: float, non
     else:
         assert parse_embedding(vector.tolist()).shape == (384,)
         assert check_vectors(vector[None, :], 1, 384, "m").shape == (1, 384)
+
+
+@given(st.floats(min_value=1.0, max_value=3e38), st.integers(min_value=1, max_value=384))
+@settings(max_examples=200, deadline=None)
+def test_vectors_too_long_to_compare_are_refused_everywhere(scale: float, nonzero: int) -> None:
+    # 384 values of 3e38 passed as finite, yet pgvector's float32 sums overflowed: every distance to it was 1.
+    from memagent.errors import ProviderError
+    from memagent.providers.vectors import check_vectors
+    from memagent.usecases.importfile import parse_embedding
+    from memagent.validation import MAX_VECTOR_NORM
+
+    vector = np.zeros(384, dtype=np.float32)
+    vector[:nonzero] = scale
+    if float(np.linalg.norm(vector.astype(np.float64))) > MAX_VECTOR_NORM:
+        with pytest.raises(InputError, match="too long"):
+            parse_embedding(vector.tolist())
+        with pytest.raises(ProviderError, match="too long"):
+            check_vectors(vector[None, :], 1, 384, "m")
+    else:
+        assert parse_embedding(vector.tolist()).shape == (384,)
+        assert check_vectors(vector[None, :], 1, 384, "m").shape == (1, 384)

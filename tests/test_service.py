@@ -76,6 +76,10 @@ def test_bad_recall_arguments(service: MemoryService) -> None:
         service.recall("x", namespace="")
     with pytest.raises(InputError, match="session"):  # not the default session, silently
         service.remember("x", session_id="")
+    with pytest.raises(InputError, match="namespace: it must be a string, not int"):
+        service.recall("x", namespace=5)  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="session: it must be a string, not int"):
+        service.recall("x", session_id=5)  # type: ignore[arg-type]
     for limit in ("3", 2.5, True):
         with pytest.raises(InputError, match="limit must be a whole number"):
             service.recent(limit=limit)  # type: ignore[arg-type]

@@ -30,7 +30,14 @@ from memagent.store.bulk import encode_row
 from memagent.store.memories import NewMemory, content_hash
 from memagent.usecases.lines import line_batches
 from memagent.usecases.references import PLAIN, Learned, References, parse_learned
-from memagent.validation import MIN_VECTOR_NORM, clean_date, clean_metadata, clean_name, clean_text
+from memagent.validation import (
+    MAX_VECTOR_NORM,
+    MIN_VECTOR_NORM,
+    clean_date,
+    clean_metadata,
+    clean_name,
+    clean_text,
+)
 
 # Batches parsed ahead of the loader (each about 30 MB at 5,000 lines of 1536 dimensions).
 READ_AHEAD = 2
@@ -130,8 +137,11 @@ def parse_embedding(value: Any) -> np.ndarray:
         raise InputError("embedding is neither base64 float32 nor a list of numbers")
     if not np.isfinite(embedding).all():
         raise InputError("embedding has non-finite values")
-    if float(np.linalg.norm(embedding.astype(np.float64))) < MIN_VECTOR_NORM:
+    norm = float(np.linalg.norm(embedding.astype(np.float64)))
+    if norm < MIN_VECTOR_NORM:
         raise InputError("embedding is (nearly) all zeros: it has no direction to compare")
+    if norm > MAX_VECTOR_NORM:
+        raise InputError("embedding is too long (its length overflows float32): it cannot be compared")
     return embedding
 
 
