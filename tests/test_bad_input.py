@@ -103,6 +103,8 @@ def test_a_megabyte_message_is_stored_whole_and_embedded_within_the_limit(
         (["recall", "x", "--namespace", "bad\x07name"], "invalid namespace"),
         (["import", "/no/such/file.jsonl"], "no such file"),
         (["import", "/tmp"], "/tmp is a folder, not a file"),
+        (["export", "--namespace", "a", "--all-namespaces"], "not with --namespace"),
+        (["import", "/etc/passwd", "--namespace", "*"], "namespace '*' is reserved"),
         (["remember", "x", "--session", ""], "session"),
         (["purge", "--session", "", "--yes"], "session must not be empty"),
         (["sql", "-c", "select 1", "--url"], "--url takes no value and goes alone"),

@@ -17,7 +17,7 @@ from memagent.cli import render
 from memagent.cli.base import app, confirm_or_refuse, handled, load_settings, open_service
 from memagent.config import Settings
 from memagent.errors import InputError
-from memagent.validation import existing_file
+from memagent.validation import clean_name, existing_file
 from memagent.wording import memories
 
 BATCH = 5000  # memagent.usecases.transfer.BATCH, without importing the database layer for --help
@@ -35,6 +35,8 @@ def run_export(
     """Stream memories as JSON lines (constant memory whatever the size)."""
     from memagent.usecases.transfer import Transfer
 
+    if all_namespaces and namespace is not None:
+        raise InputError("--all-namespaces exports every namespace: not with --namespace.")
     scope = None if all_namespaces else (namespace or settings.namespace)
     count = 0
     with contextlib.ExitStack() as stack:
@@ -76,6 +78,8 @@ def run_import(settings: Settings, *, path: Path, namespace: str | None, batch_s
     from memagent.usecases.transfer import Transfer
 
     existing_file(path)
+    if namespace is not None:
+        namespace = clean_name(namespace, "namespace")  # (once, not for every line)
     with open_service(settings) as service, ImportBar(os.path.getsize(path)) as bar:
         summary = Transfer(service).import_file(
             path, namespace=namespace, batch_size=batch_size, notify=render.message, progress=bar
