@@ -302,6 +302,8 @@ def test_http_bad_arguments_are_tool_errors(http_server: HttpServer) -> None:
         ("recall", {"query": "x", "k": 0}, "k"),
         ("recall", {"query": "x", "k": 10**9}, "k"),
         ("recall", {"query": "x", "k": "many"}, "k"),
+        ("recall", {"query": "x", "k": True}, "k"),  # strict, as the Python API: not read as 1
+        ("recall", {"query": "x", "k": "5"}, "k"),
         ("recall", {"query": "x", "mode": "fuzzy"}, "mode"),
         ("recall", {"query": "x", "kind": "opinion"}, "kind"),
         ("recall", {"query": ""}, "the query is empty"),
@@ -310,6 +312,7 @@ def test_http_bad_arguments_are_tool_errors(http_server: HttpServer) -> None:
         ("forget", {"id": "seven"}, "id"),
         ("forget", {"id": 2**63}, "memory id"),
         ("recent", {"limit": 0}, "limit"),
+        ("recent", {"limit": True}, "limit"),
         ("nonsense", {}, "nonsense"),
     ]
     answers: list[tuple[str, bool, str]] = []

@@ -65,7 +65,9 @@ Session = Annotated[
     str | None,
     Field(description="A conversation's id: remember stores it with the memory; recall searches only it."),
 ]
-K = Annotated[int | None, Field(ge=1, le=MAX_RECALL, description="How many memories at most (default: 5).")]
+K = Annotated[
+    int | None, Field(ge=1, le=MAX_RECALL, strict=True, description="How many memories at most (default: 5).")
+]
 Mode = Annotated[
     Literal["hybrid", "vector", "text"] | None,
     Field(description="hybrid (default: by meaning and by words), vector (meaning only) or text (words)."),
@@ -78,7 +80,9 @@ Kind = Annotated[
 MemoryId = Annotated[
     int, Field(ge=1, strict=True, description="The id of the memory, as recall or recent returned it.")
 ]
-Limit = Annotated[int, Field(ge=1, le=MAX_RECENT, description="How many of the newest memories.")]
+Limit = Annotated[
+    int, Field(ge=1, le=MAX_RECENT, strict=True, description="How many of the newest memories.")
+]
 
 
 def compact(data: Any) -> str:
