@@ -146,12 +146,14 @@ def test_malformed_lines_are_reported_and_the_rest_loads(ns: str, engine: Engine
         b'{"content": "odd bytes", "embedding": "AAAAAAA="}\n'
         b'{"content": "nul \\u0000 inside"}\n'
         b"\xff\xfe invalid utf-8\n"
+        b'{"content": "empty namespace", "namespace": ""}\n'
+        b'{"content": "empty session", "session_id": ""}\n'
         b'{"content": "good two", "created_at": "2023-05-08T13:56:00+00:00",'
         b' "metadata": {"k": 1, "id": 123456789012345678901234567890, "x": [0.1, {"y": 2.5e-7}]}}\n'
     )
     result = runner.invoke(app, ["import", str(dump)])
     assert result.exit_code == 2
-    assert "added 2, skipped 0 already stored, embedded 2, failed 9" in result.stderr
+    assert "added 2, skipped 0 already stored, embedded 2, failed 11" in result.stderr
     for fragment in [
         "line 2: not valid JSON",
         "line 4: the content is empty",
@@ -162,6 +164,8 @@ def test_malformed_lines_are_reported_and_the_rest_loads(ns: str, engine: Engine
         "line 9: embedding is not a whole number of float32 values",
         "line 10: the content contains NUL",
         "line 11: not valid UTF-8",
+        "line 12: invalid namespace: namespace must not be empty",  # not the default namespace, silently
+        "line 13: invalid session: session must not be empty",
     ]:
         assert fragment in result.stderr
     assert count(engine, ns) == 2

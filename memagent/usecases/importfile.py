@@ -182,10 +182,11 @@ def parse_line(raw: bytes | memoryview, line: int, options: ParseOptions, now: d
     if "content" not in data:
         raise InputError("content is missing")
     content = clean_text(data["content"], "content")
+    named, session = data.get("namespace"), data.get("session_id")  # ("" is refused, not the default)
     namespace = clean_name(
-        options.namespace or str(data.get("namespace") or options.default_namespace), "namespace"
+        options.namespace or (options.default_namespace if named is None else str(named)), "namespace"
     )
-    session_id = clean_name(str(data.get("session_id") or options.session_id), "session")
+    session_id = clean_name(options.session_id if session is None else str(session), "session")
     created_at = None
     if data.get("created_at") is not None:
         try:
