@@ -54,6 +54,15 @@ MIN_VECTOR_NORM = 1e-6
 MAX_VECTOR_NORM = 1e18
 
 
+def vector_length_problem(norm: float) -> str | None:
+    """Why a vector of this length (L2 norm) cannot be compared by cosine distance, or None."""
+    if norm < MIN_VECTOR_NORM:
+        return "a (nearly) zero vector: it has no direction to compare"
+    if norm > MAX_VECTOR_NORM:
+        return "a vector too long to compare (its length overflows float32)"
+    return None
+
+
 def clean_date(value: datetime, what: str = "date") -> datetime:
     """A date with a time zone within MIN_DATE and MAX_DATE (a naive date means the caller's local time)."""
     if not isinstance(value, datetime):

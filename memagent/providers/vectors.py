@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from memagent.errors import ProviderError
-from memagent.validation import MAX_VECTOR_NORM, MIN_VECTOR_NORM
+from memagent.validation import vector_length_problem
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -22,12 +22,9 @@ def check_vectors(vectors: NDArray[np.float32], count: int, dim: int, model: str
         )
     if not np.all(np.isfinite(vectors)):
         raise ProviderError(f"embedding model {model} returned non-finite values.")
-    norms = np.linalg.norm(vectors.astype(np.float64), axis=1)
-    if np.any(norms < MIN_VECTOR_NORM):
-        # Cosine distance to a zero (or nearly zero) vector is undefined, and HNSW never indexes one.
-        raise ProviderError(f"embedding model {model} returned a zero vector.")
-    if np.any(norms > MAX_VECTOR_NORM):
-        raise ProviderError(
-            f"embedding model {model} returned a vector too long to compare (float32 overflows)."
-        )
+    # Cosine distance to a zero (or nearly zero) vector is undefined, and HNSW never indexes one.
+    for norm in np.linalg.norm(vectors.astype(np.float64), axis=1):
+        problem = vector_length_problem(float(norm))
+        if problem is not None:
+            raise ProviderError(f"embedding model {model} returned {problem}.")
     return vectors

@@ -30,14 +30,7 @@ from memagent.store.bulk import encode_row
 from memagent.store.memories import NewMemory, content_hash
 from memagent.usecases.lines import line_batches
 from memagent.usecases.references import PLAIN, Learned, References, parse_learned
-from memagent.validation import (
-    MAX_VECTOR_NORM,
-    MIN_VECTOR_NORM,
-    clean_date,
-    clean_metadata,
-    clean_name,
-    clean_text,
-)
+from memagent.validation import clean_date, clean_metadata, clean_name, clean_text, vector_length_problem
 
 # Batches parsed ahead of the loader (each about 30 MB at 5,000 lines of 1536 dimensions).
 READ_AHEAD = 2
@@ -137,11 +130,9 @@ def parse_embedding(value: Any) -> np.ndarray:
         raise InputError("embedding is neither base64 float32 nor a list of numbers")
     if not np.isfinite(embedding).all():
         raise InputError("embedding has non-finite values")
-    norm = float(np.linalg.norm(embedding.astype(np.float64)))
-    if norm < MIN_VECTOR_NORM:
-        raise InputError("embedding is (nearly) all zeros: it has no direction to compare")
-    if norm > MAX_VECTOR_NORM:
-        raise InputError("embedding is too long (its length overflows float32): it cannot be compared")
+    problem = vector_length_problem(float(np.linalg.norm(embedding.astype(np.float64))))
+    if problem is not None:
+        raise InputError(f"embedding is {problem}")
     return embedding
 
 

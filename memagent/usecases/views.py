@@ -83,12 +83,10 @@ def recall_limits(
     ef_search = whole(ef_search if ef_search is not None else settings.ef_search, "ef_search")
     if not 1 <= ef_search <= 1000:
         raise InputError(f"ef_search must be between 1 and 1000, not {ef_search}.")
-    if max_distance is not None and (
-        isinstance(max_distance, bool) or not isinstance(max_distance, int | float)
-    ):
-        raise InputError(f"max distance must be a number, not {max_distance!r}.")
     if max_distance is not None:
+        if isinstance(max_distance, bool) or not isinstance(max_distance, int | float):
+            raise InputError(f"max distance must be a number, not {max_distance!r}.")
         max_distance = float(max_distance)  # (a float subclass such as numpy's would reach SQL as its repr)
-    if max_distance is not None and not 0.0 <= max_distance <= 2.0:
-        raise InputError(f"max distance must be between 0 and 2 (cosine distance), not {max_distance}.")
+        if not 0.0 <= max_distance <= 2.0:
+            raise InputError(f"max distance must be between 0 and 2 (cosine distance), not {max_distance}.")
     return k, max_distance, ef_search
