@@ -135,6 +135,57 @@ def test_update_ends_the_old_fact_and_points_at_the_new_one(
         history(service, paris, namespace="elsewhere")  # another namespace's memory is not there
 
 
+def test_an_exchange_said_before_a_fact_never_ends_it(
+    service: MemoryService, learner: Learner, script: Script, connection: Connection
+) -> None:
+    """Learnt out of order (the later exchange first: an import, a dated remember, an exchange that waited
+    behind a failure), an older statement does not end a newer fact: it is kept as replaced by it, held from
+    when it was said until the newer fact holds — the state learning in date order leaves."""
+    said(service, "User: we moved to Paris last week", when=T2)
+    script.facts["Paris"] = [{"text": "Priya lives in Paris", "importance": 0.7}]
+    paris = learner.extract(namespace=NS).added[0]
+    berlin_said = said(service, "User: I live in Berlin now", when=T1)
+    script.facts["Berlin"] = [{"text": "Priya lives in Berlin", "importance": 0.7}]
+    script.decide = lambda new, shown: [decision(1, "update", paris, "she lives in Berlin")]
+    report = learner.extract(namespace=NS)
+    assert report.exchanges == 1 and report.updated == 1 and report.refused == 0 and len(report.added) == 1
+    berlin = report.added[0]
+    assert row(connection, paris)["expired_at"] is None and row(connection, paris)["invalid_at"] is None
+    old = row(connection, berlin)
+    assert old["superseded_by"] == paris and old["invalid_at"] == T2 and old["expired_at"] is not None
+    assert old["created_at"] == T1 and old["content"] == "Priya lives in Berlin"
+    assert fact_ids(service) == [paris]  # recall believes the later one
+    update = next(e for e in events(connection) if e[0] == "update")
+    assert update[1:3] == (berlin, paris) and update[3] is not None
+    assert update[3].startswith(f"said before fact {paris}, which holds from 2026-12-14")
+    assert "she lives in Berlin" in update[3]
+    past = history(service, berlin, namespace=NS)
+    assert [entry.memory.id for entry in past.entries] == [paris, berlin]  # in the order learnt
+    assert past.entries[1].sources == (berlin_said,)
+
+    # An invalidation said before the fact it names leaves it current too.
+    said(service, "User: I moved out last month", when=T1 - timedelta(days=1))
+    script.facts["moved out"] = [{"text": "Priya left Paris", "importance": 0.5}]
+    script.decide = lambda new, shown: [decision(1, "invalidate", paris, "she left Paris")]
+    report = learner.extract(namespace=NS)
+    assert report.updated == 1 and report.invalidated == 0
+    assert row(connection, paris)["expired_at"] is None
+    assert row(connection, report.added[0])["superseded_by"] == paris
+    assert fact_ids(service) == [paris]
+
+    # A fact already held, said again by an older exchange as replacing a later one: neither is ended.
+    said(service, "User: I like tea", when=T2)
+    script.facts["tea"] = [{"text": "Priya likes tea", "importance": 0.4}]
+    script.decide = lambda new, shown: [decision(1, "add", None, "new")]
+    tea = learner.extract(namespace=NS).added[0]
+    said(service, "User: green tea, always", when=T1 - timedelta(days=2))
+    script.decide = lambda new, shown: [decision(1, "update", paris, "confused")]
+    report = learner.extract(namespace=NS)
+    assert report.refused == 1 and report.unchanged == 1 and report.added == [] and report.updated == 0
+    assert row(connection, paris)["expired_at"] is None and row(connection, tea)["expired_at"] is None
+    assert set(fact_ids(service)) == {paris, tea}
+
+
 def test_invalidate_and_noop(
     service: MemoryService, learner: Learner, script: Script, connection: Connection
 ) -> None:

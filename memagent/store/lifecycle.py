@@ -97,11 +97,11 @@ class LifecycleRepository:
 
     # -- facts ---------------------------------------------------------------------------------------------
 
-    def current_facts(self, ids: Sequence[int]) -> dict[int, str]:
+    def current_facts(self, ids: Sequence[int]) -> dict[int, datetime]:
         """Which of these memories are facts memagent believes now (locked until the transaction ends):
-        id -> text."""
+        id -> when it holds from (created_at)."""
         rows = self.session.execute(
-            select(MemoryRow.id, MemoryRow.content)
+            select(MemoryRow.id, MemoryRow.created_at)
             .where(
                 MemoryRow.id.in_(list(ids)),
                 MemoryRow.kind == "fact",
@@ -110,7 +110,7 @@ class LifecycleRepository:
             )
             .with_for_update()
         )
-        return {int(row.id): str(row.content) for row in rows}
+        return {int(row.id): row.created_at for row in rows}
 
     def end(self, memory_id: int, *, replaced_by: int | None, invalid_at: datetime | None) -> None:
         """memagent stops believing a memory now (expired_at), optionally pointing at what replaced it;

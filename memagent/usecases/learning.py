@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from memagent.agent.learning_prompts import (
@@ -28,6 +29,7 @@ from memagent.agent.learning_prompts import (
 from memagent.errors import DatabaseError, DatabaseUnavailableError, InputError, ProviderError
 from memagent.providers.chat import ChatModel
 from memagent.records import LearnReport, MemoryRecord
+from memagent.store.lifecycle import LifecycleRepository
 from memagent.store.scope import Scope, View
 from memagent.usecases.fact_writes import Vectors, distinct, store_facts
 from memagent.usecases.model_json import ask_json
@@ -193,7 +195,8 @@ class Learner:
             if plans and life.facts_version(space) != version:
                 raise _Stale
             targets = {plan.decision.target for plan in plans if plan.decision.target is not None}
-            if set(life.current_facts(sorted(targets))) != targets:
+            holds_from = life.current_facts(sorted(targets))
+            if set(holds_from) != targets:
                 raise _Stale
             self.service.check_embedding_space(store, claim=True)
             storing = [plan for plan in plans if plan.text is not None]
@@ -223,6 +226,15 @@ class Learner:
                     if new_id in ended:  # its replacement was itself ended just now: no loop of ends
                         report.refused += 1
                         continue
+                    if exchange.created_at < holds_from[target]:
+                        # Said before the fact it would end (an exchange learnt late: imported, dated, or
+                        # waiting behind a failure): the later fact stays; this one held until it.
+                        if fresh:
+                            self._older(life, exchange, plan, new_id, target, holds_from[target])
+                            report.updated += 1
+                        else:  # already held: which of the two came first is not this exchange's to say
+                            report.refused += 1
+                        continue
                     life.end(target, replaced_by=new_id, invalid_at=exchange.created_at)
                     life.record(space, target, decision.action, related_id=new_id, reason=reason)
                     ended[target] = new_id
@@ -244,3 +256,21 @@ class Learner:
             )
             life.mark_extracted([exchange.id])
         report.exchanges += 1
+
+    @staticmethod
+    def _older(
+        life: LifecycleRepository,
+        exchange: MemoryRecord,
+        plan: _Plan,
+        new_id: int,
+        target: int,
+        since: datetime,
+    ) -> None:
+        """A new fact said before the one it would replace: replaced by it (held from when it was said until
+        the later fact holds), the later fact untouched."""
+        when = since.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        reason = f"said before fact {target}, which holds from {when}: that one stays current"
+        if plan.decision.reason:
+            reason += f" (the model: {plan.decision.reason})"
+        life.end(new_id, replaced_by=target, invalid_at=since)
+        life.record(exchange.namespace, new_id, "update", related_id=target, reason=reason)
