@@ -79,6 +79,11 @@ def test_head_schema_has_table_and_indexes(db_url: str) -> None:
             {"f": "memagent_ns_lexemes(text, tsvector)"},
         ).scalar_one()
         assert "memagent_app=X" in acl
+        # Every store updates its words' statistics rows: vacuumed at 2% dead rows, not 20% (revision 0035).
+        options = conn.execute(
+            text("SELECT reloptions FROM pg_class WHERE oid = 'memory_term_stats'::regclass")
+        ).scalar_one()
+        assert options == ["autovacuum_vacuum_scale_factor=0.02"]
     engine.dispose()
 
 
