@@ -339,8 +339,8 @@ def test_http_bad_arguments_are_tool_errors(http_server: HttpServer) -> None:
 
 
 def test_refusals_are_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A non-loopback --host without --allow-remote, HTTP options without --http, and a missing mcp package
-    each get one line and exit code 2, before anything is opened."""
+    """A non-loopback --host without --allow-remote, HTTP options without --http, a weak token and a
+    missing mcp package each get one line and exit code 2, before anything is opened."""
     from typer.testing import CliRunner
 
     from memagent.cli.app import app
@@ -352,6 +352,12 @@ def test_refusals_are_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     assert remote.stderr.count("\n") == 1 and remote.stdout == ""
     stray = runner.invoke(app, ["mcp", "--port", "9000"])
     assert stray.exit_code == 2 and "apply to --http only" in stray.stderr
+    for weak in ("x", "short-token-15c", "sixteen chars ok", "sixteen-chars-é-x"):
+        refused = runner.invoke(app, ["mcp", "--http"], env={"MEMAGENT_MCP_TOKEN": weak})
+        assert refused.exit_code == 2 and refused.stderr.count("\n") == 1, refused.stderr
+        assert "at least 16 printable ASCII characters" in refused.stderr and (
+            len(weak) < 3 or weak not in refused.stderr
+        )
     monkeypatch.setitem(sys.modules, "mcp", None)  # as if the package were not installed
     missing = runner.invoke(app, ["mcp"])
     assert missing.exit_code == 2

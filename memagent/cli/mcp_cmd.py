@@ -54,11 +54,14 @@ def mcp_command(
         raise InputError("--host, --port and --allow-remote apply to --http only.")
     if importlib.util.find_spec("mcp") is None:
         raise ConfigError('the MCP server needs the mcp package: pip install "memagent[mcp]".')
-    from memagent.mcp.auth import check_host, new_token
+    from memagent.mcp.auth import check_host, check_token, new_token
 
     where = (host or DEFAULT_HOST).strip().removeprefix("[").removesuffix("]")  # [::1] names ::1
+    token = (token or "").strip()  # a client's token is read without surrounding spaces, so is this one
     if http:
         check_host(where, allow_remote=allow_remote)
+        if token:
+            check_token(token)
     settings = load_settings()
     from memagent.mcp.tools import MemoryTools
 
@@ -72,7 +75,6 @@ def mcp_command(
             serve_stdio(tools)  # stdout is the protocol: messages go to stderr only
             return
         check_free(where, port or DEFAULT_PORT)  # before a token is printed for a server that cannot start
-        token = (token or "").strip()  # a client's token is read without surrounding spaces, so is this one
         if not token:
             token = new_token()
             # The one place a secret is shown: the operator needs it to configure the client.

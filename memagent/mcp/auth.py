@@ -23,6 +23,19 @@ def new_token() -> str:
     return secrets.token_urlsafe(32)
 
 
+MIN_TOKEN = 16  # characters of a token given by the operator
+
+
+def check_token(token: str) -> None:
+    """Refuse a given token too short to guard the server, or one a client could not send in a header
+    (never quoting it: it is a secret)."""
+    if len(token) < MIN_TOKEN or not all(33 <= ord(c) <= 126 for c in token):
+        raise InputError(
+            f"the MCP token (--token or MEMAGENT_MCP_TOKEN) must be at least {MIN_TOKEN} printable ASCII "
+            "characters without spaces; leave it unset and memagent makes one."
+        )
+
+
 def is_loopback(host: str) -> bool:
     """Whether `host` is this machine only: localhost, 127.0.0.0/8 or ::1."""
     if host.lower() == "localhost":
