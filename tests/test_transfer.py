@@ -423,3 +423,26 @@ def test_older_files_import_as_exchanges_and_dangling_references_are_dropped(
     assert rows["a fact whose source was not exported"][1:3] == ("fact", 0.5)
     assert rows["a fact whose source was not exported"][12] == []
     assert rows["a fact replaced by one not in the file"][11] is None
+
+
+def test_an_id_two_lines_carry_is_linked_to_neither(ns: str, engine: Engine, tmp_path: Path) -> None:
+    """Two exports joined into one file may both carry id 1: both memories are stored, and a reference to
+    1 is dropped and counted rather than linked to whichever line came first; an id carried twice by the
+    same memory (a line repeated) is not ambiguous."""
+    dump = tmp_path / "joined.jsonl"
+    lines = [
+        {"content": "Priya: I work at Acme", "id": 1},
+        {"content": "Sam: I work at Initech", "id": 1},  # the second export's id 1
+        {"content": "Priya's employer is Globex", "kind": "fact", "id": 2},
+        {"content": "Priya's employer is Globex", "kind": "fact", "id": 2},  # repeated: the same memory
+        {"content": "Priya's employer is Acme", "kind": "fact", "sources": [1], "superseded_by": 2},
+    ]
+    dump.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    loaded = runner.invoke(app, ["import", str(dump)])
+    assert loaded.exit_code == 0, loaded.output
+    assert "Restored 0 links to sources and 1 replacement" in loaded.stderr
+    assert "dropped 1 naming an id two lines of the file carry." in loaded.stderr
+    rows = {row[0]: row for row in learned_rows(engine, ns)}
+    assert {"Priya: I work at Acme", "Sam: I work at Initech"} <= set(rows)  # both stored
+    acme = rows["Priya's employer is Acme"]
+    assert acme[12] == [] and acme[11] == "Priya's employer is Globex"

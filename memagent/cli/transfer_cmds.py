@@ -94,11 +94,14 @@ def run_import(settings: Settings, *, path: Path, namespace: str | None, batch_s
             f"({(summary.pending_reason or 'provider error').rstrip('.')}); `memagent backfill` embeds them."
         )
     links = summary.links
-    if links.linked or links.superseded or links.dropped:
+    if links.linked or links.superseded or links.dropped or links.ambiguous:
+        dropped = [f"{links.dropped} naming a memory not in the file"] if links.dropped else []
+        if links.ambiguous:
+            dropped.append(f"{links.ambiguous} naming an id two lines of the file carry")
         render.message(
             f"Restored {wording.count(links.linked, 'link')} to sources and "
             f"{wording.count(links.superseded, 'replacement')}"
-            + (f"; dropped {links.dropped} naming a memory not in the file." if links.dropped else ".")
+            + (f"; dropped {' and '.join(dropped)}." if dropped else ".")
         )
     for number, reason in summary.failed[:SHOWN_FAILURES]:
         render.message(f"  line {number}: {reason}")

@@ -114,6 +114,7 @@ class LinkSummary:
     linked: int = 0  # links to sources written
     superseded: int = 0  # replaced memories pointed to their replacement
     dropped: int = 0  # references to a memory not in the file (or not stored, or of another namespace)
+    ambiguous: int = 0  # references to an id two lines of the file carry (files joined): which one is meant?
 
 
 @dataclass
@@ -123,11 +124,12 @@ class References:
     ids: dict[int, Key] = field(default_factory=dict)
     sources: list[tuple[Key, int]] = field(default_factory=list)  # (memory, file id of a source)
     replaced: list[tuple[Key, int]] = field(default_factory=list)  # (memory, file id of its replacement)
+    ambiguous: set[int] = field(default_factory=set)  # ids carried by lines of different memories
 
     def add(self, key: Key, learned: Learned) -> None:
         """Note a line's id and references (its key: where its memory is stored)."""
         if learned.id is not None:
-            self.ids.setdefault(learned.id, key)
+            self._carry(learned.id, key)
         self.sources.extend((key, source) for source in learned.sources)
         if learned.superseded_by is not None:
             self.replaced.append((key, learned.superseded_by))
@@ -135,9 +137,16 @@ class References:
     def merge(self, other: References) -> None:
         """Take another batch's ids and references."""
         for file_id, key in other.ids.items():
-            self.ids.setdefault(file_id, key)
+            self._carry(file_id, key)
+        self.ambiguous |= other.ambiguous
         self.sources.extend(other.sources)
         self.replaced.extend(other.replaced)
+
+    def _carry(self, file_id: int, key: Key) -> None:
+        """A line's id; one another line of a different memory carries too (two exports joined) names
+        neither: references to it are dropped rather than linked to a guess."""
+        if self.ids.setdefault(file_id, key) != key:
+            self.ambiguous.add(file_id)
 
     def restore(self, unit: UnitOfWork) -> LinkSummary:
         """Write the links and replacements between the stored memories, in chunks of one transaction."""
@@ -150,7 +159,8 @@ class References:
     def _restore(
         self, unit: UnitOfWork, chunk: list[tuple[Key, int]], links: bool, summary: LinkSummary
     ) -> None:
-        pairs = [(key, self.ids.get(target)) for key, target in chunk]
+        pairs = [(key, self.ids.get(target)) for key, target in chunk if target not in self.ambiguous]
+        summary.ambiguous += len(chunk) - len(pairs)
         by_namespace: dict[str, list[tuple[str, str]]] = defaultdict(list)
         for (namespace, digest), target in pairs:
             if target is None or target[0] != namespace:  # not in the file, or in another namespace
