@@ -75,15 +75,29 @@ def _output(path: Path) -> Iterator[TextIO]:
 
 def run_import(settings: Settings, *, path: Path, namespace: str | None, batch_size: int) -> None:
     """Load memories from JSON lines, with a progress bar; exit code 2 if any line failed."""
-    from memagent.usecases.transfer import Transfer
+    from memagent.usecases.transfer import ImportSummary, Transfer
 
     existing_file(path)
     if namespace is not None:
         namespace = clean_name(namespace, "namespace")  # (once, not for every line)
-    with open_service(settings) as service, ImportBar(os.path.getsize(path)) as bar:
-        summary = Transfer(service).import_file(
-            path, namespace=namespace, batch_size=batch_size, notify=render.message, progress=bar
+    summary = ImportSummary()
+    try:
+        with open_service(settings) as service, ImportBar(os.path.getsize(path)) as bar:
+            Transfer(service).import_file(
+                path,
+                namespace=namespace,
+                batch_size=batch_size,
+                notify=render.message,
+                progress=bar,
+                summary=summary,
+            )
+    except KeyboardInterrupt:
+        render.message(
+            f"Interrupted: {summary.added} added and {summary.skipped} skipped already stored in the batches "
+            "committed so far; the same import again finishes it (what is stored is skipped, and the links "
+            "are restored at its end)."
         )
+        raise
     render.message(
         f"Imported {path.name}: added {summary.added}, skipped {summary.skipped} already stored, "
         f"embedded {summary.embedded}, failed {len(summary.failed)}."

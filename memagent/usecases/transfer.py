@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -110,12 +111,14 @@ class Transfer:
         batch_size: int = BATCH,
         notify: Callable[[str], None] | None = None,
         progress: ImportProgress | None = None,
+        summary: ImportSummary | None = None,
     ) -> ImportSummary:
         """Load memories from a JSON-lines file: idempotent, resumable, through binary COPY.
 
         namespace puts every memory in that namespace. A large load into a small table goes without the
         vector index (IndexMaintenance.bulk_load; notify says so). progress hears of every loaded batch and
-        of the embedding within a batch.
+        of the embedding within a batch. summary, if given, is filled batch by batch as each commits (a
+        caller interrupted midway still knows what was stored).
         """
         existing_file(path)
         if not 1 <= batch_size <= 100_000:
@@ -129,13 +132,14 @@ class Transfer:
             model=embedder.model,
             dim=embedder.dim,
         )
-        summary = ImportSummary()
+        summary = summary if summary is not None else ImportSummary()
         references = References()
         bulk = IndexMaintenance(self.memory).bulk_load(lambda enough: count_lines(path, stop_at=enough), say)
         with bulk as without_index:
             if without_index:
                 say("Large import: loading without the vector index, then building it once.")
-            for batch, done in self.import_batches(parse_file(path, batch_size, options), progress):
+            batches = self.import_batches(parse_file(path, batch_size, options), progress, landed=summary)
+            for batch, done in batches:
                 summary.failed.extend(batch.failed)
                 summary.merge(done)
                 references.merge(batch.references)
@@ -145,23 +149,38 @@ class Transfer:
         return summary
 
     def import_batches(
-        self, batches: Iterable[ParsedBatch], progress: ImportProgress | None = None
+        self,
+        batches: Iterable[ParsedBatch],
+        progress: ImportProgress | None = None,
+        *,
+        landed: ImportSummary | None = None,
     ) -> Iterator[tuple[ParsedBatch, ImportSummary]]:
         """Import batch after batch, writing one batch while the next is prepared; yields (batch, summary).
 
         The COPY and commit of batch n run in a writer thread (psycopg2 releases the GIL while the server
         works) while this thread checks, embeds and builds batch n + 1. A duplicate across two batches in
-        flight is caught by the unique constraint and skipped (BulkRepository.copy_add).
+        flight is caught by the unique constraint and skipped (BulkRepository.copy_add). Stopped midway (a
+        Ctrl-C, an error), the batch being written is waited for, and what it stored merged into `landed`.
         """
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="memagent-copy") as writer:
             in_flight: tuple[ParsedBatch, Future[ImportSummary]] | None = None
-            for batch in batches:
-                prepared = self._prepare(batch, progress)
+            try:
+                for batch in batches:
+                    prepared = self._prepare(batch, progress)
+                    if in_flight is not None:
+                        written = in_flight[0], in_flight[1].result()
+                        in_flight = None
+                        yield written
+                    in_flight = batch, writer.submit(self._write, *prepared)
                 if in_flight is not None:
-                    yield in_flight[0], in_flight[1].result()
-                in_flight = batch, writer.submit(self._write, *prepared)
-            if in_flight is not None:
-                yield in_flight[0], in_flight[1].result()
+                    written = in_flight[0], in_flight[1].result()
+                    in_flight = None
+                    yield written
+            except BaseException:
+                if in_flight is not None and landed is not None:
+                    with suppress(Exception):  # (a batch that failed stored nothing)
+                        landed.merge(in_flight[1].result())
+                raise
 
     def _prepare(
         self, batch: ParsedBatch, progress: ImportProgress | None
