@@ -219,5 +219,6 @@ def catch_up(service: MemoryService, target: str, notify: Notify | None = None) 
     say = notify or (lambda _: None)
     if IndexMaintenance(service).repair():
         say("Rebuilt the vector index, which an interrupted import had left out.")
-    for line in RecoveryFile(service.settings.home_path()).replay(service, target).messages():
+    recovery = RecoveryFile(service.settings.home_path())
+    for line in recovery.replay(service, target).news(recovery.path):
         say(line)

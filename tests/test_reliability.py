@@ -238,7 +238,7 @@ def test_an_unreachable_database_keeps_the_memory_for_the_next_run(
 
 
 def test_a_long_lived_memory_stores_what_it_kept_once_the_database_is_back(
-    tmp_path: Path, home: Path, fake: FakeOpenAI
+    tmp_path: Path, home: Path, fake: FakeOpenAI, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The Python API keeps a memory while the database is down, and its next successful call stores it;
     a kept memory the database refuses stays in the file, said once, and never blocks the call."""
@@ -269,6 +269,11 @@ def test_a_long_lived_memory_stores_what_it_kept_once_the_database_is_back(
             assert [m.content for m in memory.recent(limit=3)][-1] == "written while the database is up"
             waiting = RecoveryFile(home).waiting()
             assert [item.content for item in waiting] == ["refused"]
+            memory.remember("and again")
+            memory.remember("and once more")
+            notices = [r.getMessage() for r in caplog.records if r.name == "memagent"]
+            assert sum("Stored 1 memory kept in the recovery file" in n for n in notices) == 1
+            assert sum("in the recovery file could not be stored yet" in n for n in notices) == 1, notices
     finally:
         server.release()
         server.destroy()

@@ -151,6 +151,10 @@ class RecoveryFile:
         os.replace(scratch, self.path)
 
 
+# What still waits in a recovery file, as said by this process: (file, line).
+_TOLD: set[tuple[Path, str]] = set()
+
+
 @dataclass(frozen=True)
 class Replay:
     """What a replay of the recovery file did."""
@@ -162,12 +166,23 @@ class Replay:
 
     def messages(self) -> list[str]:
         """Lines for the user (none when there was nothing to replay)."""
+        stored = [
+            f"Stored {memories(self.stored)} kept in the recovery file while the database was unreachable."
+        ]
+        return (stored if self.stored else []) + self._standing()
+
+    def news(self, path: Path) -> list[str]:
+        """messages(), but what still waits in the file `path` only the first time this process says it: a
+        long-lived process (a chat, the MCP server, an agent's Memory) replays on every remember."""
+        lines = self.messages()
+        for line in self._standing():
+            if (path, line) in _TOLD:
+                lines.remove(line)
+            _TOLD.add((path, line))
+        return lines
+
+    def _standing(self) -> list[str]:
         lines = []
-        if self.stored:
-            lines.append(
-                f"Stored {memories(self.stored)} kept in the recovery file while the database was "
-                "unreachable."
-            )
         if self.waiting:
             lines.append(
                 f"{memories(self.waiting)} in the recovery file could not be stored yet "
@@ -217,7 +232,7 @@ def remember_or_keep(
         )
     except DatabaseUnavailableError as exc:
         raise KeptError(exc.message, kept=recovery.keep(item)) from None
-    for line in recovery.replay(opened, target, wait=0).messages():  # the database is back: store what waits
+    for line in recovery.replay(opened, target, wait=0).news(recovery.path):  # back: store what waits
         if notify is not None:
             notify(line)
     return result
