@@ -140,7 +140,7 @@ def test_an_exchange_said_before_a_fact_never_ends_it(
 ) -> None:
     """Learnt out of order (the later exchange first: an import, a dated remember, an exchange that waited
     behind a failure), an older statement does not end a newer fact: it is kept as replaced by it, held from
-    when it was said until the newer fact holds — the state learning in date order leaves."""
+    when it was said until the newer fact holds."""
     said(service, "User: we moved to Paris last week", when=T2)
     script.facts["Paris"] = [{"text": "Priya lives in Paris", "importance": 0.7}]
     paris = learner.extract(namespace=NS).added[0]
@@ -168,9 +168,12 @@ def test_an_exchange_said_before_a_fact_never_ends_it(
     script.facts["moved out"] = [{"text": "Priya left Paris", "importance": 0.5}]
     script.decide = lambda new, shown: [decision(1, "invalidate", paris, "she left Paris")]
     report = learner.extract(namespace=NS)
-    assert report.updated == 1 and report.invalidated == 0
+    assert report.invalidated == 1 and report.updated == 0
+    # Dated before Berlin too, which Paris replaced: it held until Berlin was said.
+    assert ("invalidate", report.added[0], berlin) in [e[:3] for e in events(connection)]
     assert row(connection, paris)["expired_at"] is None
-    assert row(connection, report.added[0])["superseded_by"] == paris
+    assert row(connection, report.added[0])["superseded_by"] == berlin
+    assert row(connection, report.added[0])["invalid_at"] == T1
     assert fact_ids(service) == [paris]
 
     # A fact already held, said again by an older exchange as replacing a later one: neither is ended.
@@ -184,6 +187,29 @@ def test_an_exchange_said_before_a_fact_never_ends_it(
     assert report.refused == 1 and report.unchanged == 1 and report.added == [] and report.updated == 0
     assert row(connection, paris)["expired_at"] is None and row(connection, tea)["expired_at"] is None
     assert set(fact_ids(service)) == {paris, tea}
+
+
+def test_a_late_fact_said_before_a_whole_chain_ends_at_the_chains_first_fact(
+    service: MemoryService, learner: Learner, script: Script, connection: Connection
+) -> None:
+    """Lyon (T1), then Paris (T2) replacing it; an exchange dated before both, learnt last, says Berlin and
+    replaces Paris: Berlin held until Lyon was said, and the chain is left as it was."""
+    said(service, "User: I live in Lyon", when=T1)
+    script.facts["Lyon"] = [{"text": "Priya lives in Lyon", "importance": 0.7}]
+    lyon = learner.extract(namespace=NS).added[0]
+    said(service, "User: we moved to Paris", when=T2)
+    script.facts["Paris"] = [{"text": "Priya lives in Paris", "importance": 0.7}]
+    script.decide = lambda new, shown: [decision(1, "update", lyon, "moved")]
+    paris = learner.extract(namespace=NS).added[0]
+    said(service, "User: I live in Berlin", when=T1 - timedelta(days=30))
+    script.facts["Berlin"] = [{"text": "Priya lives in Berlin", "importance": 0.7}]
+    script.decide = lambda new, shown: [decision(1, "update", paris, "moved")]
+    report = learner.extract(namespace=NS)
+    berlin = report.added[0]
+    assert report.updated == 1 and report.refused == 0
+    assert (row(connection, berlin)["superseded_by"], row(connection, berlin)["invalid_at"]) == (lyon, T1)
+    assert (row(connection, lyon)["superseded_by"], row(connection, lyon)["invalid_at"]) == (paris, T2)
+    assert row(connection, paris)["expired_at"] is None and fact_ids(service) == [paris]
 
 
 def test_invalidate_and_noop(

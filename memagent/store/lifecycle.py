@@ -36,6 +36,19 @@ forward(id) AS (
 SELECT id FROM back UNION SELECT id FROM forward"""
 
 
+# A fact and its predecessors (those whose superseded_by leads to it): the earliest that holds from after
+# :when (the fact itself last in the order, so that it comes back when no other does).
+_FIRST_AFTER = """
+WITH RECURSIVE back(id) AS (
+    SELECT CAST(:id AS bigint)
+    UNION
+    SELECT m.id FROM memories m JOIN back b ON m.superseded_by = b.id
+)
+SELECT m.id, m.created_at FROM memories m JOIN back b ON b.id = m.id
+WHERE m.created_at > :when OR m.id = :id
+ORDER BY m.id = :id, m.created_at, m.id LIMIT 1"""
+
+
 # An exchange waiting for extraction.
 _WAITING = (MemoryRow.kind == "exchange", MemoryRow.extracted_at.is_(None), not_an_item())
 
@@ -169,6 +182,12 @@ class LifecycleRepository:
             .limit(1)
         ).first()
         return None if row is None else (row.created_at, int(row.id))
+
+    def first_after(self, fact_id: int, when: datetime) -> tuple[int, datetime]:
+        """Of a fact and those it replaced, directly or not, the earliest holding from after `when`: (id, when
+        it holds from). The fact itself when none of them does."""
+        row = self.session.execute(text(_FIRST_AFTER), {"id": fact_id, "when": when}).one()
+        return int(row.id), row.created_at
 
     # -- history -------------------------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
 from memagent.agent.learning_prompts import (
@@ -228,12 +228,17 @@ class Learner:
                         continue
                     if exchange.created_at < holds_from[target]:
                         # Said before the fact it would end (an exchange learnt late: imported, dated, or
-                        # waiting behind a failure): the later fact stays; this one held until it.
-                        if fresh:
-                            self._older(life, exchange, plan, new_id, target, holds_from[target])
-                            report.updated += 1
-                        else:  # already held: which of the two came first is not this exchange's to say
+                        # waiting behind a failure): the later fact stays; this one held until the first of
+                        # the later fact's chain said after it. A fact already held, or one another new fact
+                        # is replacing now, is not this exchange's to end: refused.
+                        if not fresh or new_id in ended.values():
                             report.refused += 1
+                            continue
+                        ended[new_id] = self._older(life, exchange, plan, new_id, target)
+                        if decision.action == "update":
+                            report.updated += 1
+                        else:
+                            report.invalidated += 1
                         continue
                     life.end(target, replaced_by=new_id, invalid_at=exchange.created_at)
                     life.record(space, target, decision.action, related_id=new_id, reason=reason)
@@ -259,18 +264,16 @@ class Learner:
 
     @staticmethod
     def _older(
-        life: LifecycleRepository,
-        exchange: MemoryRecord,
-        plan: _Plan,
-        new_id: int,
-        target: int,
-        since: datetime,
-    ) -> None:
-        """A new fact said before the one it would replace: replaced by it (held from when it was said until
-        the later fact holds), the later fact untouched."""
+        life: LifecycleRepository, exchange: MemoryRecord, plan: _Plan, new_id: int, target: int
+    ) -> int:
+        """A new fact said before the current one it would replace: ended at once, replaced by the first fact
+        of the current one's chain said after it (held from when it was said until that one holds); the
+        current fact untouched. Returns what replaced it."""
+        successor, since = life.first_after(target, exchange.created_at)
         when = since.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-        reason = f"said before fact {target}, which holds from {when}: that one stays current"
+        reason = f"said before fact {successor}, which holds from {when}: fact {target} stays current"
         if plan.decision.reason:
             reason += f" (the model: {plan.decision.reason})"
-        life.end(new_id, replaced_by=target, invalid_at=since)
-        life.record(exchange.namespace, new_id, "update", related_id=target, reason=reason)
+        life.end(new_id, replaced_by=successor, invalid_at=since)
+        life.record(exchange.namespace, new_id, plan.decision.action, related_id=successor, reason=reason)
+        return successor
