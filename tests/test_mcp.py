@@ -352,7 +352,7 @@ def test_refusals_are_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     assert remote.stderr.count("\n") == 1 and remote.stdout == ""
     stray = runner.invoke(app, ["mcp", "--port", "9000"])
     assert stray.exit_code == 2 and "apply to --http only" in stray.stderr
-    for weak in ("x", "short-token-15c", "sixteen chars ok", "sixteen-chars-é-x"):
+    for weak in ("x", "   ", "short-token-15c", "sixteen chars ok", "sixteen-chars-é-x"):
         refused = runner.invoke(app, ["mcp", "--http"], env={"MEMAGENT_MCP_TOKEN": weak})
         assert refused.exit_code == 2 and refused.stderr.count("\n") == 1, refused.stderr
         assert "at least 16 printable ASCII characters" in refused.stderr and (

@@ -57,11 +57,12 @@ def mcp_command(
     from memagent.mcp.auth import check_host, check_token, new_token
 
     where = (host or DEFAULT_HOST).strip().removeprefix("[").removesuffix("]")  # [::1] names ::1
-    token = (token or "").strip()  # a client's token is read without surrounding spaces, so is this one
+    given = token or ""  # empty: unset, a new one is made
+    token = given.strip()  # a client's token is read without surrounding spaces, so is this one
     if http:
         check_host(where, allow_remote=allow_remote)
-        if token:
-            check_token(token)
+        if given:
+            check_token(token)  # (spaces alone are refused, not taken for unset)
     settings = load_settings()
     from memagent.mcp.tools import MemoryTools
 

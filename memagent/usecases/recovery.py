@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -153,6 +154,7 @@ class RecoveryFile:
 
 # What still waits in a recovery file, as said by this process: (file, line).
 _TOLD: set[tuple[Path, str]] = set()
+_TOLD_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -175,10 +177,11 @@ class Replay:
         """messages(), but what still waits in the file `path` only the first time this process says it: a
         long-lived process (a chat, the MCP server, an agent's Memory) replays on every remember."""
         lines = self.messages()
-        for line in self._standing():
-            if (path, line) in _TOLD:
-                lines.remove(line)
-            _TOLD.add((path, line))
+        with _TOLD_LOCK:
+            for line in self._standing():
+                if (path, line) in _TOLD:
+                    lines.remove(line)
+                _TOLD.add((path, line))
         return lines
 
     def _standing(self) -> list[str]:

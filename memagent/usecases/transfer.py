@@ -139,9 +139,7 @@ class Transfer:
             if without_index:
                 say("Large import: loading without the vector index, then building it once.")
             batches = self.import_batches(parse_file(path, batch_size, options), progress, landed=summary)
-            for batch, done in batches:
-                summary.failed.extend(batch.failed)
-                summary.merge(done)
+            for batch, _ in batches:  # (each batch's counts are merged into summary as it lands)
                 references.merge(batch.references)
                 if progress is not None:
                     progress.loaded(batch.lines, batch.bytes_read)
@@ -168,19 +166,28 @@ class Transfer:
                 for batch in batches:
                     prepared = self._prepare(batch, progress)
                     if in_flight is not None:
-                        written = in_flight[0], in_flight[1].result()
-                        in_flight = None
+                        written, in_flight = self._landed(in_flight, landed), None
                         yield written
                     in_flight = batch, writer.submit(self._write, *prepared)
                 if in_flight is not None:
-                    written = in_flight[0], in_flight[1].result()
-                    in_flight = None
+                    written, in_flight = self._landed(in_flight, landed), None
                     yield written
             except BaseException:
                 if in_flight is not None and landed is not None:
                     with suppress(Exception):  # (a batch that failed stored nothing)
-                        landed.merge(in_flight[1].result())
+                        self._landed(in_flight, landed)
                 raise
+
+    @staticmethod
+    def _landed(
+        in_flight: tuple[ParsedBatch, Future[ImportSummary]], landed: ImportSummary | None
+    ) -> tuple[ParsedBatch, ImportSummary]:
+        """A batch written: what it did, merged into `landed` at once (its failed lines included)."""
+        batch, done = in_flight[0], in_flight[1].result()
+        if landed is not None:
+            landed.failed.extend(batch.failed)
+            landed.merge(done)
+        return batch, done
 
     def _prepare(
         self, batch: ParsedBatch, progress: ImportProgress | None
