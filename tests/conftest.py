@@ -4,6 +4,7 @@ transaction rolled back after each test, and a loopback server speaking the Open
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -65,6 +66,16 @@ def process_env(**settings: str) -> dict[str, str]:
     server that stops with its last client, and `settings`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MEMAGENT_", "OPENAI_"))}
     return env | {"MEMAGENT_LINGER": "0"} | settings
+
+
+def memagent_command(*args: str, ctrl_c: str = "interrupts") -> list[str]:
+    """`python -m memagent *args` with Ctrl-C (SIGINT) as a terminal's foreground command finds it, whatever
+    the test run's own shell did with it (a background job of a shell without job control starts with SIGINT
+    ignored, and Python keeps that); `ctrl_c="ignored"`: as such a background job."""
+    handler = {"interrupts": "default_int_handler", "ignored": "SIG_IGN"}[ctrl_c]
+    start = f"import signal\nsignal.signal(signal.SIGINT, signal.{handler})\n"
+    start += "from memagent.cli import main\nmain()"
+    return [sys.executable, "-c", start, *args]
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ import pytest
 
 from memagent.cli.client import socket_path
 from memagent.store.embedded import EmbeddedPostgres
-from tests.conftest import process_env, provider_env, removed_after
+from tests.conftest import memagent_command, process_env, provider_env, removed_after
 from tests.fake_openai import Failure, FakeOpenAI
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -119,11 +119,11 @@ def test_ctrl_c_reaches_the_command_and_a_vanished_client_ends_it(home: Path, fa
         if "memagent.cli.server" in (p.info["cmdline"] or []) and str(home) in (p.info["cmdline"] or [])
     )
 
-    def slow_chat() -> subprocess.Popen[str]:
+    def slow_chat(ctrl_c: str = "interrupts") -> subprocess.Popen[str]:
         fake.failures = [Failure(500, delay=30, path="/chat/completions")]
         before = len(fake.reply_requests())
         client = subprocess.Popen(
-            [sys.executable, "-m", "memagent", "chat", "-m", "are you there?"],
+            memagent_command("chat", "-m", "are you there?", ctrl_c=ctrl_c),
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -140,9 +140,12 @@ def test_ctrl_c_reaches_the_command_and_a_vanished_client_ends_it(home: Path, fa
     _, stderr = client.communicate(timeout=20)
     assert client.returncode == 130 and "interrupted" in stderr
 
-    client = slow_chat()
+    client = slow_chat(ctrl_c="ignored")  # as `memagent chat … &` in a script: Ctrl-C ignored, as it is here
     children = server.children()
     assert children, "the command runs in a child of the server"
+    client.send_signal(signal.SIGINT)
+    time.sleep(1)
+    assert client.poll() is None and server.children() == children, "the command went on"
     client.kill()  # kill -9: the child must not run on without it
     client.wait()
     deadline = time.monotonic() + 10

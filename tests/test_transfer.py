@@ -7,6 +7,7 @@ import codecs
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -29,6 +30,7 @@ from memagent.store import pgcopy
 from memagent.store.bulk import BulkRepository
 from memagent.store.memories import NewMemory
 from memagent.usecases.lines import count_lines, line_batches
+from tests.conftest import memagent_command
 from tests.fake_openai import FakeOpenAI, fake_embedding
 
 runner = CliRunner()
@@ -320,6 +322,31 @@ def test_an_import_killed_halfway_resumes_without_duplicates(
             text("SELECT count(DISTINCT content) FROM memories WHERE namespace = :ns"), {"ns": ns}
         ).scalar_one()
     assert distinct == 3000
+
+
+def test_an_interrupted_import_says_what_it_stored_and_how_to_finish(
+    cli_env: dict[str, str], ns: str, engine: Engine, fake: FakeOpenAI, big_dump: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items()} | cli_env | {"MEMAGENT_EMBEDDING_BATCH_SIZE": "100"}
+    # Ten seconds of batches left after the first: the Ctrl-C lands midway even on a busy machine.
+    fake.latency = 0.4
+    proc = subprocess.Popen(
+        memagent_command("import", str(big_dump), "--batch-size", "500"),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while count(engine, ns) < 500 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)  # Ctrl-C
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    said = re.search(r"Interrupted: (\d+) added and 0 skipped already stored in the batches", stderr)
+    assert said is not None, stderr
+    assert 500 <= int(said.group(1)) <= count(engine, ns) < 3000  # (a batch in flight may land after)
+    assert "the same import again finishes it" in stderr and stderr.rstrip().endswith("interrupted.")
 
 
 # -- what learning knows travels too ---------------------------------------------------------------------

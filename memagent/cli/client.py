@@ -167,13 +167,15 @@ def run_via_server(argv: list[str]) -> int | None:
 
 
 def _wait(sock: socket.socket) -> int:
-    """Wait for the command's exit code, passing Ctrl-C on to it."""
+    """Wait for the command's exit code, passing Ctrl-C on to it (unless this process ignores Ctrl-C, as a
+    shell's background job does: then the command ignores it too, as it would if it ran here)."""
 
     def interrupt(signum: int, frame: object) -> None:
         with contextlib.suppress(OSError):
             sock.sendall(b"\x03")
 
-    previous = signal.signal(signal.SIGINT, interrupt)
+    ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN if ignored else interrupt)
     try:
         data = b""
         while len(data) < 5:
