@@ -164,6 +164,11 @@ def test_bulk_load_drops_the_index_and_builds_it_once(db: Database, memory: Memo
         assert len(memory.recall("tide pools", k=50, mode="vector")) == 50
     assert messages == ["Building the vector index…"]
     assert index_definition(db) is not None
+    messages.clear()
+    with pytest.raises(KeyboardInterrupt), maintenance.bulk_load(lambda _: 200, messages.append, min_rows=10):
+        raise KeyboardInterrupt  # a Ctrl-C midway: the index is built before it goes on, and the user told
+    assert messages == ["Stopping: first building the vector index the load set aside (recall needs it)…"]
+    assert index_definition(db) is not None
     with db.engine.connect() as conn:
         indexed = conn.execute(
             text("SELECT reltuples FROM pg_class WHERE relname = :name"), {"name": hnsw.INDEX_NAME}

@@ -173,11 +173,17 @@ class IndexMaintenance:
                 return
             with self.memory.unit(admin=True) as store:
                 store.index.drop()
+            stopped = True
             try:
                 yield True
+                stopped = False
             finally:
-                if notify is not None:
-                    notify("Building the vector index…")
+                if notify is not None:  # (stopped: a Ctrl-C waits for the build, and is told why)
+                    notify(
+                        "Stopping: first building the vector index the load set aside (recall needs it)…"
+                        if stopped
+                        else "Building the vector index…"
+                    )
                 with self.memory.unit(admin=True) as store:
                     store.index.create_all(store.space.index_kind(), self.memory.embedder.dim)
                 with self.memory.unit(admin=True) as store:  # (its own: a failure cannot undo the build)
