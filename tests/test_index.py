@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -164,17 +165,38 @@ def test_bulk_load_drops_the_index_and_builds_it_once(db: Database, memory: Memo
         assert len(memory.recall("tide pools", k=50, mode="vector")) == 50
     assert messages == ["Building the vector index…"]
     assert index_definition(db) is not None
-    messages.clear()
-    with pytest.raises(KeyboardInterrupt), maintenance.bulk_load(lambda _: 200, messages.append, min_rows=10):
-        raise KeyboardInterrupt  # a Ctrl-C midway: the index is built before it goes on, and the user told
-    assert messages == ["Stopping: first building the vector index the load set aside (recall needs it)…"]
-    assert index_definition(db) is not None
     with db.engine.connect() as conn:
         indexed = conn.execute(
             text("SELECT reltuples FROM pg_class WHERE relname = :name"), {"name": hnsw.INDEX_NAME}
         ).scalar_one()
     assert indexed == 100  # the graph was built once over every row, old and bulk-loaded
     assert last_analyze(db) > analysed_before  # and analysed: recall plans with the loaded rows' statistics
+    messages.clear()
+    with pytest.raises(KeyboardInterrupt), maintenance.bulk_load(lambda _: 200, messages.append, min_rows=10):
+        raise KeyboardInterrupt  # a Ctrl-C midway: the index is built before it goes on, and the user told
+    assert messages == ["Stopping: first building the vector index the load set aside (recall needs it)…"]
+    assert index_definition(db) is not None
+
+
+def test_a_second_ctrl_c_during_the_build_waits_for_it_to_be_committed(
+    db: Database, memory: MemoryService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """psycopg2 raises a Ctrl-C that came during a statement when the statement returns: inside the build's
+    transaction, it rolled the build back (the next memagent command then built it all again)."""
+    build = hnsw.IndexRepository.create_all
+
+    def build_then_ctrl_c(self: hnsw.IndexRepository, kind: hnsw.IndexKind, dim: int) -> None:
+        build(self, kind, dim)
+        os.kill(os.getpid(), signal.SIGINT)  # (its handler runs now, as after psycopg2's statement returns)
+
+    monkeypatch.setattr(hnsw.IndexRepository, "create_all", build_then_ctrl_c)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as at a terminal
+    try:
+        with pytest.raises(KeyboardInterrupt), IndexMaintenance(memory).bulk_load(lambda _: 200, min_rows=10):
+            raise KeyboardInterrupt  # the first Ctrl-C, during the load
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert index_definition(db) is not None  # built, committed, then the second Ctrl-C answered
 
 
 def test_a_small_table_is_indexed_serially_a_large_one_in_parallel(

@@ -168,7 +168,7 @@ def run_via_server(argv: list[str]) -> int | None:
 
 def _wait(sock: socket.socket) -> int:
     """Wait for the command's exit code, passing Ctrl-C on to it (unless this process ignores Ctrl-C, as a
-    shell's background job does: then the command ignores it too, as it would if it ran here)."""
+    shell's background job does: then nothing is passed on, as nothing would reach the command run here)."""
 
     def interrupt(signum: int, frame: object) -> None:
         with contextlib.suppress(OSError):
@@ -189,7 +189,7 @@ def _wait(sock: socket.socket) -> int:
             data += piece
         return int(struct.unpack("!i", data[1:5])[0])
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
 
 
 def _is_open(fd: int) -> bool:

@@ -11,10 +11,11 @@ one).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
 from memagent.errors import InputError
+from memagent.held_interrupts import held_interrupts
 from memagent.store.db_errors import translate_errors
 from memagent.store.hnsw import INDEX_LOCK_KEY, IndexKind, create_sql
 from memagent.store.namespace_graphs import build_concurrently
@@ -179,12 +180,14 @@ class IndexMaintenance:
                 stopped = False
             finally:
                 if notify is not None:  # (stopped: a Ctrl-C waits for the build, and is told why)
-                    notify(
-                        "Stopping: first building the vector index the load set aside (recall needs it)…"
-                        if stopped
-                        else "Building the vector index…"
-                    )
-                with self.memory.unit(admin=True) as store:
+                    with suppress(Exception):  # (a closed stderr must not cost the index)
+                        notify(
+                            "Stopping: first building the vector index the load set aside (recall needs it)…"
+                            if stopped
+                            else "Building the vector index…"
+                        )
+                # A Ctrl-C during the build is answered once it is committed (not by a rollback).
+                with held_interrupts(), self.memory.unit(admin=True) as store:
                     store.index.create_all(store.space.index_kind(), self.memory.embedder.dim)
                 with self.memory.unit(admin=True) as store:  # (its own: a failure cannot undo the build)
                     store.bulk.analyze()  # recall right after plans with the loaded rows' statistics
