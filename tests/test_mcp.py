@@ -140,6 +140,34 @@ def test_stdio_tools_remember_recall_recent_forget(stdio_env: dict[str, str], tm
     assert "Traceback" not in errlog.read_text()
 
 
+def test_a_call_in_flight_when_the_input_closes_still_finishes(
+    stdio_env: dict[str, str], fake: FakeOpenAI, engine: Engine
+) -> None:
+    """Closing a stdio server's input ends it (MCP's shutdown), but not a remember under way: it is stored."""
+    client = {"name": "a script", "version": "1"}
+    said = [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+         "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": client}},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+         "params": {"name": "remember", "arguments": {"text": PRIYA}}},
+    ]  # fmt: skip
+    fake.latency = 1.0  # the embedding still under way when the input closes
+    ended = subprocess.run(
+        [sys.executable, "-m", "memagent", "mcp"],
+        env=stdio_env,
+        input="".join(json.dumps(message) + "\n" for message in said),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert ended.returncode == 0, ended.stderr
+    namespace = stdio_env["MEMAGENT_NAMESPACE"]
+    with engine.connect() as conn:
+        stored = conn.execute(text("SELECT content FROM memories WHERE namespace = :ns"), {"ns": namespace})
+        assert list(stored.scalars()) == [PRIYA]
+
+
 def test_stdio_namespace_is_fixed(
     stdio_env: dict[str, str], db_url: str, fake: FakeOpenAI, engine: Engine, tmp_path: Path
 ) -> None:
