@@ -52,7 +52,7 @@ def test_head_schema_has_table_and_indexes(db_url: str) -> None:
             text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_memories_embedding_hnsw'")
         ).scalar_one()
         assert "USING hnsw (embedding vector_cosine_ops)" in indexdef
-        assert "m='16'" in indexdef and "ef_construction='64'" in indexdef
+        assert "m='16'" in indexdef and "ef_construction='128'" in indexdef  # revision 0036
         assert indexdef.endswith("WHERE indexed")  # revision 0028: memories not yet indexed, found apart
         unindexed = conn.execute(
             text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_memories_unindexed'")
@@ -117,6 +117,52 @@ def test_a_column_an_earlier_reembed_made_not_null_is_repaired(embedded: Embedde
                 )
             ).scalar_one()
         assert nullable is True
+
+
+def test_every_graph_grows_denser_from_revision_0036_and_back(embedded: EmbeddedPostgres) -> None:
+    """0036 alters every HNSW index on memories (the table's, a namespace's own) to ef_construction 128, in
+    place: nothing is rebuilt. Downgraded, they go back to 64."""
+    url = make_database(embedded, "memagent_denser")
+
+    def ef_construction(conn: Connection) -> dict[str, str]:
+        rows = conn.execute(
+            text(
+                "SELECT c.relname, opt FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid,"
+                " unnest(c.reloptions) opt"
+                " WHERE i.indrelid = 'memories'::regclass AND opt LIKE 'ef_construction=%'"
+            )
+        )
+        return {name: option.split("=")[1] for name, option in rows}
+
+    with Database(Settings(), url=url) as db:
+        schema.upgrade(db, "0035", embedding_dim=384)
+        with db.engine.begin() as conn:
+            # As a database made before 0036 has it (revisions before it build with hnsw.py's parameters).
+            conn.execute(text("ALTER INDEX ix_memories_embedding_hnsw SET (ef_construction = 64)"))
+            conn.execute(
+                text(
+                    "CREATE INDEX ix_memories_hnsw_ns_0123456789abcdef ON memories USING hnsw"
+                    " (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64) WHERE namespace = 'x'"
+                )
+            )
+            built = conn.execute(
+                text("SELECT oid FROM pg_class WHERE relname = 'ix_memories_hnsw_ns_0123456789abcdef'")
+            )
+            graph_oid = built.scalar_one()
+            assert set(ef_construction(conn).values()) == {"64"}
+        schema.upgrade(db, "head", embedding_dim=384)
+        with db.engine.connect() as conn:
+            assert ef_construction(conn) == {
+                "ix_memories_embedding_hnsw": "128",
+                "ix_memories_hnsw_ns_0123456789abcdef": "128",
+            }
+            same = conn.execute(
+                text("SELECT oid FROM pg_class WHERE relname = 'ix_memories_hnsw_ns_0123456789abcdef'")
+            )
+            assert same.scalar_one() == graph_oid  # altered, not rebuilt
+        schema.downgrade(db, "0035")
+        with db.engine.connect() as conn:
+            assert set(ef_construction(conn).values()) == {"64"}
 
 
 def test_the_head_constant_is_alembics_head() -> None:
