@@ -7,7 +7,7 @@ Create Date: 2026-12-04
 A graph built with 64 candidates per insertion missed up to 1.1% of the 10 nearest at 100,000 x 1536
 (recall@10 0.989-0.999 at ef_search 100 over five builds): nodes the search cannot reach, whatever its
 depth (ef_search 120 found none of them). Built with 128, every one of three graphs found all of them, at
-ef_search 40 too, for 50-70% more build time and no measurable cost to a store or a recall
+ef_search 40 too, for 40-70% more build time and no measurable cost to a store or a recall
 (docs/benchmarks.md, "Every target in one sitting").
 
 Every HNSW index on memories (the table's, a namespace's own graph) is altered, not rebuilt: what is

@@ -33,8 +33,8 @@ from memagent.store.namespace_graphs import index_name as graph_name
 IndexKind = Literal["vector", "halfvec"]
 INDEX_NAME = "ix_memories_embedding_hnsw"
 # The graph's parameters: m pgvector's default; ef_construction twice its default (revision 0036: at 64 a
-# graph missed up to 1.1% of the 10 nearest at 100k x 1536, whatever ef_search; at 128 none, the build 50-70%
-# longer).
+# graph missed up to 1.1% of the 10 nearest at 100k x 1536, at ef_search 120 as well; at 128 none, the build
+# 40-70% longer).
 M = 16
 EF_CONSTRUCTION = 128
 OPCLASS: dict[IndexKind, str] = {"vector": "vector_cosine_ops", "halfvec": "halfvec_cosine_ops"}
