@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -121,7 +122,8 @@ def test_a_column_an_earlier_reembed_made_not_null_is_repaired(embedded: Embedde
 
 def test_every_graph_grows_denser_from_revision_0036_and_back(embedded: EmbeddedPostgres) -> None:
     """0036 alters every HNSW index on memories (the table's, a namespace's own) to ef_construction 128, in
-    place: nothing is rebuilt. Downgraded, they go back to 64."""
+    place: nothing is rebuilt. One a long transaction is using is left as it is (recall would queue behind
+    the wait). Downgraded, they go back to 64."""
     url = make_database(embedded, "memagent_denser")
 
     def ef_construction(conn: Connection) -> dict[str, str]:
@@ -150,6 +152,14 @@ def test_every_graph_grows_denser_from_revision_0036_and_back(embedded: Embedded
             )
             graph_oid = built.scalar_one()
             assert set(ef_construction(conn).values()) == {"64"}
+        with db.engine.connect() as reader, reader.begin():
+            reader.execute(text("SELECT count(*) FROM memories"))  # a long transaction holds every index
+            started = time.monotonic()
+            schema.upgrade(db, "head", embedding_dim=384)
+            assert time.monotonic() - started < 5  # it gave up on them rather than stall every recall
+            with db.engine.connect() as conn:
+                assert set(ef_construction(conn).values()) == {"64"}  # (until their next build)
+        schema.downgrade(db, "0035")
         schema.upgrade(db, "head", embedding_dim=384)
         with db.engine.connect() as conn:
             assert ef_construction(conn) == {
