@@ -271,8 +271,16 @@ def test_index_command_shows_and_switches_the_kind(
         and "HNSW index: vector, in place" in shown.stderr
         and "60 memories" in shown.stderr
     )
+    assert "ef_construction" not in shown.stderr
+    with db.engine.begin() as conn:  # as revision 0036's upgrade leaves an index a long transaction held
+        conn.execute(text(f"ALTER INDEX {hnsw.INDEX_NAME} SET (ef_construction = 64)"))
+    sparse = runner.invoke(app, ["index"], env=env)
+    assert "1 of its graphs grow with ef_construction below 128 (made before revision 0036): --rebuild" in (
+        sparse.stderr
+    )
     switched = runner.invoke(app, ["index", "--kind", "halfvec"], env=env)
     assert switched.exit_code == 0 and "HNSW index: halfvec, in place" in switched.stderr
+    assert "ef_construction" not in switched.stderr  # built again: at 128
     bad = runner.invoke(app, ["index", "--kind", "ivfflat"], env=env)
     assert bad.exit_code == 2 and "--kind must be vector or halfvec" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1

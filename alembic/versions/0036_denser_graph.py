@@ -13,11 +13,11 @@ them, at ef_search 40 too, for 40-70% more build time and no measurable cost to 
 Every HNSW index on memories (the table's, a namespace's own graph) is altered, not rebuilt: what is
 inserted from now on and every later build (a bulk import, `memagent index --rebuild`, `reembed`) uses
 128; the graph already built keeps its reach until then (`memagent index --rebuild` rebuilds it), and the
-upgrade takes no time of its own at any size. It waits up to 5 s for an index build under way and 200 ms for
-each index (an index in use by a long transaction is left at its value until its next build), so that
-recall and stores never queue behind it for long. (Revisions before this one build with
-memagent.store.hnsw's parameters as they are now: a database made from now on has 128 from its first
-revision.)
+upgrade takes no time of its own at any size. It waits up to 500 ms for an index build under way and 200 ms
+for each index (an index in use by a long transaction is left at its value until its next build, and
+`memagent index` says so), so that recall and stores never queue behind it for long. (Revisions before
+this one build with memagent.store.hnsw's parameters as they are now: a database made from now on has 128
+from its first revision.)
 """
 
 from collections.abc import Sequence
@@ -30,10 +30,12 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 # pgvector alters ef_construction under an ACCESS EXCLUSIVE lock on the index: while that waits, recall and
-# stores queue behind it. So the table is locked first (SHARE UPDATE EXCLUSIVE: it waits for an index build
-# under way, which would drop or add indexes, and lets recall and stores through), and each index is given
-# 200 ms: one that a long transaction is using keeps its value until its next build (said in a notice).
-# (A subtransaction per statement: a lock it got is kept once it ends without error.)
+# stores queue behind it. So the table is locked first (SHARE UPDATE EXCLUSIVE: no index build can drop or
+# add indexes meanwhile, and recall and stores pass), for at most 500 ms, under deadlock_timeout: a graph
+# built concurrently waits for this transaction to end, and waiting longer for it made PostgreSQL cancel
+# that build as a deadlock. Each index is given 200 ms: one that a long transaction is using keeps its value
+# until its next build (`memagent index` says so). (A subtransaction per statement: a lock it got is kept
+# once it ends without error, until the migration commits: revisions after this one run with them held.)
 _EVERY_GRAPH = """
 DO $$
 DECLARE
@@ -43,7 +45,7 @@ BEGIN
   -- pgvector declares ef_construction's lock when its library loads: before that, a backend alters it
   -- under a weaker lock (PostgreSQL does not know the option yet). Loaded first: every index alike.
   PERFORM '[1]'::vector;
-  PERFORM set_config('lock_timeout', '5s', true);
+  PERFORM set_config('lock_timeout', '500ms', true);
   BEGIN
     LOCK TABLE memories IN SHARE UPDATE EXCLUSIVE MODE;
   EXCEPTION WHEN lock_not_available THEN

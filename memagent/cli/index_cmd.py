@@ -9,6 +9,7 @@ import typer
 from memagent.cli import render
 from memagent.cli.base import app, handled, load_settings, open_service
 from memagent.errors import InputError
+from memagent.store.hnsw import EF_CONSTRUCTION
 from memagent.validation import clean_name
 from memagent.wording import memories
 
@@ -75,6 +76,11 @@ def index(
     render.message(
         f"HNSW index: {after.kind}, {state}, {after.size_bytes / 2**20:.1f} MB over {memories(after.rows)}."
     )
+    if after.sparser:
+        render.message(
+            f"  {len(after.sparser)} of its graphs grow with ef_construction below {EF_CONSTRUCTION} (made "
+            "before revision 0036): --rebuild builds them again, denser (docs/benchmarks.md)."
+        )
     for graph in after.graphs:
         built = (
             f"{graph.size_bytes / 2**20:.1f} MB"

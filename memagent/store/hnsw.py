@@ -139,6 +139,21 @@ class IndexRepository:
         found = self.session.execute(text("SELECT to_regclass(:name) IS NOT NULL"), {"name": INDEX_NAME})
         return bool(found.scalar_one())
 
+    def sparser(self) -> list[str]:
+        """The HNSW indexes on memories that grow with a smaller ef_construction than EF_CONSTRUCTION: made
+        before revision 0036 and left as they were by its upgrade (in use at the time), until rebuilt."""
+        found = self.session.execute(
+            text(
+                "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+                " JOIN pg_am a ON a.oid = c.relam"
+                " WHERE i.indrelid = 'memories'::regclass AND a.amname = 'hnsw' AND coalesce(("
+                "   SELECT split_part(o, '=', 2)::int FROM unnest(c.reloptions) o"
+                "   WHERE o LIKE 'ef_construction=%'), 64) < :ef ORDER BY 1"
+            ),
+            {"ef": EF_CONSTRUCTION},
+        )
+        return list(found.scalars())
+
     def size_bytes(self) -> int:
         """The index's size on disk (0 when it is missing)."""
         size = self.session.execute(

@@ -48,6 +48,7 @@ class IndexStatus:
     rows: int
     size_bytes: int
     graphs: tuple[GraphStatus, ...] = ()
+    sparser: tuple[str, ...] = ()  # indexes growing with a smaller ef_construction (hnsw.IndexRepository)
 
 
 class IndexMaintenance:
@@ -66,7 +67,8 @@ class IndexMaintenance:
                 GraphStatus(g.namespace, store.memories.count(Scope(g.namespace)), g.present, g.size_bytes)
                 for g in store.index.graphs.listing()
             )
-        return IndexStatus(kind, present, rows, size, graphs)
+            sparser = tuple(store.index.sparser())
+        return IndexStatus(kind, present, rows, size, graphs, sparser)
 
     def add_graph(self, namespace: str, notify: Callable[[str], None] | None = None) -> bool:
         """Give a namespace an HNSW graph of its own and build it (or build it again if it is missing);
