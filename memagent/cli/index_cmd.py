@@ -9,7 +9,6 @@ import typer
 from memagent.cli import render
 from memagent.cli.base import app, handled, load_settings, open_service
 from memagent.errors import InputError
-from memagent.store.hnsw import EF_CONSTRUCTION
 from memagent.validation import clean_name
 from memagent.wording import memories
 
@@ -45,6 +44,7 @@ def index(
     Recall keeps using the current index while a new one builds; writes wait for --kind or --rebuild to
     finish, not for a namespace's graph (built concurrently).
     """
+    from memagent.store.hnsw import EF_CONSTRUCTION
     from memagent.usecases.maintenance import IndexMaintenance
 
     if kind is not None and kind not in ("vector", "halfvec"):
